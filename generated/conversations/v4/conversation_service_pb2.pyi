@@ -1,0 +1,81 @@
+import datetime
+
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateConversationRequest(_message.Message):
+    __slots__ = ("trkref", "first_name", "question", "locale", "sku")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    first_name: str
+    question: str
+    locale: str
+    sku: str
+    def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ...) -> None: ...
+
+class Conversation(_message.Message):
+    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    HELPFUL_FIELD_NUMBER: _ClassVar[int]
+    UNHELPFUL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDABLE_FIELD_NUMBER: _ClassVar[int]
+    RETAILER_LOCALE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    first_name: str
+    question: str
+    created_at: _timestamp_pb2.Timestamp
+    helpful: int
+    unhelpful: int
+    embeddable: bool
+    retailer_locale: str
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+
+class Answer(_message.Message):
+    __slots__ = ("id", "response", "created_at", "first_name", "town", "job_title", "reviewer_segment", "helpful", "unhelpful", "review_url", "review_locale", "reviewer_facebook_url", "response_type", "retailer_name", "retailer_image_url")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOWN_FIELD_NUMBER: _ClassVar[int]
+    JOB_TITLE_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    HELPFUL_FIELD_NUMBER: _ClassVar[int]
+    UNHELPFUL_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_URL_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_LOCALE_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FACEBOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RETAILER_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETAILER_IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    response: str
+    created_at: _timestamp_pb2.Timestamp
+    first_name: str
+    town: str
+    job_title: str
+    reviewer_segment: str
+    helpful: int
+    unhelpful: int
+    review_url: str
+    review_locale: str
+    reviewer_facebook_url: str
+    response_type: str
+    retailer_name: str
+    retailer_image_url: str
+    def __init__(self, id: _Optional[int] = ..., response: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_name: _Optional[str] = ..., town: _Optional[str] = ..., job_title: _Optional[str] = ..., reviewer_segment: _Optional[str] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., review_url: _Optional[str] = ..., review_locale: _Optional[str] = ..., reviewer_facebook_url: _Optional[str] = ..., response_type: _Optional[str] = ..., retailer_name: _Optional[str] = ..., retailer_image_url: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Conversations of the Platform API v4: a gRPC service on peewee storage."""

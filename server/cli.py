@@ -1,0 +1,141 @@
+"""The `conversation-service` command line: serve, migrate, organisations."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from server import organisations, storage
+from server.app import serve
+from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, Config
+from server.domain import Organisation
+from server.errors import DomainError
+
+ENV_PREFIX = "CONVERSATION_SERVICE_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=_env("DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="peewee database URL: sqlite:///PATH (embedded, the default: %(default)s) or "
+        "postgresql://USER@HOST:PORT/NAME; env CONVERSATION_SERVICE_DATABASE_URL",
+    )
+    parser = argparse.ArgumentParser(
+        prog="conversation-service",
+        description="Conversations of the Platform API v4: shoppers' questions about products.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_parser = commands.add_parser(
+        "serve",
+        parents=[database],
+        help="run the gRPC server",
+        description="Apply pending migrations and serve ConversationService, health and "
+        "reflection until SIGTERM or SIGINT. On a fresh embedded database the demo "
+        "organisation D10 (en-GB) is created.",
+    )
+    serve_parser.add_argument(
+        "--grpc-address",
+        default=_env("GRPC_ADDRESS", DEFAULT_GRPC_ADDRESS),
+        help="HOST:PORT to listen on for gRPC (default %(default)s); "
+        "env CONVERSATION_SERVICE_GRPC_ADDRESS",
+    )
+    serve_parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", str(Config.workers))),
+        help="threads serving calls (default %(default)s); env CONVERSATION_SERVICE_WORKERS",
+    )
+    serve_parser.add_argument(
+        "--grace-period",
+        type=float,
+        default=float(_env("GRACE_PERIOD", str(Config.grace_period))),
+        help="seconds in-flight calls get to finish on shutdown (default %(default)s)",
+    )
+    serve_parser.add_argument(
+        "--sqlite-synchronous",
+        choices=["FULL", "NORMAL"],
+        default=_env("SQLITE_SYNCHRONOUS", Config.sqlite_synchronous),
+        help="SQLite durability: FULL survives power loss, NORMAL only a crash of the "
+        "process (default %(default)s); env CONVERSATION_SERVICE_SQLITE_SYNCHRONOUS",
+    )
+
+    commands.add_parser(
+        "migrate",
+        parents=[database],
+        help="apply pending database migrations",
+        description="Apply the pending schema migrations to the database.",
+    )
+
+    orgs = commands.add_parser(
+        "organisations",
+        help="add or list organisations",
+        description="Manage the organisations (retailers) conversations are created for.",
+    )
+    org_commands = orgs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = org_commands.add_parser(
+        "add",
+        parents=[database],
+        help="add an organisation",
+        description="Add an organisation, e.g. `organisations add D10 --name Demo --locale en-GB`.",
+    )
+    add.add_argument("trkref", help="retailer identifier, such as D10")
+    add.add_argument("--name", required=True, help="the retailer's name")
+    add.add_argument("--locale", required=True, help="the retailer's locale, such as en-GB")
+    org_commands.add_parser(
+        "list",
+        parents=[database],
+        help="list organisations",
+        description="List the organisations, one per line: trkref, locale, name.",
+    )
+    return parser
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    if args.command == "serve":
+        return serve(
+            Config(
+                database_url=args.database_url,
+                grpc_address=args.grpc_address,
+                workers=args.workers,
+                grace_period=args.grace_period,
+                sqlite_synchronous=args.sqlite_synchronous,
+            )
+        )
+    storage.open_database(args.database_url)
+    applied = storage.migrate()
+    if args.command == "migrate":
+        print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+        return 0
+    try:
+        if args.command == "organisations" and args.action == "add":
+            added = organisations.add_organisation(
+                Organisation(trkref=args.trkref, name=args.name, locale=args.locale)
+            )
+            print(f"added organisation {added.trkref} ({added.locale}): {added.name}")
+        elif args.command == "organisations":
+            for org in organisations.list_organisations():
+                print(f"{org.trkref}\t{org.locale}\t{org.name}")
+    except DomainError as error:
+        print(f"conversation-service: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

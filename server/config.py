@@ -1,0 +1,28 @@
+"""The service's configuration: one typed object, built once at start-up and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    # Threads serving calls: each call holds one while it waits on the database.
+    workers: int = 32
+    # Largest request or response message in bytes; larger requests are
+    # refused with RESOURCE_EXHAUSTED before they are parsed.
+    max_message_bytes: int = 64 * 1024
+    # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    grace_period: float = 10.0
+    # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
+    # process crash.
+    sqlite_synchronous: str = "FULL"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,47 @@
+"""Use cases of conversations: plain functions over plain values, raising domain errors."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+from server import storage
+from server.domain import Conversation, NewConversation
+from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
+from server.validation import check_locale, check_text, check_trkref
+
+FIRST_NAME_MAX = 100
+QUESTION_MAX = 5000
+SKU_MAX = 100
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def validate_new_conversation(new: NewConversation) -> list[FieldViolation]:
+    """Every problem with a new conversation at once; empty when it is valid."""
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", new.trkref)
+    check_text(violations, "first_name", new.first_name, max_length=FIRST_NAME_MAX)
+    check_text(violations, "question", new.question, max_length=QUESTION_MAX, multiline=True)
+    check_text(violations, "sku", new.sku, max_length=SKU_MAX)
+    if new.locale:
+        check_locale(violations, "locale", new.locale)
+    return violations
+
+
+def create_conversation(new: NewConversation, clock: Clock = utc_now) -> Conversation:
+    """Store a shopper's question about a product of an organisation; returns it as stored."""
+    violations = validate_new_conversation(new)
+    if violations:
+        raise InvalidConversation(violations)
+    # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
+    created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
+    with storage.session():
+        organisation = storage.find_organisation(new.trkref)
+        if organisation is None:
+            raise OrganisationNotFound(new.trkref)
+        return storage.insert_conversation(new, organisation, created_at)

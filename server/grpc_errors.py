@@ -1,0 +1,78 @@
+"""The one table from domain error to gRPC status (and so, through Envoy, to HTTP status)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.errors import (
+    DomainError,
+    InvalidArgument,
+    OrganisationExists,
+    OrganisationNotFound,
+    StorageUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,  # HTTP 400
+    OrganisationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
+    OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
+    StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
+}
+
+
+def status_code(error: DomainError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(error: DomainError) -> grpc.Status:
+    """The rich status of an error: code, message and, for bad input, the field violations."""
+    code = status_code(error)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(error))
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        status.details.add().Pack(bad_request)
+    return rpc_status.to_status(status)
+
+
+Servicer = TypeVar("Servicer")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Method = Callable[[Servicer, Request, grpc.ServicerContext], Response]
+
+
+def maps_domain_errors(
+    method: Method[Servicer, Request, Response],
+) -> Method[Servicer, Request, Response]:
+    """Turn the domain errors an RPC raises into their gRPC status; hide anything else."""
+
+    @functools.wraps(method)
+    def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
+        try:
+            return method(self, request, context)
+        except DomainError as error:
+            context.abort_with_status(to_status(error))
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("abort() returned")  # pragma: no cover
+
+    return wrapper

@@ -1,0 +1,70 @@
+"""The gRPC servicer: protobuf messages in and out, one use case per RPC."""
+
+from __future__ import annotations
+
+import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server import conversations, domain
+from server.grpc_errors import maps_domain_errors
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ConversationService"].full_name
+
+
+class ConversationService(pb_grpc.ConversationServiceServicer):
+    @maps_domain_errors
+    def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: grpc.ServicerContext
+    ) -> pb.Conversation:
+        new = domain.NewConversation(
+            trkref=request.trkref,
+            first_name=request.first_name,
+            question=request.question,
+            sku=request.sku,
+            locale=request.locale if request.HasField("locale") else None,
+        )
+        return conversation_message(conversations.create_conversation(new))
+
+
+def _timestamp(value: datetime.datetime) -> Timestamp:
+    timestamp = Timestamp()
+    timestamp.FromDatetime(value)
+    return timestamp
+
+
+def answer_message(answer: domain.Answer) -> pb.Answer:
+    return pb.Answer(
+        id=answer.id,
+        response=answer.response,
+        created_at=_timestamp(answer.created_at),
+        first_name=answer.first_name,
+        town=answer.town,
+        job_title=answer.job_title,
+        reviewer_segment=answer.reviewer_segment,
+        helpful=answer.helpful,
+        unhelpful=answer.unhelpful,
+        review_url=answer.review_url,
+        review_locale=answer.review_locale,
+        reviewer_facebook_url=answer.reviewer_facebook_url,
+        response_type=answer.response_type,
+        retailer_name=answer.retailer_name,
+        retailer_image_url=answer.retailer_image_url,
+    )
+
+
+def conversation_message(conversation: domain.Conversation) -> pb.Conversation:
+    return pb.Conversation(
+        id=conversation.id,
+        first_name=conversation.first_name,
+        question=conversation.question,
+        created_at=_timestamp(conversation.created_at),
+        helpful=conversation.helpful,
+        unhelpful=conversation.unhelpful,
+        embeddable=conversation.embeddable,
+        retailer_locale=conversation.retailer_locale,
+        answers=[answer_message(a) for a in conversation.answers],
+    )

@@ -1,0 +1,84 @@
+"""Server interceptors: one structured access-log line per call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import grpc
+
+access_log = logging.getLogger("conversation_service.access")
+
+
+def _log_call(method: str, context: grpc.ServicerContext, started: float, failed: bool) -> None:
+    # code() is in grpcio's servicer context but not in its type stubs.
+    code = cast(Any, context).code()
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+    access_log.info(
+        json.dumps(
+            {
+                "event": "rpc",
+                "method": method,
+                "code": code.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+    )
+
+
+def _unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def logged(request: Any, context: grpc.ServicerContext) -> Any:
+        started, failed = time.perf_counter(), True
+        try:
+            response = behavior(request, context)
+            failed = False
+            return response
+        finally:
+            _log_call(method, context, started, failed)
+
+    return logged
+
+
+def _stream_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def logged(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started, failed = time.perf_counter(), True
+        try:
+            yield from behavior(request, context)
+            failed = False
+        finally:
+            _log_call(method, context, started, failed)
+
+    return logged
+
+
+class AccessLogInterceptor(grpc.ServerInterceptor):
+    """Logs method, status code and duration of every call as one JSON line."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        kinds = {
+            "unary_unary": (grpc.unary_unary_rpc_method_handler, _unary_response),
+            "stream_unary": (grpc.stream_unary_rpc_method_handler, _unary_response),
+            "unary_stream": (grpc.unary_stream_rpc_method_handler, _stream_response),
+            "stream_stream": (grpc.stream_stream_rpc_method_handler, _stream_response),
+        }
+        for attribute, (make_handler, wrap) in kinds.items():
+            behavior = getattr(handler, attribute)
+            if behavior is not None:
+                return make_handler(
+                    wrap(method, behavior),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler

@@ -1,0 +1,59 @@
+"""Checks of single text fields, shared by the use cases; each returns what is wrong or None."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from server.errors import FieldViolation
+
+# A BCP 47 language tag in its common form: language, then subtags (`en-GB`,
+# `zh-Hant-TW`, `es-419`).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_TRKREF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+LOCALE_MAX = 35
+TRKREF_MAX = 32
+
+
+def _control_characters(value: str, allowed: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in value)
+
+
+def check_text(
+    violations: list[FieldViolation],
+    field: str,
+    value: str,
+    *,
+    max_length: int,
+    multiline: bool = False,
+) -> None:
+    """A required, bounded text: not blank, no control characters (line breaks if multiline)."""
+    if not value.strip():
+        violations.append(FieldViolation(field, "is required and must not be blank"))
+    elif len(value) > max_length:
+        violations.append(
+            FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
+        )
+    elif _control_characters(value, "\n\r\t" if multiline else ""):
+        allowed = " other than line breaks and tabs" if multiline else ""
+        violations.append(FieldViolation(field, f"must not contain control characters{allowed}"))
+
+
+def check_locale(violations: list[FieldViolation], field: str, value: str) -> None:
+    if len(value) > LOCALE_MAX or not _LANGUAGE_TAG.fullmatch(value):
+        violations.append(
+            FieldViolation(field, "must be a language tag such as en-GB (at most 35 characters)")
+        )
+
+
+def check_trkref(violations: list[FieldViolation], field: str, value: str) -> None:
+    if not value:
+        violations.append(FieldViolation(field, "is required"))
+    elif len(value) > TRKREF_MAX or not _TRKREF.fullmatch(value):
+        violations.append(
+            FieldViolation(
+                field,
+                "must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
+        )

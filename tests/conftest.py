@@ -1,0 +1,81 @@
+"""Fixtures that build real objects: real SQLite files, a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import psycopg2
+import pytest
+
+from server import organisations, storage
+from server.domain import Organisation
+
+# The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
+# that need it fail, never skip, when it is down.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+ORGANISATION = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+
+
+def _admin_connection() -> psycopg2.extensions.connection:
+    connection = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database that lives for the test session."""
+    name = f"conversations_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connection()
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    storage.open_database(url)
+    storage.migrate()
+    storage.close_database()
+    yield url
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_url: str) -> Iterator[peewee.Database]:
+    db = storage.open_database(postgres_url)
+    yield db
+    storage.database.initialize(db)
+    storage.close_database()
+
+
+def _empty_postgres(db: peewee.Database) -> None:
+    storage.database.initialize(db)
+    with storage.database.connection_context():
+        storage.database.execute_sql(
+            "TRUNCATE answer, conversation, organisation RESTART IDENTITY CASCADE"
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, migrated database the models are bound to; yields its kind."""
+    if request.param == "sqlite":
+        storage.open_database(f"sqlite:///{tmp_path}/conversations.db")
+        storage.migrate()
+        yield "sqlite"
+        storage.close_database()
+    else:
+        _empty_postgres(request.getfixturevalue("postgres_database"))
+        yield "postgres"
+
+
+@pytest.fixture
+def organisation(database: str) -> Organisation:
+    """The demo retailer D10 (en-GB), stored."""
+    return organisations.add_organisation(ORGANISATION)

@@ -1,0 +1,134 @@
+"""Service logic: the use cases on a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from server import conversations, storage
+from server.domain import NewConversation, Organisation
+from server.errors import InvalidConversation, OrganisationNotFound
+
+SEED = NewConversation(
+    trkref="D10",
+    first_name="A shopper",
+    question="How is this product?",
+    locale="en-GB",
+    sku="AIPTPDV5700",
+)
+ASKED_AT = datetime.datetime(2014, 10, 7, 14, 17, 56, 734512, tzinfo=datetime.UTC)
+
+
+def stored_count() -> int:
+    with storage.session():
+        return storage.count_conversations()
+
+
+def test_create_returns_what_is_stored(organisation: Organisation) -> None:
+    created = conversations.create_conversation(SEED, clock=lambda: ASKED_AT)
+
+    assert created.id >= 1
+    assert created.first_name == "A shopper"
+    assert created.question == "How is this product?"
+    assert created.created_at == datetime.datetime(2014, 10, 7, 14, 17, 56, tzinfo=datetime.UTC)
+    assert (created.helpful, created.unhelpful, created.embeddable) == (0, 0, False)
+    assert created.retailer_locale == "en-GB"
+    assert created.answers == ()
+    with storage.session():
+        assert storage.get_conversation(created.id) == created
+
+
+def test_ids_are_fresh(organisation: Organisation) -> None:
+    first = conversations.create_conversation(SEED)
+    second = conversations.create_conversation(SEED)
+    assert second.id > first.id
+
+
+def test_created_at_is_utc_whole_seconds(organisation: Organisation) -> None:
+    eastern = datetime.timezone(datetime.timedelta(hours=-5))
+    asked = datetime.datetime(2020, 1, 1, 9, 30, 15, 999999, tzinfo=eastern)
+    created = conversations.create_conversation(SEED, clock=lambda: asked)
+    assert created.created_at == datetime.datetime(2020, 1, 1, 14, 30, 15, tzinfo=datetime.UTC)
+
+
+def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> None:
+    created = conversations.create_conversation(
+        NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+    )
+    with storage.session():
+        assert storage.get_conversation(created.id).locale == "en-GB"  # type: ignore[union-attr]
+
+
+def test_given_locale_is_stored_and_retailer_locale_stays(organisation: Organisation) -> None:
+    created = conversations.create_conversation(
+        NewConversation(trkref="D10", first_name="Jo", question="Wie?", sku="S1", locale="de-DE")
+    )
+    assert created.locale == "de-DE"
+    assert created.retailer_locale == "en-GB"
+
+
+def test_unknown_trkref_is_not_found(organisation: Organisation) -> None:
+    with pytest.raises(OrganisationNotFound) as raised:
+        conversations.create_conversation(NewConversation("NOPE", "Ann", "Fits?", "S1"))
+    assert "does not exist or you are not authorised" in str(raised.value)
+    assert stored_count() == 0
+
+
+def test_every_bad_field_is_reported_at_once(organisation: Organisation) -> None:
+    bad = NewConversation(
+        trkref="D10", first_name="   ", question="", sku="x" * 101, locale="not a locale"
+    )
+    with pytest.raises(InvalidConversation) as raised:
+        conversations.create_conversation(bad)
+    assert [v.field for v in raised.value.violations] == ["first_name", "question", "sku", "locale"]
+    assert stored_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_name", "x" * 101),
+        ("question", "x" * 5001),
+        ("sku", "x" * 101),
+        ("first_name", "\t\n "),
+        ("first_name", "Ann\x00"),
+        ("sku", "S\n1"),
+        ("question", "Why\x07?"),
+        ("locale", "en_GB"),
+        ("locale", "e"),
+        ("trkref", ""),
+        ("trkref", "D 10"),
+        ("trkref", "D" * 33),
+    ],
+)
+def test_invalid_field_is_rejected_and_nothing_stored(
+    organisation: Organisation, field: str, value: str
+) -> None:
+    bad = NewConversation(**{**SEED.__dict__, field: value})
+    with pytest.raises(InvalidConversation) as raised:
+        conversations.create_conversation(bad)
+    assert [v.field for v in raised.value.violations] == [field]
+    assert stored_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_name", "x" * 100),
+        ("question", "x" * 5000),
+        ("question", "Line one\r\nline two\ttabbed"),
+        ("sku", "x" * 100),
+        ("first_name", "Zoë 🛒 Ñandú"),
+        ("locale", "zh-Hant-TW"),
+        ("locale", ""),
+    ],
+)
+def test_values_at_the_bounds_are_stored_as_sent(
+    organisation: Organisation, field: str, value: str
+) -> None:
+    created = conversations.create_conversation(NewConversation(**{**SEED.__dict__, field: value}))
+    with storage.session():
+        stored = storage.get_conversation(created.id)
+    assert stored is not None
+    assert getattr(stored, field) == (value or "en-GB")
