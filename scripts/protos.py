@@ -22,7 +22,8 @@ from google.api import annotations_pb2
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GENERATED = ROOT / "generated"
-DESCRIPTOR_SET_NAME = "conversation_service.binpb"
+# Inside the package, so the server finds it as package data.
+DESCRIPTOR_SET = Path("conversations") / "v4" / "conversation_service.binpb"
 BIN = Path(sys.executable).parent
 
 # google/protobuf/*.proto ships with grpcio-tools, google/api/*.proto with
@@ -40,9 +41,21 @@ def protoc(protos: Path, *args: str) -> None:
     subprocess.run(command, check=True, cwd=protos)
 
 
+# Envoy's transcoder needs these to turn error details into JSON: without them
+# an INVALID_ARGUMENT answer is a 400 with an empty body.
+ERROR_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+
+
 def descriptor_set(protos: Path, out: Path) -> Path:
-    # Envoy's transcoder and `buf breaking` load it; both need the imports.
-    protoc(protos, f"--descriptor_set_out={out}", "--include_imports")
+    # Envoy's transcoder and `buf breaking` load it, both need the imports;
+    # server reflection serves it, with the comments, to grpcurl `describe`.
+    protoc(
+        protos,
+        f"--descriptor_set_out={out}",
+        "--include_imports",
+        "--include_source_info",
+        *ERROR_PROTOS,
+    )
     return out
 
 
@@ -50,7 +63,7 @@ def generate(out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     protoc(PROTOS, f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}")
-    descriptor_set(PROTOS, out / DESCRIPTOR_SET_NAME)
+    descriptor_set(PROTOS, out / DESCRIPTOR_SET)
 
 
 def differences(expected: Path, actual: Path) -> list[str]:

@@ -7,19 +7,25 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection_pb2
 
+from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import organisations, storage
 from server.config import Config
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
+from server.reflection import enable_documented_reflection
 
 log = logging.getLogger(__name__)
+
+# Answers are small; reflection answers (descriptors) are the largest.
+MAX_SEND_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -41,7 +47,7 @@ def start_server(config: Config) -> RunningServer:
         interceptors=[AccessLogInterceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
             # Without this a second server on the same port starts silently.
             ("grpc.so_reuseport", 0),
         ],
@@ -49,8 +55,13 @@ def start_server(config: Config) -> RunningServer:
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    enable_documented_reflection(
+        server,
+        (SERVICE_NAME, health.SERVICE_NAME),
+        # Beside the generated module; importlib.resources cannot read namespace packages.
+        Path(pb.__file__).with_name("conversation_service.binpb"),
+        health_pb2.DESCRIPTOR,
+        reflection_pb2.DESCRIPTOR,
     )
     port = server.add_insecure_port(config.grpc_address)
     server.start()

@@ -14,8 +14,8 @@ class Config:
     grpc_address: str = DEFAULT_GRPC_ADDRESS
     # Threads serving calls: each call holds one while it waits on the database.
     workers: int = 32
-    # Largest request or response message in bytes; larger requests are
-    # refused with RESOURCE_EXHAUSTED before they are parsed.
+    # Largest request message in bytes; larger requests are refused with
+    # RESOURCE_EXHAUSTED before they are parsed.
     max_message_bytes: int = 64 * 1024
     # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period: float = 10.0

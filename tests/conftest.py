@@ -13,6 +13,7 @@ import pytest
 
 from server import organisations, storage
 from server.domain import Organisation
+from tests.databases import empty_postgres
 
 # The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
 # that need it fail, never skip, when it is down.
@@ -54,14 +55,6 @@ def postgres_database(postgres_url: str) -> Iterator[peewee.Database]:
     storage.close_database()
 
 
-def _empty_postgres(db: peewee.Database) -> None:
-    storage.database.initialize(db)
-    with storage.database.connection_context():
-        storage.database.execute_sql(
-            "TRUNCATE answer, conversation, organisation RESTART IDENTITY CASCADE"
-        )
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database the models are bound to; yields its kind."""
@@ -71,7 +64,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield "sqlite"
         storage.close_database()
     else:
-        _empty_postgres(request.getfixturevalue("postgres_database"))
+        empty_postgres(request.getfixturevalue("postgres_database"))
         yield "postgres"
 
 

@@ -1,0 +1,110 @@
+"""Run the real `conversation-service` as a child process, bound to 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+BIN = Path(sys.executable).parent
+SERVICE = str(BIN / "conversation-service")
+GRPCURL = str(BIN / "grpcurl")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one `conversation-service` command to completion (bounded to 60 s)."""
+    return subprocess.run(
+        [SERVICE, *args, "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+class ServiceProcess:
+    """`conversation-service serve` on a free port; stopped by its PID, never by name."""
+
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = (), **env: str) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_path = workdir / f"serve-{self.port}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [SERVICE, "serve", "--grpc-address", self.address, *extra_args],
+            cwd=workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+
+    def wait_until_serving(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"serve exited early:\n{self.log()}")
+                try:
+                    response = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"serve did not become healthy in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit code; SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ServiceProcess:
+        try:
+            self.wait_until_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def grpcurl(
+    address: str, *args: str, data: str | None = None, headers: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """grpcurl ADDRESS ARGS... in plaintext, with a JSON body and headers when given."""
+    flags = ["-plaintext", *(["-d", data] if data is not None else [])]
+    flags += [arg for header in headers for arg in ("-H", header)]
+    return subprocess.run(
+        [GRPCURL, *flags, address, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )

@@ -1,0 +1,137 @@
+"""The real `conversation-service` process, driven by grpcurl and a Python client."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server import storage
+from tests.e2e.service import ServiceProcess, cli, grpcurl
+
+SEED_JSON = (
+    '{"trkref":"D10","first_name":"A shopper","question":"How is this product?",'
+    '"locale":"en-GB","sku":"AIPTPDV5700"}'
+)
+CREATE = "conversations.v4.ConversationService/CreateConversation"
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> ServiceProcess:
+    if not database_url.startswith("sqlite"):
+        added = cli(
+            database_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB"
+        )
+        assert added.returncode == 0, added.stderr
+    process = ServiceProcess(tmp_path, ["--database-url", database_url])
+    return process
+
+
+def test_grpcurl_lists_describes_and_creates_the_seed_example(service: ServiceProcess) -> None:
+    with service:
+        listed = grpcurl(service.address, "list")
+        described = grpcurl(
+            service.address, "describe", "conversations.v4.CreateConversationRequest"
+        )
+        created = grpcurl(service.address, CREATE, data=SEED_JSON)
+
+    assert listed.stdout.split() == [
+        "conversations.v4.ConversationService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    assert "optional string locale = 4;" in described.stdout
+    assert "1 to 5000 characters" in described.stdout
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    assert body["id"] >= 1
+    assert body["first_name"] == "A shopper"
+    assert body["retailer_locale"] == "en-GB"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["created_at"])
+
+
+def test_grpcurl_shows_not_found_and_field_violations(service: ServiceProcess) -> None:
+    with service:
+        unknown = grpcurl(service.address, CREATE, data=SEED_JSON.replace("D10", "D11"))
+        invalid = grpcurl(service.address, CREATE, data='{"trkref":"D10","locale":"en GB"}')
+
+    assert unknown.returncode != 0
+    assert "Code: NotFound" in unknown.stderr
+    assert "Code: InvalidArgument" in invalid.stderr
+    for field in ("first_name", "question", "sku", "locale"):
+        assert f'"field":"{field}"' in invalid.stderr
+
+
+def test_python_client_create_is_stored(service: ServiceProcess, database_url: str) -> None:
+    request = pb.CreateConversationRequest(
+        trkref="D10", first_name="Zoë", question="Is it\nwaterproof? 🌧", sku="AIPTPDV5700"
+    )
+    with service, grpc.insecure_channel(service.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        responses = [stub.CreateConversation(request, timeout=10) for _ in range(3)]
+        exit_code = service.stop()
+
+    assert exit_code == 0
+    assert len({r.id for r in responses}) == 3
+    storage.open_database(database_url)
+    with storage.session():
+        stored = storage.get_conversation(responses[0].id)
+        assert storage.count_conversations() == 3
+    storage.close_database()
+    assert stored is not None
+    assert (stored.first_name, stored.question, stored.locale) == (
+        "Zoë",
+        "Is it\nwaterproof? 🌧",
+        "en-GB",
+    )
+    assert int(stored.created_at.timestamp()) == responses[0].created_at.seconds
+    assert "received SIGTERM" in service.log()
+    assert '"method": "/conversations.v4.ConversationService/CreateConversation"' in service.log()
+
+
+def test_fresh_embedded_database_gets_the_demo_organisation(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path) as service:
+        created = grpcurl(service.address, CREATE, data=SEED_JSON)
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "var" / "conversations.db").exists()
+    listed = cli(f"sqlite:///{tmp_path}/var/conversations.db", "organisations", "list")
+    assert listed.stdout == "D10\ten-GB\tDemo retailer\n"
+
+
+def test_organisations_cli_adds_lists_and_refuses_duplicates(database_url: str) -> None:
+    first = cli(
+        database_url, "organisations", "add", "R2", "--name", "Shop Two", "--locale", "fr-FR"
+    )
+    again = cli(database_url, "organisations", "add", "R2", "--name", "Other", "--locale", "fr-FR")
+    bad = cli(database_url, "organisations", "add", "R 3", "--name", "", "--locale", "french")
+    listed = cli(database_url, "organisations", "list")
+
+    assert first.returncode == 0
+    assert first.stdout == "added organisation R2 (fr-FR): Shop Two\n"
+    assert again.returncode == 1
+    assert "organisation 'R2' already exists" in again.stderr
+    assert bad.returncode == 1
+    assert "trkref:" in bad.stderr and "name:" in bad.stderr and "locale:" in bad.stderr
+    assert listed.stdout == "R2\tfr-FR\tShop Two\n"
+
+
+def test_migrate_reports_what_it_applied(database_url: str) -> None:
+    first = cli(database_url, "migrate")
+    second = cli(database_url, "migrate")
+    assert first.returncode == second.returncode == 0
+    assert second.stdout == "the schema is up to date\n"
+    if database_url.startswith("sqlite"):
+        assert first.stdout == "applied: 0001_initial\n"
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path) as first:
+        second = ServiceProcess(tmp_path, ["--grpc-address", first.address])
+        exit_code = second.process.wait(timeout=30)
+        second.stop()
+    assert exit_code != 0

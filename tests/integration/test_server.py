@@ -1,0 +1,100 @@
+"""The real gRPC server in-process on an ephemeral port: health, reflection, limits, log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server.app import RunningServer, start_server
+from server.config import Config
+from server.domain import Organisation
+from server.grpc_service import SERVICE_NAME
+
+
+@pytest.fixture
+def running(organisation: Organisation) -> Iterator[RunningServer]:
+    server = start_server(Config(grpc_address="127.0.0.1:0", workers=4))
+    yield server
+    server.stop(grace=1)
+
+
+@pytest.fixture
+def channel(running: RunningServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield channel
+
+
+def test_health_is_serving_then_not_serving_on_shutdown(
+    running: RunningServer, channel: grpc.Channel
+) -> None:
+    health: Any = health_pb2_grpc.HealthStub(channel)  # its stubs lack the methods
+    for service in ("", SERVICE_NAME):
+        response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+    running.health.enter_graceful_shutdown()
+    response = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_invalid_request_carries_bad_request_details(channel: grpc.Channel) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question=" ", sku="")
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.CreateConversation(request, timeout=5)
+
+    status = rpc_status.from_call(raised.value)  # type: ignore[arg-type]
+    assert status is not None
+    assert status.code == code_pb2.INVALID_ARGUMENT
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
+        ("question", "is required and must not be blank"),
+        ("sku", "is required and must not be blank"),
+    ]
+
+
+def test_oversized_request_is_resource_exhausted(channel: grpc.Channel) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    request = pb.CreateConversationRequest(
+        trkref="D10", first_name="Ann", question="x" * 70_000, sku="S"
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.CreateConversation(request, timeout=5)
+    assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_each_call_logs_one_json_line(
+    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    caplog.set_level(logging.INFO, logger="conversation_service.access")
+    stub.CreateConversation(
+        pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S"),
+        timeout=5,
+    )
+    with pytest.raises(grpc.RpcError):
+        stub.CreateConversation(pb.CreateConversationRequest(trkref="D10"), timeout=5)
+
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    method = f"/{SERVICE_NAME}/CreateConversation"
+    assert [(line["method"], line["code"]) for line in lines] == [
+        (method, "OK"),
+        (method, "INVALID_ARGUMENT"),
+    ]
+    assert all(line["duration_ms"] >= 0 for line in lines)
+
+
+def test_port_in_use_is_an_error(running: RunningServer) -> None:
+    with pytest.raises(RuntimeError):
+        start_server(Config(grpc_address=f"127.0.0.1:{running.port}"))
