@@ -21,6 +21,7 @@ from server.config import Config
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
+from server.rest_proxy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class RunningServer:
     health: health.HealthServicer
     port: int
 
+    def mark_serving(self) -> None:
+        """Report SERVING: called once every part (gRPC, and REST when on) is ready."""
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
     def stop(self, grace: float) -> None:
         """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
         self.health.enter_graceful_shutdown()
@@ -41,7 +47,10 @@ class RunningServer:
 
 
 def start_server(config: Config) -> RunningServer:
-    """Start serving on config.grpc_address; the database must be open and migrated."""
+    """Start serving on config.grpc_address; the database must be open and migrated.
+
+    Health reports NOT_SERVING until mark_serving().
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
         interceptors=[AccessLogInterceptor()],
@@ -55,6 +64,8 @@ def start_server(config: Config) -> RunningServer:
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     enable_documented_reflection(
         server,
         (SERVICE_NAME, health.SERVICE_NAME),
@@ -65,8 +76,6 @@ def start_server(config: Config) -> RunningServer:
     )
     port = server.add_insecure_port(config.grpc_address)
     server.start()
-    for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health_servicer, port)
 
 
@@ -81,14 +90,53 @@ def prepare_database(config: Config) -> None:
         log.info("created the demo organisation %s (%s)", demo.trkref, demo.locale)
 
 
+def _upstream_address(grpc_address: str, port: int) -> str:
+    """Where Envoy reaches the gRPC server: loopback when it listens on every interface."""
+    host, _ = split_address(grpc_address)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_rest_proxy(config: Config, grpc_port: int) -> EnvoyProcess:
+    yaml = render_config(
+        config.http_address,
+        [_upstream_address(config.grpc_address, grpc_port)],
+        max_request_bytes=config.max_message_bytes,
+    )
+    return start_envoy(yaml, workers=config.envoy_workers)
+
+
+def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
+    proxy.process.wait()
+    event.set()
+
+
 def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code.
+
+    With REST on, Envoy runs beside the gRPC server; if it dies, the service
+    stops and exits non-zero rather than serving gRPC alone.
+    """
     prepare_database(config)
     running = start_server(config)
-    host = config.grpc_address.rsplit(":", 1)[0]
-    log.info("gRPC serving on %s:%d", host, running.port)
-
+    log.info("gRPC serving on %s", _upstream_address(config.grpc_address, running.port))
+    proxy: EnvoyProcess | None = None
     stopping = threading.Event()
+    if config.rest:
+        try:
+            proxy = start_rest_proxy(config, running.port)
+        except EnvoyFailed as error:
+            log.error("REST proxy failed to start: %s", error)
+            running.stop(grace=0)
+            return 1
+        log.info(
+            "REST serving on %s (Envoy gRPC-JSON transcoder, Envoy pid %d)",
+            config.http_address,
+            proxy.process.pid,
+        )
+        threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
+    running.mark_serving()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -97,6 +145,12 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
-    running.stop(config.grace_period)
+    envoy_died = proxy is not None and proxy.process.poll() is not None
+    if proxy is not None and envoy_died:
+        log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
+    running.stop(0 if envoy_died else config.grace_period)
+    if proxy is not None:
+        proxy.stop()
+    storage.close_database()
     log.info("stopped")
-    return 0
+    return 1 if envoy_died else 0

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from server import organisations, storage
 from server.app import serve
-from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, Config
+from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, Config
 from server.domain import Organisation
 from server.errors import DomainError
 
@@ -40,14 +40,33 @@ def _parser() -> argparse.ArgumentParser:
         parents=[database],
         help="run the gRPC server",
         description="Apply pending migrations and serve ConversationService, health and "
-        "reflection until SIGTERM or SIGINT. On a fresh embedded database the demo "
-        "organisation D10 (en-GB) is created.",
+        "reflection over gRPC, and REST through Envoy's gRPC-JSON transcoder, until SIGTERM "
+        "or SIGINT. On a fresh embedded database the demo organisation D10 (en-GB) is created.",
     )
     serve_parser.add_argument(
         "--grpc-address",
         default=_env("GRPC_ADDRESS", DEFAULT_GRPC_ADDRESS),
         help="HOST:PORT to listen on for gRPC (default %(default)s); "
         "env CONVERSATION_SERVICE_GRPC_ADDRESS",
+    )
+    serve_parser.add_argument(
+        "--http-address",
+        default=_env("HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
+        help="HOST:PORT for REST through Envoy (default %(default)s); "
+        "env CONVERSATION_SERVICE_HTTP_ADDRESS",
+    )
+    serve_parser.add_argument(
+        "--no-rest",
+        dest="rest",
+        action="store_false",
+        default=_env("REST", "on") != "off",
+        help="serve gRPC only, without starting Envoy; env CONVERSATION_SERVICE_REST=off",
+    )
+    serve_parser.add_argument(
+        "--envoy-workers",
+        type=int,
+        default=int(_env("ENVOY_WORKERS", str(Config.envoy_workers))),
+        help="Envoy worker threads (default %(default)s); env CONVERSATION_SERVICE_ENVOY_WORKERS",
     )
     serve_parser.add_argument(
         "--workers",
@@ -112,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Config(
                 database_url=args.database_url,
                 grpc_address=args.grpc_address,
+                rest=args.rest,
+                http_address=args.http_address,
+                envoy_workers=args.envoy_workers,
                 workers=args.workers,
                 grace_period=args.grace_period,
                 sqlite_synchronous=args.sqlite_synchronous,

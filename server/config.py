@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     grpc_address: str = DEFAULT_GRPC_ADDRESS
+    # REST through Envoy's transcoder, started beside the gRPC server.
+    rest: bool = True
+    http_address: str = DEFAULT_HTTP_ADDRESS
+    envoy_workers: int = 1
     # Threads serving calls: each call holds one while it waits on the database.
     workers: int = 32
     # Largest request message in bytes; larger requests are refused with

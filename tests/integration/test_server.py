@@ -24,6 +24,7 @@ from server.grpc_service import SERVICE_NAME
 @pytest.fixture
 def running(organisation: Organisation) -> Iterator[RunningServer]:
     server = start_server(Config(grpc_address="127.0.0.1:0", workers=4))
+    server.mark_serving()
     yield server
     server.stop(grace=1)
 
