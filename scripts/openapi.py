@@ -33,8 +33,12 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
 ERRORS = {
     "400": "Invalid input (google.rpc.BadRequest in details), malformed JSON or unknown query "
     "parameter",
-    "404": "Unknown organisation, or a path or method the API does not have",
+    "401": "Missing or invalid credentials (HTTP Basic: API key and secret); the response has "
+    "a WWW-Authenticate header",
+    "404": "Unknown organisation, one the key is not assigned to, or a path or method the API "
+    "does not have",
     "413": "Request body over the size limit",
+    "429": "The API key's rate limit is exceeded; retry later",
     "503": "The service or its database is unavailable; retry",
 }
 STATUS_SCHEMA = {
@@ -150,7 +154,17 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": dict(sorted(builder.schemas.items()))},
+        "components": {
+            "schemas": dict(sorted(builder.schemas.items())),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The API key's id as user name, its secret as password.",
+                }
+            },
+        },
+        "security": [{"apiKey": []}],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import signal
 import threading
@@ -16,7 +17,9 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import organisations, storage
+from server import api_keys, organisations, storage
+from server.api_keys import Authenticator
+from server.auth import AuthInterceptor
 from server.config import Config
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
@@ -34,6 +37,9 @@ class RunningServer:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    # Where the local Envoy connects: the port itself on loopback, or with TLS
+    # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
+    local_address: str
 
     def mark_serving(self) -> None:
         """Report SERVING: called once every part (gRPC, and REST when on) is ready."""
@@ -51,9 +57,10 @@ def start_server(config: Config) -> RunningServer:
 
     Health reports NOT_SERVING until mark_serving().
     """
+    authenticator = Authenticator(config.rate_limit, config.rate_burst)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        interceptors=[AccessLogInterceptor()],
+        interceptors=[AccessLogInterceptor(), AuthInterceptor(authenticator, f"/{SERVICE_NAME}/")],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -66,17 +73,36 @@ def start_server(config: Config) -> RunningServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    enable_documented_reflection(
-        server,
-        (SERVICE_NAME, health.SERVICE_NAME),
-        # Beside the generated module; importlib.resources cannot read namespace packages.
-        Path(pb.__file__).with_name("conversation_service.binpb"),
-        health_pb2.DESCRIPTOR,
-        reflection_pb2.DESCRIPTOR,
-    )
-    port = server.add_insecure_port(config.grpc_address)
+    if config.reflection:
+        enable_documented_reflection(
+            server,
+            (SERVICE_NAME, health.SERVICE_NAME),
+            # Beside the generated module; importlib.resources cannot read namespace packages.
+            Path(pb.__file__).with_name("conversation_service.binpb"),
+            health_pb2.DESCRIPTOR,
+            reflection_pb2.DESCRIPTOR,
+        )
+    credentials = _server_credentials(config)
+    if credentials is None:
+        port = server.add_insecure_port(config.grpc_address)
+    else:
+        port = server.add_secure_port(config.grpc_address, credentials)
+    local_address = _loopback_address(config.grpc_address, port)
+    if credentials is not None and config.rest:
+        local_address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     server.start()
-    return RunningServer(server, health_servicer, port)
+    return RunningServer(server, health_servicer, port, local_address)
+
+
+def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def prepare_database(config: Config) -> None:
@@ -87,21 +113,32 @@ def prepare_database(config: Config) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
     if config.embedded and organisations.ensure_demo_organisation():
         demo = organisations.DEMO
-        log.info("created the demo organisation %s (%s)", demo.trkref, demo.locale)
+        key = api_keys.create_key(
+            [demo.trkref], key_id=api_keys.DEMO_KEY_ID, secret=api_keys.DEMO_SECRET
+        )
+        log.info(
+            "created the demo organisation %s (%s) and its demo API key: "
+            "curl -u %s:%s ... or grpcurl -H 'authorization: Basic %s' ...",
+            demo.trkref,
+            demo.locale,
+            key.key_id,
+            key.secret,
+            base64.b64encode(f"{key.key_id}:{key.secret}".encode()).decode(),
+        )
 
 
-def _upstream_address(grpc_address: str, port: int) -> str:
-    """Where Envoy reaches the gRPC server: loopback when it listens on every interface."""
+def _loopback_address(grpc_address: str, port: int) -> str:
+    """Where this machine reaches the gRPC server: loopback when it listens on every interface."""
     host, _ = split_address(grpc_address)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def start_rest_proxy(config: Config, grpc_port: int) -> EnvoyProcess:
+def start_rest_proxy(config: Config, upstream: str) -> EnvoyProcess:
     yaml = render_config(
         config.http_address,
-        [_upstream_address(config.grpc_address, grpc_port)],
+        [upstream],
         max_request_bytes=config.max_message_bytes,
     )
     return start_envoy(yaml, workers=config.envoy_workers)
@@ -120,12 +157,12 @@ def serve(config: Config) -> int:
     """
     prepare_database(config)
     running = start_server(config)
-    log.info("gRPC serving on %s", _upstream_address(config.grpc_address, running.port))
+    log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
     proxy: EnvoyProcess | None = None
     stopping = threading.Event()
     if config.rest:
         try:
-            proxy = start_rest_proxy(config, running.port)
+            proxy = start_rest_proxy(config, running.local_address)
         except EnvoyFailed as error:
             log.error("REST proxy failed to start: %s", error)
             running.stop(grace=0)

@@ -16,7 +16,16 @@ import pytest
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import storage
-from tests.e2e.service import HttpResponse, ServiceProcess, http
+from tests.e2e.service import (
+    DEMO_CREDENTIALS,
+    HttpResponse,
+    ServiceProcess,
+    basic_authorization,
+    cli,
+    create_key,
+    grpcurl,
+    http,
+)
 
 SEED_BODY = {
     "first_name": "A shopper",
@@ -37,7 +46,8 @@ DOCUMENTED = {
     "answers": [],
 }
 CONVERSATIONS = "/v4/organisations/D10/conversations"
-JSON = {"content-type": "application/json"}
+DEMO = basic_authorization(DEMO_CREDENTIALS)
+JSON = {"content-type": "application/json", "authorization": DEMO}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +58,14 @@ def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
 
 
 def post(service: ServiceProcess, path: str, body: object, **headers: str) -> HttpResponse:
+    """POST JSON with the demo key, unless `authorization` says otherwise ("" for none)."""
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return http("POST", service.base_url + path, data, {**JSON, **headers})
+    merged = {k: v for k, v in {**JSON, **headers}.items() if v}
+    return http("POST", service.base_url + path, data, merged)
+
+
+def database_of(service: ServiceProcess) -> str:
+    return f"sqlite:///{service.workdir}/var/conversations.db"
 
 
 def assert_status_body(response: HttpResponse, status: int, code: int, message: str) -> Any:
@@ -83,7 +99,9 @@ def test_rest_create_is_stored_as_grpc_returns_it(rest: ServiceProcess) -> None:
     created = http("POST", rest.base_url + CONVERSATIONS, json.dumps(SEED_BODY), JSON).json()
     with grpc.insecure_channel(rest.address) as channel:
         via_grpc = pb_grpc.ConversationServiceStub(channel).CreateConversation(
-            pb.CreateConversationRequest(trkref="D10", **SEED_BODY), timeout=10
+            pb.CreateConversationRequest(trkref="D10", **SEED_BODY),
+            timeout=10,
+            metadata=[("authorization", DEMO)],
         )
 
     storage.open_database(f"sqlite:///{rest.workdir}/var/conversations.db")
@@ -156,11 +174,55 @@ def test_body_over_the_limit_is_413_json(rest: ServiceProcess) -> None:
     assert_status_body(response, 413, 8, "")
 
 
-def test_authorization_header_reaches_the_service_as_metadata(rest: ServiceProcess) -> None:
-    # Until the service checks credentials the header is accepted as it is;
-    # what matters here is that Envoy passes it on and the call succeeds.
-    response = post(rest, CONVERSATIONS, SEED_BODY, authorization="Basic a2V5OnNlY3JldA==")
-    assert response.status == 200
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Bearer x", "Basic bm90LWJhc2U2NA", basic_authorization(("demo", "wrong-secret"))],
+)
+def test_missing_or_wrong_credentials_are_401_with_www_authenticate(
+    rest: ServiceProcess, authorization: str
+) -> None:
+    response = post(rest, CONVERSATIONS, SEED_BODY, authorization=authorization)
+    assert_status_body(response, 401, 16, "missing or invalid credentials")
+    assert response.headers["www-authenticate"] == 'Basic realm="Platform API v4"'
+
+
+def test_revoked_key_is_401_at_once(rest: ServiceProcess) -> None:
+    key_id, secret = create_key(database_of(rest), "D10")
+    key = basic_authorization((key_id, secret))
+    assert post(rest, CONVERSATIONS, SEED_BODY, authorization=key).status == 200
+
+    revoked = cli(database_of(rest), "keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+
+    assert_status_body(post(rest, CONVERSATIONS, SEED_BODY, authorization=key), 401, 16, "")
+
+
+def test_other_retailers_organisation_is_404_byte_identical_to_none(rest: ServiceProcess) -> None:
+    path = "/v4/organisations/E20/conversations"
+    while_unknown = post(rest, path, SEED_BODY)
+    added = cli(
+        database_of(rest), "organisations", "add", "E20", "--name", "Rival", "--locale", "en-US"
+    )
+    assert added.returncode == 0, added.stderr
+    create_key(database_of(rest), "E20")
+    while_someone_elses = post(rest, path, SEED_BODY)
+
+    assert while_unknown.status == while_someone_elses.status == 404
+    assert while_someone_elses.body == while_unknown.body
+    assert while_someone_elses.headers["content-type"] == "application/json"
+
+
+def test_rate_limit_is_429(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path, ["--rate-limit", "0.001", "--rate-burst", "2"], rest=True) as svc:
+        statuses = [post(svc, CONVERSATIONS, SEED_BODY).status for _ in range(4)]
+        limited = post(svc, CONVERSATIONS, SEED_BODY)
+    assert statuses == [200, 200, 429, 429]
+    assert_status_body(limited, 429, 8, "rate limit exceeded")
+
+
+def test_health_of_the_grpc_port_needs_no_credentials(rest: ServiceProcess) -> None:
+    checked = grpcurl(rest.address, "grpc.health.v1.Health/Check")
+    assert json.loads(checked.stdout) == {"status": "SERVING"}
 
 
 def test_rest_is_on_by_default_and_stops_with_the_service(tmp_path: Path) -> None:
@@ -181,3 +243,9 @@ def test_service_exits_non_zero_when_envoy_dies(tmp_path: Path) -> None:
         exit_code = service.process.wait(timeout=30)
     assert exit_code == 1
     assert "Envoy exited" in service.log()
+
+
+def test_headers_grpc_cannot_carry_are_dropped_not_a_500(rest: ServiceProcess) -> None:
+    odd = {"np364^joo^": "x", "r$": "1", "x-thing-bin": "!!!", "x-note": "café"}
+    response = post(rest, CONVERSATIONS, SEED_BODY, **odd)
+    assert response.status == 200
