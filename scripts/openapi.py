@@ -37,6 +37,7 @@ ERRORS = {
     "a WWW-Authenticate header",
     "404": "Unknown organisation, one the key is not assigned to, or a path or method the API "
     "does not have",
+    "409": "The request_id (or Idempotency-Key) was already used for a different request",
     "413": "Request body over the size limit",
     "429": "The API key's rate limit is exceeded; retry later",
     "503": "The service or its database is unavailable; retry",

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 from server import storage
 from server.domain import Caller, Conversation, NewConversation
-from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
-from server.validation import check_locale, check_text, check_trkref
+from server.errors import (
+    FieldViolation,
+    InvalidConversation,
+    OrganisationNotFound,
+    RequestIdReused,
+)
+from server.validation import check_locale, check_request_id, check_text, check_trkref
 
 FIRST_NAME_MAX = 100
 QUESTION_MAX = 5000
@@ -30,7 +39,15 @@ def validate_new_conversation(new: NewConversation) -> list[FieldViolation]:
     check_text(violations, "sku", new.sku, max_length=SKU_MAX)
     if new.locale:
         check_locale(violations, "locale", new.locale)
+    if new.request_id is not None:
+        check_request_id(violations, "request_id", new.request_id)
     return violations
+
+
+def request_digest(new: NewConversation) -> str:
+    """What makes two creates the same request: everything the client sent."""
+    fields = [new.trkref, new.first_name, new.question, new.sku, new.locale or None]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def create_conversation(
@@ -48,8 +65,27 @@ def create_conversation(
         raise OrganisationNotFound(new.trkref)
     # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
+    if new.request_id is not None:
+        new = replace(new, request_id=str(uuid.UUID(new.request_id)))
+    digest = request_digest(new) if new.request_id else None
     with storage.session():
         organisation = storage.find_organisation(new.trkref)
         if organisation is None:
             raise OrganisationNotFound(new.trkref)
-        return storage.insert_conversation(new, organisation, created_at)
+        try:
+            return storage.insert_conversation(
+                new, organisation, created_at, created_by=caller.key_id, request_digest=digest
+            )
+        except storage.DuplicateRequest:
+            return _replay(new, caller, digest)
+
+
+def _replay(new: NewConversation, caller: Caller, digest: str | None) -> Conversation:
+    """A retry gets the conversation its first attempt created; another request, an error."""
+    assert new.request_id is not None
+    found = storage.find_requested(caller.key_id, new.request_id)
+    assert found is not None, "the unique index has just reported it"
+    conversation, stored_digest = found
+    if stored_digest != digest:
+        raise RequestIdReused(new.request_id)
+    return conversation

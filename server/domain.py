@@ -38,13 +38,17 @@ class Answer:
 
 @dataclass(frozen=True)
 class NewConversation:
-    """What a shopper sends to ask a question; `locale` None means the organisation's."""
+    """What a shopper sends to ask a question; `locale` None means the organisation's.
+
+    `request_id`, when given, makes the create idempotent for the caller's key.
+    """
 
     trkref: str
     first_name: str
     question: str
     sku: str
     locale: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

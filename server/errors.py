@@ -73,5 +73,16 @@ class ApiKeyNotFound(DomainError):
         super().__init__(f"no active API key {key_id!r}")
 
 
+class RequestIdReused(DomainError):
+    """A request_id already used by this key for a different request."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request; "
+            "use a new request_id for a new question"
+        )
+
+
 class StorageUnavailable(DomainError):
     """The database cannot be reached or is busy; the call may be retried."""

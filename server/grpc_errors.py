@@ -18,6 +18,7 @@ from server.errors import (
     OrganisationExists,
     OrganisationNotFound,
     RateLimited,
+    RequestIdReused,
     StorageUnavailable,
     Unauthenticated,
 )
@@ -30,6 +31,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     OrganisationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     ApiKeyNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
+    RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
 }

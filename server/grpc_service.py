@@ -13,8 +13,10 @@ from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import conversations, domain
 from server.auth import current_caller
 from server.domain import Caller
+from server.errors import FieldViolation, InvalidConversation
 from server.grpc_errors import maps_domain_errors
 
+IDEMPOTENCY_KEY = "idempotency-key"
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ConversationService"].full_name
 
 
@@ -33,8 +35,20 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             question=request.question,
             sku=request.sku,
             locale=request.locale if request.HasField("locale") else None,
+            request_id=_request_id(request, context),
         )
         return conversation_message(conversations.create_conversation(new, self._caller()))
+
+
+def _request_id(request: pb.CreateConversationRequest, context: grpc.ServicerContext) -> str | None:
+    """The request_id field, or the Idempotency-Key header REST clients may send instead."""
+    headers = [v for k, v in context.invocation_metadata() if k == IDEMPOTENCY_KEY]
+    header = headers[0] if headers and isinstance(headers[0], str) else ""
+    if request.request_id and header and header != request.request_id:
+        raise InvalidConversation(
+            [FieldViolation("request_id", "differs from the Idempotency-Key header")]
+        )
+    return request.request_id or header or None
 
 
 def _timestamp(value: datetime.datetime) -> Timestamp:

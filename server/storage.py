@@ -53,10 +53,19 @@ class ConversationRow(BaseModel):
     unhelpful = peewee.IntegerField(default=0)
     embeddable = peewee.BooleanField(default=False)
     retailer_locale = peewee.CharField(max_length=35)
+    # Idempotent creates: the API key that created it, the request_id it
+    # chose, and a digest of the request, to tell a retry from a reuse.
+    created_by = peewee.CharField(max_length=64, null=True)
+    request_id = peewee.CharField(max_length=36, null=True)
+    request_digest = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "conversation"
-        indexes = ((("organisation", "sku"), False),)
+        indexes = (
+            (("organisation", "sku"), False),
+            # NULLs are distinct: only creates with a request_id are constrained.
+            (("created_by", "request_id"), True),
+        )
 
 
 class AnswerRow(BaseModel):
@@ -132,6 +141,10 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Datab
             "busy_timeout": 2000,
         }
         options["check_same_thread"] = False
+        # BEGIN IMMEDIATE: a transaction that reads and then writes would
+        # otherwise fail at once with "database is locked" when another
+        # connection wrote in between, instead of waiting busy_timeout.
+        options["lock_type"] = "IMMEDIATE"
     else:
         options.setdefault("connect_timeout", 2)
     db: peewee.Database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
@@ -183,20 +196,56 @@ def count_organisations() -> int:
     return int(OrganisationRow.select().count())
 
 
+class DuplicateRequest(Exception):
+    """The key already created a conversation with this request_id."""
+
+
 def insert_conversation(
-    new: NewConversation, organisation: Organisation, created_at: datetime.datetime
+    new: NewConversation,
+    organisation: Organisation,
+    created_at: datetime.datetime,
+    *,
+    created_by: str,
+    request_digest: str | None = None,
 ) -> Conversation:
-    """Store a new conversation; `created_at` is aware UTC and is stored naive."""
-    row = ConversationRow.create(
-        organisation=OrganisationRow.get(OrganisationRow.trkref == organisation.trkref),
-        sku=new.sku,
-        first_name=new.first_name,
-        question=new.question,
-        locale=new.locale or organisation.locale,
-        created_at=_naive_utc(created_at),
-        retailer_locale=organisation.locale,
-    )
+    """Store a new conversation; `created_at` is aware UTC and is stored naive.
+
+    Raises DuplicateRequest when (created_by, request_id) is taken: the unique
+    index decides, so concurrent retries cannot both insert.
+    """
+    try:
+        # A savepoint: the surrounding transaction stays usable after a conflict.
+        with database.atomic():
+            row = ConversationRow.create(
+                organisation=OrganisationRow.get(OrganisationRow.trkref == organisation.trkref),
+                sku=new.sku,
+                first_name=new.first_name,
+                question=new.question,
+                locale=new.locale or organisation.locale,
+                created_at=_naive_utc(created_at),
+                retailer_locale=organisation.locale,
+                created_by=created_by,
+                request_id=new.request_id,
+                request_digest=request_digest,
+            )
+    except peewee.IntegrityError as error:
+        raise DuplicateRequest(new.request_id) from error
     return _conversation(row, organisation.trkref, answers=())
+
+
+def find_requested(created_by: str, request_id: str) -> tuple[Conversation, str | None] | None:
+    """The conversation this key created with this request_id, and its request digest."""
+    row = (
+        ConversationRow.select(ConversationRow, OrganisationRow)
+        .join(OrganisationRow)
+        .where(
+            (ConversationRow.created_by == created_by) & (ConversationRow.request_id == request_id)
+        )
+        .get_or_none()
+    )
+    if row is None:
+        return None
+    return _conversation(row, row.organisation.trkref, answers=()), row.request_digest
 
 
 def get_conversation(conversation_id: int) -> Conversation | None:

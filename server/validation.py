@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 
 from server.errors import FieldViolation
 
@@ -56,4 +57,13 @@ def check_trkref(violations: list[FieldViolation], field: str, value: str) -> No
                 field,
                 "must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
             )
+        )
+
+
+def check_request_id(violations: list[FieldViolation], field: str, value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        violations.append(
+            FieldViolation(field, "must be a UUID such as 3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21")
         )

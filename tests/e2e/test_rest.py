@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,27 @@ def test_headers_grpc_cannot_carry_are_dropped_not_a_500(rest: ServiceProcess) -
     odd = {"np364^joo^": "x", "r$": "1", "x-thing-bin": "!!!", "x-note": "café"}
     response = post(rest, CONVERSATIONS, SEED_BODY, **odd)
     assert response.status == 200
+
+
+def test_idempotency_key_header_or_body_field_makes_retries_safe(rest: ServiceProcess) -> None:
+    key = str(uuid.uuid4())
+    first = post(rest, CONVERSATIONS, SEED_BODY, **{"idempotency-key": key})
+    retry_header = post(rest, CONVERSATIONS, SEED_BODY, **{"idempotency-key": key})
+    retry_body = post(rest, CONVERSATIONS, {**SEED_BODY, "request_id": key})
+
+    assert first.status == retry_header.status == retry_body.status == 200
+    assert first.body == retry_header.body == retry_body.body
+
+
+def test_request_id_reused_for_another_question_is_409(rest: ServiceProcess) -> None:
+    key = str(uuid.uuid4())
+    assert post(rest, CONVERSATIONS, {**SEED_BODY, "request_id": key}).status == 200
+    reused = post(rest, CONVERSATIONS, {**SEED_BODY, "question": "Other?", "request_id": key})
+    assert_status_body(reused, 409, 6, "was already used for a different request")
+
+
+def test_request_id_and_header_must_agree(rest: ServiceProcess) -> None:
+    body = {**SEED_BODY, "request_id": str(uuid.uuid4())}
+    response = post(rest, CONVERSATIONS, body, **{"idempotency-key": str(uuid.uuid4())})
+    body = assert_status_body(response, 400, 3, "request_id: differs from the Idempotency-Key")
+    assert body["details"][0]["field_violations"][0]["field"] == "request_id"

@@ -103,3 +103,19 @@ def test_each_call_logs_one_json_line(
 def test_port_in_use_is_an_error(running: RunningServer) -> None:
     with pytest.raises(RuntimeError):
         start_server(Config(grpc_address=f"127.0.0.1:{running.port}"))
+
+
+def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(
+    channel: grpc.Channel, auth: Metadata
+) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
+    metadata = (*auth, ("idempotency-key", "9b2e4f7c-1d3a-4e5b-8c6d-7e8f9a0b1c2d"))
+    first = stub.CreateConversation(request, timeout=5, metadata=metadata)
+    retry = stub.CreateConversation(request, timeout=5, metadata=metadata)
+    request.question = "Another question?"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.CreateConversation(request, timeout=5, metadata=metadata)
+
+    assert retry == first
+    assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS

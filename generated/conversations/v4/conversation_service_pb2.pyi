@@ -11,18 +11,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateConversationRequest(_message.Message):
-    __slots__ = ("trkref", "first_name", "question", "locale", "sku")
+    __slots__ = ("trkref", "first_name", "question", "locale", "sku", "request_id")
     TRKREF_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     LOCALE_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     trkref: str
     first_name: str
     question: str
     locale: str
     sku: str
-    def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers")

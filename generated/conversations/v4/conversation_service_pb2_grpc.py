@@ -31,7 +31,10 @@ class ConversationServiceStub:
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
-    NOT_FOUND (unknown organisation), UNAVAILABLE (storage unavailable; retry).
+    UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
+    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
+    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
+    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
     """
 
     def __init__(self, channel):
@@ -53,7 +56,10 @@ class ConversationServiceServicer:
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
-    NOT_FOUND (unknown organisation), UNAVAILABLE (storage unavailable; retry).
+    UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
+    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
+    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
+    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
     """
 
     def CreateConversation(self, request, context):
@@ -89,7 +95,10 @@ class ConversationService:
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
-    NOT_FOUND (unknown organisation), UNAVAILABLE (storage unavailable; retry).
+    UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
+    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
+    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
+    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
     """
 
     @staticmethod

@@ -1,0 +1,90 @@
+"""Idempotent creates: a retry with the same request_id returns the first conversation."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from server import conversations, storage
+from server.domain import Caller, Conversation, NewConversation, Organisation
+from server.errors import InvalidConversation, RequestIdReused
+from tests.conftest import CALLER
+
+REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
+NEW = NewConversation(
+    trkref="D10", first_name="Ann", question="Fits?", sku="S1", request_id=REQUEST_ID
+)
+
+
+def stored_count() -> int:
+    with storage.session():
+        return storage.count_conversations()
+
+
+def test_retry_returns_the_first_conversation_and_creates_nothing(
+    organisation: Organisation,
+) -> None:
+    first = conversations.create_conversation(NEW, CALLER)
+    retry = conversations.create_conversation(NEW, CALLER)
+    assert retry == first
+    assert stored_count() == 1
+
+
+def test_request_id_is_compared_as_a_uuid(organisation: Organisation) -> None:
+    first = conversations.create_conversation(NEW, CALLER)
+    shouting = NewConversation(**{**NEW.__dict__, "request_id": REQUEST_ID.upper()})
+    assert conversations.create_conversation(shouting, CALLER) == first
+
+
+def test_same_request_id_with_another_body_is_already_exists(organisation: Organisation) -> None:
+    conversations.create_conversation(NEW, CALLER)
+    other = NewConversation(**{**NEW.__dict__, "question": "Does it fit a child?"})
+    with pytest.raises(RequestIdReused):
+        conversations.create_conversation(other, CALLER)
+    assert stored_count() == 1
+
+
+def test_request_ids_belong_to_their_key(organisation: Organisation) -> None:
+    other_key = Caller(key_id="other-key", organisations=frozenset({"D10"}))
+    mine = conversations.create_conversation(NEW, CALLER)
+    theirs = conversations.create_conversation(NEW, other_key)
+    assert theirs.id != mine.id
+    assert stored_count() == 2
+
+
+def test_creates_without_request_id_are_all_stored(organisation: Organisation) -> None:
+    plain = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+    ids = {conversations.create_conversation(plain, CALLER).id for _ in range(3)}
+    assert len(ids) == 3
+
+
+@pytest.mark.parametrize(
+    "request_id", ["not-a-uuid", "1234", "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d2"]
+)
+def test_request_id_must_be_a_uuid(organisation: Organisation, request_id: str) -> None:
+    with pytest.raises(InvalidConversation) as raised:
+        conversations.create_conversation(
+            NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER
+        )
+    assert [v.field for v in raised.value.violations] == ["request_id"]
+
+
+def test_concurrent_retries_store_one_conversation(organisation: Organisation) -> None:
+    request_ids = [str(uuid.uuid4()) for _ in range(5)]
+    barrier = threading.Barrier(8, timeout=30)
+
+    def create(request_id: str) -> Conversation:
+        barrier.wait()
+        return conversations.create_conversation(
+            NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for request_id in request_ids:
+            barrier.reset()
+            results = list(pool.map(create, [request_id] * 8, timeout=60))
+            assert len({r.id for r in results}) == 1
+    assert stored_count() == len(request_ids)
