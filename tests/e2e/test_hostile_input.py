@@ -1,0 +1,141 @@
+"""Hostile input, property-based: arbitrary Unicode, control characters, lengths around every
+bound, on SQLite and PostgreSQL, through gRPC and through REST.
+
+Every answer is OK or a 4xx-class status with a message, never a 5xx or INTERNAL, and what
+is stored is exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server import storage
+from tests.databases import empty_postgres
+from tests.e2e.service import ServiceProcess, basic_authorization, cli, create_key, http
+
+# Any code point but surrogates (which neither protobuf nor JSON strings carry).
+CHARACTERS = st.characters(exclude_categories=["Cs"])
+# Any code point a valid single-line field may hold: no control characters.
+PRINTABLE = st.characters(exclude_categories=["Cs", "Cc"])
+
+
+def around(bound: int) -> st.SearchStrategy[str]:
+    """Text of any content: valid and exotic, just around `bound` characters, or hostile."""
+    return st.one_of(
+        st.text(PRINTABLE, min_size=1, max_size=12).filter(str.strip),
+        st.text(CHARACTERS, max_size=12),
+        st.text(PRINTABLE, min_size=bound - 2, max_size=bound + 2),
+        st.text(st.sampled_from(" \t\n\r\x00\x1f\x7f\u0085\u2028\ufeffa"), max_size=6),
+    )
+
+
+REQUESTS = st.fixed_dictionaries(
+    {
+        "first_name": around(100),
+        "question": around(5000),
+        "sku": around(100),
+    },
+    optional={
+        "locale": st.one_of(around(35), st.sampled_from(["en-GB", "zh-Hant-TW", "", "en_GB"])),
+        "request_id": st.one_of(st.uuids().map(str), st.text(CHARACTERS, max_size=40)),
+    },
+)
+HYPOTHESIS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+ALLOWED_GRPC = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, str, str]]:
+    """The service with REST, its database URL and an authorization header for D10."""
+    workdir = tmp_path_factory.mktemp("hostile")
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir}/hostile.db"
+    else:
+        empty_postgres(request.getfixturevalue("postgres_database"))
+        url = request.getfixturevalue("postgres_url")
+    added = cli(url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
+    assert added.returncode == 0, added.stderr
+    authorization = basic_authorization(create_key(url, "D10"))
+    with ServiceProcess(Path(workdir), ["--database-url", url], rest=True) as process:
+        yield process, url, authorization
+
+
+def assert_stored_as_sent(url: str, conversation_id: int, sent: dict[str, Any]) -> None:
+    storage.open_database(url)
+    try:
+        with storage.session():
+            stored = storage.get_conversation(conversation_id)
+    finally:
+        storage.close_database()
+    assert stored is not None
+    assert (stored.first_name, stored.question, stored.sku) == (
+        sent["first_name"],
+        sent["question"],
+        sent["sku"],
+    )
+    assert stored.locale == (sent.get("locale") or "en-GB")
+
+
+@HYPOTHESIS
+@given(sent=REQUESTS)
+def test_grpc_answers_ok_or_invalid_argument(
+    service: tuple[ServiceProcess, str, str], sent: dict[str, Any]
+) -> None:
+    process, url, authorization = service
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        try:
+            created = stub.CreateConversation(
+                pb.CreateConversationRequest(trkref="D10", **sent),
+                timeout=10,
+                metadata=[("authorization", authorization)],
+            )
+        except grpc.RpcError as error:
+            call: Any = error
+            assert call.code() in ALLOWED_GRPC, call.details()
+            assert call.details()
+            return
+    assert_stored_as_sent(url, created.id, sent)
+
+
+@HYPOTHESIS
+@given(
+    sent=REQUESTS,
+    raw=st.one_of(st.none(), st.binary(max_size=200), st.text(max_size=200)),
+)
+def test_rest_answers_2xx_or_4xx_json(
+    service: tuple[ServiceProcess, str, str], sent: dict[str, Any], raw: bytes | str | None
+) -> None:
+    process, url, authorization = service
+    # Mostly well-formed JSON of hostile values; sometimes arbitrary bytes.
+    body: bytes | str = json.dumps(sent) if raw is None else raw
+    response = http(
+        "POST",
+        process.base_url + "/v4/organisations/D10/conversations",
+        body,
+        {"content-type": "application/json", "authorization": authorization},
+    )
+
+    assert response.headers["content-type"] == "application/json"
+    payload = response.json()
+    if response.status == 200:
+        assert_stored_as_sent(url, payload["id"], json.loads(body))
+    else:
+        assert 400 <= response.status < 500, payload
+        assert payload["message"]
