@@ -105,7 +105,7 @@ def create_key(
 
 
 def list_keys() -> list[ApiKey]:
-    with storage.session():
+    with storage.reading():
         return storage.list_api_keys()
 
 
@@ -154,7 +154,7 @@ class Authenticator:
         if remembered_hash is not None:
             # Over the limit is refused before the database is asked.
             self._take(key_id)
-        with storage.session():
+        with storage.reading():
             key = storage.find_api_key(key_id)
         if key is None or key.revoked:
             raise Unauthenticated()

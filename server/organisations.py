@@ -26,7 +26,7 @@ def add_organisation(organisation: Organisation) -> Organisation:
 
 
 def list_organisations() -> list[Organisation]:
-    with storage.session():
+    with storage.reading():
         return storage.list_organisations()
 
 

@@ -158,13 +158,25 @@ def close_database() -> None:
 
 
 @contextmanager
-def session() -> Iterator[None]:
-    """One unit of work: a pooled connection and a transaction around it."""
+def _failures_as_unavailable() -> Iterator[None]:
     try:
-        with database.connection_context(), database.atomic():
-            yield
+        yield
     except _UNAVAILABLE_ERRORS as error:
         raise StorageUnavailable(f"database unavailable: {error}") from error
+
+
+@contextmanager
+def session() -> Iterator[None]:
+    """One unit of work that writes: a pooled connection and a transaction around it."""
+    with _failures_as_unavailable(), database.connection_context(), database.atomic():
+        yield
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Reads only: a pooled connection, no transaction (nor SQLite's write lock)."""
+    with _failures_as_unavailable(), database.connection_context():
+        yield
 
 
 def migrate() -> list[str]:
