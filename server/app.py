@@ -98,5 +98,7 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     running.stop(config.grace_period)
+    # Calls cut off by the grace period may have queued creates: write them.
+    storage.close_database()
     log.info("stopped")
     return 0

@@ -40,8 +40,7 @@ def create_conversation(new: NewConversation, clock: Clock = utc_now) -> Convers
         raise InvalidConversation(violations)
     # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
-    with storage.session():
-        organisation = storage.find_organisation(new.trkref)
-        if organisation is None:
-            raise OrganisationNotFound(new.trkref)
-        return storage.insert_conversation(new, organisation, created_at)
+    organisation = storage.known_organisation(new.trkref)
+    if organisation is None:
+        raise OrganisationNotFound(new.trkref)
+    return storage.insert_conversation(new, organisation, created_at)

@@ -7,7 +7,9 @@ SQLite (the embedded default) and PostgreSQL (production).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+import functools
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,6 +20,7 @@ from playhouse.migrations import Runner
 
 from server.domain import Answer, Conversation, NewConversation, Organisation
 from server.errors import OrganisationExists, StorageUnavailable
+from server.group_commit import Closed, GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -117,7 +120,12 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Datab
 
 
 def close_database() -> None:
-    """Close every pooled connection of the bound database."""
+    """Write the creates still queued, then close every pooled connection."""
+    global _conversation_writer
+    with _writer_lock:
+        writer, _conversation_writer = _conversation_writer, None
+    if writer is not None:
+        writer.close()
     database.obj.close_all()
 
 
@@ -142,6 +150,25 @@ def find_organisation(trkref: str) -> Organisation | None:
     return None if row is None else _organisation(row)
 
 
+# Organisations already found, by trkref. No code changes or removes an
+# organisation, so one found stays right; a trkref not found is looked up every
+# time, so an organisation added while serving (by the CLI) is found at once.
+_known_organisations: dict[str, Organisation] = {}
+# Binding another database (initialize) forgets them; peewee is unannotated.
+database.attach_callback(lambda db: _known_organisations.clear())  # type: ignore[no-untyped-call]
+
+
+def known_organisation(trkref: str) -> Organisation | None:
+    """find_organisation in a session of its own, remembering what it found."""
+    organisation = _known_organisations.get(trkref)
+    if organisation is None:
+        with session():
+            organisation = find_organisation(trkref)
+        if organisation is not None:
+            _known_organisations[trkref] = organisation
+    return organisation
+
+
 def list_organisations() -> list[Organisation]:
     return [_organisation(row) for row in OrganisationRow.select().order_by(OrganisationRow.trkref)]
 
@@ -160,20 +187,124 @@ def count_organisations() -> int:
     return int(OrganisationRow.select().count())
 
 
+# One create waiting to be written: what was asked, for whom, and when.
+PendingConversation = tuple[NewConversation, Organisation, datetime.datetime]
+
+# Rows per transaction: 10 parameters a row stays far below SQLite's and
+# PostgreSQL's limits on parameters per statement.
+MAX_BATCH = 128
+# A batch waits at most SQLite's busy timeout or PostgreSQL's connect timeout
+# (2 s) and then fails; past this something is stuck.
+WRITE_TIMEOUT_SECONDS = 10.0
+
+_writer_lock = threading.Lock()
+_conversation_writer: GroupCommit[PendingConversation, Conversation] | None = None
+
+
 def insert_conversation(
     new: NewConversation, organisation: Organisation, created_at: datetime.datetime
 ) -> Conversation:
-    """Store a new conversation; `created_at` is aware UTC and is stored naive."""
-    row = ConversationRow.create(
-        organisation=OrganisationRow.get(OrganisationRow.trkref == organisation.trkref),
+    """Store a new conversation; returns once the transaction holding it has committed.
+
+    Concurrent calls share one transaction (group commit). Call it outside a
+    session: the row is written by the writer thread, on its own connection.
+    """
+    try:
+        return _writer().submit((new, organisation, created_at), WRITE_TIMEOUT_SECONDS)
+    except (TimeoutError, Closed) as error:
+        raise StorageUnavailable(f"database unavailable: {error or 'write timed out'}") from error
+
+
+def _writer() -> GroupCommit[PendingConversation, Conversation]:
+    global _conversation_writer
+    with _writer_lock:
+        if _conversation_writer is None:
+            _conversation_writer = GroupCommit(
+                _write_conversations, max_batch=MAX_BATCH, name="conversation-writer"
+            )
+        return _conversation_writer
+
+
+def _write_conversations(
+    batch: list[PendingConversation],
+) -> Sequence[Conversation | Exception]:
+    """Write a batch in one transaction; every create gets its conversation or its error."""
+    try:
+        with session():
+            return _insert_conversations(batch)
+    except StorageUnavailable as error:
+        return [error] * len(batch)
+    except peewee.DatabaseError as error:
+        if len(batch) == 1:
+            return [error]
+        # One bad row fails the whole statement: write each alone, so only it fails.
+        return [outcome for pending in batch for outcome in _write_conversations([pending])]
+
+
+# The columns a create writes, in the order of each row's parameters.
+_INSERTED = (
+    ConversationRow.organisation,
+    ConversationRow.sku,
+    ConversationRow.first_name,
+    ConversationRow.question,
+    ConversationRow.locale,
+    ConversationRow.created_at,
+    ConversationRow.retailer_locale,
+    ConversationRow.helpful,
+    ConversationRow.unhelpful,
+    ConversationRow.embeddable,
+)
+
+
+def _insert_conversations(batch: list[PendingConversation]) -> list[Conversation]:
+    params: list[object] = []
+    for new, organisation, created_at in batch:
+        # In _INSERTED's order, as peewee would pass them; the organisation's id
+        # comes from a subquery on its trkref.
+        params += (organisation.trkref, new.sku, new.first_name, new.question)
+        params += (new.locale or organisation.locale, _naive_utc(created_at))
+        params += (organisation.locale, 0, 0, False)
+    cursor = database.execute_sql(_insert_sql(database.obj, len(batch)), params)
+    # Both databases draw the ids in VALUES order, but RETURNING's order is unspecified.
+    ids = sorted(row[0] for row in cursor.fetchall())
+    return [
+        _new_conversation(conversation_id, *pending)
+        for conversation_id, pending in zip(ids, batch, strict=True)
+    ]
+
+
+@functools.lru_cache(maxsize=4 * MAX_BATCH)
+def _insert_sql(db: peewee.Database, rows: int) -> str:
+    """INSERT ... RETURNING id of `rows` creates, built by peewee once per database and size.
+
+    Building the query costs far more than running it; the text depends only on these two.
+    """
+    organisation_id = OrganisationRow.select(OrganisationRow.id).where(OrganisationRow.trkref == "")
+    row = (organisation_id, "", "", "", "", datetime.datetime.min, "", 0, 0, False)
+    query = ConversationRow.insert_many([row] * rows, fields=_INSERTED)
+    sql, _ = query.returning(ConversationRow.id).sql()
+    return str(sql)
+
+
+def _new_conversation(
+    conversation_id: int,
+    new: NewConversation,
+    organisation: Organisation,
+    created_at: datetime.datetime,
+) -> Conversation:
+    return Conversation(
+        id=conversation_id,
+        trkref=organisation.trkref,
         sku=new.sku,
         first_name=new.first_name,
         question=new.question,
         locale=new.locale or organisation.locale,
-        created_at=created_at.astimezone(datetime.UTC).replace(tzinfo=None),
+        created_at=created_at.astimezone(datetime.UTC),
+        helpful=0,
+        unhelpful=0,
+        embeddable=False,
         retailer_locale=organisation.locale,
     )
-    return _conversation(row, organisation.trkref, answers=())
 
 
 def get_conversation(conversation_id: int) -> Conversation | None:
@@ -196,6 +327,10 @@ def get_conversation(conversation_id: int) -> Conversation | None:
 
 def count_conversations() -> int:
     return int(ConversationRow.select().count())
+
+
+def _naive_utc(value: datetime.datetime) -> datetime.datetime:
+    return value.astimezone(datetime.UTC).replace(tzinfo=None)
 
 
 def _organisation(row: OrganisationRow) -> Organisation:
