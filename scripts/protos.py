@@ -17,6 +17,7 @@ from io import BytesIO
 from pathlib import Path
 
 import grpc_tools
+import openapi
 from google.api import annotations_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,7 @@ def generate(out: Path) -> None:
     out.mkdir(parents=True)
     protoc(PROTOS, f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}")
     descriptor_set(PROTOS, out / DESCRIPTOR_SET)
+    (out / "openapi.json").write_text(openapi.render((out / DESCRIPTOR_SET).read_bytes()))
 
 
 def differences(expected: Path, actual: Path) -> list[str]:

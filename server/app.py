@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import signal
 import threading
@@ -16,11 +17,14 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import organisations, storage
+from server import api_keys, organisations, storage
+from server.api_keys import Authenticator
+from server.auth import AuthInterceptor
 from server.config import Config
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
+from server.rest_proxy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,14 @@ class RunningServer:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    # Where the local Envoy connects: the port itself on loopback, or with TLS
+    # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
+    local_address: str
+
+    def mark_serving(self) -> None:
+        """Report SERVING: called once every part (gRPC, and REST when on) is ready."""
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float) -> None:
         """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
@@ -41,10 +53,14 @@ class RunningServer:
 
 
 def start_server(config: Config) -> RunningServer:
-    """Start serving on config.grpc_address; the database must be open and migrated."""
+    """Start serving on config.grpc_address; the database must be open and migrated.
+
+    Health reports NOT_SERVING until mark_serving().
+    """
+    authenticator = Authenticator(config.rate_limit, config.rate_burst)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        interceptors=[AccessLogInterceptor()],
+        interceptors=[AccessLogInterceptor(), AuthInterceptor(authenticator, f"/{SERVICE_NAME}/")],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -55,19 +71,38 @@ def start_server(config: Config) -> RunningServer:
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_documented_reflection(
-        server,
-        (SERVICE_NAME, health.SERVICE_NAME),
-        # Beside the generated module; importlib.resources cannot read namespace packages.
-        Path(pb.__file__).with_name("conversation_service.binpb"),
-        health_pb2.DESCRIPTOR,
-        reflection_pb2.DESCRIPTOR,
-    )
-    port = server.add_insecure_port(config.grpc_address)
-    server.start()
     for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, port)
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if config.reflection:
+        enable_documented_reflection(
+            server,
+            (SERVICE_NAME, health.SERVICE_NAME),
+            # Beside the generated module; importlib.resources cannot read namespace packages.
+            Path(pb.__file__).with_name("conversation_service.binpb"),
+            health_pb2.DESCRIPTOR,
+            reflection_pb2.DESCRIPTOR,
+        )
+    credentials = _server_credentials(config)
+    if credentials is None:
+        port = server.add_insecure_port(config.grpc_address)
+    else:
+        port = server.add_secure_port(config.grpc_address, credentials)
+    local_address = _loopback_address(config.grpc_address, port)
+    if credentials is not None and config.rest:
+        local_address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    return RunningServer(server, health_servicer, port, local_address)
+
+
+def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def prepare_database(config: Config) -> None:
@@ -78,17 +113,67 @@ def prepare_database(config: Config) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
     if config.embedded and organisations.ensure_demo_organisation():
         demo = organisations.DEMO
-        log.info("created the demo organisation %s (%s)", demo.trkref, demo.locale)
+        key = api_keys.create_key(
+            [demo.trkref], key_id=api_keys.DEMO_KEY_ID, secret=api_keys.DEMO_SECRET
+        )
+        log.info(
+            "created the demo organisation %s (%s) and its demo API key: "
+            "curl -u %s:%s ... or grpcurl -H 'authorization: Basic %s' ...",
+            demo.trkref,
+            demo.locale,
+            key.key_id,
+            key.secret,
+            base64.b64encode(f"{key.key_id}:{key.secret}".encode()).decode(),
+        )
+
+
+def _loopback_address(grpc_address: str, port: int) -> str:
+    """Where this machine reaches the gRPC server: loopback when it listens on every interface."""
+    host, _ = split_address(grpc_address)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_rest_proxy(config: Config, upstream: str) -> EnvoyProcess:
+    yaml = render_config(
+        config.http_address,
+        [upstream],
+        max_request_bytes=config.max_message_bytes,
+    )
+    return start_envoy(yaml, workers=config.envoy_workers)
+
+
+def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
+    proxy.process.wait()
+    event.set()
 
 
 def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code.
+
+    With REST on, Envoy runs beside the gRPC server; if it dies, the service
+    stops and exits non-zero rather than serving gRPC alone.
+    """
     prepare_database(config)
     running = start_server(config)
-    host = config.grpc_address.rsplit(":", 1)[0]
-    log.info("gRPC serving on %s:%d", host, running.port)
-
+    log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
+    proxy: EnvoyProcess | None = None
     stopping = threading.Event()
+    if config.rest:
+        try:
+            proxy = start_rest_proxy(config, running.local_address)
+        except EnvoyFailed as error:
+            log.error("REST proxy failed to start: %s", error)
+            running.stop(grace=0)
+            return 1
+        log.info(
+            "REST serving on %s (Envoy gRPC-JSON transcoder, Envoy pid %d)",
+            config.http_address,
+            proxy.process.pid,
+        )
+        threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
+    running.mark_serving()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -97,8 +182,13 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
-    running.stop(config.grace_period)
+    envoy_died = proxy is not None and proxy.process.poll() is not None
+    if proxy is not None and envoy_died:
+        log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
+    running.stop(0 if envoy_died else config.grace_period)
+    if proxy is not None:
+        proxy.stop()
     # Calls cut off by the grace period may have queued creates: write them.
     storage.close_database()
     log.info("stopped")
-    return 0
+    return 1 if envoy_died else 0

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     grpc_address: str = DEFAULT_GRPC_ADDRESS
+    # REST through Envoy's transcoder, started beside the gRPC server.
+    rest: bool = True
+    http_address: str = DEFAULT_HTTP_ADDRESS
+    envoy_workers: int = 1
     # Threads serving calls: each call holds one while it waits on the database.
     workers: int = 32
     # Largest request message in bytes; larger requests are refused with
@@ -22,6 +28,17 @@ class Config:
     # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
     # process crash.
     sqlite_synchronous: str = "FULL"
+    # Calls per second each API key may make (per process), and the burst it
+    # may spend at once; 0 turns the limit off.
+    rate_limit: float = 10_000
+    rate_burst: float = 10_000
+    # Server reflection (grpcurl list/describe); some deployments close it.
+    reflection: bool = True
+    # TLS for the gRPC port: certificate and key in PEM; with a client CA,
+    # clients must present a certificate it signed (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     @property
     def embedded(self) -> bool:

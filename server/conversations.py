@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Callable
 
 from server import storage
-from server.domain import Conversation, NewConversation
+from server.domain import Caller, Conversation, NewConversation
 from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
 from server.validation import check_locale, check_text, check_trkref
 
@@ -33,11 +33,19 @@ def validate_new_conversation(new: NewConversation) -> list[FieldViolation]:
     return violations
 
 
-def create_conversation(new: NewConversation, clock: Clock = utc_now) -> Conversation:
-    """Store a shopper's question about a product of an organisation; returns it as stored."""
+def create_conversation(
+    new: NewConversation, caller: Caller, clock: Clock = utc_now
+) -> Conversation:
+    """Store a shopper's question about a product of an organisation; returns it as stored.
+
+    An organisation the caller may not reach is reported exactly as one that
+    does not exist.
+    """
     violations = validate_new_conversation(new)
     if violations:
         raise InvalidConversation(violations)
+    if new.trkref not in caller.organisations:
+        raise OrganisationNotFound(new.trkref)
     # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
     organisation = storage.known_organisation(new.trkref)

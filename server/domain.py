@@ -63,3 +63,27 @@ class Conversation:
     embeddable: bool
     retailer_locale: str
     answers: tuple[Answer, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client's API key: its public id and the organisations it may reach."""
+
+    key_id: str
+    organisations: frozenset[str]
+    created_at: datetime.datetime
+    revoked_at: datetime.datetime | None
+    # scrypt$N$r$p$salt$hash of the secret; never the secret itself.
+    secret_hash: str = field(repr=False)
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a call: an authenticated API key and the organisations it may reach."""
+
+    key_id: str
+    organisations: frozenset[str]

@@ -52,5 +52,26 @@ class OrganisationExists(DomainError):
         super().__init__(f"organisation {trkref!r} already exists")
 
 
+class Unauthenticated(DomainError):
+    """Credentials are missing, malformed, wrong, or of a revoked key."""
+
+    def __init__(self) -> None:
+        # One message for every case: it must not tell which part was wrong.
+        super().__init__("missing or invalid credentials: use HTTP Basic with an API key")
+
+
+class RateLimited(DomainError):
+    """The key has used up its allowance of calls; retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("rate limit exceeded for this API key; retry later")
+
+
+class ApiKeyNotFound(DomainError):
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"no active API key {key_id!r}")
+
+
 class StorageUnavailable(DomainError):
     """The database cannot be reached or is busy; the call may be retried."""

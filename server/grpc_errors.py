@@ -5,27 +5,39 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import (
+    ApiKeyNotFound,
     DomainError,
     InvalidArgument,
     OrganisationExists,
     OrganisationNotFound,
+    RateLimited,
     StorageUnavailable,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,  # HTTP 400
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,  # HTTP 401
     OrganisationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
+    ApiKeyNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
+}
+
+# Metadata sent with an error. Envoy turns the trailing metadata of an
+# immediate error into HTTP headers: a 401 then carries WWW-Authenticate.
+METADATA_BY_ERROR: dict[type[DomainError], tuple[tuple[str, str], ...]] = {
+    Unauthenticated: (("www-authenticate", 'Basic realm="Platform API v4"'),),
 }
 
 
@@ -53,6 +65,15 @@ def to_status(error: DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+def abort_with_error(context: grpc.ServicerContext, error: DomainError) -> NoReturn:
+    """End the call with the error's status; what abort_with_status() does, spelled out,
+    because grpcio-testing lacks it (and drops the trailing metadata there)."""
+    status = to_status(error)
+    extra = METADATA_BY_ERROR.get(type(error), ())
+    context.set_trailing_metadata((*status.trailing_metadata, *extra))
+    context.abort(status.code, status.details)
+
+
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -69,11 +90,7 @@ def maps_domain_errors(
         try:
             return method(self, request, context)
         except DomainError as error:
-            # What abort_with_status() does, spelled out, because grpcio-testing
-            # lacks it (and drops the trailing metadata there).
-            status = to_status(error)
-            context.set_trailing_metadata(status.trailing_metadata)
-            context.abort(status.code, status.details)
+            abort_with_error(context, error)
         except Exception:
             log.exception("unexpected error in %s", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error")

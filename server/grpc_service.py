@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,12 +11,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import conversations, domain
+from server.auth import current_caller
+from server.domain import Caller
 from server.grpc_errors import maps_domain_errors
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ConversationService"].full_name
 
 
 class ConversationService(pb_grpc.ConversationServiceServicer):
+    def __init__(self, caller: Callable[[], Caller] = current_caller) -> None:
+        # Who calls: set by the AuthInterceptor; tests of the servicer alone pass their own.
+        self._caller = caller
+
     @maps_domain_errors
     def CreateConversation(
         self, request: pb.CreateConversationRequest, context: grpc.ServicerContext
@@ -27,7 +34,7 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             sku=request.sku,
             locale=request.locale if request.HasField("locale") else None,
         )
-        return conversation_message(conversations.create_conversation(new))
+        return conversation_message(conversations.create_conversation(new, self._caller()))
 
 
 def _timestamp(value: datetime.datetime) -> Timestamp:

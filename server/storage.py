@@ -9,17 +9,18 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import peewee
 from playhouse import db_url
 from playhouse.migrations import Runner
 
-from server.domain import Answer, Conversation, NewConversation, Organisation
-from server.errors import OrganisationExists, StorageUnavailable
+from server.domain import Answer, ApiKey, Conversation, NewConversation, Organisation
+from server.errors import OrganisationExists, OrganisationNotFound, StorageUnavailable
 from server.group_commit import Closed, GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -81,6 +82,28 @@ class AnswerRow(BaseModel):
 
     class Meta:
         table_name = "answer"
+
+
+class ApiKeyRow(BaseModel):
+    id = peewee.AutoField()
+    key_id = peewee.CharField(max_length=64, unique=True)
+    # scrypt$N$r$p$salt$hash; the secret itself is never stored.
+    secret_hash = peewee.CharField(max_length=255)
+    created_at = peewee.DateTimeField()
+    revoked_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_key"
+
+
+class ApiKeyOrganisationRow(BaseModel):
+    id = peewee.AutoField()
+    api_key = peewee.ForeignKeyField(ApiKeyRow, on_delete="CASCADE")
+    organisation = peewee.ForeignKeyField(OrganisationRow, on_delete="CASCADE")
+
+    class Meta:
+        table_name = "api_key_organisation"
+        indexes = ((("api_key", "organisation"), True),)
 
 
 # Failures of the database itself (down, locked, connection lost), as opposed
@@ -327,6 +350,75 @@ def get_conversation(conversation_id: int) -> Conversation | None:
 
 def count_conversations() -> int:
     return int(ConversationRow.select().count())
+
+
+def insert_api_key(key: ApiKey) -> None:
+    """Store a key and its organisations; every trkref must name an organisation."""
+    organisations = list(
+        OrganisationRow.select().where(OrganisationRow.trkref.in_(sorted(key.organisations)))
+    )
+    missing = key.organisations - {row.trkref for row in organisations}
+    if missing:
+        raise OrganisationNotFound(sorted(missing)[0])
+    row = ApiKeyRow.create(
+        key_id=key.key_id,
+        secret_hash=key.secret_hash,
+        created_at=_naive_utc(key.created_at),
+        revoked_at=None,
+    )
+    ApiKeyOrganisationRow.insert_many(
+        [{"api_key": row.id, "organisation": organisation.id} for organisation in organisations]
+    ).execute()
+
+
+def _api_keys(where: peewee.Expression | None = None) -> list[ApiKey]:
+    query = (
+        ApiKeyRow.select(ApiKeyRow, OrganisationRow.trkref)
+        .join(ApiKeyOrganisationRow, peewee.JOIN.LEFT_OUTER)
+        .join(OrganisationRow, peewee.JOIN.LEFT_OUTER)
+        .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+    )
+    if where is not None:
+        query = query.where(where)
+    keys: dict[str, dict[str, Any]] = {}
+    trkrefs: dict[str, set[str]] = {}
+    # peewee's types say model instances; .dicts() yields plain rows.
+    rows = cast(Iterable[dict[str, Any]], query.dicts())
+    for row in rows:
+        keys.setdefault(row["key_id"], row)
+        trkrefs.setdefault(row["key_id"], set())
+        if row["trkref"] is not None:
+            trkrefs[row["key_id"]].add(row["trkref"])
+    return [
+        ApiKey(
+            key_id=key_id,
+            organisations=frozenset(trkrefs[key_id]),
+            created_at=_utc(row["created_at"]),
+            revoked_at=None if row["revoked_at"] is None else _utc(row["revoked_at"]),
+            secret_hash=row["secret_hash"],
+        )
+        for key_id, row in keys.items()
+    ]
+
+
+def find_api_key(key_id: str) -> ApiKey | None:
+    """The key with its organisations, in one query."""
+    found = _api_keys(ApiKeyRow.key_id == key_id)
+    return found[0] if found else None
+
+
+def list_api_keys() -> list[ApiKey]:
+    return _api_keys()
+
+
+def revoke_api_key(key_id: str, at: datetime.datetime) -> bool:
+    """Mark a key revoked; False when no such key is active."""
+    updated = (
+        ApiKeyRow.update(revoked_at=_naive_utc(at))
+        .where((ApiKeyRow.key_id == key_id) & ApiKeyRow.revoked_at.is_null())
+        .execute()
+    )
+    return bool(updated)
 
 
 def _naive_utc(value: datetime.datetime) -> datetime.datetime:

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from server import organisations, storage
-from server.domain import Organisation
+from server.domain import Caller, Organisation
 from tests.databases import empty_postgres
 
 # The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
@@ -22,6 +22,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 ORGANISATION = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+# A caller whose key reaches D10 only.
+CALLER = Caller(key_id="test-key", organisations=frozenset({"D10"}))
 
 
 def _admin_connection() -> psycopg2.extensions.connection:

@@ -18,7 +18,8 @@ def empty_postgres(db: peewee.Database) -> None:
     storage.database.initialize(db)
     with storage.database.connection_context():
         storage.database.execute_sql(
-            "TRUNCATE answer, conversation, organisation RESTART IDENTITY CASCADE"
+            "TRUNCATE answer, conversation, api_key_organisation, api_key, organisation "
+            "RESTART IDENTITY CASCADE"
         )
 
 

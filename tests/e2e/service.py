@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 BIN = Path(sys.executable).parent
 SERVICE = str(BIN / "conversation-service")
 GRPCURL = str(BIN / "grpcurl")
+
+
+# The key `serve` creates with the demo organisation on a fresh embedded database.
+DEMO_CREDENTIALS = ("demo", "demo-secret")
+
+
+def basic_authorization(credentials: tuple[str, str]) -> str:
+    """The value of an HTTP Basic `authorization` header."""
+    return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
 
 
 def free_port() -> int:
@@ -37,16 +51,30 @@ def cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.Co
     )
 
 
+def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
+    """A new API key for these organisations, through `keys create`: (key id, secret)."""
+    flags = [arg for trkref in trkrefs for arg in ("--organisation", trkref)]
+    created = cli(database_url, "keys", "create", *flags)
+    assert created.returncode == 0, created.stderr
+    fields = dict(line.split(": ", 1) for line in created.stdout.splitlines()[:2])
+    return fields["key id"], fields["secret"]
+
+
 class ServiceProcess:
     """`conversation-service serve` on a free port; stopped by its PID, never by name."""
 
-    def __init__(self, workdir: Path, extra_args: Sequence[str] = (), **env: str) -> None:
+    def __init__(
+        self, workdir: Path, extra_args: Sequence[str] = (), *, rest: bool = False, **env: str
+    ) -> None:
+        self.workdir = workdir
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.http_address = f"127.0.0.1:{free_port()}" if rest else None
+        rest_args = ["--http-address", self.http_address] if self.http_address else ["--no-rest"]
         self.log_path = workdir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [SERVICE, "serve", "--grpc-address", self.address, *extra_args],
+            [SERVICE, "serve", "--grpc-address", self.address, *rest_args, *extra_args],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -68,6 +96,11 @@ class ServiceProcess:
                     pass
                 time.sleep(0.1)
         raise TimeoutError(f"serve did not become healthy in {timeout}s:\n{self.log()}")
+
+    @property
+    def base_url(self) -> str:
+        assert self.http_address, "started without REST"
+        return f"http://{self.http_address}"
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -94,6 +127,33 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    method: str, url: str, body: bytes | str | None = None, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """One HTTP/1.1 request; error statuses are returned, not raised."""
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return HttpResponse(response.status, _lower(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return HttpResponse(error.code, _lower(error.headers), error.read())
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def grpcurl(

@@ -12,7 +12,14 @@ import pytest
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import storage
-from tests.e2e.service import ServiceProcess, cli, grpcurl
+from tests.e2e.service import (
+    DEMO_CREDENTIALS,
+    ServiceProcess,
+    basic_authorization,
+    cli,
+    create_key,
+    grpcurl,
+)
 
 SEED_JSON = (
     '{"trkref":"D10","first_name":"A shopper","question":"How is this product?",'
@@ -22,23 +29,34 @@ CREATE = "conversations.v4.ConversationService/CreateConversation"
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path) -> ServiceProcess:
-    if not database_url.startswith("sqlite"):
-        added = cli(
-            database_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB"
-        )
-        assert added.returncode == 0, added.stderr
-    process = ServiceProcess(tmp_path, ["--database-url", database_url])
-    return process
+def credentials(database_url: str) -> tuple[str, str]:
+    """A key for D10: the demo key on a fresh embedded database, else one made with the CLI."""
+    if database_url.startswith("sqlite"):
+        return DEMO_CREDENTIALS
+    added = cli(database_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
+    assert added.returncode == 0, added.stderr
+    return create_key(database_url, "D10")
 
 
-def test_grpcurl_lists_describes_and_creates_the_seed_example(service: ServiceProcess) -> None:
+@pytest.fixture
+def auth(credentials: tuple[str, str]) -> list[str]:
+    return [f"authorization: {basic_authorization(credentials)}"]
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path, credentials: tuple[str, str]) -> ServiceProcess:
+    return ServiceProcess(tmp_path, ["--database-url", database_url])
+
+
+def test_grpcurl_lists_describes_and_creates_the_seed_example(
+    service: ServiceProcess, auth: list[str]
+) -> None:
     with service:
         listed = grpcurl(service.address, "list")
         described = grpcurl(
             service.address, "describe", "conversations.v4.CreateConversationRequest"
         )
-        created = grpcurl(service.address, CREATE, data=SEED_JSON)
+        created = grpcurl(service.address, CREATE, data=SEED_JSON, headers=auth)
 
     assert listed.stdout.split() == [
         "conversations.v4.ConversationService",
@@ -55,11 +73,17 @@ def test_grpcurl_lists_describes_and_creates_the_seed_example(service: ServicePr
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["created_at"])
 
 
-def test_grpcurl_shows_not_found_and_field_violations(service: ServiceProcess) -> None:
+def test_grpcurl_shows_errors(service: ServiceProcess, auth: list[str]) -> None:
     with service:
-        unknown = grpcurl(service.address, CREATE, data=SEED_JSON.replace("D10", "D11"))
-        invalid = grpcurl(service.address, CREATE, data='{"trkref":"D10","locale":"en GB"}')
+        unknown = grpcurl(
+            service.address, CREATE, data=SEED_JSON.replace("D10", "D11"), headers=auth
+        )
+        invalid = grpcurl(
+            service.address, CREATE, data='{"trkref":"D10","locale":"en GB"}', headers=auth
+        )
+        anonymous = grpcurl(service.address, CREATE, data=SEED_JSON)
 
+    assert "Code: Unauthenticated" in anonymous.stderr
     assert unknown.returncode != 0
     assert "Code: NotFound" in unknown.stderr
     assert "Code: InvalidArgument" in invalid.stderr
@@ -67,13 +91,18 @@ def test_grpcurl_shows_not_found_and_field_violations(service: ServiceProcess) -
         assert f'"field":"{field}"' in invalid.stderr
 
 
-def test_python_client_create_is_stored(service: ServiceProcess, database_url: str) -> None:
+def test_python_client_create_is_stored(
+    service: ServiceProcess, database_url: str, auth: list[str]
+) -> None:
     request = pb.CreateConversationRequest(
         trkref="D10", first_name="Zoë", question="Is it\nwaterproof? 🌧", sku="AIPTPDV5700"
     )
     with service, grpc.insecure_channel(service.address) as channel:
         stub = pb_grpc.ConversationServiceStub(channel)
-        responses = [stub.CreateConversation(request, timeout=10) for _ in range(3)]
+        metadata = [tuple(auth[0].split(": ", 1))]
+        responses = [
+            stub.CreateConversation(request, timeout=10, metadata=metadata) for _ in range(3)
+        ]
         exit_code = service.stop()
 
     assert exit_code == 0
@@ -94,9 +123,11 @@ def test_python_client_create_is_stored(service: ServiceProcess, database_url: s
     assert '"method": "/conversations.v4.ConversationService/CreateConversation"' in service.log()
 
 
-def test_fresh_embedded_database_gets_the_demo_organisation(tmp_path: Path) -> None:
+def test_fresh_embedded_database_gets_the_demo_organisation_and_key(tmp_path: Path) -> None:
+    demo = [f"authorization: {basic_authorization(DEMO_CREDENTIALS)}"]
     with ServiceProcess(tmp_path) as service:
-        created = grpcurl(service.address, CREATE, data=SEED_JSON)
+        created = grpcurl(service.address, CREATE, data=SEED_JSON, headers=demo)
+    assert "demo API key" in service.log()
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "var" / "conversations.db").exists()
     listed = cli(f"sqlite:///{tmp_path}/var/conversations.db", "organisations", "list")
@@ -126,7 +157,7 @@ def test_migrate_reports_what_it_applied(database_url: str) -> None:
     assert first.returncode == second.returncode == 0
     assert second.stdout == "the schema is up to date\n"
     if database_url.startswith("sqlite"):
-        assert first.stdout == "applied: 0001_initial\n"
+        assert first.stdout == "applied: 0001_initial, 0002_api_keys\n"
 
 
 def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
@@ -135,3 +166,25 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
         exit_code = second.process.wait(timeout=30)
         second.stop()
     assert exit_code != 0
+
+
+def test_keys_cli_creates_lists_and_revokes(database_url: str) -> None:
+    added = cli(database_url, "organisations", "add", "K1", "--name", "Keyed", "--locale", "en-GB")
+    assert added.returncode == 0, added.stderr
+    key_id, secret = create_key(database_url, "K1")
+    unknown_org = cli(database_url, "keys", "create", "--organisation", "NOPE")
+    active = cli(database_url, "keys", "list")
+    revoked = cli(database_url, "keys", "revoke", key_id)
+    again = cli(database_url, "keys", "revoke", key_id)
+    after = cli(database_url, "keys", "list")
+
+    assert key_id.startswith("key_") and len(secret) >= 40
+    assert unknown_org.returncode == 1
+    assert "organisation 'NOPE' does not exist" in unknown_org.stderr
+    assert re.fullmatch(
+        rf"{key_id}\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tactive\tK1\n", active.stdout
+    )
+    assert revoked.stdout == f"revoked {key_id}\n"
+    assert again.returncode == 1 and f"no active API key '{key_id}'" in again.stderr
+    assert "\trevoked 20" in after.stdout
+    assert secret not in active.stdout + after.stdout

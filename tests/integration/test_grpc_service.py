@@ -13,6 +13,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from server import storage
 from server.domain import Organisation
 from server.grpc_service import ConversationService
+from tests.conftest import CALLER
 from tests.databases import write_lock_held
 
 METHOD = pb.DESCRIPTOR.services_by_name["ConversationService"].methods_by_name["CreateConversation"]
@@ -27,7 +28,9 @@ SEED = pb.CreateConversationRequest(
 
 @pytest.fixture
 def grpc_server() -> Any:
-    servicers = {pb.DESCRIPTOR.services_by_name["ConversationService"]: ConversationService()}
+    servicers = {
+        pb.DESCRIPTOR.services_by_name["ConversationService"]: ConversationService(lambda: CALLER)
+    }
     return grpc_testing.server_from_dictionary(servicers, grpc_testing.strict_real_time())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -19,13 +19,12 @@ from server.app import RunningServer, start_server
 from server.config import Config
 from server.domain import Organisation
 from server.grpc_service import SERVICE_NAME
+from tests.integration.conftest import Metadata
 
 
 @pytest.fixture
-def running(organisation: Organisation) -> Iterator[RunningServer]:
-    server = start_server(Config(grpc_address="127.0.0.1:0", workers=4))
-    yield server
-    server.stop(grace=1)
+def running(organisation: Organisation, start: Callable[..., RunningServer]) -> RunningServer:
+    return start()
 
 
 @pytest.fixture
@@ -47,11 +46,11 @@ def test_health_is_serving_then_not_serving_on_shutdown(
     assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def test_invalid_request_carries_bad_request_details(channel: grpc.Channel) -> None:
+def test_invalid_request_carries_bad_request_details(channel: grpc.Channel, auth: Metadata) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question=" ", sku="")
     with pytest.raises(grpc.RpcError) as raised:
-        stub.CreateConversation(request, timeout=5)
+        stub.CreateConversation(request, timeout=5, metadata=auth)
 
     status = rpc_status.from_call(raised.value)  # type: ignore[arg-type]
     assert status is not None
@@ -64,25 +63,30 @@ def test_invalid_request_carries_bad_request_details(channel: grpc.Channel) -> N
     ]
 
 
-def test_oversized_request_is_resource_exhausted(channel: grpc.Channel) -> None:
+def test_oversized_request_is_resource_exhausted(channel: grpc.Channel, auth: Metadata) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     request = pb.CreateConversationRequest(
         trkref="D10", first_name="Ann", question="x" * 70_000, sku="S"
     )
     with pytest.raises(grpc.RpcError) as raised:
-        stub.CreateConversation(request, timeout=5)
+        stub.CreateConversation(request, timeout=5, metadata=auth)
     assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_each_call_logs_one_json_line(
-    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+    channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     caplog.set_level(logging.INFO, logger="conversation_service.access")
     stub.CreateConversation(
         pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S"),
         timeout=5,
+        metadata=auth,
     )
+    with pytest.raises(grpc.RpcError):
+        stub.CreateConversation(
+            pb.CreateConversationRequest(trkref="D10"), timeout=5, metadata=auth
+        )
     with pytest.raises(grpc.RpcError):
         stub.CreateConversation(pb.CreateConversationRequest(trkref="D10"), timeout=5)
 
@@ -91,6 +95,7 @@ def test_each_call_logs_one_json_line(
     assert [(line["method"], line["code"]) for line in lines] == [
         (method, "OK"),
         (method, "INVALID_ARGUMENT"),
+        (method, "UNAUTHENTICATED"),
     ]
     assert all(line["duration_ms"] >= 0 for line in lines)
 

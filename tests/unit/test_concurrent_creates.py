@@ -13,6 +13,7 @@ import pytest
 from server import conversations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import StorageUnavailable
+from tests.conftest import CALLER
 from tests.databases import write_lock_held
 
 SEED = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
@@ -23,7 +24,10 @@ def create_many(count: int, threads: int = 16) -> list[Conversation]:
         return list(
             pool.map(
                 lambda n: conversations.create_conversation(
-                    NewConversation(trkref="D10", first_name=f"Shopper {n}", question="Q?", sku="S")
+                    NewConversation(
+                        trkref="D10", first_name=f"Shopper {n}", question="Q?", sku="S"
+                    ),
+                    CALLER,
                 ),
                 range(count),
             )
@@ -59,10 +63,10 @@ def test_a_row_that_fails_fails_alone(organisation: Organisation) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_failing_batch_is_unavailable_for_every_caller(organisation: Organisation) -> None:
-    conversations.create_conversation(SEED)  # looks D10 up while the database is free
+    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
     # SQLite gives up on the lock after its busy timeout (2 s): the batch fails.
     with write_lock_held("sqlite"), ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(conversations.create_conversation, SEED) for _ in range(8)]
+        futures = [pool.submit(conversations.create_conversation, SEED, CALLER) for _ in range(8)]
         errors = [f.exception() for f in futures]
 
     assert all(isinstance(error, StorageUnavailable) for error in errors)
@@ -71,9 +75,9 @@ def test_a_failing_batch_is_unavailable_for_every_caller(organisation: Organisat
 
 
 def test_closing_writes_the_creates_still_queued(database: str, organisation: Organisation) -> None:
-    conversations.create_conversation(SEED)
+    conversations.create_conversation(SEED, CALLER)
     with write_lock_held(database) as release, ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(conversations.create_conversation, SEED) for _ in range(16)]
+        futures = [pool.submit(conversations.create_conversation, SEED, CALLER) for _ in range(16)]
         time.sleep(0.2)  # the writer waits on the lock; the other creates queue behind it
         closing = threading.Thread(target=storage.close_database)
         closing.start()

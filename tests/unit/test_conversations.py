@@ -6,9 +6,10 @@ import datetime
 
 import pytest
 
-from server import conversations, storage
-from server.domain import NewConversation, Organisation
+from server import conversations, organisations, storage
+from server.domain import Caller, NewConversation, Organisation
 from server.errors import InvalidConversation, OrganisationNotFound
+from tests.conftest import CALLER
 
 SEED = NewConversation(
     trkref="D10",
@@ -26,7 +27,7 @@ def stored_count() -> int:
 
 
 def test_create_returns_what_is_stored(organisation: Organisation) -> None:
-    created = conversations.create_conversation(SEED, clock=lambda: ASKED_AT)
+    created = conversations.create_conversation(SEED, CALLER, clock=lambda: ASKED_AT)
 
     assert created.id >= 1
     assert created.first_name == "A shopper"
@@ -40,21 +41,21 @@ def test_create_returns_what_is_stored(organisation: Organisation) -> None:
 
 
 def test_ids_are_fresh(organisation: Organisation) -> None:
-    first = conversations.create_conversation(SEED)
-    second = conversations.create_conversation(SEED)
+    first = conversations.create_conversation(SEED, CALLER)
+    second = conversations.create_conversation(SEED, CALLER)
     assert second.id > first.id
 
 
 def test_created_at_is_utc_whole_seconds(organisation: Organisation) -> None:
     eastern = datetime.timezone(datetime.timedelta(hours=-5))
     asked = datetime.datetime(2020, 1, 1, 9, 30, 15, 999999, tzinfo=eastern)
-    created = conversations.create_conversation(SEED, clock=lambda: asked)
+    created = conversations.create_conversation(SEED, CALLER, clock=lambda: asked)
     assert created.created_at == datetime.datetime(2020, 1, 1, 14, 30, 15, tzinfo=datetime.UTC)
 
 
 def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> None:
     created = conversations.create_conversation(
-        NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+        NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1"), CALLER
     )
     with storage.session():
         assert storage.get_conversation(created.id).locale == "en-GB"  # type: ignore[union-attr]
@@ -62,15 +63,31 @@ def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> 
 
 def test_given_locale_is_stored_and_retailer_locale_stays(organisation: Organisation) -> None:
     created = conversations.create_conversation(
-        NewConversation(trkref="D10", first_name="Jo", question="Wie?", sku="S1", locale="de-DE")
+        NewConversation(trkref="D10", first_name="Jo", question="Wie?", sku="S1", locale="de-DE"),
+        CALLER,
     )
     assert created.locale == "de-DE"
     assert created.retailer_locale == "en-GB"
 
 
+def test_organisation_out_of_the_callers_reach_is_not_found_like_an_unknown_one(
+    organisation: Organisation,
+) -> None:
+    organisations.add_organisation(Organisation("OTHER", "Another retailer", "fr-FR"))
+    outsider = Caller(key_id="k", organisations=frozenset({"D10"}))
+    with pytest.raises(OrganisationNotFound) as other:
+        conversations.create_conversation(NewConversation("OTHER", "Ann", "Q?", "S1"), outsider)
+    with pytest.raises(OrganisationNotFound) as unknown:
+        conversations.create_conversation(NewConversation("NOPE", "Ann", "Q?", "S1"), outsider)
+    assert str(other.value).replace("OTHER", "X") == str(unknown.value).replace("NOPE", "X")
+    assert stored_count() == 0
+
+
 def test_unknown_trkref_is_not_found(organisation: Organisation) -> None:
     with pytest.raises(OrganisationNotFound) as raised:
-        conversations.create_conversation(NewConversation("NOPE", "Ann", "Fits?", "S1"))
+        conversations.create_conversation(
+            NewConversation("NOPE", "Ann", "Fits?", "S1"), Caller("k", frozenset({"D10", "NOPE"}))
+        )
     assert "does not exist or you are not authorised" in str(raised.value)
     assert stored_count() == 0
 
@@ -80,7 +97,7 @@ def test_every_bad_field_is_reported_at_once(organisation: Organisation) -> None
         trkref="D10", first_name="   ", question="", sku="x" * 101, locale="not a locale"
     )
     with pytest.raises(InvalidConversation) as raised:
-        conversations.create_conversation(bad)
+        conversations.create_conversation(bad, CALLER)
     assert [v.field for v in raised.value.violations] == ["first_name", "question", "sku", "locale"]
     assert stored_count() == 0
 
@@ -107,7 +124,7 @@ def test_invalid_field_is_rejected_and_nothing_stored(
 ) -> None:
     bad = NewConversation(**{**SEED.__dict__, field: value})
     with pytest.raises(InvalidConversation) as raised:
-        conversations.create_conversation(bad)
+        conversations.create_conversation(bad, CALLER)
     assert [v.field for v in raised.value.violations] == [field]
     assert stored_count() == 0
 
@@ -127,7 +144,9 @@ def test_invalid_field_is_rejected_and_nothing_stored(
 def test_values_at_the_bounds_are_stored_as_sent(
     organisation: Organisation, field: str, value: str
 ) -> None:
-    created = conversations.create_conversation(NewConversation(**{**SEED.__dict__, field: value}))
+    created = conversations.create_conversation(
+        NewConversation(**{**SEED.__dict__, field: value}), CALLER
+    )
     with storage.session():
         stored = storage.get_conversation(created.id)
     assert stored is not None

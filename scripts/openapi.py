@@ -1,0 +1,178 @@
+"""An OpenAPI 3 description of the REST API, from the contract's google.api.http annotations.
+
+It reads the descriptor set (with source info, so the proto comments become
+descriptions) and describes what Envoy's transcoder serves with this project's
+print options: proto field names, fields with default values always present,
+errors as google.rpc.Status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+FieldType = descriptor_pb2.FieldDescriptorProto
+SCALARS: dict[int, dict[str, Any]] = {
+    FieldType.TYPE_STRING: {"type": "string"},
+    FieldType.TYPE_BOOL: {"type": "boolean"},
+    FieldType.TYPE_UINT32: {
+        "type": "integer",
+        "format": "int64",
+        "minimum": 0,
+        "maximum": 2**32 - 1,
+    },
+    FieldType.TYPE_INT32: {"type": "integer", "format": "int32"},
+}
+WELL_KNOWN: dict[str, dict[str, Any]] = {
+    ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+}
+ERRORS = {
+    "400": "Invalid input (google.rpc.BadRequest in details), malformed JSON or unknown query "
+    "parameter",
+    "401": "Missing or invalid credentials (HTTP Basic: API key and secret); the response has "
+    "a WWW-Authenticate header",
+    "404": "Unknown organisation, one the key is not assigned to, or a path or method the API "
+    "does not have",
+    "413": "Request body over the size limit",
+    "429": "The API key's rate limit is exceeded; retry later",
+    "503": "The service or its database is unavailable; retry",
+}
+STATUS_SCHEMA = {
+    "type": "object",
+    "description": "google.rpc.Status: a gRPC status code, a message, and typed details.",
+    "required": ["code", "message", "details"],
+    "properties": {
+        "code": {"type": "integer", "format": "int32"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+}
+STATUS_REF = "#/components/schemas/Status"
+# Paths in SourceCodeInfo: FileDescriptorProto.message_type = 4, .service = 6,
+# DescriptorProto.field = 2, ServiceDescriptorProto.method = 2.
+MESSAGE, SERVICE, MEMBER = 4, 6, 2
+
+
+def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+    found = {}
+    for location in file.source_code_info.location:
+        lines = [line.strip() for line in location.leading_comments.strip().splitlines()]
+        if lines:
+            # One line per paragraph: the comments wrap at 80 columns.
+            found[tuple(location.path)] = re.sub(r"(?<!\n)\n(?!\n)", " ", "\n".join(lines))
+    return found
+
+
+class _Builder:
+    def __init__(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
+        self.messages: dict[str, tuple[descriptor_pb2.DescriptorProto, str]] = {}
+        self.comments: dict[str, str] = {}
+        for file in files:
+            comments = _comments(file)
+            for i, message in enumerate(file.message_type):
+                name = f".{file.package}.{message.name}"
+                self.messages[name] = (message, comments.get((MESSAGE, i), ""))
+                for j, field in enumerate(message.field):
+                    self.comments[f"{name}.{field.name}"] = comments.get(
+                        (MESSAGE, i, MEMBER, j), ""
+                    )
+        self.schemas: dict[str, Any] = {}
+
+    def field_schema(self, owner: str, field: descriptor_pb2.FieldDescriptorProto) -> Any:
+        if field.type_name in WELL_KNOWN:
+            schema = dict(WELL_KNOWN[field.type_name])
+        elif field.type == FieldType.TYPE_MESSAGE:
+            schema = {"$ref": self.ref(field.type_name)}
+        else:
+            schema = dict(SCALARS[field.type])
+        if field.label == FieldType.LABEL_REPEATED:
+            schema = {"type": "array", "items": schema}
+        description = self.comments[f"{owner}.{field.name}"]
+        return {**schema, "description": description} if "$ref" not in schema else schema
+
+    def ref(self, type_name: str, exclude: frozenset[str] = frozenset()) -> str:
+        message, description = self.messages[type_name]
+        key = type_name.rsplit(".", 1)[1] + ("Body" if exclude else "")
+        if key not in self.schemas:
+            fields = [f for f in message.field if f.name not in exclude]
+            self.schemas[key] = {
+                "type": "object",
+                "description": description,
+                # Envoy prints every field but the unset `optional` ones.
+                "required": [f.name for f in fields if not f.proto3_optional],
+                "properties": {f.name: self.field_schema(type_name, f) for f in fields},
+            }
+        return f"#/components/schemas/{key}"
+
+
+def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI document of every annotated method of the non-google files."""
+    files = [
+        f
+        for f in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
+        if not f.name.startswith("google/")
+    ]
+    builder = _Builder(files)
+    paths: dict[str, Any] = {}
+    for file in files:
+        comments = _comments(file)
+        for s, service in enumerate(file.service):
+            for m, method in enumerate(service.method):
+                rule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern")
+                if verb is None or verb == "custom":
+                    continue
+                template = getattr(rule, verb)
+                path_params = re.findall(r"{([^}=]+)}", template)
+                operation: dict[str, Any] = {
+                    "operationId": method.name,
+                    "summary": method.name,
+                    "description": comments.get((SERVICE, s, MEMBER, m), ""),
+                    "tags": [service.name],
+                    "parameters": [
+                        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                        for p in path_params
+                    ],
+                    "responses": {
+                        "200": _json("The result", builder.ref(method.output_type)),
+                        **{
+                            code: _json(text, "#/components/schemas/Status")
+                            for code, text in ERRORS.items()
+                        },
+                    },
+                }
+                if rule.body == "*":
+                    body_ref = builder.ref(method.input_type, frozenset(path_params))
+                    operation["requestBody"] = {"required": True, **_json("", body_ref)}
+                paths.setdefault(template, {})[verb] = operation
+    builder.schemas["Status"] = STATUS_SCHEMA
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(builder.schemas.items())),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The API key's id as user name, its secret as password.",
+                }
+            },
+        },
+        "security": [{"apiKey": []}],
+    }
+
+
+def _json(description: str, ref: str) -> dict[str, Any]:
+    content: dict[str, Any] = {"content": {"application/json": {"schema": {"$ref": ref}}}}
+    return {"description": description, **content} if description else content
+
+
+def render(descriptor_set: bytes) -> str:
+    document = build(descriptor_set, "Platform API v4: Conversations", "4")
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

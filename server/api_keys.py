@@ -1,0 +1,185 @@
+"""API keys: issuing, listing and revoking them, and authenticating callers.
+
+A secret is shown once, when its key is created, and stored only as a salted
+scrypt hash. Authentication runs scrypt once per key and process; later calls
+compare a SHA-256 of the presented secret with the remembered one, in
+constant time, and still read the key from the database so that a revoked key
+stops working at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from server import storage
+from server.domain import ApiKey, Caller
+from server.errors import ApiKeyNotFound, RateLimited, Unauthenticated
+
+# scrypt cost: about 16 MiB and tens of milliseconds per verification.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+# The documented key of the embedded demo setup, for the demo organisation only.
+DEMO_KEY_ID = "demo"
+DEMO_SECRET = "demo-secret"
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """scrypt$N$r$p$salt$hash, base64 fields."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=SCRYPT_MAXMEM
+    )
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def secret_matches(secret: str, stored: str) -> bool:
+    """Constant-time check of a secret against its stored scrypt hash."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            secret.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=SCRYPT_MAXMEM,
+        )
+    except ValueError:
+        return False
+    return scheme == "scrypt" and hmac.compare_digest(actual, expected)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new key as its owner sees it once: the secret is not stored anywhere."""
+
+    key_id: str
+    secret: str
+    organisations: frozenset[str]
+
+
+def create_key(
+    organisations: Iterable[str],
+    *,
+    key_id: str | None = None,
+    secret: str | None = None,
+    clock: Clock = utc_now,
+) -> IssuedKey:
+    """Issue a key for existing organisations; random id and secret unless given."""
+    trkrefs = frozenset(organisations)
+    issued = IssuedKey(
+        key_id=key_id or f"key_{secrets.token_hex(8)}",
+        secret=secret or secrets.token_urlsafe(32),
+        organisations=trkrefs,
+    )
+    key = ApiKey(
+        key_id=issued.key_id,
+        organisations=trkrefs,
+        created_at=clock(),
+        revoked_at=None,
+        secret_hash=hash_secret(issued.secret),
+    )
+    with storage.session():
+        storage.insert_api_key(key)
+    return issued
+
+
+def list_keys() -> list[ApiKey]:
+    with storage.session():
+        return storage.list_api_keys()
+
+
+def revoke_key(key_id: str, clock: Clock = utc_now) -> None:
+    with storage.session():
+        if not storage.revoke_api_key(key_id, clock()):
+            raise ApiKeyNotFound(key_id)
+
+
+class TokenBucket:
+    """`rate` calls per second on average, up to `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._updated = burst, time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+class Authenticator:
+    """Turns presented credentials into a Caller, within a per-key rate limit.
+
+    A rate of 0 turns the limit off.
+    """
+
+    def __init__(self, rate: float = 10_000, burst: float = 10_000) -> None:
+        self._rate, self._burst = rate, burst
+        # key id -> (stored hash, SHA-256 of the secret that matched it)
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, key_id: str, secret: str) -> Caller:
+        """The caller these credentials stand for; Unauthenticated or RateLimited otherwise."""
+        digest = hashlib.sha256(secret.encode()).digest()
+        remembered_hash = self._remembered_hash(key_id, digest)
+        if remembered_hash is not None:
+            # Over the limit is refused before the database is asked.
+            self._take(key_id)
+        with storage.session():
+            key = storage.find_api_key(key_id)
+        if key is None or key.revoked:
+            raise Unauthenticated()
+        if remembered_hash != key.secret_hash:
+            if not secret_matches(secret, key.secret_hash):
+                raise Unauthenticated()
+            with self._lock:
+                self._verified[key_id] = (key.secret_hash, digest)
+            if remembered_hash is None:
+                self._take(key_id)
+        return Caller(key_id=key.key_id, organisations=key.organisations)
+
+    def _remembered_hash(self, key_id: str, digest: bytes) -> str | None:
+        """The stored hash this secret was verified against before, if it was."""
+        remembered = self._verified.get(key_id)
+        if remembered is None or not hmac.compare_digest(remembered[1], digest):
+            return None
+        return remembered[0]
+
+    def _take(self, key_id: str) -> None:
+        if not self._rate:
+            return
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                bucket = self._buckets[key_id] = TokenBucket(self._rate, self._burst)
+        if not bucket.take():
+            raise RateLimited()

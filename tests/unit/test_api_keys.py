@@ -1,0 +1,144 @@
+"""API keys: issuing, revoking, authenticating, rate limiting, and what is stored."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from server import api_keys, organisations, storage
+from server.api_keys import Authenticator
+from server.domain import ApiKey, Organisation
+from server.errors import (
+    ApiKeyNotFound,
+    OrganisationNotFound,
+    RateLimited,
+    StorageUnavailable,
+    Unauthenticated,
+)
+
+
+def test_created_key_authenticates_for_its_organisations(organisation: Organisation) -> None:
+    issued = api_keys.create_key(["D10"])
+
+    caller = Authenticator().authenticate(issued.key_id, issued.secret)
+
+    assert caller.key_id == issued.key_id
+    assert caller.organisations == frozenset({"D10"})
+    assert issued.key_id.startswith("key_") and len(issued.secret) >= 40
+
+
+def test_a_key_may_reach_several_organisations(organisation: Organisation) -> None:
+    organisations.add_organisation(Organisation("E20", "Second", "de-DE"))
+    issued = api_keys.create_key(["D10", "E20"])
+    [listed] = api_keys.list_keys()
+    assert listed.organisations == frozenset({"D10", "E20"})
+    assert Authenticator().authenticate(issued.key_id, issued.secret).organisations == {
+        "D10",
+        "E20",
+    }
+
+
+def test_key_for_an_unknown_organisation_is_refused(organisation: Organisation) -> None:
+    with pytest.raises(OrganisationNotFound):
+        api_keys.create_key(["D10", "NOPE"])
+    assert api_keys.list_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("key_id", "secret"),
+    [("unknown", "whatever"), ("KEY", "wrong secret"), ("KEY", ""), ("KEY", "SECRET-but-longer")],
+)
+def test_wrong_credentials_are_unauthenticated(
+    organisation: Organisation, key_id: str, secret: str
+) -> None:
+    issued = api_keys.create_key(["D10"])
+    authenticator = Authenticator()
+    authenticator.authenticate(issued.key_id, issued.secret)  # remembered from now on
+    key_id = key_id.replace("KEY", issued.key_id)
+    secret = secret.replace("SECRET", issued.secret)
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(key_id, secret)
+
+
+def test_revoked_key_stops_working_at_once(organisation: Organisation) -> None:
+    issued = api_keys.create_key(["D10"])
+    authenticator = Authenticator()
+    authenticator.authenticate(issued.key_id, issued.secret)
+
+    api_keys.revoke_key(issued.key_id)
+
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(issued.key_id, issued.secret)
+    [listed] = api_keys.list_keys()
+    assert listed.revoked
+    with pytest.raises(ApiKeyNotFound):
+        api_keys.revoke_key(issued.key_id)
+
+
+def test_rate_limit_refuses_without_asking_the_database(organisation: Organisation) -> None:
+    issued = api_keys.create_key(["D10"])
+    authenticator = Authenticator(rate=0.001, burst=2)
+    authenticator.authenticate(issued.key_id, issued.secret)
+    authenticator.authenticate(issued.key_id, issued.secret)
+
+    storage.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens there
+    with pytest.raises(RateLimited):
+        authenticator.authenticate(issued.key_id, issued.secret)
+    # Under the limit the same call would need the database (revocation).
+    with pytest.raises(StorageUnavailable):
+        Authenticator().authenticate(issued.key_id, issued.secret)
+
+
+def test_other_keys_have_their_own_allowance(organisation: Organisation) -> None:
+    first, second = api_keys.create_key(["D10"]), api_keys.create_key(["D10"])
+    authenticator = Authenticator(rate=0.001, burst=1)
+    authenticator.authenticate(first.key_id, first.secret)
+    with pytest.raises(RateLimited):
+        authenticator.authenticate(first.key_id, first.secret)
+    assert authenticator.authenticate(second.key_id, second.secret).key_id == second.key_id
+
+
+def test_rate_zero_means_no_limit(organisation: Organisation) -> None:
+    issued = api_keys.create_key(["D10"])
+    authenticator = Authenticator(rate=0, burst=0)
+    for _ in range(20):
+        authenticator.authenticate(issued.key_id, issued.secret)
+
+
+def test_secret_is_stored_only_as_a_salted_slow_hash(tmp_path: Path) -> None:
+    storage.open_database(f"sqlite:///{tmp_path}/keys.db")
+    storage.migrate()
+    organisations.add_organisation(Organisation("D10", "Demo", "en-GB"))
+    first, second = api_keys.create_key(["D10"], secret="same"), api_keys.create_key(["D10"])
+    third = api_keys.create_key(["D10"], secret="same")
+    storage.close_database()
+
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
+    assert second.secret.encode() not in raw
+    assert first.key_id.encode() in raw
+    hashes = {k.key_id: k.secret_hash for k in _keys(tmp_path)}
+    assert hashes[first.key_id].startswith("scrypt$16384$8$1$")
+    assert hashes[first.key_id] != hashes[third.key_id]  # salted
+
+
+def _keys(tmp_path: Path) -> list[ApiKey]:
+    storage.open_database(f"sqlite:///{tmp_path}/keys.db")
+    keys = api_keys.list_keys()
+    storage.close_database()
+    return keys
+
+
+def test_secret_matches_is_exact() -> None:
+    stored = api_keys.hash_secret("s3cret")
+    assert api_keys.secret_matches("s3cret", stored)
+    assert not api_keys.secret_matches("s3cret ", stored)
+    assert not api_keys.secret_matches("s3cret", "garbage")
+
+
+def test_list_shows_creation_time(organisation: Organisation) -> None:
+    moment = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    api_keys.create_key(["D10"], key_id="fixed", secret="x" * 20, clock=lambda: moment)
+    [listed] = api_keys.list_keys()
+    assert (listed.key_id, listed.created_at, listed.revoked_at) == ("fixed", moment, None)
