@@ -7,6 +7,9 @@ local count = 0
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_AUTHORIZATION") ~= "" then
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
+end
 
 function response(status, headers, body)
   count = count + 1

@@ -45,7 +45,13 @@ def grpc_frame(message: Message) -> bytes:
 
 
 def h2load(
-    url: str, message: Message, *, streams: int, count: int = 0, seconds: float = 0
+    url: str,
+    message: Message,
+    *,
+    streams: int,
+    authorization: str,
+    count: int = 0,
+    seconds: float = 0,
 ) -> Result:
     """POST `count` gRPC calls (or as many as fit in `seconds`), one stream per connection.
 
@@ -56,6 +62,7 @@ def h2load(
         body, per_request = Path(tmp, "body"), Path(tmp, "requests.tsv")
         body.write_bytes(grpc_frame(message))
         grpc_headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        grpc_headers += ["-H", f"authorization: {authorization}"]
         connections = ["-c", str(streams), "-m", "1"]
         log = ["--log-file", str(per_request)]
         output = _run(["h2load", *bound, *connections, "-d", str(body), *grpc_headers, *log, url])
@@ -70,13 +77,20 @@ def h2load(
 
 
 def wrk(
-    url: str, json_body: str, *, connections: int, count: int = 0, seconds: float = 0
+    url: str,
+    json_body: str,
+    *,
+    connections: int,
+    authorization: str,
+    count: int = 0,
+    seconds: float = 0,
 ) -> Result:
     """POST `count` JSON bodies (or as many as fit in `seconds`), one thread per connection."""
     script = Path(__file__).with_name("create.lua")
     quota = max(1, count // connections) if count else 1 << 40
     limit = f"{round(seconds) if seconds else TIME_LIMIT_SECONDS}s"
     env = {**os.environ, "BENCH_BODY": json_body, "BENCH_QUOTA": str(quota)}
+    env["BENCH_AUTHORIZATION"] = authorization
     threads = ["-t", str(connections), "-c", str(connections)]
     command = ["wrk", *threads, "-d", limit, "-s", str(script), url]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from google.protobuf.message import Message
@@ -31,7 +33,13 @@ from bench.load import Result
 from conversations.v4 import conversation_service_pb2 as pb
 from server import organisations, storage
 from server.domain import Organisation
-from tests.e2e.service import SERVICE, ServiceProcess, free_port
+from tests.e2e.service import (
+    DEMO_CREDENTIALS,
+    ServiceProcess,
+    basic_authorization,
+    create_key,
+    free_port,
+)
 
 STREAMS = 16
 WARM_UP_SECONDS = 3
@@ -40,13 +48,17 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
-CREATE = pb.CreateConversationRequest(
-    trkref="D10", first_name="A shopper", question="How is this product?", sku="AIPTPDV5700"
+# A method's path and a request message for it.
+Call = tuple[str, Message]
+CREATE = (
+    "/conversations.v4.ConversationService/CreateConversation",
+    pb.CreateConversationRequest(
+        trkref="D10", first_name="A shopper", question="How is this product?", sku="AIPTPDV5700"
+    ),
 )
+HEALTH = ("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest())
 CREATE_JSON = json.dumps({"first_name": "A shopper", "question": "How is this product?",
                           "sku": "AIPTPDV5700"})  # fmt: skip
-HEALTH_METHOD = "/grpc.health.v1.Health/Check"
-CREATE_METHOD = "/conversations.v4.ConversationService/CreateConversation"
 REST_PATH = "/v4/organisations/D10/conversations"
 
 
@@ -83,42 +95,38 @@ def grpc_codes(service: ServiceProcess, method: str) -> collections.Counter[str]
 
 
 def measure_grpc(
-    name: str, service: ServiceProcess, method: str, message: Message, database_url: str = ""
+    name: str, service: ServiceProcess, call: Call, authorization: str, database_url: str = ""
 ) -> Row:
     """Warm up, then a counted h2load run; successes are calls the server answered OK."""
+    method, message = call
     url = f"http://{service.address}{method}"
-    warm = load.h2load(url, message, streams=STREAMS, seconds=WARM_UP_SECONDS)
+    run = functools.partial(load.h2load, url, message, streams=STREAMS, authorization=authorization)
+    warm = run(seconds=WARM_UP_SECONDS)
     time.sleep(0.5)
     rows_before = stored_rows(database_url) if database_url else 0
     codes_before = grpc_codes(service, method)
-    count = max(1000, int(warm.per_second * MEASURE_SECONDS))
-    result = load.h2load(url, message, streams=STREAMS, count=count)
+    result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
     codes = grpc_codes(service, method) - codes_before
     result = replace(result, succeeded=min(result.succeeded, codes["OK"]))
     stored = stored_rows(database_url) - rows_before if database_url else None
     return Row(name, result, stored)
 
 
-def measure_rest(name: str, address: str, database_url: str) -> Row:
+def measure_rest(name: str, address: str, authorization: str, database_url: str) -> Row:
     """Warm up, then a counted wrk run of REST creates."""
     url = f"http://{address}{REST_PATH}"
-    warm = load.wrk(url, CREATE_JSON, connections=STREAMS, seconds=WARM_UP_SECONDS)
+    run = functools.partial(
+        load.wrk, url, CREATE_JSON, connections=STREAMS, authorization=authorization
+    )
+    warm = run(seconds=WARM_UP_SECONDS)
     time.sleep(0.5)
     rows_before = stored_rows(database_url)
-    count = max(1000, int(warm.per_second * MEASURE_SECONDS))
-    result = load.wrk(url, CREATE_JSON, connections=STREAMS, count=count)
+    result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
     return Row(name, result, stored_rows(database_url) - rows_before)
 
 
-def serve_flags() -> set[str]:
-    """The flags this build's `serve` knows, so the bench runs before and after REST lands."""
-    usage = subprocess.run([SERVICE, "serve", "--help"], capture_output=True, text=True, check=True)
-    return {word.strip("[],") for word in usage.stdout.split() if word.startswith("--")}
-
-
-def service(workdir: Path, database_url: str, *extra: str) -> ServiceProcess:
-    no_rest = ["--no-rest"] if "--no-rest" in serve_flags() and not extra else []
-    return ServiceProcess(workdir, ["--database-url", database_url, *no_rest, *extra])
+def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceProcess:
+    return ServiceProcess(workdir, ["--database-url", database_url], rest=rest)
 
 
 @contextlib.contextmanager
@@ -158,7 +166,7 @@ def fastapi_peer(workdir: Path, database_url: str) -> Iterator[str]:
         log.close()
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -171,24 +179,22 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 def run_all(workdir: Path) -> list[Row]:
     sqlite_url = f"sqlite:///{workdir}/conversations.db"
-    health = health_pb2.HealthCheckRequest()
+    # A fresh embedded database gets the demo organisation and its demo key.
+    demo = basic_authorization(DEMO_CREDENTIALS)
     with service(workdir, sqlite_url) as server:
-        rows = [measure_grpc("1 gRPC Health/Check", server, HEALTH_METHOD, health)]
-        rows.append(
-            measure_grpc("2 gRPC Create, SQLite", server, CREATE_METHOD, CREATE, sqlite_url)
-        )
+        rows = [measure_grpc("1 gRPC Health/Check", server, HEALTH, demo)]
+        rows.append(measure_grpc("2 gRPC Create, SQLite", server, CREATE, demo, sqlite_url))
     with postgres_database() as postgres_url, service(workdir, postgres_url) as server:
+        key = basic_authorization(create_key(postgres_url, DEMO.trkref))
+        rows.append(measure_grpc("3 gRPC Create, PostgreSQL", server, CREATE, key, postgres_url))
+    with service(workdir, sqlite_url, rest=True) as server:
+        assert server.http_address is not None
+        wait_for_port(int(server.http_address.rsplit(":", 1)[1]), server.process)
         rows.append(
-            measure_grpc("3 gRPC Create, PostgreSQL", server, CREATE_METHOD, CREATE, postgres_url)
+            measure_rest("4 REST Create via Envoy, SQLite", server.http_address, demo, sqlite_url)
         )
-    if "--http-address" in serve_flags():
-        http = f"127.0.0.1:{free_port()}"
-        with service(workdir, sqlite_url, "--http-address", http):
-            rows.append(measure_rest("4 REST Create via Envoy, SQLite", http, sqlite_url))
-    else:
-        rows.append(Row("4 REST Create via Envoy, SQLite (pending: no REST in this build)", None))
     with fastapi_peer(workdir, sqlite_url) as peer:
-        rows.append(measure_rest("5 FastAPI peer Create, SQLite", peer, sqlite_url))
+        rows.append(measure_rest("5 FastAPI peer Create, SQLite", peer, "", sqlite_url))
     return rows
 
 
