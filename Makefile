@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test generate check-contract lint typecheck pytest
+.PHONY: run test bench generate check-contract lint typecheck pytest
 
+# The bench extra too: mypy checks bench/ with the rest.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -19,6 +20,13 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(MAKE) check-contract lint typecheck pytest
 
+# Not part of `make test`: speed is measured here, never in a test. Needs h2load
+# (Debian nghttp2-client), wrk and PostgreSQL on 127.0.0.1:5432; takes about 3 minutes.
+bench: $(BIN)/.installed
+	command -v h2load >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
+	$(BIN)/python -m bench.run
+
 generate: $(BIN)/.installed
 	$(BIN)/python scripts/protos.py generate
 
@@ -26,11 +34,11 @@ check-contract: $(BIN)/.installed
 	$(BIN)/python scripts/protos.py check
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check server tests scripts
-	$(BIN)/ruff format --check server tests scripts
+	$(BIN)/ruff check server tests scripts bench
+	$(BIN)/ruff format --check server tests scripts bench
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy server tests scripts
+	$(BIN)/mypy server tests scripts bench
 
 pytest: $(BIN)/.installed
 	$(BIN)/pytest

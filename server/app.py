@@ -188,6 +188,7 @@ def serve(config: Config) -> int:
     running.stop(0 if envoy_died else config.grace_period)
     if proxy is not None:
         proxy.stop()
+    # Calls cut off by the grace period may have queued creates: write them.
     storage.close_database()
     log.info("stopped")
     return 1 if envoy_died else 0

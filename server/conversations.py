@@ -68,24 +68,14 @@ def create_conversation(
     if new.request_id is not None:
         new = replace(new, request_id=str(uuid.UUID(new.request_id)))
     digest = request_digest(new) if new.request_id else None
-    with storage.session():
-        organisation = storage.find_organisation(new.trkref)
-        if organisation is None:
-            raise OrganisationNotFound(new.trkref)
-        try:
-            return storage.insert_conversation(
-                new, organisation, created_at, created_by=caller.key_id, request_digest=digest
-            )
-        except storage.DuplicateRequest:
-            return _replay(new, caller, digest)
-
-
-def _replay(new: NewConversation, caller: Caller, digest: str | None) -> Conversation:
-    """A retry gets the conversation its first attempt created; another request, an error."""
-    assert new.request_id is not None
-    found = storage.find_requested(caller.key_id, new.request_id)
-    assert found is not None, "the unique index has just reported it"
-    conversation, stored_digest = found
-    if stored_digest != digest:
+    organisation = storage.known_organisation(new.trkref)
+    if organisation is None:
+        raise OrganisationNotFound(new.trkref)
+    stored = storage.insert_conversation(
+        storage.PendingCreate(new, organisation, created_at, caller.key_id, digest)
+    )
+    # A retry gets the conversation its first attempt created; another request, an error.
+    if stored.request_digest != digest:
+        assert new.request_id is not None
         raise RequestIdReused(new.request_id)
-    return conversation
+    return stored.conversation

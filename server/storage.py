@@ -7,8 +7,11 @@ SQLite (the embedded default) and PostgreSQL (production).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator
+import functools
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -19,6 +22,7 @@ from playhouse.migrations import Runner
 
 from server.domain import Answer, ApiKey, Conversation, NewConversation, Organisation
 from server.errors import OrganisationExists, OrganisationNotFound, StorageUnavailable
+from server.group_commit import Closed, GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -153,7 +157,12 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Datab
 
 
 def close_database() -> None:
-    """Close every pooled connection of the bound database."""
+    """Write the creates still queued, then close every pooled connection."""
+    global _conversation_writer
+    with _writer_lock:
+        writer, _conversation_writer = _conversation_writer, None
+    if writer is not None:
+        writer.close()
     database.obj.close_all()
 
 
@@ -190,6 +199,25 @@ def find_organisation(trkref: str) -> Organisation | None:
     return None if row is None else _organisation(row)
 
 
+# Organisations already found, by trkref. No code changes or removes an
+# organisation, so one found stays right; a trkref not found is looked up every
+# time, so an organisation added while serving (by the CLI) is found at once.
+_known_organisations: dict[str, Organisation] = {}
+# Binding another database (initialize) forgets them; peewee is unannotated.
+database.attach_callback(lambda db: _known_organisations.clear())  # type: ignore[no-untyped-call]
+
+
+def known_organisation(trkref: str) -> Organisation | None:
+    """find_organisation in a session of its own, remembering what it found."""
+    organisation = _known_organisations.get(trkref)
+    if organisation is None:
+        with reading():
+            organisation = find_organisation(trkref)
+        if organisation is not None:
+            _known_organisations[trkref] = organisation
+    return organisation
+
+
 def list_organisations() -> list[Organisation]:
     return [_organisation(row) for row in OrganisationRow.select().order_by(OrganisationRow.trkref)]
 
@@ -208,41 +236,164 @@ def count_organisations() -> int:
     return int(OrganisationRow.select().count())
 
 
-class DuplicateRequest(Exception):
-    """The key already created a conversation with this request_id."""
+@dataclass(frozen=True)
+class PendingCreate:
+    """One create waiting to be written: what was asked, for whom, by whom, and when."""
+
+    new: NewConversation
+    organisation: Organisation
+    created_at: datetime.datetime
+    created_by: str
+    request_digest: str | None = None
 
 
-def insert_conversation(
-    new: NewConversation,
-    organisation: Organisation,
-    created_at: datetime.datetime,
-    *,
-    created_by: str,
-    request_digest: str | None = None,
-) -> Conversation:
-    """Store a new conversation; `created_at` is aware UTC and is stored naive.
+@dataclass(frozen=True)
+class StoredCreate:
+    """The conversation a create stored, or the one its request_id had stored before.
 
-    Raises DuplicateRequest when (created_by, request_id) is taken: the unique
-    index decides, so concurrent retries cannot both insert.
+    `request_digest` is that of the request that stored it: the service tells a
+    retry from a reused request_id by it.
+    """
+
+    conversation: Conversation
+    request_digest: str | None
+
+
+# Rows per transaction: 13 parameters a row stays far below SQLite's and
+# PostgreSQL's limits on parameters per statement.
+MAX_BATCH = 128
+# A batch waits at most SQLite's busy timeout or PostgreSQL's connect timeout
+# (2 s) and then fails; past this something is stuck.
+WRITE_TIMEOUT_SECONDS = 10.0
+
+_writer_lock = threading.Lock()
+_conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
+
+
+def insert_conversation(pending: PendingCreate) -> StoredCreate:
+    """Store a new conversation; returns once the transaction holding it has committed.
+
+    Concurrent calls share one transaction (group commit). Call it outside a
+    session: the row is written by the writer thread, on its own connection. A
+    create whose (created_by, request_id) is taken stores nothing and returns
+    what is stored under it: the unique index decides, so concurrent retries
+    cannot both insert.
     """
     try:
-        # A savepoint: the surrounding transaction stays usable after a conflict.
-        with database.atomic():
-            row = ConversationRow.create(
-                organisation=OrganisationRow.get(OrganisationRow.trkref == organisation.trkref),
-                sku=new.sku,
-                first_name=new.first_name,
-                question=new.question,
-                locale=new.locale or organisation.locale,
-                created_at=_naive_utc(created_at),
-                retailer_locale=organisation.locale,
-                created_by=created_by,
-                request_id=new.request_id,
-                request_digest=request_digest,
+        return _writer().submit(pending, WRITE_TIMEOUT_SECONDS)
+    except (TimeoutError, Closed) as error:
+        raise StorageUnavailable(f"database unavailable: {error or 'write timed out'}") from error
+
+
+def _writer() -> GroupCommit[PendingCreate, StoredCreate]:
+    global _conversation_writer
+    with _writer_lock:
+        if _conversation_writer is None:
+            _conversation_writer = GroupCommit(
+                _write_conversations, max_batch=MAX_BATCH, name="conversation-writer"
             )
-    except peewee.IntegrityError as error:
-        raise DuplicateRequest(new.request_id) from error
-    return _conversation(row, organisation.trkref, answers=())
+        return _conversation_writer
+
+
+def _write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
+    """Write a batch in one transaction; every create gets its outcome or its error."""
+    try:
+        with session():
+            return _insert_conversations(batch)
+    except StorageUnavailable as error:
+        return [error] * len(batch)
+    except peewee.DatabaseError as error:
+        if len(batch) == 1:
+            return [error]
+        # One bad row fails the whole statement: write each alone, so only it fails.
+        return [outcome for pending in batch for outcome in _write_conversations([pending])]
+
+
+# The columns a create writes, in the order of each row's parameters.
+_INSERTED = (
+    ConversationRow.organisation,
+    ConversationRow.sku,
+    ConversationRow.first_name,
+    ConversationRow.question,
+    ConversationRow.locale,
+    ConversationRow.created_at,
+    ConversationRow.retailer_locale,
+    ConversationRow.helpful,
+    ConversationRow.unhelpful,
+    ConversationRow.embeddable,
+    ConversationRow.created_by,
+    ConversationRow.request_id,
+    ConversationRow.request_digest,
+)
+
+
+def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate]:
+    params: list[object] = []
+    for p in batch:
+        # In _INSERTED's order, as peewee would pass them; the organisation's id
+        # comes from a subquery on its trkref.
+        params += (p.organisation.trkref, p.new.sku, p.new.first_name, p.new.question)
+        params += (p.new.locale or p.organisation.locale, _naive_utc(p.created_at))
+        params += (p.organisation.locale, 0, 0, False)
+        params += (p.created_by, p.new.request_id, p.request_digest)
+    cursor = database.execute_sql(_insert_sql(database.obj, len(batch)), params)
+    # Both databases draw the ids in VALUES order, but RETURNING's order is
+    # unspecified; a row whose request_id conflicts is skipped, without an id.
+    inserted = sorted(cursor.fetchall())
+    ids = iter(conversation_id for conversation_id, _, _ in inserted)
+    unclaimed = {(by, request_id) for _, by, request_id in inserted if request_id is not None}
+    outcomes = []
+    for p in batch:
+        key = (p.created_by, p.new.request_id)
+        if p.new.request_id is None or key in unclaimed:
+            unclaimed.discard(key)  # a later twin in this batch was the one skipped
+            outcomes.append(StoredCreate(_new_conversation(next(ids), p), p.request_digest))
+        else:
+            outcomes.append(_stored_before(p.created_by, p.new.request_id))
+    return outcomes
+
+
+def _stored_before(created_by: str, request_id: str) -> StoredCreate:
+    found = find_requested(created_by, request_id)
+    assert found is not None, "the unique index has just reported it"
+    return StoredCreate(*found)
+
+
+@functools.lru_cache(maxsize=4 * MAX_BATCH)
+def _insert_sql(db: peewee.Database, rows: int) -> str:
+    """INSERT ... RETURNING of `rows` creates, built by peewee once per database and size.
+
+    Building the query costs far more than running it; the text depends only on these two.
+    """
+    organisation_id = OrganisationRow.select(OrganisationRow.id).where(OrganisationRow.trkref == "")
+    row = (organisation_id, "", "", "", "", datetime.datetime.min, "", 0, 0, False, "", "", "")
+    query = (
+        ConversationRow.insert_many([row] * rows, fields=_INSERTED)
+        .on_conflict(
+            conflict_target=(ConversationRow.created_by, ConversationRow.request_id),
+            action="NOTHING",
+        )
+        .returning(ConversationRow.id, ConversationRow.created_by, ConversationRow.request_id)
+    )
+    sql, _ = query.sql()
+    return str(sql)
+
+
+def _new_conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
+    new, organisation = pending.new, pending.organisation
+    return Conversation(
+        id=conversation_id,
+        trkref=organisation.trkref,
+        sku=new.sku,
+        first_name=new.first_name,
+        question=new.question,
+        locale=new.locale or organisation.locale,
+        created_at=pending.created_at.astimezone(datetime.UTC),
+        helpful=0,
+        unhelpful=0,
+        embeddable=False,
+        retailer_locale=organisation.locale,
+    )
 
 
 def find_requested(created_by: str, request_id: str) -> tuple[Conversation, str | None] | None:
@@ -301,15 +452,16 @@ def insert_api_key(key: ApiKey) -> None:
     ).execute()
 
 
-def _api_keys(where: peewee.Expression | None = None) -> list[ApiKey]:
-    query = (
+def _api_keys_query() -> peewee.ModelSelect[ApiKeyRow]:
+    return (
         ApiKeyRow.select(ApiKeyRow, OrganisationRow.trkref)
         .join(ApiKeyOrganisationRow, peewee.JOIN.LEFT_OUTER)
         .join(OrganisationRow, peewee.JOIN.LEFT_OUTER)
         .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
     )
-    if where is not None:
-        query = query.where(where)
+
+
+def _api_keys(query: peewee.ModelSelect[ApiKeyRow] | peewee.ModelRaw) -> list[ApiKey]:
     keys: dict[str, dict[str, Any]] = {}
     trkrefs: dict[str, set[str]] = {}
     # peewee's types say model instances; .dicts() yields plain rows.
@@ -332,13 +484,20 @@ def _api_keys(where: peewee.Expression | None = None) -> list[ApiKey]:
 
 
 def find_api_key(key_id: str) -> ApiKey | None:
-    """The key with its organisations, in one query."""
-    found = _api_keys(ApiKeyRow.key_id == key_id)
+    """The key with its organisations, in one query: the one every authenticated call runs."""
+    found = _api_keys(ApiKeyRow.raw(_find_api_key_sql(database.obj), key_id))
     return found[0] if found else None
 
 
+@functools.lru_cache(maxsize=8)
+def _find_api_key_sql(db: peewee.Database) -> str:
+    """find_api_key's SQL, built by peewee once per database: building cost more than running."""
+    sql, _ = _api_keys_query().where(ApiKeyRow.key_id == "").sql()
+    return str(sql)
+
+
 def list_api_keys() -> list[ApiKey]:
-    return _api_keys()
+    return _api_keys(_api_keys_query())
 
 
 def revoke_api_key(key_id: str, at: datetime.datetime) -> bool:

@@ -14,6 +14,7 @@ from server import storage
 from server.domain import Organisation
 from server.grpc_service import ConversationService
 from tests.conftest import CALLER
+from tests.databases import write_lock_held
 
 METHOD = pb.DESCRIPTOR.services_by_name["ConversationService"].methods_by_name["CreateConversation"]
 SEED = pb.CreateConversationRequest(
@@ -103,3 +104,13 @@ def test_database_failure_is_unavailable(grpc_server: Any, organisation: Organis
     _, _, code, details = create(grpc_server, SEED)
     assert code is grpc.StatusCode.UNAVAILABLE
     assert details.startswith("database unavailable")
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_failing_batch_is_unavailable(grpc_server: Any, organisation: Organisation) -> None:
+    create(grpc_server, SEED)  # D10 is looked up while the database is free
+    # The write waits for SQLite's busy timeout (2 s), then the batch fails.
+    with write_lock_held("sqlite"):
+        _, _, code, details = create(grpc_server, SEED)
+    assert code is grpc.StatusCode.UNAVAILABLE
+    assert details == "database unavailable: database is locked"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ from server import conversations, storage
 from server.domain import Caller, Conversation, NewConversation, Organisation
 from server.errors import InvalidConversation, RequestIdReused
 from tests.conftest import CALLER
+from tests.databases import write_lock_held
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 NEW = NewConversation(
@@ -88,3 +90,24 @@ def test_concurrent_retries_store_one_conversation(organisation: Organisation) -
             results = list(pool.map(create, [request_id] * 8, timeout=60))
             assert len({r.id for r in results}) == 1
     assert stored_count() == len(request_ids)
+
+
+def test_twins_written_in_one_batch_store_once(database: str, organisation: Organisation) -> None:
+    conversations.create_conversation(NEW, CALLER)  # D10 is known from now on
+    twin = NewConversation(**{**NEW.__dict__, "request_id": str(uuid.uuid4())})
+    plain = NewConversation(trkref="D10", first_name="Bo", question="Q?", sku="S2")
+    with write_lock_held(database) as release, ThreadPoolExecutor(8) as pool:
+        # The writer takes the first plain create and waits on the lock with it;
+        # the rest queue behind it and are written together: the twins in one batch.
+        futures = [pool.submit(conversations.create_conversation, plain, CALLER)]
+        time.sleep(0.2)
+        futures += [pool.submit(conversations.create_conversation, plain, CALLER)]
+        futures += [pool.submit(conversations.create_conversation, twin, CALLER) for _ in range(4)]
+        time.sleep(0.2)
+        release()
+        plains = [f.result(10) for f in futures[:2]]
+        twins = [f.result(10) for f in futures[2:]]
+
+    assert len({t.id for t in twins}) == 1
+    assert len({p.id for p in plains}) == 2
+    assert stored_count() == 4

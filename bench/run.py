@@ -1,0 +1,268 @@
+"""The benchmark: the real service under h2load (gRPC) and wrk (REST), against a FastAPI peer.
+
+Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`).
+Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
+run is bounded by a request count sized from a short warm-up, and by a time limit.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+
+from bench import load
+from bench.load import Result
+from conversations.v4 import conversation_service_pb2 as pb
+from server import organisations, storage
+from server.domain import Organisation
+from tests.e2e.service import (
+    DEMO_CREDENTIALS,
+    ServiceProcess,
+    basic_authorization,
+    create_key,
+    free_port,
+)
+
+STREAMS = 16
+WARM_UP_SECONDS = 3
+MEASURE_SECONDS = 10
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+# A method's path and a request message for it.
+Call = tuple[str, Message]
+CREATE = (
+    "/conversations.v4.ConversationService/CreateConversation",
+    pb.CreateConversationRequest(
+        trkref="D10", first_name="A shopper", question="How is this product?", sku="AIPTPDV5700"
+    ),
+)
+HEALTH = ("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest())
+CREATE_JSON = json.dumps({"first_name": "A shopper", "question": "How is this product?",
+                          "sku": "AIPTPDV5700"})  # fmt: skip
+REST_PATH = "/v4/organisations/D10/conversations"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    result: Result | None  # None: not measured in this build
+    stored: int | None = None  # rows the run added, for creates
+
+    @property
+    def rows_match(self) -> bool:
+        return self.result is None or self.stored is None or self.stored == self.result.succeeded
+
+
+def stored_rows(database_url: str) -> int:
+    storage.open_database(database_url)
+    try:
+        with storage.session():
+            return storage.count_conversations()
+    finally:
+        storage.close_database()
+
+
+def grpc_codes(service: ServiceProcess, method: str) -> collections.Counter[str]:
+    """Status codes of `method` in the server's access log so far."""
+    codes: collections.Counter[str] = collections.Counter()
+    for line in service.log().splitlines():
+        start = line.find('{"event": "rpc"')
+        if start >= 0:
+            entry = json.loads(line[start:])
+            if entry["method"] == method:
+                codes[entry["code"]] += 1
+    return codes
+
+
+def measure_grpc(
+    name: str, service: ServiceProcess, call: Call, authorization: str, database_url: str = ""
+) -> Row:
+    """Warm up, then a counted h2load run; successes are calls the server answered OK."""
+    method, message = call
+    url = f"http://{service.address}{method}"
+    run = functools.partial(load.h2load, url, message, streams=STREAMS, authorization=authorization)
+    warm = run(seconds=WARM_UP_SECONDS)
+    time.sleep(0.5)
+    rows_before = stored_rows(database_url) if database_url else 0
+    codes_before = grpc_codes(service, method)
+    result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
+    codes = grpc_codes(service, method) - codes_before
+    result = replace(result, succeeded=min(result.succeeded, codes["OK"]))
+    stored = stored_rows(database_url) - rows_before if database_url else None
+    return Row(name, result, stored)
+
+
+def measure_rest(name: str, address: str, authorization: str, database_url: str) -> Row:
+    """Warm up, then a counted wrk run of REST creates."""
+    url = f"http://{address}{REST_PATH}"
+    run = functools.partial(
+        load.wrk, url, CREATE_JSON, connections=STREAMS, authorization=authorization
+    )
+    warm = run(seconds=WARM_UP_SECONDS)
+    time.sleep(0.5)
+    rows_before = stored_rows(database_url)
+    result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
+    return Row(name, result, stored_rows(database_url) - rows_before)
+
+
+def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceProcess:
+    return ServiceProcess(workdir, ["--database-url", database_url], rest=rest)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database with the schema and the demo organisation; dropped after."""
+    name = f"conversations_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        storage.open_database(url)
+        storage.migrate()
+        organisations.add_organisation(DEMO)
+        storage.close_database()
+        yield url
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextlib.contextmanager
+def fastapi_peer(workdir: Path, database_url: str) -> Iterator[str]:
+    """The FastAPI peer on a free port, over a database the service has set up."""
+    port = free_port()
+    log = (workdir / "peer.log").open("w")
+    command = [sys.executable, "-m", "bench.peer", database_url, "127.0.0.1", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the peer exited early")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the peer did not listen in time")
+
+
+def run_all(workdir: Path) -> list[Row]:
+    sqlite_url = f"sqlite:///{workdir}/conversations.db"
+    # A fresh embedded database gets the demo organisation and its demo key.
+    demo = basic_authorization(DEMO_CREDENTIALS)
+    with service(workdir, sqlite_url) as server:
+        rows = [measure_grpc("1 gRPC Health/Check", server, HEALTH, demo)]
+        rows.append(measure_grpc("2 gRPC Create, SQLite", server, CREATE, demo, sqlite_url))
+    with postgres_database() as postgres_url, service(workdir, postgres_url) as server:
+        key = basic_authorization(create_key(postgres_url, DEMO.trkref))
+        rows.append(measure_grpc("3 gRPC Create, PostgreSQL", server, CREATE, key, postgres_url))
+    with service(workdir, sqlite_url, rest=True) as server:
+        assert server.http_address is not None
+        wait_for_port(int(server.http_address.rsplit(":", 1)[1]), server.process)
+        rows.append(
+            measure_rest("4 REST Create via Envoy, SQLite", server.http_address, demo, sqlite_url)
+        )
+    with fastapi_peer(workdir, sqlite_url) as peer:
+        rows.append(measure_rest("5 FastAPI peer Create, SQLite", peer, "", sqlite_url))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| row | ok req/s | p50 ms | p99 ms | errors | rows stored = successes |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.name} | pending | | | | |")
+            continue
+        check = "n/a" if row.stored is None else f"{row.stored} = {r.succeeded}: {row.rows_match}"
+        lines.append(
+            f"| {row.name} | {r.per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.errors} | {check} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(rows: list[Row]) -> tuple[str, bool]:
+    health, sqlite, postgres, rest, peer = (row.result for row in rows)
+    checks: list[tuple[str, Result | None, Result | None, float]] = [
+        ("gRPC Create SQLite / Health", sqlite, health, 0.6),
+        ("gRPC Create SQLite / FastAPI peer", sqlite, peer, 2.5),
+        ("REST Create via Envoy / FastAPI peer", rest, peer, 2.0),
+        ("gRPC Create PostgreSQL / Health", postgres, health, 0.4),
+    ]
+    lines, ok = ["| ratio | measured | target | met |", "|---|---:|---:|---|"], True
+    for name, top, bottom, target in checks:
+        if top is None or bottom is None:
+            lines.append(f"| {name} | pending | >= {target} | pending |")
+            continue
+        value = top.per_second / bottom.per_second
+        ok &= value >= target
+        lines.append(f"| {name} | {value:.2f} | >= {target} | {value >= target} |")
+    for label, result in (("SQLite", sqlite), ("PostgreSQL", postgres), ("REST", rest)):
+        if result is not None:
+            value = result.p99_ms / result.p50_ms
+            ok &= value <= 4
+            lines.append(f"| Create {label} p99 / p50 | {value:.2f} | <= 4 | {value <= 4} |")
+    return "\n".join(lines), ok
+
+
+def machine() -> str:
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+         if ln.startswith("model name")),
+        platform.machine(),
+    )  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"{STREAMS} concurrent streams, ~{MEASURE_SECONDS} s per row, load generator on the "
+        f"same machine, {time.strftime('%Y-%m-%d')}"
+    )
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
+        rows = run_all(Path(tmp))
+    ratio_table, targets_met = ratios(rows)
+    print(machine(), table(rows), ratio_table, sep="\n\n")
+    rows_ok = all(row.rows_match for row in rows)
+    print(f"\nrows stored = successful responses in every run: {rows_ok}")
+    print(f"every target met: {targets_met}")
+    return 0 if rows_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The group commit writer on its own: batching, errors, timeouts and closing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from server.group_commit import Closed, GroupCommit
+
+
+class Recorder:
+    """A `write` that records its batches and can be held until released."""
+
+    def __init__(self, fail: Callable[[int], Exception | None] = lambda item: None) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.fail = fail
+
+    def __call__(self, batch: list[int]) -> Sequence[int | Exception]:
+        self.entered.set()
+        assert self.release.wait(5)
+        self.batches.append(batch)
+        return [self.fail(item) or item * 10 for item in batch]
+
+
+def held_writer(recorder: Recorder) -> GroupCommit[int, int]:
+    """A writer busy with item 0 until the recorder is released."""
+    recorder.release.clear()
+    writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
+    threading.Thread(target=writer.submit, args=(0, 5)).start()
+    assert recorder.entered.wait(5)
+    return writer
+
+
+def queue_behind(
+    writer: GroupCommit[int, int], items: range, pool: ThreadPoolExecutor
+) -> list[Future[int]]:
+    """Submit each item from its own thread; returns once all wait in the queue."""
+    results = [pool.submit(writer.submit, item, 5) for item in items]
+    while writer._queue.qsize() < len(items):
+        time.sleep(0.01)
+    return results
+
+
+def test_callers_queued_while_the_writer_is_busy_share_one_batch() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+    with ThreadPoolExecutor(8) as pool:
+        results = queue_behind(writer, range(1, 9), pool)
+        recorder.release.set()
+        assert [r.result() for r in results] == [item * 10 for item in range(1, 9)]
+    writer.close()
+    assert recorder.batches == [[0], list(range(1, 9))]
+
+
+def test_an_item_failing_fails_only_its_caller() -> None:
+    recorder = Recorder(fail=lambda item: ValueError(item) if item == 2 else None)
+    writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
+    assert writer.submit(1, 5) == 10
+    with pytest.raises(ValueError):
+        writer.submit(2, 5)
+    assert writer.submit(3, 5) == 30
+    writer.close()
+
+
+def test_write_raising_fails_the_batch_and_the_writer_goes_on() -> None:
+    calls = []
+
+    def write(batch: list[int]) -> list[int]:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return batch
+
+    writer: GroupCommit[int, int] = GroupCommit(write, max_batch=100)
+    with pytest.raises(RuntimeError, match="boom"):
+        writer.submit(1, 5)
+    assert writer.submit(2, 5) == 2
+    writer.close()
+
+
+def test_close_writes_what_is_queued_then_refuses_more() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+    with ThreadPoolExecutor(4) as pool:
+        results = queue_behind(writer, range(1, 5), pool)
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+        recorder.release.set()
+        closing.join(5)
+        assert [r.result() for r in results] == [10, 20, 30, 40]
+    assert sorted(item for batch in recorder.batches for item in batch) == [0, 1, 2, 3, 4]
+    with pytest.raises(Closed):
+        writer.submit(5, 5)
+
+
+def test_a_caller_that_timed_out_before_its_batch_is_not_written() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+    with pytest.raises(TimeoutError):
+        writer.submit(1, 0.05)
+    recorder.release.set()
+    assert writer.submit(2, 5) == 20
+    writer.close()
+    assert recorder.batches == [[0], [2]]
