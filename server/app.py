@@ -18,6 +18,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import organisations, storage
 from server.config import Config
+from server.database_health import DatabaseHealthWatcher
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
@@ -35,10 +36,12 @@ class RunningServer:
     health: health.HealthServicer
     port: int
 
-    def mark_serving(self) -> None:
-        """Report SERVING: called once every part (gRPC, and REST when on) is ready."""
+    def mark_serving(self, serving: bool = True) -> None:
+        """Report SERVING (or NOT_SERVING): every part is ready (or the database is down)."""
+        statuses = health_pb2.HealthCheckResponse
+        status = statuses.SERVING if serving else statuses.NOT_SERVING
         for service in ("", SERVICE_NAME):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(service, status)
 
     def stop(self, grace: float) -> None:
         """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
@@ -81,7 +84,11 @@ def start_server(config: Config) -> RunningServer:
 
 def prepare_database(config: Config) -> None:
     """Open the database, apply pending migrations, and seed the embedded demo organisation."""
-    storage.open_database(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+    storage.open_database(
+        config.database_url,
+        sqlite_synchronous=config.sqlite_synchronous,
+        timeout=config.database_timeout,
+    )
     applied = storage.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -136,7 +143,8 @@ def serve(config: Config) -> int:
             proxy.process.pid,
         )
         threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
-    running.mark_serving()
+    watcher = DatabaseHealthWatcher(running.mark_serving)
+    watcher.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -148,6 +156,7 @@ def serve(config: Config) -> int:
     envoy_died = proxy is not None and proxy.process.poll() is not None
     if proxy is not None and envoy_died:
         log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
+    watcher.stop()
     running.stop(0 if envoy_died else config.grace_period)
     if proxy is not None:
         proxy.stop()

@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLite durability: FULL survives power loss, NORMAL only a crash of the "
         "process (default %(default)s); env CONVERSATION_SERVICE_SQLITE_SYNCHRONOUS",
     )
+    serve_parser.add_argument(
+        "--database-timeout",
+        type=float,
+        default=float(_env("DATABASE_TIMEOUT", str(Config.database_timeout))),
+        help="seconds a call may wait on the database (a connection, a lock, a query) before "
+        "it fails with UNAVAILABLE (default %(default)s); "
+        "env CONVERSATION_SERVICE_DATABASE_TIMEOUT",
+    )
 
     commands.add_parser(
         "migrate",
@@ -137,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=args.workers,
                 grace_period=args.grace_period,
                 sqlite_synchronous=args.sqlite_synchronous,
+                database_timeout=args.database_timeout,
             )
         )
     storage.open_database(args.database_url)

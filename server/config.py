@@ -27,6 +27,11 @@ class Config:
     # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
     # process crash.
     sqlite_synchronous: str = "FULL"
+    # Seconds any wait on the database may last (a pooled connection, a lock,
+    # a statement, a new connection) before the call fails with UNAVAILABLE.
+    database_timeout: float = 2.0
+    # HOST:PORT of the Prometheus endpoint (GET /metrics); None turns it off.
+    metrics_address: str | None = None
 
     @property
     def embedded(self) -> bool:
