@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,20 @@ def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
     event.set()
 
 
+def drain(running: RunningServer, proxy: EnvoyProcess | None, grace: float) -> None:
+    """Finish the calls in flight, taking no new ones, within `grace` seconds.
+
+    Envoy stops taking requests first and its requests in flight are answered
+    while the gRPC server still runs; then the gRPC server refuses new calls
+    and gives its own calls in flight what is left of the grace period.
+    """
+    deadline = time.monotonic() + grace
+    running.health.enter_graceful_shutdown()
+    if proxy is not None:
+        proxy.drain(grace)
+    running.stop(max(0.0, deadline - time.monotonic()))
+
+
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code.
 
@@ -157,7 +172,10 @@ def serve(config: Config) -> int:
     if proxy is not None and envoy_died:
         log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
     watcher.stop()
-    running.stop(0 if envoy_died else config.grace_period)
+    if envoy_died:
+        running.stop(0)
+    else:
+        drain(running, proxy, config.grace_period)
     if proxy is not None:
         proxy.stop()
     storage.close_database()
