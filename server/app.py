@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import organisations, storage
+from server import metrics, organisations, storage
 from server.config import Config
 from server.database_health import DatabaseHealthWatcher
 from server.grpc_service import SERVICE_NAME, ConversationService
@@ -57,7 +57,7 @@ def start_server(config: Config) -> RunningServer:
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        interceptors=[AccessLogInterceptor()],
+        interceptors=[AccessLogInterceptor(), metrics.MetricsInterceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -120,6 +120,17 @@ def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
     event.set()
 
 
+def start_metrics(config: Config) -> metrics.MetricsServer | None:
+    """Serve Prometheus metrics when an address is configured; count database errors."""
+    storage.unavailable_listeners.append(metrics.count_database_error)
+    if config.metrics_address is None:
+        return None
+    server = metrics.start_metrics_server(config.metrics_address)
+    host, _ = metrics.metrics_host_port(config.metrics_address)
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
+    return server
+
+
 def drain(running: RunningServer, proxy: EnvoyProcess | None, grace: float) -> None:
     """Finish the calls in flight, taking no new ones, within `grace` seconds.
 
@@ -158,7 +169,13 @@ def serve(config: Config) -> int:
             proxy.process.pid,
         )
         threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
-    watcher = DatabaseHealthWatcher(running.mark_serving)
+    metrics_server = start_metrics(config)
+
+    def report_database(available: bool) -> None:
+        running.mark_serving(available)
+        metrics.report_database(available)
+
+    watcher = DatabaseHealthWatcher(report_database)
     watcher.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -179,5 +196,7 @@ def serve(config: Config) -> int:
     if proxy is not None:
         proxy.stop()
     storage.close_database()
+    if metrics_server is not None:
+        metrics_server.stop()
     log.info("stopped")
     return 1 if envoy_died else 0

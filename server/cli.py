@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         "it fails with UNAVAILABLE (default %(default)s); "
         "env CONVERSATION_SERVICE_DATABASE_TIMEOUT",
     )
+    serve_parser.add_argument(
+        "--metrics-address",
+        default=_env("METRICS_ADDRESS", "") or None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left "
+        "out; off by default); env CONVERSATION_SERVICE_METRICS_ADDRESS",
+    )
 
     commands.add_parser(
         "migrate",
@@ -146,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grace_period=args.grace_period,
                 sqlite_synchronous=args.sqlite_synchronous,
                 database_timeout=args.database_timeout,
+                metrics_address=args.metrics_address,
             )
         )
     storage.open_database(args.database_url)

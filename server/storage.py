@@ -7,7 +7,7 @@ SQLite (the embedded default) and PostgreSQL (production).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -89,6 +89,9 @@ _UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnec
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
 
+# Told of each error that made a unit of work fail as unavailable (metrics count them).
+unavailable_listeners: list[Callable[[BaseException], None]] = []
+
 # Pooled connections: opening a connection per call costs about a millisecond.
 _POOLED_SCHEMES = {
     "sqlite": "sqlite+pool",
@@ -166,6 +169,8 @@ def session() -> Iterator[None]:
         with database.connection_context(), database.atomic():
             yield
     except _UNAVAILABLE_ERRORS as error:
+        for listener in unavailable_listeners:
+            listener(error)
         raise StorageUnavailable(f"database unavailable: {error}") from error
 
 

@@ -26,6 +26,9 @@ from server import storage
 OK = "OK"
 # The request never reached the service: nothing listened on the port.
 REFUSED = "REFUSED"
+# The connection was reset before any response: a connection still in the
+# kernel's accept queue when the listener closed, or one cut off mid-call.
+RESET = "RESET"
 
 # A create: the question to ask -> (outcome, the new id when OK).
 Create = Callable[[str], tuple[str, int | None]]
@@ -74,7 +77,11 @@ def rest_create(base_url: str, timeout: float = 10) -> Create:
         except urllib.error.URLError as error:
             if isinstance(error.reason, ConnectionRefusedError):
                 return REFUSED, None
+            if isinstance(error.reason, ConnectionResetError):
+                return RESET, None
             return f"ERROR {error.reason!r}", None
+        except ConnectionResetError:
+            return RESET, None
         except OSError as error:
             return f"ERROR {error!r}", None
 

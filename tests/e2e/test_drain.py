@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.load import (
     OK,
     REFUSED,
+    RESET,
     Load,
     assert_acknowledged_stored_once,
     grpc_create,
@@ -40,12 +41,15 @@ def test_sigterm_under_load_completes_every_accepted_call_and_exits_zero(
 
     assert exit_code == 0
     # A call the service never took fails as refused and is not stored; any
-    # other failure is a call that was accepted and then failed.
-    refused = REFUSED if transport == "rest" else "UNAVAILABLE"
+    # other failure is a call that was accepted and then failed. Over REST a
+    # connection still in the kernel's accept queue when Envoy closes its
+    # listener is reset; over gRPC a call that races the server's GOAWAY is
+    # CANCELLED by grpc before any handler runs. Neither may have been stored.
+    refused = {REFUSED, RESET} if transport == "rest" else {"UNAVAILABLE", "CANCELLED"}
     accepted_failures = [
         call
         for call in calls
-        if call.outcome != OK and (call.outcome != refused or call.question in stored)
+        if call.outcome != OK and (call.outcome not in refused or call.question in stored)
     ]
     assert not accepted_failures
     assert_acknowledged_stored_once(calls, stored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from tests.e2e.load import (
     stored_questions,
 )
 from tests.e2e.own_postgres import OwnPostgres
-from tests.e2e.service import ServiceProcess, cli
+from tests.e2e.service import ServiceProcess, cli, free_port, http
 
 DATABASE_TIMEOUT = 2.0
 # The issue's bound on a failing call: the database timeout and a little more.
@@ -77,7 +78,9 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
     url = own_postgres.url
     added = cli(url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
     assert added.returncode == 0, added.stderr
-    service = ServiceProcess(tmp_path, ["--database-url", url], rest=True)
+    metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
+    args = ["--database-url", url, "--metrics-address", metrics_url.split("/")[2]]
+    service = ServiceProcess(tmp_path, args, rest=True)
     with (
         service,
         Load([grpc_create(service.address)] * 3 + [rest_create(service.base_url)]) as load,
@@ -92,6 +95,7 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
         wait_for_health(service.address, SERVING)
         load.wait_for_successes(30)
         calls = load.stop()
+        scraped = http("GET", metrics_url).body.decode()
         exit_code = service.stop()
 
     assert_failed_fast(calls, unavailable={"UNAVAILABLE", "HTTP 503"})
@@ -103,6 +107,12 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
     assert exit_code == 0
     assert "database unavailable, reporting NOT_SERVING" in service.log()
     assert "database available again, reporting SERVING" in service.log()
+    assert re.search(
+        r'^conversation_service_database_errors_total\{error="\w+"\} [1-9]', scraped, re.M
+    )
+    assert re.search(
+        r'^conversation_service_calls_total\{code="UNAVAILABLE",.*\} [1-9]', scraped, re.M
+    )
 
 
 HOLD_LOCK = """
@@ -130,14 +140,14 @@ def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path
             locked_at = time.monotonic()
             wait_for_health(service.address, NOT_SERVING)
             time.sleep(DATABASE_TIMEOUT + 1)
+            releasing_at = time.monotonic()
         finally:
             holder.communicate(timeout=10)  # closing its stdin releases the lock
-        released_at = time.monotonic()
         wait_for_health(service.address, SERVING)
         load.wait_for_successes(30)
         calls = load.stop()
 
     assert_failed_fast(calls, unavailable={"UNAVAILABLE"})
-    during = [c for c in calls if c.started > locked_at + 0.5 and ended(c) < released_at]
+    during = [c for c in calls if c.started > locked_at + 0.5 and ended(c) < releasing_at]
     assert during and {call.outcome for call in during} == {"UNAVAILABLE"}
     assert_acknowledged_stored_once(calls, stored_questions(f"sqlite:///{database}"))
