@@ -131,15 +131,20 @@ def start_metrics(config: Config) -> metrics.MetricsServer | None:
     return server
 
 
-def drain(running: RunningServer, proxy: EnvoyProcess | None, grace: float) -> None:
+def drain(
+    running: RunningServer, proxy: EnvoyProcess | None, grace: float, delay: float = 0.0
+) -> None:
     """Finish the calls in flight, taking no new ones, within `grace` seconds.
 
-    Envoy stops taking requests first and its requests in flight are answered
-    while the gRPC server still runs; then the gRPC server refuses new calls
-    and gives its own calls in flight what is left of the grace period.
+    Health reports NOT_SERVING at once and calls are still served for `delay`
+    seconds, so that load balancers that check health stop sending them. Then
+    Envoy stops taking requests and its requests in flight are answered while
+    the gRPC server still runs; then the gRPC server refuses new calls and
+    gives its own calls in flight what is left of the grace period.
     """
-    deadline = time.monotonic() + grace
     running.health.enter_graceful_shutdown()
+    time.sleep(delay)
+    deadline = time.monotonic() + grace
     if proxy is not None:
         proxy.drain(grace)
     running.stop(max(0.0, deadline - time.monotonic()))
@@ -192,7 +197,7 @@ def serve(config: Config) -> int:
     if envoy_died:
         running.stop(0)
     else:
-        drain(running, proxy, config.grace_period)
+        drain(running, proxy, config.grace_period, config.drain_delay)
     if proxy is not None:
         proxy.stop()
     storage.close_database()

@@ -24,6 +24,10 @@ class Config:
     max_message_bytes: int = 64 * 1024
     # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period: float = 10.0
+    # Seconds to keep serving after SIGTERM/SIGINT while health reports
+    # NOT_SERVING, so that a load balancer in front (the `proxy` command's
+    # Envoy checks health every second) stops sending calls first.
+    drain_delay: float = 0.0
     # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
     # process crash.
     sqlite_synchronous: str = "FULL"
