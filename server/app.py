@@ -6,6 +6,7 @@ import base64
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import api_keys, organisations, storage
+from server import api_keys, metrics, organisations, storage
 from server.api_keys import Authenticator
 from server.auth import AuthInterceptor
 from server.config import Config
+from server.database_health import DatabaseHealthWatcher
 from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
@@ -41,10 +43,12 @@ class RunningServer:
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
 
-    def mark_serving(self) -> None:
-        """Report SERVING: called once every part (gRPC, and REST when on) is ready."""
+    def mark_serving(self, serving: bool = True) -> None:
+        """Report SERVING (or NOT_SERVING): every part is ready (or the database is down)."""
+        statuses = health_pb2.HealthCheckResponse
+        status = statuses.SERVING if serving else statuses.NOT_SERVING
         for service in ("", SERVICE_NAME):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(service, status)
 
     def stop(self, grace: float) -> None:
         """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
@@ -60,7 +64,11 @@ def start_server(config: Config) -> RunningServer:
     authenticator = Authenticator(config.rate_limit, config.rate_burst)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        interceptors=[AccessLogInterceptor(), AuthInterceptor(authenticator, f"/{SERVICE_NAME}/")],
+        interceptors=[
+            AccessLogInterceptor(),
+            metrics.MetricsInterceptor(),
+            AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
+        ],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -107,7 +115,11 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
 
 def prepare_database(config: Config) -> None:
     """Open the database, apply pending migrations, and seed the embedded demo organisation."""
-    storage.open_database(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+    storage.open_database(
+        config.database_url,
+        sqlite_synchronous=config.sqlite_synchronous,
+        timeout=config.database_timeout,
+    )
     applied = storage.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -149,6 +161,36 @@ def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
     event.set()
 
 
+def start_metrics(config: Config) -> metrics.MetricsServer | None:
+    """Serve Prometheus metrics when an address is configured; count database errors."""
+    storage.unavailable_listeners.append(metrics.count_database_error)
+    if config.metrics_address is None:
+        return None
+    server = metrics.start_metrics_server(config.metrics_address)
+    host, _ = metrics.metrics_host_port(config.metrics_address)
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
+    return server
+
+
+def drain(
+    running: RunningServer, proxy: EnvoyProcess | None, grace: float, delay: float = 0.0
+) -> None:
+    """Finish the calls in flight, taking no new ones, within `grace` seconds.
+
+    Health reports NOT_SERVING at once and calls are still served for `delay`
+    seconds, so that load balancers that check health stop sending them. Then
+    Envoy stops taking requests and its requests in flight are answered while
+    the gRPC server still runs; then the gRPC server refuses new calls and
+    gives its own calls in flight what is left of the grace period.
+    """
+    running.health.enter_graceful_shutdown()
+    time.sleep(delay)
+    deadline = time.monotonic() + grace
+    if proxy is not None:
+        proxy.drain(grace)
+    running.stop(max(0.0, deadline - time.monotonic()))
+
+
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code.
 
@@ -173,7 +215,14 @@ def serve(config: Config) -> int:
             proxy.process.pid,
         )
         threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
-    running.mark_serving()
+    metrics_server = start_metrics(config)
+
+    def report_database(available: bool) -> None:
+        running.mark_serving(available)
+        metrics.report_database(available)
+
+    watcher = DatabaseHealthWatcher(report_database)
+    watcher.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -185,10 +234,16 @@ def serve(config: Config) -> int:
     envoy_died = proxy is not None and proxy.process.poll() is not None
     if proxy is not None and envoy_died:
         log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
-    running.stop(0 if envoy_died else config.grace_period)
+    watcher.stop()
+    if envoy_died:
+        running.stop(0)
+    else:
+        drain(running, proxy, config.grace_period, config.drain_delay)
     if proxy is not None:
         proxy.stop()
     # Calls cut off by the grace period may have queued creates: write them.
     storage.close_database()
+    if metrics_server is not None:
+        metrics_server.stop()
     log.info("stopped")
     return 1 if envoy_died else 0

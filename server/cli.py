@@ -14,6 +14,7 @@ from server.app import serve
 from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, Config
 from server.domain import Organisation
 from server.errors import DomainError
+from server.proxy import run_proxy
 
 ENV_PREFIX = "CONVERSATION_SERVICE_"
 
@@ -82,11 +83,71 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds in-flight calls get to finish on shutdown (default %(default)s)",
     )
     serve_parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=float(_env("DRAIN_DELAY", str(Config.drain_delay))),
+        help="seconds to go on serving after SIGTERM while health reports NOT_SERVING, for "
+        "a load balancer to stop sending calls (default %(default)s; 2 behind `proxy`); "
+        "env CONVERSATION_SERVICE_DRAIN_DELAY",
+    )
+    serve_parser.add_argument(
         "--sqlite-synchronous",
         choices=["FULL", "NORMAL"],
         default=_env("SQLITE_SYNCHRONOUS", Config.sqlite_synchronous),
         help="SQLite durability: FULL survives power loss, NORMAL only a crash of the "
         "process (default %(default)s); env CONVERSATION_SERVICE_SQLITE_SYNCHRONOUS",
+    )
+    serve_parser.add_argument(
+        "--database-timeout",
+        type=float,
+        default=float(_env("DATABASE_TIMEOUT", str(Config.database_timeout))),
+        help="seconds a call may wait on the database (a connection, a lock, a query) before "
+        "it fails with UNAVAILABLE (default %(default)s); "
+        "env CONVERSATION_SERVICE_DATABASE_TIMEOUT",
+    )
+    serve_parser.add_argument(
+        "--metrics-address",
+        default=_env("METRICS_ADDRESS", "") or None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left "
+        "out; off by default); env CONVERSATION_SERVICE_METRICS_ADDRESS",
+    )
+
+    proxy_parser = commands.add_parser(
+        "proxy",
+        help="run Envoy in front of several `serve --no-rest` replicas",
+        description="Serve REST (and gRPC) through Envoy's gRPC-JSON transcoder, balanced "
+        "round-robin over the replicas given by --upstream, until SIGTERM or SIGINT; then "
+        "stop taking connections and finish the requests in flight.",
+    )
+    proxy_parser.add_argument(
+        "--upstream",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="gRPC address of a replica; repeat for each",
+    )
+    proxy_parser.add_argument(
+        "--http-address",
+        default=_env("HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
+        help="HOST:PORT to listen on (default %(default)s); env CONVERSATION_SERVICE_HTTP_ADDRESS",
+    )
+    proxy_parser.add_argument(
+        "--admin-address",
+        default="127.0.0.1:0",
+        help="HOST:PORT of Envoy's admin interface (default %(default)s: a free port)",
+    )
+    proxy_parser.add_argument(
+        "--envoy-workers",
+        type=int,
+        default=int(_env("ENVOY_WORKERS", str(Config.envoy_workers))),
+        help="Envoy worker threads (default %(default)s); env CONVERSATION_SERVICE_ENVOY_WORKERS",
+    )
+    proxy_parser.add_argument(
+        "--grace-period",
+        type=float,
+        default=float(_env("GRACE_PERIOD", str(Config.grace_period))),
+        help="seconds requests in flight get to finish on shutdown (default %(default)s)",
     )
 
     _add_access_flags(serve_parser)
@@ -230,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 envoy_workers=args.envoy_workers,
                 workers=args.workers,
                 grace_period=args.grace_period,
+                drain_delay=args.drain_delay,
                 sqlite_synchronous=args.sqlite_synchronous,
                 max_message_bytes=args.max_request_bytes,
                 rate_limit=args.rate_limit,
@@ -238,7 +300,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 tls_client_ca=args.tls_client_ca,
+                database_timeout=args.database_timeout,
+                metrics_address=args.metrics_address,
             )
+        )
+    if args.command == "proxy":
+        return run_proxy(
+            args.http_address,
+            args.upstream,
+            admin_address=args.admin_address,
+            workers=args.envoy_workers,
+            max_request_bytes=Config.max_message_bytes,
+            grace_period=args.grace_period,
         )
     storage.open_database(args.database_url)
     applied = storage.migrate()

@@ -25,6 +25,10 @@ class Config:
     max_message_bytes: int = 64 * 1024
     # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period: float = 10.0
+    # Seconds to keep serving after SIGTERM/SIGINT while health reports
+    # NOT_SERVING, so that a load balancer in front (the `proxy` command's
+    # Envoy checks health every second) stops sending calls first.
+    drain_delay: float = 0.0
     # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
     # process crash.
     sqlite_synchronous: str = "FULL"
@@ -39,6 +43,11 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Seconds any wait on the database may last (a pooled connection, a lock,
+    # a statement, a new connection) before the call fails with UNAVAILABLE.
+    database_timeout: float = 2.0
+    # HOST:PORT of the Prometheus endpoint (GET /metrics); None turns it off.
+    metrics_address: str | None = None
 
     @property
     def embedded(self) -> bool:

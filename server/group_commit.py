@@ -31,10 +31,19 @@ class GroupCommit(Generic[Item, Outcome]):
     """A writer thread handing queued items to `write` in batches of at most `max_batch`."""
 
     def __init__(
-        self, write: WriteBatch[Item, Outcome], *, max_batch: int, name: str = "group-commit"
+        self,
+        write: WriteBatch[Item, Outcome],
+        *,
+        max_batch: int,
+        name: str = "group-commit",
+        fail_queued_on: type[Exception] | None = None,
     ) -> None:
+        """`fail_queued_on`: when every item of a batch fails with this error, the items
+        queued while it was written fail with it at once rather than wait their turn
+        for the same outcome (a database that is down or locked)."""
         self._write = write
         self._max_batch = max_batch
+        self._fail_queued_on = fail_queued_on
         self._queue: queue.SimpleQueue[tuple[Item, Future[Outcome]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
@@ -94,3 +103,21 @@ class GroupCommit(Generic[Item, Outcome]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        first = outcomes[0]
+        failure = self._fail_queued_on
+        if failure is not None and all(isinstance(o, failure) for o in outcomes):
+            assert isinstance(first, Exception)
+            self._fail_queued(first)
+
+    def _fail_queued(self, error: Exception) -> None:
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if entry is None:  # closing: the writer still has to see it
+                self._queue.put(None)
+                return
+            _, future = entry
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)

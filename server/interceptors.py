@@ -1,4 +1,4 @@
-"""Server interceptors: one structured access-log line per call."""
+"""Server interceptors that observe every call: one structured access-log line per call."""
 
 from __future__ import annotations
 
@@ -13,24 +13,23 @@ import grpc
 access_log = logging.getLogger("conversation_service.access")
 
 
-def _log_call(method: str, context: grpc.ServicerContext, started: float, failed: bool) -> None:
+# What an observer is told of each call: method, status code, seconds taken.
+Observe = Callable[[str, grpc.StatusCode, float], None]
+
+
+def _finish_call(
+    observe: Observe, method: str, context: grpc.ServicerContext, started: float, failed: bool
+) -> None:
     # code() is in grpcio's servicer context but not in its type stubs.
     code = cast(Any, context).code()
     if code is None:
         code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-    access_log.info(
-        json.dumps(
-            {
-                "event": "rpc",
-                "method": method,
-                "code": code.name,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            }
-        )
-    )
+    observe(method, code, time.perf_counter() - started)
 
 
-def _unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _unary_response(
+    observe: Observe, method: str, behavior: Callable[..., Any]
+) -> Callable[..., Any]:
     def logged(request: Any, context: grpc.ServicerContext) -> Any:
         started, failed = time.perf_counter(), True
         try:
@@ -38,25 +37,30 @@ def _unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., 
             failed = False
             return response
         finally:
-            _log_call(method, context, started, failed)
+            _finish_call(observe, method, context, started, failed)
 
     return logged
 
 
-def _stream_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _stream_response(
+    observe: Observe, method: str, behavior: Callable[..., Any]
+) -> Callable[..., Any]:
     def logged(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started, failed = time.perf_counter(), True
         try:
             yield from behavior(request, context)
             failed = False
         finally:
-            _log_call(method, context, started, failed)
+            _finish_call(observe, method, context, started, failed)
 
     return logged
 
 
-class AccessLogInterceptor(grpc.ServerInterceptor):
-    """Logs method, status code and duration of every call as one JSON line."""
+class CallObserver(grpc.ServerInterceptor):
+    """Tells observe() the method, status code and duration of every call."""
+
+    def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        raise NotImplementedError
 
     def intercept_service(
         self,
@@ -77,8 +81,24 @@ class AccessLogInterceptor(grpc.ServerInterceptor):
             behavior = getattr(handler, attribute)
             if behavior is not None:
                 return make_handler(
-                    wrap(method, behavior),
+                    wrap(self.observe, method, behavior),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
         return handler
+
+
+class AccessLogInterceptor(CallObserver):
+    """Logs method, status code and duration of every call as one JSON line."""
+
+    def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        access_log.info(
+            json.dumps(
+                {
+                    "event": "rpc",
+                    "method": method,
+                    "code": code.name,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
+            )
+        )

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,6 +85,27 @@ class EnvoyProcess:
     admin_url: str
     workdir: Path
 
+    def drain(self, timeout: float) -> None:
+        """Stop taking connections, then wait up to `timeout` s for the requests in flight.
+
+        Failing Envoy's health check makes it close each connection after its
+        current response (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY);
+        draining the listeners stops it accepting new connections.
+        """
+        for path in ("/healthcheck/fail", "/drain_listeners"):
+            _admin_post(self.admin_url + path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if self._active_requests() == 0:
+                return
+            time.sleep(0.05)
+
+    def _active_requests(self) -> int:
+        pattern = urllib.parse.quote(r"^http\.api\.downstream_rq_active$")
+        stats = _admin_get(f"{self.admin_url}/stats?filter={pattern}")
+        _, _, value = stats.partition(":")
+        return int(value.strip() or 0)
+
     def stop(self, timeout: float = 10) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -136,6 +158,17 @@ def start_envoy(config_yaml: str, *, workers: int = 1, ready_timeout: float = 15
         time.sleep(0.05)
     EnvoyProcess(process, "", workdir).stop()
     raise EnvoyFailed(f"envoy was not ready within {ready_timeout}s")
+
+
+def _admin_post(url: str) -> None:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+
+
+def _admin_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 def _is_ready(admin_url: str) -> bool:

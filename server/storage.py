@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 from playhouse.migrations import Runner
+from playhouse.pool import MaxConnectionsExceeded
 
 from server.domain import Answer, ApiKey, Conversation, NewConversation, Organisation
 from server.errors import OrganisationExists, OrganisationNotFound, StorageUnavailable
@@ -116,9 +117,16 @@ class ApiKeyOrganisationRow(BaseModel):
         indexes = ((("api_key", "organisation"), True),)
 
 
-# Failures of the database itself (down, locked, connection lost), as opposed
-# to a bug in a query: the caller may retry them.
-_UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+# Failures of the database itself (down, locked, connection lost, every pooled
+# connection busy past the timeout), as opposed to a bug in a query: the caller
+# may retry them.
+_UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
+
+# Seconds a database call may take before it fails as unavailable.
+DEFAULT_TIMEOUT = 2.0
+
+# Told of each error that made a unit of work fail as unavailable (metrics count them).
+unavailable_listeners: list[Callable[[BaseException], None]] = []
 
 # Pooled connections: opening a connection per call costs about a millisecond.
 _POOLED_SCHEMES = {
@@ -128,32 +136,61 @@ _POOLED_SCHEMES = {
 }
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> peewee.Database:
-    """Create the Database a URL names and bind the models to it."""
+def open_database(
+    url: str, *, sqlite_synchronous: str = "FULL", timeout: float = DEFAULT_TIMEOUT
+) -> peewee.Database:
+    """Create the Database a URL names and bind the models to it.
+
+    `timeout` bounds, in seconds, each wait on the database: for a pooled
+    connection, for a lock, for a statement, for a connection to open.
+    """
     parsed = urlparse(url)
     scheme = _POOLED_SCHEMES.get(parsed.scheme, parsed.scheme)
-    options: dict[str, object] = {"max_connections": 64, "stale_timeout": 600, "timeout": 5}
+    options: dict[str, object] = {
+        "max_connections": 64,
+        "stale_timeout": 600,
+        "timeout": max(1, round(timeout)),
+    }
     if scheme.startswith("sqlite"):
         path = url.split("://", 1)[1][1:]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         options["pragmas"] = {
+            # First: the pragmas after it may wait for a lock too.
+            "busy_timeout": round(timeout * 1000),
             "journal_mode": "wal",
             # FULL: a committed create survives power loss, not only a crash.
             "synchronous": sqlite_synchronous,
             "foreign_keys": 1,
-            "busy_timeout": 2000,
         }
         options["check_same_thread"] = False
-        # BEGIN IMMEDIATE: a transaction that reads and then writes would
-        # otherwise fail at once with "database is locked" when another
-        # connection wrote in between, instead of waiting busy_timeout.
+        # Take the write lock at BEGIN: a deferred transaction that reads, then
+        # writes after another connection committed, fails at once with
+        # "database is locked" instead of waiting for busy_timeout.
         options["lock_type"] = "IMMEDIATE"
     else:
-        options.setdefault("connect_timeout", 2)
+        options.update(_postgres_timeouts(timeout))
     db: peewee.Database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
     database.initialize(db)
     return db
+
+
+def _postgres_timeouts(timeout: float) -> dict[str, object]:
+    """libpq options that make every wait on PostgreSQL end within about `timeout`."""
+    milliseconds = round(timeout * 1000)
+    return {
+        # Whole seconds; libpq treats 1 as 2.
+        "connect_timeout": max(2, round(timeout)),
+        # A query waiting on a lock or running too long is cancelled.
+        "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+        # A server that vanished without closing the connection (network
+        # partition, power loss) is noticed instead of waited on forever.
+        "tcp_user_timeout": milliseconds,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 2,
+    }
 
 
 def close_database() -> None:
@@ -171,6 +208,8 @@ def _failures_as_unavailable() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE_ERRORS as error:
+        for listener in unavailable_listeners:
+            listener(error)
         raise StorageUnavailable(f"database unavailable: {error}") from error
 
 
@@ -186,6 +225,16 @@ def reading() -> Iterator[None]:
     """Reads only: a pooled connection, no transaction (nor SQLite's write lock)."""
     with _failures_as_unavailable(), database.connection_context():
         yield
+
+
+def ping() -> None:
+    """One bounded round trip to the database; raises StorageUnavailable when it fails.
+
+    In a write transaction: on SQLite that takes the write lock, so a database
+    another process holds locked counts as unavailable, as it is for creates.
+    """
+    with session():
+        database.execute_sql("SELECT 1")
 
 
 def migrate() -> list[str]:
@@ -290,7 +339,10 @@ def _writer() -> GroupCommit[PendingCreate, StoredCreate]:
     with _writer_lock:
         if _conversation_writer is None:
             _conversation_writer = GroupCommit(
-                _write_conversations, max_batch=MAX_BATCH, name="conversation-writer"
+                _write_conversations,
+                max_batch=MAX_BATCH,
+                name="conversation-writer",
+                fail_queued_on=StorageUnavailable,
             )
         return _conversation_writer
 

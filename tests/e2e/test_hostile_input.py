@@ -55,7 +55,12 @@ HYPOTHESIS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-ALLOWED_GRPC = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
+# ALREADY_EXISTS: a request_id drawn again for a different request.
+ALLOWED_GRPC = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -109,3 +109,24 @@ def test_a_caller_that_timed_out_before_its_batch_is_not_written() -> None:
     assert writer.submit(2, 5) == 20
     writer.close()
     assert recorder.batches == [[0], [2]]
+
+
+class Unavailable(Exception):
+    pass
+
+
+def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
+    recorder = Recorder(fail=lambda item: Unavailable() if item == 0 else None)
+    recorder.release.clear()
+    writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100, fail_queued_on=Unavailable)
+    first = ThreadPoolExecutor(1).submit(writer.submit, 0, 5)
+    assert recorder.entered.wait(5)
+    with ThreadPoolExecutor(8) as pool:
+        queued = queue_behind(writer, range(1, 5), pool)
+        recorder.release.set()
+        assert isinstance(first.exception(5), Unavailable)
+        assert all(isinstance(r.exception(5), Unavailable) for r in queued)
+    # Items that arrive afterwards get a fresh attempt.
+    assert writer.submit(7, 5) == 70
+    writer.close()
+    assert recorder.batches == [[0], [7]]

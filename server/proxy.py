@@ -1,0 +1,61 @@
+"""`conversation-service proxy`: one Envoy balancing REST and gRPC over several replicas.
+
+The configuration is rendered from the same template `serve` uses, with one
+endpoint per `--upstream` (each a `serve --no-rest` replica).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from server.rest_proxy import EnvoyFailed, render_config, start_envoy
+
+log = logging.getLogger(__name__)
+
+
+def run_proxy(
+    http_address: str,
+    upstreams: Sequence[str],
+    *,
+    admin_address: str = "127.0.0.1:0",
+    workers: int = 1,
+    max_request_bytes: int = 64 * 1024,
+    grace_period: float = 10.0,
+) -> int:
+    """Run Envoy until SIGTERM or SIGINT, then drain it; returns the exit code."""
+    yaml = render_config(
+        http_address, upstreams, admin=admin_address, max_request_bytes=max_request_bytes
+    )
+    try:
+        proxy = start_envoy(yaml, workers=workers)
+    except EnvoyFailed as error:
+        log.error("Envoy failed to start: %s", error)
+        return 1
+    log.info(
+        "proxy serving on %s for %s (Envoy pid %d, admin %s)",
+        http_address,
+        ", ".join(upstreams),
+        proxy.process.pid,
+        proxy.admin_url,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, draining", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.wait(0.5):
+        if proxy.process.poll() is not None:
+            log.error("Envoy exited with code %s", proxy.process.returncode)
+            proxy.stop()
+            return 1
+    proxy.drain(grace_period)
+    proxy.stop()
+    log.info("stopped")
+    return 0
