@@ -137,42 +137,38 @@ class TokenBucket:
 class Authenticator:
     """Turns presented credentials into a Caller, within a per-key rate limit.
 
-    A rate of 0 turns the limit off.
+    A key is read and its secret checked with scrypt once per process; later
+    calls compare a SHA-256 of the secret with the remembered one, in constant
+    time, without asking the database. A key's organisations never change once
+    it is issued. Its revocation is enforced where a key does something: the
+    writer of creates checks, in the transaction that would store them, that
+    their keys are still active (storage.insert_conversation), so a revoked key
+    creates nothing from the moment it is revoked. A rate of 0 turns the limit off.
     """
 
     def __init__(self, rate: float = 10_000, burst: float = 10_000) -> None:
         self._rate, self._burst = rate, burst
-        # key id -> (stored hash, SHA-256 of the secret that matched it)
-        self._verified: dict[str, tuple[str, bytes]] = {}
+        # key id -> (SHA-256 of the secret that matched, the caller it stands for)
+        self._verified: dict[str, tuple[bytes, Caller]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, key_id: str, secret: str) -> Caller:
         """The caller these credentials stand for; Unauthenticated or RateLimited otherwise."""
         digest = hashlib.sha256(secret.encode()).digest()
-        remembered_hash = self._remembered_hash(key_id, digest)
-        if remembered_hash is not None:
-            # Over the limit is refused before the database is asked.
-            self._take(key_id)
+        remembered = self._verified.get(key_id)
+        if remembered is not None and hmac.compare_digest(remembered[0], digest):
+            self._take(key_id)  # over the limit is refused before the database is asked
+            return remembered[1]
         with storage.reading():
             key = storage.find_api_key(key_id)
-        if key is None or key.revoked:
+        if key is None or key.revoked or not secret_matches(secret, key.secret_hash):
             raise Unauthenticated()
-        if remembered_hash != key.secret_hash:
-            if not secret_matches(secret, key.secret_hash):
-                raise Unauthenticated()
-            with self._lock:
-                self._verified[key_id] = (key.secret_hash, digest)
-            if remembered_hash is None:
-                self._take(key_id)
-        return Caller(key_id=key.key_id, organisations=key.organisations)
-
-    def _remembered_hash(self, key_id: str, digest: bytes) -> str | None:
-        """The stored hash this secret was verified against before, if it was."""
-        remembered = self._verified.get(key_id)
-        if remembered is None or not hmac.compare_digest(remembered[1], digest):
-            return None
-        return remembered[0]
+        caller = Caller(key_id=key.key_id, organisations=key.organisations)
+        with self._lock:
+            self._verified[key_id] = (digest, caller)
+        self._take(key_id)
+        return caller
 
     def _take(self, key_id: str) -> None:
         if not self._rate:

@@ -22,7 +22,12 @@ from playhouse.migrations import Runner
 from playhouse.pool import MaxConnectionsExceeded
 
 from server.domain import Answer, ApiKey, Conversation, NewConversation, Organisation
-from server.errors import OrganisationExists, OrganisationNotFound, StorageUnavailable
+from server.errors import (
+    OrganisationExists,
+    OrganisationNotFound,
+    StorageUnavailable,
+    Unauthenticated,
+)
 from server.group_commit import Closed, GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -379,7 +384,22 @@ _INSERTED = (
 )
 
 
-def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate]:
+def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate | Exception]:
+    """Store the creates of active keys; those of a key revoked meanwhile are Unauthenticated."""
+    active = _active_keys({p.created_by for p in batch})
+    writable = [p for p in batch if p.created_by in active]
+    stored = iter(_insert_rows(writable) if writable else [])
+    return [next(stored) if p.created_by in active else Unauthenticated() for p in batch]
+
+
+def _active_keys(key_ids: set[str]) -> set[str]:
+    query = ApiKeyRow.select(ApiKeyRow.key_id).where(
+        ApiKeyRow.key_id.in_(sorted(key_ids)) & ApiKeyRow.revoked_at.is_null()
+    )
+    return {str(row.key_id) for row in query}
+
+
+def _insert_rows(batch: list[PendingCreate]) -> list[StoredCreate]:
     params: list[object] = []
     for p in batch:
         # In _INSERTED's order, as peewee would pass them; the organisation's id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,8 +12,8 @@ import peewee
 import psycopg2
 import pytest
 
-from server import organisations, storage
-from server.domain import Caller, Organisation
+from server import api_keys, organisations, storage
+from server.domain import ApiKey, Caller, Organisation
 from tests.databases import empty_postgres
 
 # The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
@@ -70,7 +71,28 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield "postgres"
 
 
+# One scrypt hash for every key the tests store directly: hashing is slow on purpose.
+_TEST_SECRET_HASH = api_keys.hash_secret("test-secret")
+
+
+def store_key(key_id: str, *trkrefs: str) -> Caller:
+    """An active API key for these stored organisations (secret: test-secret)."""
+    with storage.session():
+        storage.insert_api_key(
+            ApiKey(
+                key_id=key_id,
+                organisations=frozenset(trkrefs),
+                created_at=datetime.datetime.now(datetime.UTC),
+                revoked_at=None,
+                secret_hash=_TEST_SECRET_HASH,
+            )
+        )
+    return Caller(key_id=key_id, organisations=frozenset(trkrefs))
+
+
 @pytest.fixture
 def organisation(database: str) -> Organisation:
-    """The demo retailer D10 (en-GB), stored."""
-    return organisations.add_organisation(ORGANISATION)
+    """The demo retailer D10 (en-GB), stored, with CALLER's key."""
+    added = organisations.add_organisation(ORGANISATION)
+    store_key(CALLER.key_id, added.trkref)
+    return added

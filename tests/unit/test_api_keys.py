@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server import api_keys, organisations, storage
+from server import api_keys, conversations, organisations, storage
 from server.api_keys import Authenticator
-from server.domain import ApiKey, Organisation
+from server.domain import ApiKey, NewConversation, Organisation
 from server.errors import (
     ApiKeyNotFound,
     OrganisationNotFound,
@@ -17,6 +17,9 @@ from server.errors import (
     StorageUnavailable,
     Unauthenticated,
 )
+from tests.conftest import CALLER
+
+NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 
 
 def test_created_key_authenticates_for_its_organisations(organisation: Organisation) -> None:
@@ -32,7 +35,7 @@ def test_created_key_authenticates_for_its_organisations(organisation: Organisat
 def test_a_key_may_reach_several_organisations(organisation: Organisation) -> None:
     organisations.add_organisation(Organisation("E20", "Second", "de-DE"))
     issued = api_keys.create_key(["D10", "E20"])
-    [listed] = api_keys.list_keys()
+    [listed] = [k for k in api_keys.list_keys() if k.key_id == issued.key_id]
     assert listed.organisations == frozenset({"D10", "E20"})
     assert Authenticator().authenticate(issued.key_id, issued.secret).organisations == {
         "D10",
@@ -43,7 +46,7 @@ def test_a_key_may_reach_several_organisations(organisation: Organisation) -> No
 def test_key_for_an_unknown_organisation_is_refused(organisation: Organisation) -> None:
     with pytest.raises(OrganisationNotFound):
         api_keys.create_key(["D10", "NOPE"])
-    assert api_keys.list_keys() == []
+    assert [k.key_id for k in api_keys.list_keys()] == [CALLER.key_id]
 
 
 @pytest.mark.parametrize(
@@ -62,16 +65,26 @@ def test_wrong_credentials_are_unauthenticated(
         authenticator.authenticate(key_id, secret)
 
 
-def test_revoked_key_stops_working_at_once(organisation: Organisation) -> None:
+def test_revoked_key_creates_nothing_from_the_moment_it_is_revoked(
+    organisation: Organisation,
+) -> None:
     issued = api_keys.create_key(["D10"])
     authenticator = Authenticator()
-    authenticator.authenticate(issued.key_id, issued.secret)
+    caller = authenticator.authenticate(issued.key_id, issued.secret)
+    conversations.create_conversation(NEW, caller)
 
     api_keys.revoke_key(issued.key_id)
 
+    # A process that has seen the key still knows its secret, but the write is refused.
+    caller = authenticator.authenticate(issued.key_id, issued.secret)
     with pytest.raises(Unauthenticated):
-        authenticator.authenticate(issued.key_id, issued.secret)
-    [listed] = api_keys.list_keys()
+        conversations.create_conversation(NEW, caller)
+    with storage.reading():
+        assert storage.count_conversations() == 1
+    # A process that has not seen it refuses it outright.
+    with pytest.raises(Unauthenticated):
+        Authenticator().authenticate(issued.key_id, issued.secret)
+    [listed] = [k for k in api_keys.list_keys() if k.key_id == issued.key_id]
     assert listed.revoked
     with pytest.raises(ApiKeyNotFound):
         api_keys.revoke_key(issued.key_id)
@@ -140,5 +153,5 @@ def test_secret_matches_is_exact() -> None:
 def test_list_shows_creation_time(organisation: Organisation) -> None:
     moment = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     api_keys.create_key(["D10"], key_id="fixed", secret="x" * 20, clock=lambda: moment)
-    [listed] = api_keys.list_keys()
+    [listed] = [k for k in api_keys.list_keys() if k.key_id == "fixed"]
     assert (listed.key_id, listed.created_at, listed.revoked_at) == ("fixed", moment, None)

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from server import conversations, storage
-from server.domain import Caller, Conversation, NewConversation, Organisation
+from server.domain import Conversation, NewConversation, Organisation
 from server.errors import InvalidConversation, RequestIdReused
-from tests.conftest import CALLER
+from tests.conftest import CALLER, store_key
 from tests.databases import write_lock_held
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
@@ -50,7 +50,7 @@ def test_same_request_id_with_another_body_is_already_exists(organisation: Organ
 
 
 def test_request_ids_belong_to_their_key(organisation: Organisation) -> None:
-    other_key = Caller(key_id="other-key", organisations=frozenset({"D10"}))
+    other_key = store_key("other-key", "D10")
     mine = conversations.create_conversation(NEW, CALLER)
     theirs = conversations.create_conversation(NEW, other_key)
     assert theirs.id != mine.id
