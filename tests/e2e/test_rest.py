@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +275,19 @@ def test_request_id_and_header_must_agree(rest: ServiceProcess) -> None:
     response = post(rest, CONVERSATIONS, body, **{"idempotency-key": str(uuid.uuid4())})
     body = assert_status_body(response, 400, 3, "request_id: differs from the Idempotency-Key")
     assert body["details"][0]["field_violations"][0]["field"] == "request_id"
+
+
+def test_envoy_stops_when_the_service_is_killed(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path, rest=True) as service:
+        found = re.search(r"Envoy pid (\d+)", service.log())
+        assert found is not None
+        envoy_pid = int(found.group(1))
+        service.process.send_signal(signal.SIGKILL)
+        service.process.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and Path(f"/proc/{envoy_pid}").exists():
+            time.sleep(0.1)
+        envoy_alive = Path(f"/proc/{envoy_pid}").exists()
+        if envoy_alive:  # do not leave it behind: stop it by its PID
+            os.kill(envoy_pid, signal.SIGKILL)
+    assert not envoy_alive
