@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from server import storage
-from server.storage import ConversationRow, OrganisationRow
+from server.models import ConversationRow, OrganisationRow
 
 
 class CreateConversationBody(BaseModel):

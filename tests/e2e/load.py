@@ -22,6 +22,7 @@ import grpc
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import storage
+from server.models import ConversationRow
 from tests.e2e.service import DEMO_CREDENTIALS, basic_authorization
 
 OK = "OK"
@@ -174,9 +175,9 @@ def stored_questions(database_url: str, prefix: str = "load ") -> dict[str, list
     storage.open_database(database_url)
     try:
         with storage.session():
-            rows = storage.ConversationRow.select(
-                storage.ConversationRow.id, storage.ConversationRow.question
-            ).where(storage.ConversationRow.question.startswith(prefix))
+            rows = ConversationRow.select(ConversationRow.id, ConversationRow.question).where(
+                ConversationRow.question.startswith(prefix)
+            )
             stored: dict[str, list[int]] = {}
             for row in rows:
                 stored.setdefault(row.question, []).append(row.id)
