@@ -70,7 +70,7 @@ def start_server(config: Config) -> RunningServer:
             AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
         ],
         options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
             # Without this a second server on the same port starts silently.
             ("grpc.so_reuseport", 0),
@@ -151,7 +151,7 @@ def start_rest_proxy(config: Config, upstream: str) -> EnvoyProcess:
     yaml = render_config(
         config.http_address,
         [upstream],
-        max_request_bytes=config.max_message_bytes,
+        max_request_bytes=config.max_request_bytes,
     )
     return start_envoy(yaml, workers=config.envoy_workers)
 

@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from server import api_keys, organisations, storage
 from server.app import serve
@@ -19,17 +21,13 @@ from server.proxy import run_proxy
 ENV_PREFIX = "CONVERSATION_SERVICE_"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(ENV_PREFIX + name, default)
-
-
 def _parser() -> argparse.ArgumentParser:
     database = argparse.ArgumentParser(add_help=False)
-    database.add_argument(
-        "--database-url",
-        default=_env("DATABASE_URL", DEFAULT_DATABASE_URL),
-        help="peewee database URL: sqlite:///PATH (embedded, the default: %(default)s) or "
-        "postgresql://USER@HOST:PORT/NAME; env CONVERSATION_SERVICE_DATABASE_URL",
+    _option(
+        database,
+        "database-url",
+        DEFAULT_DATABASE_URL,
+        "peewee database URL: sqlite:///PATH (embedded) or postgresql://USER@HOST:PORT/NAME",
     )
     parser = argparse.ArgumentParser(
         prog="conversation-service",
@@ -45,72 +43,77 @@ def _parser() -> argparse.ArgumentParser:
         "reflection over gRPC, and REST through Envoy's gRPC-JSON transcoder, until SIGTERM "
         "or SIGINT. On a fresh embedded database the demo organisation D10 (en-GB) is created.",
     )
-    serve_parser.add_argument(
-        "--grpc-address",
-        default=_env("GRPC_ADDRESS", DEFAULT_GRPC_ADDRESS),
-        help="HOST:PORT to listen on for gRPC (default %(default)s); "
-        "env CONVERSATION_SERVICE_GRPC_ADDRESS",
+    _option(serve_parser, "grpc-address", DEFAULT_GRPC_ADDRESS, "HOST:PORT to listen on for gRPC")
+    _option(serve_parser, "http-address", DEFAULT_HTTP_ADDRESS, "HOST:PORT for REST through Envoy")
+    _switch(serve_parser, "rest", "serve gRPC only, without starting Envoy")
+    _option(serve_parser, "envoy-workers", Config.envoy_workers, "Envoy worker threads")
+    _option(serve_parser, "workers", Config.workers, "threads serving calls")
+    _option(
+        serve_parser,
+        "grace-period",
+        Config.grace_period,
+        "seconds in-flight calls get to finish on shutdown",
     )
-    serve_parser.add_argument(
-        "--http-address",
-        default=_env("HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
-        help="HOST:PORT for REST through Envoy (default %(default)s); "
-        "env CONVERSATION_SERVICE_HTTP_ADDRESS",
+    _option(
+        serve_parser,
+        "drain-delay",
+        Config.drain_delay,
+        "seconds to go on serving after SIGTERM while health reports NOT_SERVING, for a load "
+        "balancer to stop sending calls (2 behind `proxy`)",
     )
-    serve_parser.add_argument(
-        "--no-rest",
-        dest="rest",
-        action="store_false",
-        default=_env("REST", "on") != "off",
-        help="serve gRPC only, without starting Envoy; env CONVERSATION_SERVICE_REST=off",
-    )
-    serve_parser.add_argument(
-        "--envoy-workers",
-        type=int,
-        default=int(_env("ENVOY_WORKERS", str(Config.envoy_workers))),
-        help="Envoy worker threads (default %(default)s); env CONVERSATION_SERVICE_ENVOY_WORKERS",
-    )
-    serve_parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", str(Config.workers))),
-        help="threads serving calls (default %(default)s); env CONVERSATION_SERVICE_WORKERS",
-    )
-    serve_parser.add_argument(
-        "--grace-period",
-        type=float,
-        default=float(_env("GRACE_PERIOD", str(Config.grace_period))),
-        help="seconds in-flight calls get to finish on shutdown (default %(default)s)",
-    )
-    serve_parser.add_argument(
-        "--drain-delay",
-        type=float,
-        default=float(_env("DRAIN_DELAY", str(Config.drain_delay))),
-        help="seconds to go on serving after SIGTERM while health reports NOT_SERVING, for "
-        "a load balancer to stop sending calls (default %(default)s; 2 behind `proxy`); "
-        "env CONVERSATION_SERVICE_DRAIN_DELAY",
-    )
-    serve_parser.add_argument(
-        "--sqlite-synchronous",
+    _option(
+        serve_parser,
+        "sqlite-synchronous",
+        Config.sqlite_synchronous,
+        "SQLite durability: FULL survives power loss, NORMAL only a crash of the process",
         choices=["FULL", "NORMAL"],
-        default=_env("SQLITE_SYNCHRONOUS", Config.sqlite_synchronous),
-        help="SQLite durability: FULL survives power loss, NORMAL only a crash of the "
-        "process (default %(default)s); env CONVERSATION_SERVICE_SQLITE_SYNCHRONOUS",
     )
-    serve_parser.add_argument(
-        "--database-timeout",
-        type=float,
-        default=float(_env("DATABASE_TIMEOUT", str(Config.database_timeout))),
-        help="seconds a call may wait on the database (a connection, a lock, a query) before "
-        "it fails with UNAVAILABLE (default %(default)s); "
-        "env CONVERSATION_SERVICE_DATABASE_TIMEOUT",
+    _option(
+        serve_parser,
+        "database-timeout",
+        Config.database_timeout,
+        "seconds a call may wait on the database (a connection, a lock, a query) before it "
+        "fails with UNAVAILABLE",
     )
-    serve_parser.add_argument(
-        "--metrics-address",
-        default=_env("METRICS_ADDRESS", "") or None,
+    _option(
+        serve_parser,
+        "metrics-address",
+        None,
+        "serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left out; "
+        "off when not given)",
         metavar="[HOST:]PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left "
-        "out; off by default); env CONVERSATION_SERVICE_METRICS_ADDRESS",
+    )
+    _option(
+        serve_parser,
+        "max-request-bytes",
+        Config.max_request_bytes,
+        "largest request (gRPC message or REST body); larger ones get RESOURCE_EXHAUSTED, HTTP 413",
+    )
+    _option(
+        serve_parser,
+        "rate-limit",
+        Config.rate_limit,
+        "calls per second per API key and process, 0 for no limit; over it: "
+        "RESOURCE_EXHAUSTED, HTTP 429",
+    )
+    _option(
+        serve_parser, "rate-burst", Config.rate_burst, "calls a key may make at once above its rate"
+    )
+    _switch(serve_parser, "reflection", "turn server reflection off")
+    _option(
+        serve_parser,
+        "tls-cert",
+        None,
+        "PEM certificate (chain) of the gRPC port: serve gRPC over TLS",
+        type=Path,
+    )
+    _option(serve_parser, "tls-key", None, "PEM private key of --tls-cert", type=Path)
+    _option(
+        serve_parser,
+        "tls-client-ca",
+        None,
+        "PEM CA certificates: require client certificates they signed (mutual TLS)",
+        type=Path,
     )
 
     proxy_parser = commands.add_parser(
@@ -127,30 +130,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="gRPC address of a replica; repeat for each",
     )
-    proxy_parser.add_argument(
-        "--http-address",
-        default=_env("HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
-        help="HOST:PORT to listen on (default %(default)s); env CONVERSATION_SERVICE_HTTP_ADDRESS",
-    )
+    _option(proxy_parser, "http-address", DEFAULT_HTTP_ADDRESS, "HOST:PORT to listen on")
     proxy_parser.add_argument(
         "--admin-address",
         default="127.0.0.1:0",
         help="HOST:PORT of Envoy's admin interface (default %(default)s: a free port)",
     )
-    proxy_parser.add_argument(
-        "--envoy-workers",
-        type=int,
-        default=int(_env("ENVOY_WORKERS", str(Config.envoy_workers))),
-        help="Envoy worker threads (default %(default)s); env CONVERSATION_SERVICE_ENVOY_WORKERS",
+    _option(proxy_parser, "envoy-workers", Config.envoy_workers, "Envoy worker threads")
+    _option(
+        proxy_parser,
+        "grace-period",
+        Config.grace_period,
+        "seconds requests in flight get to finish on shutdown",
     )
-    proxy_parser.add_argument(
-        "--grace-period",
-        type=float,
-        default=float(_env("GRACE_PERIOD", str(Config.grace_period))),
-        help="seconds requests in flight get to finish on shutdown (default %(default)s)",
+    _option(
+        proxy_parser,
+        "max-request-bytes",
+        Config.max_request_bytes,
+        "largest REST body; larger ones get HTTP 413",
     )
-
-    _add_access_flags(serve_parser)
 
     commands.add_parser(
         "migrate",
@@ -218,43 +216,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_access_flags(serve_parser: argparse.ArgumentParser) -> None:
-    serve_parser.add_argument(
-        "--max-request-bytes",
-        type=int,
-        default=int(_env("MAX_REQUEST_BYTES", str(Config.max_message_bytes))),
-        help="largest request (gRPC message or REST body); larger ones get RESOURCE_EXHAUSTED, "
-        "HTTP 413 (default %(default)s)",
+def _option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    default: object,
+    meaning: str,
+    **extra: Any,
+) -> None:
+    """--FLAG, defaulting to the environment variable CONVERSATION_SERVICE_FLAG, then `default`."""
+    env = flag.upper().replace("-", "_")
+    kind = extra.pop("type", type(default) if default is not None else str)
+    from_env = os.environ.get(ENV_PREFIX + env)
+    parser.add_argument(
+        f"--{flag}",
+        type=kind,
+        default=kind(from_env) if from_env else default,
+        help=f"{meaning} (default %(default)s); env {ENV_PREFIX}{env}",
+        **extra,
     )
-    serve_parser.add_argument(
-        "--rate-limit",
-        type=float,
-        default=float(_env("RATE_LIMIT", str(Config.rate_limit))),
-        help="calls per second per API key and process, 0 for no limit (default %(default)s); "
-        "over it: RESOURCE_EXHAUSTED, HTTP 429",
-    )
-    serve_parser.add_argument(
-        "--rate-burst",
-        type=float,
-        default=float(_env("RATE_BURST", str(Config.rate_burst))),
-        help="calls a key may make at once above its rate (default %(default)s)",
-    )
-    serve_parser.add_argument(
-        "--no-reflection",
-        dest="reflection",
+
+
+def _switch(parser: argparse.ArgumentParser, feature: str, meaning: str) -> None:
+    """--no-FEATURE, or CONVERSATION_SERVICE_FEATURE=off; on by default."""
+    env = feature.upper()
+    parser.add_argument(
+        f"--no-{feature}",
+        dest=feature,
         action="store_false",
-        default=_env("REFLECTION", "on") != "off",
-        help="turn server reflection off; env CONVERSATION_SERVICE_REFLECTION=off",
+        default=os.environ.get(ENV_PREFIX + env, "on") != "off",
+        help=f"{meaning}; env {ENV_PREFIX}{env}=off",
     )
-    for flag, meaning in (
-        ("tls-cert", "PEM certificate (chain) of the gRPC port: serve gRPC over TLS"),
-        ("tls-key", "PEM private key of --tls-cert"),
-        ("tls-client-ca", "PEM CA certificates: require client certificates they signed (mTLS)"),
-    ):
-        env = "TLS_" + flag.split("-", 1)[1].upper().replace("-", "_")
-        serve_parser.add_argument(
-            f"--{flag}", type=Path, default=_env(env, "") or None, help=f"{meaning}; env {env}"
-        )
 
 
 def _run_keys(args: argparse.Namespace) -> None:
@@ -274,43 +265,31 @@ def _run_keys(args: argparse.Namespace) -> None:
         print(f"revoked {args.key_id}")
 
 
+def serve_config(args: argparse.Namespace) -> Config:
+    """The Config of `serve`: each of its options is a field of Config, by the same name."""
+    return Config(**{field.name: getattr(args, field.name) for field in fields(Config)})
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
+
+
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse(argv)
     _configure_logging()
     if args.command == "serve":
-        return serve(
-            Config(
-                database_url=args.database_url,
-                grpc_address=args.grpc_address,
-                rest=args.rest,
-                http_address=args.http_address,
-                envoy_workers=args.envoy_workers,
-                workers=args.workers,
-                grace_period=args.grace_period,
-                drain_delay=args.drain_delay,
-                sqlite_synchronous=args.sqlite_synchronous,
-                max_message_bytes=args.max_request_bytes,
-                rate_limit=args.rate_limit,
-                rate_burst=args.rate_burst,
-                reflection=args.reflection,
-                tls_cert=args.tls_cert,
-                tls_key=args.tls_key,
-                tls_client_ca=args.tls_client_ca,
-                database_timeout=args.database_timeout,
-                metrics_address=args.metrics_address,
-            )
-        )
+        return serve(serve_config(args))
     if args.command == "proxy":
         return run_proxy(
             args.http_address,
             args.upstream,
             admin_address=args.admin_address,
             workers=args.envoy_workers,
-            max_request_bytes=Config.max_message_bytes,
+            max_request_bytes=args.max_request_bytes,
             grace_period=args.grace_period,
         )
     storage.open_database(args.database_url)

@@ -22,7 +22,7 @@ class Config:
     workers: int = 32
     # Largest request message in bytes; larger requests are refused with
     # RESOURCE_EXHAUSTED before they are parsed.
-    max_message_bytes: int = 64 * 1024
+    max_request_bytes: int = 64 * 1024
     # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     grace_period: float = 10.0
     # Seconds to keep serving after SIGTERM/SIGINT while health reports
@@ -34,8 +34,8 @@ class Config:
     sqlite_synchronous: str = "FULL"
     # Calls per second each API key may make (per process), and the burst it
     # may spend at once; 0 turns the limit off.
-    rate_limit: float = 10_000
-    rate_burst: float = 10_000
+    rate_limit: float = 10_000.0
+    rate_burst: float = 10_000.0
     # Server reflection (grpcurl list/describe); some deployments close it.
     reflection: bool = True
     # TLS for the gRPC port: certificate and key in PEM; with a client CA,

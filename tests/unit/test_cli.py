@@ -1,0 +1,55 @@
+"""The command line's options become the one Config object, from flags or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.cli import parse, serve_config
+from server.config import Config
+
+
+def test_serve_defaults_are_the_configs() -> None:
+    assert serve_config(parse(["serve"])) == Config()
+
+
+def test_every_serve_flag_reaches_the_config() -> None:
+    args = parse(
+        [
+            "serve",
+            "--grpc-address", "0.0.0.0:6000",
+            "--no-rest",
+            "--workers", "8",
+            "--rate-limit", "0.5",
+            "--sqlite-synchronous", "NORMAL",
+            "--tls-cert", "server.pem",
+            "--no-reflection",
+            "--metrics-address", "9464",
+        ]
+    )  # fmt: skip
+    config = serve_config(args)
+    assert (config.grpc_address, config.rest, config.workers) == ("0.0.0.0:6000", False, 8)
+    assert (config.rate_limit, config.sqlite_synchronous) == (0.5, "NORMAL")
+    assert (config.tls_cert, config.reflection, config.metrics_address) == (
+        Path("server.pem"),
+        False,
+        "9464",
+    )
+
+
+def test_environment_variables_stand_for_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVERSATION_SERVICE_DATABASE_URL", "postgresql://db/conversations")
+    monkeypatch.setenv("CONVERSATION_SERVICE_MAX_REQUEST_BYTES", "1024")
+    monkeypatch.setenv("CONVERSATION_SERVICE_REST", "off")
+    monkeypatch.setenv("CONVERSATION_SERVICE_TLS_CLIENT_CA", "clients.pem")
+    config = serve_config(parse(["serve", "--max-request-bytes", "2048"]))
+    assert config.database_url == "postgresql://db/conversations"
+    assert config.max_request_bytes == 2048  # a flag wins over the environment
+    assert config.rest is False
+    assert config.tls_client_ca == Path("clients.pem")
+
+
+def test_a_malformed_value_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        parse(["serve", "--workers", "many"])
