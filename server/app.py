@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import logging
-import signal
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +25,7 @@ from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
 from server.rest_proxy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
+from server.signals import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def serve(config: Config) -> int:
     running = start_server(config)
     log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
     proxy: EnvoyProcess | None = None
-    stopping = threading.Event()
+    stopping = stop_requested()
     if config.rest:
         try:
             proxy = start_rest_proxy(config, running.local_address)
@@ -224,12 +223,6 @@ def serve(config: Config) -> int:
     watcher = DatabaseHealthWatcher(report_database)
     watcher.start()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     envoy_died = proxy is not None and proxy.process.poll() is not None
     if proxy is not None and envoy_died:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -18,6 +18,7 @@ from server.api_keys import Authenticator
 from server.domain import Caller
 from server.errors import DomainError, Unauthenticated
 from server.grpc_errors import abort_with_error
+from server.interceptors import HandlerLookup
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -57,7 +58,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: HandlerLookup,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)

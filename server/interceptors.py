@@ -13,6 +13,9 @@ import grpc
 access_log = logging.getLogger("conversation_service.access")
 
 
+# What an interceptor's continuation does: find the handler of a call, if any.
+HandlerLookup = Callable[[grpc.HandlerCallDetails], "grpc.RpcMethodHandler[Any, Any] | None"]
+
 # What an observer is told of each call: method, status code, seconds taken.
 Observe = Callable[[str, grpc.StatusCode, float], None]
 
@@ -64,7 +67,7 @@ class CallObserver(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: HandlerLookup,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)

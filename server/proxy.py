@@ -7,12 +7,10 @@ endpoint per `--upstream` (each a `serve --no-rest` replica).
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from server.rest_proxy import EnvoyFailed, render_config, start_envoy
+from server.signals import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,7 @@ def run_proxy(
         proxy.process.pid,
         proxy.admin_url,
     )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, draining", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_requested()
     while not stopping.wait(0.5):
         if proxy.process.poll() is not None:
             log.error("Envoy exited with code %s", proxy.process.returncode)
