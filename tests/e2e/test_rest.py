@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import storage
+from server.models import ConversationRow
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
     HttpResponse,
@@ -291,3 +293,34 @@ def test_envoy_stops_when_the_service_is_killed(tmp_path: Path) -> None:
         if envoy_alive:  # do not leave it behind: stop it by its PID
             os.kill(envoy_pid, signal.SIGKILL)
     assert not envoy_alive
+
+
+def test_concurrent_retries_over_rest_and_grpc_store_one_conversation(rest: ServiceProcess) -> None:
+    key = str(uuid.uuid4())
+    body = {**SEED_BODY, "question": f"Concurrent retry {key}"}
+
+    def over_rest(_: int) -> int:
+        response = post(rest, CONVERSATIONS, body, **{"idempotency-key": key})
+        assert response.status == 200, response.body
+        return int(response.json()["id"])
+
+    def over_grpc(_: int) -> int:
+        with grpc.insecure_channel(rest.address) as channel:
+            created = pb_grpc.ConversationServiceStub(channel).CreateConversation(
+                pb.CreateConversationRequest(trkref="D10", request_id=key, **body),
+                timeout=10,
+                metadata=[("authorization", DEMO)],
+            )
+        return int(created.id)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        ids = list(pool.map(over_rest, range(6), timeout=60))
+        ids += list(pool.map(over_grpc, range(6), timeout=60))
+
+    assert len(set(ids)) == 1
+    storage.open_database(database_of(rest))
+    with storage.reading():
+        rows = ConversationRow.select().where(ConversationRow.question == body["question"])
+        stored_ids = [row.id for row in rows]
+    storage.close_database()
+    assert stored_ids == ids[:1]
