@@ -125,13 +125,21 @@ class TokenBucket:
 
     def take(self) -> bool:
         with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
+            self._refill()
             if self._tokens < 1:
                 return False
             self._tokens -= 1
             return True
+
+    def has_tokens(self) -> bool:
+        with self._lock:
+            self._refill()
+            return self._tokens >= 1
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
 
 
 class Authenticator:
@@ -146,11 +154,16 @@ class Authenticator:
     creates nothing from the moment it is revoked. A rate of 0 turns the limit off.
     """
 
+    # Wrong secrets tried per key before scrypt is skipped: each check costs tens
+    # of milliseconds of CPU, so guessing must not be a way to load the service.
+    FAILURES_PER_SECOND, FAILURE_BURST = 2.0, 10.0
+
     def __init__(self, rate: float = 10_000, burst: float = 10_000) -> None:
         self._rate, self._burst = rate, burst
         # key id -> (SHA-256 of the secret that matched, the caller it stands for)
         self._verified: dict[str, tuple[bytes, Caller]] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._failures: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, key_id: str, secret: str) -> Caller:
@@ -162,13 +175,28 @@ class Authenticator:
             return remembered[1]
         with storage.reading():
             key = storage.find_api_key(key_id)
-        if key is None or key.revoked or not secret_matches(secret, key.secret_hash):
+        if key is None or key.revoked or not self._may_try(key_id):
+            raise Unauthenticated()
+        if not secret_matches(secret, key.secret_hash):
+            self._failed(key_id)
             raise Unauthenticated()
         caller = Caller(key_id=key.key_id, organisations=key.organisations)
         with self._lock:
             self._verified[key_id] = (digest, caller)
         self._take(key_id)
         return caller
+
+    def _may_try(self, key_id: str) -> bool:
+        """False while this key has had too many wrong secrets lately."""
+        failures = self._failures.get(key_id)
+        return failures is None or failures.has_tokens()
+
+    def _failed(self, key_id: str) -> None:
+        with self._lock:
+            failures = self._failures.setdefault(
+                key_id, TokenBucket(self.FAILURES_PER_SECOND, self.FAILURE_BURST)
+            )
+        failures.take()
 
     def _take(self, key_id: str) -> None:
         if not self._rate:

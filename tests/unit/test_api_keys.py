@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,29 @@ def test_list_shows_creation_time(organisation: Organisation) -> None:
     api_keys.create_key(["D10"], key_id="fixed", secret="x" * 20, clock=lambda: moment)
     [listed] = [k for k in api_keys.list_keys() if k.key_id == "fixed"]
     assert (listed.key_id, listed.created_at, listed.revoked_at) == ("fixed", moment, None)
+
+
+def test_guessing_secrets_stops_costing_scrypt(
+    organisation: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = api_keys.create_key(["D10"])
+    authenticator = Authenticator()
+    checks: list[str] = []
+    real_check = api_keys.secret_matches
+
+    def counted_check(secret: str, stored: str) -> bool:
+        checks.append(secret)
+        return real_check(secret, stored)
+
+    monkeypatch.setattr(api_keys, "secret_matches", counted_check)
+
+    for attempt in range(25):
+        with pytest.raises(Unauthenticated):
+            authenticator.authenticate(issued.key_id, f"guess {attempt}")
+
+    assert len(checks) <= Authenticator.FAILURE_BURST + 1  # the rest refused without scrypt
+    # The key's owner is not locked out: another process takes the secret at once,
+    # this one as soon as the failures have drained a little.
+    assert Authenticator().authenticate(issued.key_id, issued.secret).key_id == issued.key_id
+    time.sleep(1 / Authenticator.FAILURES_PER_SECOND + 0.1)
+    assert authenticator.authenticate(issued.key_id, issued.secret).key_id == issued.key_id
