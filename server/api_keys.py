@@ -3,8 +3,7 @@
 A secret is shown once, when its key is created, and stored only as a salted
 scrypt hash. Authentication runs scrypt once per key and process; later calls
 compare a SHA-256 of the presented secret with the remembered one, in
-constant time, and still read the key from the database so that a revoked key
-stops working at once.
+constant time. Revocation is enforced by the writer of creates (see Authenticator).
 """
 
 from __future__ import annotations
