@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from server.config import Config
 from server.rest_proxy import EnvoyFailed, render_config, start_envoy
 from server.signals import stop_requested
 
@@ -21,7 +22,7 @@ def run_proxy(
     *,
     admin_address: str = "127.0.0.1:0",
     workers: int = 1,
-    max_request_bytes: int = 64 * 1024,
+    max_request_bytes: int = Config.max_request_bytes,
     grace_period: float = 10.0,
 ) -> int:
     """Run Envoy until SIGTERM or SIGINT, then drain it; returns the exit code."""

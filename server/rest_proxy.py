@@ -22,6 +22,7 @@ from pathlib import Path
 import envoy
 
 from conversations.v4 import conversation_service_pb2 as pb
+from server.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def render_config(
     upstreams: Sequence[str],
     *,
     admin: str = "127.0.0.1:0",
-    max_request_bytes: int = 64 * 1024,
+    max_request_bytes: int = Config.max_request_bytes,
     descriptor_set: Path = DESCRIPTOR_SET,
 ) -> str:
     """Envoy's YAML configuration: REST on `listen`, balanced over the gRPC `upstreams`."""

@@ -63,6 +63,8 @@ def open_database(
     `timeout` bounds, in seconds, each wait on the database: for a pooled
     connection, for a lock, for a statement, for a connection to open.
     """
+    global _write_timeout
+    _write_timeout = WRITE_TIMEOUT_FACTOR * timeout
     parsed = urlparse(url)
     scheme = _POOLED_SCHEMES.get(parsed.scheme, parsed.scheme)
     options: dict[str, object] = {
@@ -230,9 +232,10 @@ class StoredCreate:
 # Rows per transaction: 13 parameters a row stays far below SQLite's and
 # PostgreSQL's limits on parameters per statement.
 MAX_BATCH = 128
-# A batch waits at most SQLite's busy timeout or PostgreSQL's connect timeout
-# (2 s) and then fails; past this something is stuck.
-WRITE_TIMEOUT_SECONDS = 10.0
+# A batch's statements each wait at most the database timeout and then fail;
+# a caller waiting this many times that long on its create means something is stuck.
+WRITE_TIMEOUT_FACTOR = 5
+_write_timeout = WRITE_TIMEOUT_FACTOR * DEFAULT_TIMEOUT
 
 _writer_lock = threading.Lock()
 _conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
@@ -248,7 +251,7 @@ def insert_conversation(pending: PendingCreate) -> StoredCreate:
     cannot both insert.
     """
     try:
-        return _writer().submit(pending, WRITE_TIMEOUT_SECONDS)
+        return _writer().submit(pending, _write_timeout)
     except (TimeoutError, Closed) as error:
         raise StorageUnavailable(f"database unavailable: {error or 'write timed out'}") from error
 
