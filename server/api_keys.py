@@ -3,7 +3,7 @@
 A secret is shown once, when its key is created, and stored only as a salted
 scrypt hash. Authentication runs scrypt once per key and process; later calls
 compare a SHA-256 of the presented secret with the remembered one, in
-constant time. Revocation is enforced by the writer of creates (see Authenticator).
+constant time. Revocation is enforced where creates are stored (see Authenticator).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Authenticator:
     calls compare a SHA-256 of the secret with the remembered one, in constant
     time, without asking the database. A key's organisations never change once
     it is issued. Its revocation is enforced where a key does something: the
-    writer of creates checks, in the transaction that would store them, that
+    statement that stores creates checks, as it stores them, that
     their keys are still active (storage.insert_conversation), so a revoked key
     creates nothing from the moment it is revoked. A rate of 0 turns the limit off.
     """

@@ -120,7 +120,7 @@ def close_database() -> None:
     with _writer_lock:
         writer, _conversation_writer = _conversation_writer, None
     if writer is not None:
-        writer.close()
+        writer.close(_write_timeout)
     database.obj.close_all()
 
 
@@ -242,13 +242,12 @@ _conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
 
 
 def insert_conversation(pending: PendingCreate) -> StoredCreate:
-    """Store a new conversation; returns once the transaction holding it has committed.
+    """Store a new conversation; returns once the statement holding it has committed.
 
-    Concurrent calls share one transaction (group commit). Call it outside a
-    session: the row is written by the writer thread, on its own connection. A
-    create whose (created_by, request_id) is taken stores nothing and returns
-    what is stored under it: the unique index decides, so concurrent retries
-    cannot both insert.
+    Concurrent calls share one statement (group commit), which the calling
+    thread may write for the others. Call it outside a session. A create whose
+    (created_by, request_id) is taken stores nothing and returns what is stored
+    under it: the unique index decides, so concurrent retries cannot both insert.
     """
     try:
         return _writer().submit(pending, _write_timeout)
@@ -261,18 +260,15 @@ def _writer() -> GroupCommit[PendingCreate, StoredCreate]:
     with _writer_lock:
         if _conversation_writer is None:
             _conversation_writer = GroupCommit(
-                _write_conversations,
-                max_batch=MAX_BATCH,
-                name="conversation-writer",
-                fail_queued_on=StorageUnavailable,
+                _write_conversations, max_batch=MAX_BATCH, fail_queued_on=StorageUnavailable
             )
         return _conversation_writer
 
 
 def _write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
-    """Write a batch in one transaction; every create gets its outcome or its error."""
+    """Write a batch in one statement; every create gets its outcome or its error."""
     try:
-        with session():
+        with _failures_as_unavailable(), database.connection_context():
             return _insert_conversations(batch)
     except StorageUnavailable as error:
         return [error] * len(batch)
@@ -299,81 +295,102 @@ _INSERTED = (
     ConversationRow.request_id,
     ConversationRow.request_digest,
 )
+# The parameters of one row, in _row_params' order; _insert_sql checks peewee agrees.
+_ROW_PARAMETERS = ("trkref", *(field.name for field in _INSERTED[1:]), "key_id")
+
+
+def _row_params(p: PendingCreate) -> tuple[object, ...]:
+    new, organisation = p.new, p.organisation
+    return (
+        *(organisation.trkref, new.sku, new.first_name, new.question),
+        *(new.locale or organisation.locale, _naive_utc(p.created_at), organisation.locale),
+        *(0, 0, False, p.created_by, new.request_id, p.request_digest, p.created_by),
+    )
 
 
 def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate | Exception]:
-    """Store the creates of active keys; those of a key revoked meanwhile are Unauthenticated."""
-    active = _active_keys({p.created_by for p in batch})
-    writable = [p for p in batch if p.created_by in active]
-    stored = iter(_insert_rows(writable) if writable else [])
-    return [next(stored) if p.created_by in active else Unauthenticated() for p in batch]
+    """One INSERT ... SELECT ... RETURNING: a row is stored only while its key is active.
+
+    A single statement is its own transaction, on both databases: the key check
+    and the insert see one state, and a key revoked before it commits stores nothing.
+    """
+    params = [value for p in batch for value in _row_params(p)]
+    cursor = database.execute_sql(_insert_sql(database.obj, len(batch)), params)
+    # Both databases draw the ids in SELECT order, but RETURNING's order is unspecified.
+    inserted = sorted(cursor.fetchall())
+    ids = iter(conversation_id for conversation_id, _, _ in inserted)
+    # Keys that stored a row are active; a create without request_id is stored
+    # exactly when its key is active, one with it unless the request_id was taken.
+    writers = {by for _, by, _ in inserted}
+    claimed = {(by, request_id) for _, by, request_id in inserted if request_id is not None}
+    outcomes: list[StoredCreate | Exception | None] = []
+    for p in batch:
+        key = (p.created_by, p.new.request_id)
+        stored = key in claimed if p.new.request_id else p.created_by in writers
+        claimed.discard(key)  # a later twin in this batch was the one skipped
+        outcomes.append(
+            StoredCreate(_new_conversation(next(ids), p), p.request_digest) if stored else None
+        )
+    if None in outcomes:
+        _explain_skipped(batch, outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _explain_skipped(
+    batch: list[PendingCreate], outcomes: list[StoredCreate | Exception | None]
+) -> None:
+    """The outcome of each create the statement skipped: a revoked key, or a retry."""
+    skipped = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    active = _active_keys({batch[i].created_by for i in skipped})
+    for i in skipped:
+        p = batch[i]
+        if p.created_by not in active:
+            outcomes[i] = Unauthenticated()
+        else:
+            assert p.new.request_id is not None, "an active key's create is skipped as a retry"
+            found = find_requested(p.created_by, p.new.request_id)
+            assert found is not None, "the unique index has just reported it"
+            outcomes[i] = StoredCreate(*found)
 
 
 def _active_keys(key_ids: set[str]) -> set[str]:
-    """Which of these keys are not revoked: one query per batch."""
-    cursor = database.execute_sql(_active_keys_sql(database.obj, len(key_ids)), sorted(key_ids))
-    return {key_id for (key_id,) in cursor.fetchall()}
-
-
-@functools.lru_cache(maxsize=64)
-def _active_keys_sql(db: peewee.Database, keys: int) -> str:
-    """_active_keys' SQL for `keys` keys, built by peewee once per database and count."""
-    query = ApiKeyRow.select(ApiKeyRow.key_id).where(
-        ApiKeyRow.key_id.in_([""] * keys) & ApiKeyRow.revoked_at.is_null()
+    """Which of these keys are not revoked."""
+    active = ApiKeyRow.select(ApiKeyRow.key_id).where(
+        ApiKeyRow.key_id.in_(sorted(key_ids)) & ApiKeyRow.revoked_at.is_null()
     )
-    sql, _ = query.sql()
-    return str(sql)
-
-
-def _insert_rows(batch: list[PendingCreate]) -> list[StoredCreate]:
-    params: list[object] = []
-    for p in batch:
-        # In _INSERTED's order, as peewee would pass them; the organisation's id
-        # comes from a subquery on its trkref.
-        params += (p.organisation.trkref, p.new.sku, p.new.first_name, p.new.question)
-        params += (p.new.locale or p.organisation.locale, _naive_utc(p.created_at))
-        params += (p.organisation.locale, 0, 0, False)
-        params += (p.created_by, p.new.request_id, p.request_digest)
-    cursor = database.execute_sql(_insert_sql(database.obj, len(batch)), params)
-    # Both databases draw the ids in VALUES order, but RETURNING's order is
-    # unspecified; a row whose request_id conflicts is skipped, without an id.
-    inserted = sorted(cursor.fetchall())
-    ids = iter(conversation_id for conversation_id, _, _ in inserted)
-    unclaimed = {(by, request_id) for _, by, request_id in inserted if request_id is not None}
-    outcomes = []
-    for p in batch:
-        key = (p.created_by, p.new.request_id)
-        if p.new.request_id is None or key in unclaimed:
-            unclaimed.discard(key)  # a later twin in this batch was the one skipped
-            outcomes.append(StoredCreate(_new_conversation(next(ids), p), p.request_digest))
-        else:
-            outcomes.append(_stored_before(p.created_by, p.new.request_id))
-    return outcomes
-
-
-def _stored_before(created_by: str, request_id: str) -> StoredCreate:
-    found = find_requested(created_by, request_id)
-    assert found is not None, "the unique index has just reported it"
-    return StoredCreate(*found)
+    return {row.key_id for row in active}
 
 
 @functools.lru_cache(maxsize=4 * MAX_BATCH)
 def _insert_sql(db: peewee.Database, rows: int) -> str:
-    """INSERT ... RETURNING of `rows` creates, built by peewee once per database and size.
+    """The INSERT of `rows` creates, built by peewee once per database and size.
 
     Building the query costs far more than running it; the text depends only on these two.
     """
-    organisation_id = OrganisationRow.select(OrganisationRow.id).where(OrganisationRow.trkref == "")
-    row = (organisation_id, "", "", "", "", datetime.datetime.min, "", 0, 0, False, "", "", "")
+    values = {name: peewee.Value(name) for name in _ROW_PARAMETERS}
+    active_key = ApiKeyRow.select(ApiKeyRow.id).where(
+        (ApiKeyRow.key_id == values["key_id"]) & ApiKeyRow.revoked_at.is_null()
+    )
+    # The organisation's id by a subquery: one that is gone fails its row (NOT NULL).
+    organisation_id = OrganisationRow.select(OrganisationRow.id).where(
+        OrganisationRow.trkref == values["trkref"]
+    )
+    row = peewee.Select(
+        columns=[organisation_id, *(values[field.name] for field in _INSERTED[1:])]
+    ).where(peewee.fn.EXISTS(active_key))
+    source: peewee.SelectBase = row
+    for _ in range(rows - 1):
+        source += row  # UNION ALL
     query = (
-        ConversationRow.insert_many([row] * rows, fields=_INSERTED)
+        ConversationRow.insert_from(source, _INSERTED)
         .on_conflict(
             conflict_target=(ConversationRow.created_by, ConversationRow.request_id),
             action="NOTHING",
         )
         .returning(ConversationRow.id, ConversationRow.created_by, ConversationRow.request_id)
     )
-    sql, _ = query.sql()
+    sql, params = query.sql()
+    assert params == list(_ROW_PARAMETERS) * rows, "parameters out of _row_params' order"
     return str(sql)
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import peewee
 import pytest
 
-from server import conversations, storage
+from server import api_keys, conversations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import StorageUnavailable
-from tests.conftest import CALLER
+from tests.conftest import CALLER, ORGANISATION, store_key
 from tests.databases import write_lock_held
 
 SEED = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 
 def create_many(count: int, threads: int = 16) -> list[Conversation]:
@@ -44,24 +47,36 @@ def test_concurrent_creates_are_each_stored_once_as_returned(organisation: Organ
         assert all(storage.get_conversation(c.id) == c for c in created)
 
 
+def assert_each_fifth_fails_alone(bad: storage.PendingCreate, error: type[Exception]) -> None:
+    """50 concurrent creates, each fifth of them `bad`: only those fail, with `error`."""
+    good = replace(bad, new=SEED, organisation=ORGANISATION)
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(storage.insert_conversation, bad if n % 5 == 0 else good)
+                   for n in range(50)]  # fmt: skip
+    failed = [f.exception() for f in futures[::5]]
+    stored = [f.result().conversation for n, f in enumerate(futures) if n % 5]
+
+    assert all(isinstance(e, error) for e in failed)
+    assert len({c.id for c in stored}) == 40
+    with storage.session():
+        assert storage.count_conversations() == 40
+
+
 def test_a_row_that_fails_fails_alone(organisation: Organisation) -> None:
     # An organisation removed after it was looked up: its row cannot be written.
     gone = Organisation(trkref="GONE", name="Gone", locale="fr-FR")
     asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    pending = [
-        storage.PendingCreate(SEED, gone if n % 5 == 0 else organisation, asked, CALLER.key_id)
-        for n in range(50)
-    ]
+    pending = storage.PendingCreate(SEED, gone, asked, CALLER.key_id)
+    assert_each_fifth_fails_alone(pending, peewee.IntegrityError)
 
-    with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(storage.insert_conversation, p) for p in pending]
-    failed = [f.exception() for f in futures[::5]]
-    stored = [f.result().conversation for n, f in enumerate(futures) if n % 5]
 
-    assert all(isinstance(error, peewee.IntegrityError) for error in failed)
-    assert len({c.id for c in stored}) == 40
-    with storage.session():
-        assert storage.count_conversations() == 40
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_row_the_database_refuses_fails_alone(organisation: Organisation) -> None:
+    # Validation keeps such a row out; PostgreSQL refuses an sku over its 100 characters.
+    asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    too_long = replace(SEED, sku="S" * 101)
+    pending = storage.PendingCreate(too_long, organisation, asked, CALLER.key_id)
+    assert_each_fifth_fails_alone(pending, peewee.DataError)
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -91,3 +106,47 @@ def test_closing_writes_the_creates_still_queued(database: str, organisation: Or
     assert len({c.id for c in created}) == 16
     with storage.session():
         assert storage.count_conversations() == 17
+
+
+def test_one_batch_of_revoked_active_and_retried_creates(organisation: Organisation) -> None:
+    store_key("revoked", "D10")
+    asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    first = conversations.create_conversation(replace(SEED, request_id=REQUEST_ID), CALLER)
+    api_keys.revoke_key("revoked")
+
+    def pending(by: str, n: int, request_id: str | None = None) -> storage.PendingCreate:
+        new = replace(SEED, first_name=f"Shopper {n}", request_id=request_id)
+        digest = conversations.request_digest(new) if request_id else None
+        return storage.PendingCreate(new, organisation, asked, by, digest)
+
+    twin = str(uuid.uuid4())
+    batch = [
+        pending("revoked", 0),
+        pending(CALLER.key_id, 1),
+        pending(CALLER.key_id, 2, twin),
+        pending("revoked", 3, str(uuid.uuid4())),
+        pending(CALLER.key_id, 4, twin),  # the same request again, in the same batch
+        pending(CALLER.key_id, 5),
+    ]
+    batch.append(replace(batch[1], new=replace(SEED, request_id=REQUEST_ID)))  # a retry
+
+    outcomes = storage._write_conversations(batch)
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "Unauthenticated",
+        *["StoredCreate"] * 2,
+        "Unauthenticated",
+        *["StoredCreate"] * 3,
+    ]
+    stored = [o.conversation for o in outcomes if isinstance(o, storage.StoredCreate)]
+    assert [c.first_name for c in stored] == [
+        "Shopper 1",
+        "Shopper 2",
+        "Shopper 2",
+        "Shopper 5",
+        "Ann",
+    ]
+    assert stored[1] == stored[2] and stored[4] == first
+    with storage.session():
+        assert all(storage.get_conversation(c.id) == c for c in stored)
+        assert storage.count_conversations() == 4

@@ -43,7 +43,7 @@ def queue_behind(
 ) -> list[Future[int]]:
     """Submit each item from its own thread; returns once all wait in the queue."""
     results = [pool.submit(writer.submit, item, 5) for item in items]
-    while writer._queue.qsize() < len(items):
+    while writer.queued() < len(items):
         time.sleep(0.01)
     return results
 
@@ -55,7 +55,7 @@ def test_callers_queued_while_the_writer_is_busy_share_one_batch() -> None:
         results = queue_behind(writer, range(1, 9), pool)
         recorder.release.set()
         assert [r.result() for r in results] == [item * 10 for item in range(1, 9)]
-    writer.close()
+    writer.close(5)
     assert recorder.batches == [[0], list(range(1, 9))]
 
 
@@ -66,7 +66,7 @@ def test_an_item_failing_fails_only_its_caller() -> None:
     with pytest.raises(ValueError):
         writer.submit(2, 5)
     assert writer.submit(3, 5) == 30
-    writer.close()
+    writer.close(5)
 
 
 def test_write_raising_fails_the_batch_and_the_writer_goes_on() -> None:
@@ -82,7 +82,7 @@ def test_write_raising_fails_the_batch_and_the_writer_goes_on() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         writer.submit(1, 5)
     assert writer.submit(2, 5) == 2
-    writer.close()
+    writer.close(5)
 
 
 def test_close_writes_what_is_queued_then_refuses_more() -> None:
@@ -90,7 +90,7 @@ def test_close_writes_what_is_queued_then_refuses_more() -> None:
     writer = held_writer(recorder)
     with ThreadPoolExecutor(4) as pool:
         results = queue_behind(writer, range(1, 5), pool)
-        closing = threading.Thread(target=writer.close)
+        closing = threading.Thread(target=writer.close, args=(5,))
         closing.start()
         recorder.release.set()
         closing.join(5)
@@ -107,7 +107,7 @@ def test_a_caller_that_timed_out_before_its_batch_is_not_written() -> None:
         writer.submit(1, 0.05)
     recorder.release.set()
     assert writer.submit(2, 5) == 20
-    writer.close()
+    writer.close(5)
     assert recorder.batches == [[0], [2]]
 
 
@@ -128,5 +128,5 @@ def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
         assert all(isinstance(r.exception(5), Unavailable) for r in queued)
     # Items that arrive afterwards get a fresh attempt.
     assert writer.submit(7, 5) == 70
-    writer.close()
+    writer.close(5)
     assert recorder.batches == [[0], [7]]
