@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def _failures_as_unavailable() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE_ERRORS as error:
+        _drop_frames(error)
         for listener in unavailable_listeners:
             listener(error)
         raise StorageUnavailable(f"database unavailable: {error}") from error
@@ -267,6 +269,28 @@ def _writer() -> GroupCommit[PendingCreate, StoredCreate]:
 
 def _write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
     """Write a batch in one statement; every create gets its outcome or its error."""
+    outcomes = _try_write_conversations(batch)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            _drop_frames(outcome)
+    return outcomes
+
+
+def _drop_frames(error: BaseException | None) -> None:
+    """Clear the locals of the finished frames an error's tracebacks hold.
+
+    The errors go to other threads, and live on in reference cycles until the
+    garbage collector frees them, in whichever thread it runs, holding the GIL.
+    A SQLite cursor among those locals then resets its statement, which waits for
+    the connection while another thread uses it: every thread stood still for as
+    long as that thread waited on a locked database.
+    """
+    while error is not None:
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+
+
+def _try_write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
     try:
         with _failures_as_unavailable(), database.connection_context():
             return _insert_conversations(batch)
@@ -276,7 +300,7 @@ def _write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | 
         if len(batch) == 1:
             return [error]
         # One bad row fails the whole statement: write each alone, so only it fails.
-        return [outcome for pending in batch for outcome in _write_conversations([pending])]
+        return [outcome for pending in batch for outcome in _try_write_conversations([pending])]
 
 
 # The columns a create writes, in the order of each row's parameters.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import threading
 import time
 import uuid
@@ -150,3 +151,28 @@ def test_one_batch_of_revoked_active_and_retried_creates(organisation: Organisat
     with storage.session():
         assert all(storage.get_conversation(c.id) == c for c in stored)
         assert storage.count_conversations() == 4
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_failed_write_leaves_nothing_that_stalls_the_process(organisation: Organisation) -> None:
+    # The failed statement's cursor, kept alive by its error's traceback, would
+    # reset its statement when the garbage collector frees it: holding the GIL,
+    # it waited for the connection another create was using, waiting on the lock.
+    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    gc.collect()
+    gc.disable()
+    try:
+        with write_lock_held("sqlite"):
+            with pytest.raises(StorageUnavailable):
+                conversations.create_conversation(SEED, CALLER)
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(conversations.create_conversation, SEED, CALLER)
+                time.sleep(0.3)  # it waits for the lock, on the connection just returned
+                started = time.monotonic()
+                gc.collect()
+                collecting = time.monotonic() - started
+                assert isinstance(waiting.exception(10), StorageUnavailable)
+    finally:
+        gc.enable()
+
+    assert collecting < 0.5, f"the garbage collector stood still for {collecting:.1f}s"
