@@ -51,10 +51,13 @@ def _request_id(request: pb.CreateConversationRequest, context: grpc.ServicerCon
     return request.request_id or header or None
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def _timestamp(value: datetime.datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
+    # What Timestamp.FromDatetime gives, at a fraction of its cost on the hot path.
+    since = value - _EPOCH
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
@@ -87,5 +90,5 @@ def conversation_message(conversation: domain.Conversation) -> pb.Conversation:
         unhelpful=conversation.unhelpful,
         embeddable=conversation.embeddable,
         retailer_locale=conversation.retailer_locale,
-        answers=[answer_message(a) for a in conversation.answers],
+        answers=[answer_message(a) for a in conversation.answers] or None,
     )
