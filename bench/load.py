@@ -9,6 +9,7 @@ import statistics
 import struct
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    # Each request's latency, where the load generator reports them (h2load does).
+    durations_us: tuple[int, ...] = ()
 
     @property
     def per_second(self) -> float:
@@ -73,7 +76,21 @@ def h2load(
         raise RuntimeError(f"unexpected h2load output:\n{output}")
     elapsed = float(finished[1]) / (1000 if finished[2] == "ms" else 1)
     p50, p99 = _percentiles(durations_us)
-    return Result(int(done[1]), int(done[2]), elapsed, p50, p99)
+    return Result(int(done[1]), int(done[2]), elapsed, p50, p99, tuple(durations_us))
+
+
+def merge(results: Sequence[Result]) -> Result:
+    """Runs of the same load as one: counts and time added, percentiles over every request."""
+    durations = tuple(d for r in results for d in r.durations_us)
+    p50, p99 = _percentiles(list(durations))
+    return Result(
+        requests=sum(r.requests for r in results),
+        succeeded=sum(r.succeeded for r in results),
+        seconds=sum(r.seconds for r in results),
+        p50_ms=p50,
+        p99_ms=p99,
+        durations_us=durations,
+    )
 
 
 def wrk(

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ from tests.e2e.service import (
 STREAMS = 16
 WARM_UP_SECONDS = 3
 MEASURE_SECONDS = 10
+# gRPC rows measured on one server take turns, in this many runs each.
+ROUNDS = 3
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -95,21 +97,36 @@ def grpc_codes(service: ServiceProcess, method: str) -> collections.Counter[str]
 
 
 def measure_grpc(
-    name: str, service: ServiceProcess, call: Call, authorization: str, database_url: str = ""
-) -> Row:
-    """Warm up, then a counted h2load run; successes are calls the server answered OK."""
-    method, message = call
-    url = f"http://{service.address}{method}"
-    run = functools.partial(load.h2load, url, message, streams=STREAMS, authorization=authorization)
-    warm = run(seconds=WARM_UP_SECONDS)
-    time.sleep(0.5)
-    rows_before = stored_rows(database_url) if database_url else 0
-    codes_before = grpc_codes(service, method)
-    result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
-    codes = grpc_codes(service, method) - codes_before
-    result = replace(result, succeeded=min(result.succeeded, codes["OK"]))
-    stored = stored_rows(database_url) - rows_before if database_url else None
-    return Row(name, result, stored)
+    server: ServiceProcess, rows: Sequence[tuple[str, Call, str]], authorization: str
+) -> list[Row]:
+    """Warm up each (name, call, database URL or ""), then counted h2load runs of them taking
+    turns, ROUNDS each: a machine whose speed drifts skews their ratios less.
+
+    Successes are the calls the server answered OK.
+    """
+    runs: list[functools.partial[Result]] = []
+    for _, (method, message), _ in rows:
+        url = f"http://{server.address}{method}"
+        runs.append(functools.partial(
+            load.h2load, url, message, streams=STREAMS, authorization=authorization
+        ))  # fmt: skip
+    counts = [max(1000, int(run(seconds=WARM_UP_SECONDS).per_second * MEASURE_SECONDS)) // ROUNDS
+              for run in runs]  # fmt: skip
+    results: list[list[Result]] = [[] for _ in rows]
+    stored = [0] * len(rows)
+    for _ in range(ROUNDS):
+        for i, ((_, (method, _), database_url), run) in enumerate(zip(rows, runs, strict=True)):
+            time.sleep(0.5)
+            rows_before = stored_rows(database_url) if database_url else 0
+            codes_before = grpc_codes(server, method)
+            result = run(count=counts[i])
+            ok = (grpc_codes(server, method) - codes_before)["OK"]
+            results[i].append(replace(result, succeeded=min(result.succeeded, ok)))
+            stored[i] += stored_rows(database_url) - rows_before if database_url else 0
+    return [
+        Row(name, load.merge(measured), stored[i] if database_url else None)
+        for i, ((name, _, database_url), measured) in enumerate(zip(rows, results, strict=True))
+    ]
 
 
 def measure_rest(name: str, address: str, authorization: str, database_url: str) -> Row:
@@ -182,11 +199,14 @@ def run_all(workdir: Path) -> list[Row]:
     # A fresh embedded database gets the demo organisation and its demo key.
     demo = basic_authorization(DEMO_CREDENTIALS)
     with service(workdir, sqlite_url) as server:
-        rows = [measure_grpc("1 gRPC Health/Check", server, HEALTH, demo)]
-        rows.append(measure_grpc("2 gRPC Create, SQLite", server, CREATE, demo, sqlite_url))
+        rows = measure_grpc(
+            server,
+            [("1 gRPC Health/Check", HEALTH, ""), ("2 gRPC Create, SQLite", CREATE, sqlite_url)],
+            demo,
+        )
     with postgres_database() as postgres_url, service(workdir, postgres_url) as server:
         key = basic_authorization(create_key(postgres_url, DEMO.trkref))
-        rows.append(measure_grpc("3 gRPC Create, PostgreSQL", server, CREATE, key, postgres_url))
+        rows += measure_grpc(server, [("3 gRPC Create, PostgreSQL", CREATE, postgres_url)], key)
     with service(workdir, sqlite_url, rest=True) as server:
         assert server.http_address is not None
         wait_for_port(int(server.http_address.rsplit(":", 1)[1]), server.process)
