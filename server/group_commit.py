@@ -87,11 +87,14 @@ class GroupCommit(Generic[Item, Outcome]):
             batch = self._batch_to_lead(entry)
         while batch is None:
             woken = entry.wake.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if entry.done:  # set before the wake-up: no need to take the lock
+                break
             with self._lock:
                 if entry.done:
                     break
-                if not woken and not entry.taken:
-                    self._give_up(entry)
+                if not woken:
+                    if not entry.taken:
+                        self._give_up(entry)
                     raise TimeoutError("the write did not finish in time")
                 batch = self._batch_to_lead(entry)
         if batch is not None:
@@ -126,7 +129,7 @@ class GroupCommit(Generic[Item, Outcome]):
         return batch
 
     def _give_up(self, entry: _Entry[Item, Outcome]) -> None:
-        """With the lock held: a caller timed out, and its item leaves the queue."""
+        """With the lock held: a caller timed out before its item was taken: it leaves the queue."""
         was_head = self._queue[0] is entry
         self._queue.remove(entry)
         if was_head:
@@ -139,28 +142,31 @@ class GroupCommit(Generic[Item, Outcome]):
         except Exception as error:  # a bug in `write`: fail its callers, keep the writer
             log.exception("group commit write failed")
             outcomes = [error] * len(batch)
+        finished = list(zip(batch, outcomes, strict=True))
         with self._lock:
             self._writing = False
-            for entry, outcome in zip(batch, outcomes, strict=True):
-                self._finish(entry, outcome)
             failure = self._fail_queued_on
             if failure is not None and all(isinstance(o, failure) for o in outcomes):
                 # The queued would wait their turn for the same error: give it now.
-                while self._queue:
-                    self._finish(self._queue.popleft(), outcomes[0])
+                finished += [(entry, outcomes[0]) for entry in self._queue]
+                self._queue.clear()
+            for entry, outcome in finished:
+                entry.outcome, entry.done = outcome, True
             self._wake_head()
-
-    @staticmethod
-    def _finish(entry: _Entry[Item, Outcome], outcome: Outcome | Exception) -> None:
-        entry.outcome, entry.done = outcome, True
-        if entry.wake.locked():
+        # Outside the lock, which the woken need not take: each is woken once, here.
+        for entry, _ in finished:
             entry.wake.release()
 
     def _wake_head(self) -> None:
-        """With the lock held: the head of the queue leads next."""
+        """With the lock held and no batch being written: the head of the queue leads next.
+
+        While a batch is being written its leader wakes the head when it is done.
+        """
+        if self._writing:
+            return
         if self._queue:
             head = self._queue[0]
             if head.wake.locked():
                 head.wake.release()
-        elif not self._writing:
+        else:
             self._idle.notify_all()

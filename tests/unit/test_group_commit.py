@@ -130,3 +130,34 @@ def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
     assert writer.submit(7, 5) == 70
     writer.close(5)
     assert recorder.batches == [[0], [7]]
+
+
+def test_a_caller_whose_batch_outlasts_its_timeout_gets_timeout_and_the_item_is_written() -> None:
+    gates = [threading.Event(), threading.Event()]  # one per batch: open to let it finish
+    batches: list[list[int]] = []
+
+    def write(batch: list[int]) -> list[int]:
+        batches.append(batch)
+        assert gates[len(batches) - 1].wait(5)
+        return batch
+
+    writer: GroupCommit[int, int] = GroupCommit(write, max_batch=100)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(writer.submit, 0, 5)
+        while not batches:
+            time.sleep(0.01)
+        leader = pool.submit(writer.submit, 1, 5)
+        while writer.queued() < 1:
+            time.sleep(0.01)
+        follower = pool.submit(writer.submit, 2, 0.3)
+        while writer.queued() < 2:
+            time.sleep(0.01)
+        gates[0].set()  # [0] is written; 1 leads [1, 2], held
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            follower.result(5)
+        assert time.monotonic() - started < 1
+        gates[1].set()
+        assert (first.result(5), leader.result(5)) == (0, 1)
+    writer.close(5)
+    assert batches == [[0], [1, 2]]
