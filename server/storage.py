@@ -6,6 +6,7 @@ import datetime
 import functools
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # connection busy past the timeout), as opposed to a bug in a query: the caller
 # may retry them.
 _UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
+
+# The options of a pool, not of a connection.
+_POOL_OPTIONS = ("max_connections", "stale_timeout", "timeout")
 
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
@@ -94,6 +98,11 @@ def open_database(
         options.update(_postgres_timeouts(timeout))
     db: peewee.Database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
     database.initialize(db)
+    # Creates are written on a connection of their own, kept open: taking one from
+    # the pool and giving it back cost more than the rest of a small batch. One
+    # batch is written at a time, so threads share it (thread_safe=False).
+    unpooled = {k: v for k, v in options.items() if k not in _POOL_OPTIONS}
+    _writer_databases[db] = db_url.connect(url, thread_safe=False, **unpooled)
     return db
 
 
@@ -116,12 +125,15 @@ def _postgres_timeouts(timeout: float) -> dict[str, object]:
 
 
 def close_database() -> None:
-    """Write the creates still queued, then close every pooled connection."""
+    """Write the creates still queued, then close every connection."""
     global _conversation_writer
     with _writer_lock:
         writer, _conversation_writer = _conversation_writer, None
     if writer is not None:
         writer.close(_write_timeout)
+    writer_database = _writer_databases.get(database.obj)
+    if writer_database is not None:
+        writer_database.close()
     database.obj.close_all()
 
 
@@ -240,6 +252,10 @@ WRITE_TIMEOUT_FACTOR = 5
 _write_timeout = WRITE_TIMEOUT_FACTOR * DEFAULT_TIMEOUT
 
 _writer_lock = threading.Lock()
+# Each database open_database made, and the connection creates are written on.
+_writer_databases: weakref.WeakKeyDictionary[peewee.Database, peewee.Database] = (
+    weakref.WeakKeyDictionary()
+)
 _conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
 
 
@@ -291,9 +307,19 @@ def _drop_frames(error: BaseException | None) -> None:
 
 
 def _try_write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
+    db = _writer_databases[database.obj]
     try:
-        with _failures_as_unavailable(), database.connection_context():
-            return _insert_conversations(batch)
+        with _failures_as_unavailable():
+            try:
+                db.connect(reuse_if_open=True)
+                return _insert_conversations(db, batch)
+            except _UNAVAILABLE_ERRORS:
+                # A PostgreSQL connection that failed may be broken: the next batch
+                # opens another. SQLite's (locked, say) is fine, and reopening it
+                # would wait on the lock again for its pragmas.
+                if not isinstance(db, peewee.SqliteDatabase):
+                    db.close()
+                raise
     except StorageUnavailable as error:
         return [error] * len(batch)
     except peewee.DatabaseError as error:
@@ -332,14 +358,16 @@ def _row_params(p: PendingCreate) -> tuple[object, ...]:
     )
 
 
-def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate | Exception]:
+def _insert_conversations(
+    db: peewee.Database, batch: list[PendingCreate]
+) -> list[StoredCreate | Exception]:
     """One INSERT ... SELECT ... RETURNING: a row is stored only while its key is active.
 
     A single statement is its own transaction, on both databases: the key check
     and the insert see one state, and a key revoked before it commits stores nothing.
     """
     params = [value for p in batch for value in _row_params(p)]
-    cursor = database.execute_sql(_insert_sql(database.obj, len(batch)), params)
+    cursor = db.execute_sql(_insert_sql(db, len(batch)), params)  # type: ignore[no-untyped-call]
     # Both databases draw the ids in SELECT order, but RETURNING's order is unspecified.
     inserted = sorted(cursor.fetchall())
     ids = iter(conversation_id for conversation_id, _, _ in inserted)
@@ -356,7 +384,8 @@ def _insert_conversations(batch: list[PendingCreate]) -> list[StoredCreate | Exc
             StoredCreate(_new_conversation(next(ids), p), p.request_digest) if stored else None
         )
     if None in outcomes:
-        _explain_skipped(batch, outcomes)
+        with database.connection_context():  # a pooled connection: the rows are committed
+            _explain_skipped(batch, outcomes)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
