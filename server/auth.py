@@ -18,7 +18,7 @@ from server.api_keys import Authenticator
 from server.domain import Caller
 from server.errors import DomainError, Unauthenticated
 from server.grpc_errors import abort_with_error
-from server.interceptors import HandlerLookup
+from server.interceptors import Handler, HandlerLookup
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -55,24 +55,35 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, prefix: str) -> None:
         self._authenticator = authenticator
         self._prefix = prefix
+        # method -> (the handler found, the one wrapping it): built once per method.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     def intercept_service(
         self,
         continuation: HandlerLookup,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(self._prefix):
+        method = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
             return handler
+        found, wrapped = self._wrapped.get(method, (None, None))
+        if found is not handler or wrapped is None:
+            wrapped = self._wrap(handler)
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Handler) -> Handler:
         if handler.unary_unary is None:
             raise TypeError("only unary-unary methods are authenticated")
         behavior = handler.unary_unary
-        metadata = handler_call_details.invocation_metadata
 
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
-            # Here, in the worker thread, not in intercept_service: it reads the database.
+            # Here, in the worker thread, not in intercept_service: it may read the database.
             try:
-                caller = self._authenticator.authenticate(*parse_basic(metadata))
+                caller = self._authenticator.authenticate(
+                    *parse_basic(context.invocation_metadata())
+                )
             except DomainError as error:
                 abort_with_error(context, error)
             token = _current_caller.set(caller)

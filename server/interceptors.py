@@ -6,15 +6,16 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import grpc
 
 access_log = logging.getLogger("conversation_service.access")
 
 
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # What an interceptor's continuation does: find the handler of a call, if any.
-HandlerLookup = Callable[[grpc.HandlerCallDetails], "grpc.RpcMethodHandler[Any, Any] | None"]
+HandlerLookup = Callable[[grpc.HandlerCallDetails], "Handler | None"]
 
 # What an observer is told of each call: method, status code, seconds taken.
 Observe = Callable[[str, grpc.StatusCode, float], None]
@@ -62,6 +63,10 @@ def _stream_response(
 class CallObserver(grpc.ServerInterceptor):
     """Tells observe() the method, status code and duration of every call."""
 
+    def __init__(self) -> None:
+        # method -> (the handler found, the one wrapping it): built once per method.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         raise NotImplementedError
 
@@ -69,11 +74,18 @@ class CallObserver(grpc.ServerInterceptor):
         self,
         continuation: HandlerLookup,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        found, wrapped = self._wrapped.get(method, (None, None))
+        if found is not handler or wrapped is None:
+            wrapped = self._wrap(method, handler)
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         kinds = {
             "unary_unary": (grpc.unary_unary_rpc_method_handler, _unary_response),
             "stream_unary": (grpc.stream_unary_rpc_method_handler, _unary_response),
