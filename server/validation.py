@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 
 from server.errors import FieldViolation
@@ -17,8 +16,10 @@ LOCALE_MAX = 35
 TRKREF_MAX = 32
 
 
-def _control_characters(value: str, allowed: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in value)
+# Unicode's control characters (category Cc) are exactly these; the multiline
+# form allows tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def check_text(
@@ -36,7 +37,7 @@ def check_text(
         violations.append(
             FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
         )
-    elif _control_characters(value, "\n\r\t" if multiline else ""):
+    elif (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(value):
         allowed = " other than line breaks and tabs" if multiline else ""
         violations.append(FieldViolation(field, f"must not contain control characters{allowed}"))
 

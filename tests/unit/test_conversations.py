@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import sys
+import unicodedata
 
 import pytest
 
 from server import conversations, organisations, storage
 from server.domain import Caller, NewConversation, Organisation
-from server.errors import InvalidConversation, OrganisationNotFound
+from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
+from server.validation import check_text
 from tests.conftest import CALLER
 
 SEED = NewConversation(
@@ -151,3 +154,16 @@ def test_values_at_the_bounds_are_stored_as_sent(
         stored = storage.get_conversation(created.id)
     assert stored is not None
     assert getattr(stored, field) == (value or "en-GB")
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_text_is_refused_for_exactly_the_unicode_control_characters(multiline: bool) -> None:
+    line_breaks = {"\t", "\n", "\r"} if multiline else set()
+    refused = set()
+    for code in range(sys.maxunicode + 1):
+        violations: list[FieldViolation] = []
+        check_text(violations, "f", f"a{chr(code)}b", max_length=10, multiline=multiline)
+        if violations:
+            refused.add(chr(code))
+    controls = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cc"}
+    assert refused == controls - line_breaks
