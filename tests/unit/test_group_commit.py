@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -161,3 +163,38 @@ def test_a_caller_whose_batch_outlasts_its_timeout_gets_timeout_and_the_item_is_
         assert (first.result(5), leader.result(5)) == (0, 1)
     writer.close(5)
     assert batches == [[0], [1, 2]]
+
+
+def test_many_callers_with_timeouts_and_failures_each_get_their_own_outcome() -> None:
+    rng = random.Random(6)
+    written: list[int] = []
+
+    def write(batch: list[int]) -> list[int | Exception]:
+        time.sleep(rng.choice([0, 0.001, 0.005]))
+        if rng.random() < 0.1:
+            return [Unavailable()] * len(batch)
+        written.extend(batch)
+        return [item * 10 if item % 7 else ValueError(item) for item in batch]
+
+    writer: GroupCommit[int, int] = GroupCommit(write, max_batch=8, fail_queued_on=Unavailable)
+
+    def call(item: int) -> str:
+        try:
+            assert writer.submit(item, rng.choice([0.002, 0.02, 5])) == item * 10
+            return "ok"
+        except (Unavailable, TimeoutError, ValueError) as error:
+            assert not isinstance(error, ValueError) or item % 7 == 0
+            return type(error).__name__
+
+    with ThreadPoolExecutor(32) as pool:
+        outcomes = collections.Counter(pool.map(call, range(3000)))
+    writer.close(5)
+
+    assert outcomes["ok"] > 1000 and set(outcomes) <= {
+        "ok",
+        "Unavailable",
+        "TimeoutError",
+        "ValueError",
+    }
+    assert outcomes["ok"] + outcomes["ValueError"] <= len(written) == len(set(written))
+    assert writer.queued() == 0
