@@ -18,7 +18,7 @@ from server.api_keys import Authenticator
 from server.domain import Caller
 from server.errors import DomainError, Unauthenticated
 from server.grpc_errors import abort_with_error
-from server.interceptors import Handler, HandlerLookup
+from server.interceptors import Handler, WrappingInterceptor
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -49,31 +49,18 @@ def parse_basic(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
     return key_id, secret
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
 
     def __init__(self, authenticator: Authenticator, prefix: str) -> None:
+        super().__init__()
         self._authenticator = authenticator
         self._prefix = prefix
-        # method -> (the handler found, the one wrapping it): built once per method.
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    def intercept_service(
-        self,
-        continuation: HandlerLookup,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix):
-            return handler
-        found, wrapped = self._wrapped.get(method, (None, None))
-        if found is not handler or wrapped is None:
-            wrapped = self._wrap(handler)
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def applies_to(self, method: str) -> bool:
+        return method.startswith(self._prefix)
 
-    def _wrap(self, handler: Handler) -> Handler:
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
             raise TypeError("only unary-unary methods are authenticated")
         behavior = handler.unary_unary
