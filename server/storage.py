@@ -99,10 +99,9 @@ def open_database(
     db: peewee.Database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
     database.initialize(db)
     # Creates are written on a connection of their own, kept open: taking one from
-    # the pool and giving it back cost more than the rest of a small batch. One
-    # batch is written at a time, so threads share it (thread_safe=False).
+    # the pool and giving it back cost more than the rest of a small batch.
     unpooled = {k: v for k, v in options.items() if k not in _POOL_OPTIONS}
-    _writer_databases[db] = db_url.connect(url, thread_safe=False, **unpooled)
+    _write_connections[db] = _SharedConnection(db_url.connect(url, thread_safe=False, **unpooled))
     return db
 
 
@@ -131,9 +130,9 @@ def close_database() -> None:
         writer, _conversation_writer = _conversation_writer, None
     if writer is not None:
         writer.close(_write_timeout)
-    writer_database = _writer_databases.get(database.obj)
-    if writer_database is not None:
-        writer_database.close()
+    write_connection = _write_connections.get(database.obj)
+    if write_connection is not None:
+        write_connection.close()
     database.obj.close_all()
 
 
@@ -165,11 +164,12 @@ def reading() -> Iterator[None]:
 def ping() -> None:
     """One bounded round trip to the database; raises StorageUnavailable when it fails.
 
-    In a write transaction: on SQLite that takes the write lock, so a database
-    another process holds locked counts as unavailable, as it is for creates.
+    It checks what creates need: the connection they are written on, in a write
+    transaction. On SQLite that takes the write lock, so a database another
+    process holds locked counts as unavailable, as it is for creates.
     """
-    with session():
-        database.execute_sql("SELECT 1")
+    with _write_connection() as db, db.atomic():
+        db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
 
 
 def migrate() -> list[str]:
@@ -252,10 +252,6 @@ WRITE_TIMEOUT_FACTOR = 5
 _write_timeout = WRITE_TIMEOUT_FACTOR * DEFAULT_TIMEOUT
 
 _writer_lock = threading.Lock()
-# Each database open_database made, and the connection creates are written on.
-_writer_databases: weakref.WeakKeyDictionary[peewee.Database, peewee.Database] = (
-    weakref.WeakKeyDictionary()
-)
 _conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
 
 
@@ -306,20 +302,66 @@ def _drop_frames(error: BaseException | None) -> None:
         error = error.__cause__ or error.__context__
 
 
-def _try_write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
-    db = _writer_databases[database.obj]
-    try:
-        with _failures_as_unavailable():
+class _SharedConnection:
+    """A connection kept open, which threads take turns to use.
+
+    Creates are written on it, one batch at a time, and the database probe
+    checks it between batches. Were the probe to take SQLite's write lock on a
+    connection of its own, a batch finding the lock taken would sleep in
+    SQLite's busy handler, in steps of up to 100 ms, long after the probe let go:
+    every create stood still for 50 to 500 ms, about once a second.
+    """
+
+    def __init__(self, db: peewee.Database) -> None:
+        self._db = db  # thread_safe=False: one state, whichever thread uses it
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._failure = ""
+
+    @contextmanager
+    def use(self) -> Iterator[peewee.Database]:
+        """The connection, for this thread alone until the block ends."""
+        failures = self._failures
+        with self._lock:
+            if self._failures != failures:
+                # It failed as unavailable while this thread waited for it: do not
+                # wait on a database that is down or locked a second time.
+                raise StorageUnavailable(f"database unavailable: {self._failure}")
             try:
-                db.connect(reuse_if_open=True)
-                return _insert_conversations(db, batch)
-            except _UNAVAILABLE_ERRORS:
-                # A PostgreSQL connection that failed may be broken: the next batch
+                self._db.connect(reuse_if_open=True)
+                yield self._db
+            except _UNAVAILABLE_ERRORS as error:
+                self._failures += 1
+                self._failure = str(error)  # not the error: its frames hold cursors
+                # A PostgreSQL connection that failed may be broken: the next user
                 # opens another. SQLite's (locked, say) is fine, and reopening it
                 # would wait on the lock again for its pragmas.
-                if not isinstance(db, peewee.SqliteDatabase):
-                    db.close()
+                if not isinstance(self._db, peewee.SqliteDatabase):
+                    self._db.close()
                 raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# Each database open_database made, and the connection creates are written on.
+_write_connections: weakref.WeakKeyDictionary[peewee.Database, _SharedConnection] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextmanager
+def _write_connection() -> Iterator[peewee.Database]:
+    """The connection creates are written on; its failures as StorageUnavailable."""
+    with _failures_as_unavailable(), _write_connections[database.obj].use() as db:
+        yield db
+
+
+def _try_write_conversations(batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
+    try:
+        with _write_connection() as db:
+            return _insert_conversations(db, batch)
     except StorageUnavailable as error:
         return [error] * len(batch)
     except peewee.DatabaseError as error:

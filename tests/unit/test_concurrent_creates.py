@@ -9,11 +9,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import peewee
 import pytest
 
-from server import api_keys, conversations, storage
+from server import api_keys, conversations, organisations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import StorageUnavailable
 from tests.conftest import CALLER, ORGANISATION, store_key
@@ -176,3 +178,37 @@ def test_a_failed_write_leaves_nothing_that_stalls_the_process(organisation: Org
         gc.enable()
 
     assert collecting < 0.5, f"the garbage collector stood still for {collecting:.1f}s"
+
+
+def test_a_create_waits_for_the_database_probe_not_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe of the database health takes SQLite's write lock. On a connection
+    # of its own, a batch finding the lock taken waited in SQLite's busy handler,
+    # which sleeps in steps of up to 100 ms, and failed after the busy timeout.
+    storage.open_database(f"sqlite:///{tmp_path}/conversations.db", timeout=0.2)
+    storage.migrate()
+    organisations.add_organisation(ORGANISATION)
+    store_key(CALLER.key_id, "D10")
+    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    probing = threading.Event()
+    execute_sql = peewee.Database.execute_sql
+
+    def probe_held_for_half_a_second(db: peewee.Database, sql: str, *args: Any) -> Any:
+        if sql == "SELECT 1" and threading.current_thread().name == "probe":
+            probing.set()
+            time.sleep(0.5)  # longer than the busy timeout, shorter than the write timeout
+        return execute_sql(db, sql, *args)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(peewee.Database, "execute_sql", probe_held_for_half_a_second)
+    probe = threading.Thread(target=storage.ping, name="probe")
+    try:
+        probe.start()
+        assert probing.wait(5)
+        created = conversations.create_conversation(SEED, CALLER)
+    finally:
+        probe.join(5)
+        monkeypatch.undo()
+        storage.close_database()
+
+    assert created.id == 2
