@@ -28,13 +28,18 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
-    # Each request's latency, where the load generator reports them (h2load does).
+    # Each request's latency (h2load logs them; the wrk script prints them).
     durations_us: tuple[int, ...] = ()
 
     @property
     def per_second(self) -> float:
         """Successful responses per second: a fast error is not a create."""
         return self.succeeded / self.seconds if self.seconds else 0.0
+
+    @property
+    def max_ms(self) -> float:
+        """The slowest request: a stall shows here first, and in p99 when it lasts."""
+        return max(self.durations_us, default=0) / 1000
 
     @property
     def errors(self) -> int:
@@ -102,7 +107,11 @@ def wrk(
     count: int = 0,
     seconds: float = 0,
 ) -> Result:
-    """POST `count` JSON bodies (or as many as fit in `seconds`), one thread per connection."""
+    """POST `count` JSON bodies (or as many as fit in `seconds`), one thread per connection.
+
+    Percentiles are those of each request's duration, as h2load's are; a run
+    bounded by `seconds` reports none (its threads never finish their quota).
+    """
     script = Path(__file__).with_name("create.lua")
     quota = max(1, count // connections) if count else 1 << 40
     limit = f"{round(seconds) if seconds else TIME_LIMIT_SECONDS}s"
@@ -110,10 +119,14 @@ def wrk(
     env["BENCH_AUTHORIZATION"] = authorization
     threads = ["-t", str(connections), "-c", str(connections)]
     command = ["wrk", *threads, "-d", limit, "-s", str(script), url]
+    durations_us: list[int] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
         assert process.stdout is not None
         lines, threads_done = [], 0
         for line in process.stdout:
+            if line.startswith("BENCH durations_us "):
+                durations_us += (int(d) for d in line.split()[2].split(","))
+                continue
             lines.append(line)
             threads_done += line.startswith("BENCH thread done")
             if threads_done == connections:
@@ -123,12 +136,14 @@ def wrk(
     if summary is None:
         raise RuntimeError("unexpected wrk output:\n" + "".join(lines))
     fields = {k: int(v) for k, v in (item.split("=") for item in summary.split()[2:])}
+    p50, p99 = _percentiles(durations_us)
     return Result(
         requests=fields["requests"] + fields["socket_errors"],
         succeeded=fields["requests"] - fields["status_errors"],
         seconds=fields["duration_us"] / 1e6,
-        p50_ms=fields["p50_us"] / 1000,
-        p99_ms=fields["p99_us"] / 1000,
+        p50_ms=p50,
+        p99_ms=p99,
+        durations_us=tuple(durations_us),
     )
 
 
