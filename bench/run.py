@@ -33,7 +33,7 @@ from grpc_health.v1 import health_pb2
 from bench import load
 from bench.load import Result
 from conversations.v4 import conversation_service_pb2 as pb
-from server import organisations, storage
+from server import logs, organisations, storage
 from server.domain import Organisation
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
@@ -122,6 +122,7 @@ def measure_grpc(
             rows_before = stored_rows(database_url) if database_url else 0
             codes_before = grpc_codes(server, method)
             result = run(count=counts[i])
+            time.sleep(2 * logs.FLUSH_INTERVAL)  # the access log's last lines are written
             ok = (grpc_codes(server, method) - codes_before)["OK"]
             results[i].append(replace(result, succeeded=min(result.succeeded, ok)))
             stored[i] += stored_rows(database_url) - rows_before if database_url else 0

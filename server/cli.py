@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from server.app import serve
 from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, Config
 from server.domain import Organisation
 from server.errors import DomainError
+from server.logs import configure_logging
 from server.proxy import run_proxy
 
 ENV_PREFIX = "CONVERSATION_SERVICE_"
@@ -274,13 +274,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return _parser().parse_args(argv)
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    _configure_logging()
+    configure_logging()
     if args.command == "serve":
         return serve(serve_config(args))
     if args.command == "proxy":

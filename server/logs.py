@@ -1,0 +1,74 @@
+"""Logging of the command line: standard lines on stderr, the access log written in batches.
+
+The access log has a line per call. Written one at a time, each line cost a
+write to stderr, which let go of the GIL and took it back under load: about
+70 µs of CPU and 3 context switches a call, a sixth of a Health/Check. Its
+lines are written together instead, at most FLUSH_INTERVAL seconds after
+their calls, as nginx and Envoy do with theirs. Every other logger writes each
+line at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import TextIO
+
+from server.interceptors import access_log
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Seconds an access log line may wait to be written. A process killed with
+# SIGKILL loses the lines of its last FLUSH_INTERVAL; one that exits writes them.
+FLUSH_INTERVAL = 0.2
+# Lines written at once, whatever their age: they bound the memory held.
+MAX_LINES = 1000
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes whole lines to a stream in batches: when MAX_LINES are waiting, or every
+    `interval` seconds, from a thread of its own; and when flushed or closed."""
+
+    def __init__(self, stream: TextIO, interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_every, args=(interval,), name="log-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with the handler's lock held, as flush() takes it.
+        try:
+            self._lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if len(self._lines) >= MAX_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            if self._lines:
+                lines, self._lines = "".join(self._lines), []
+                self.stream.write(lines)
+            self.stream.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
+
+    def _flush_every(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            self.flush()
+
+
+def configure_logging() -> None:
+    """INFO and above on stderr; the access log in batches, on the same stream."""
+    logging.basicConfig(level=logging.INFO, format=FORMAT)
+    handler = BatchingStreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    access_log.addHandler(handler)
+    access_log.propagate = False

@@ -1,0 +1,83 @@
+"""The access log's handler writes whole lines in batches, at most an interval late."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from server import logs
+
+
+class Writes(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+def record(n: int) -> logging.LogRecord:
+    return logging.LogRecord("access", logging.INFO, __file__, 1, "call %d", (n,), None)
+
+
+@pytest.fixture
+def stream() -> Writes:
+    return Writes()
+
+
+@pytest.fixture
+def handler(stream: Writes) -> Iterator[logs.BatchingStreamHandler]:
+    handler = logs.BatchingStreamHandler(stream, interval=60)
+    yield handler
+    handler.close()
+
+
+def test_lines_wait_then_go_in_one_write(
+    stream: Writes, handler: logs.BatchingStreamHandler
+) -> None:
+    for n in range(3):
+        handler.handle(record(n))
+    assert stream.writes == []
+
+    handler.flush()
+
+    assert stream.writes == ["call 0\ncall 1\ncall 2\n"]
+
+
+def test_a_full_batch_is_written_at_once(
+    stream: Writes, handler: logs.BatchingStreamHandler
+) -> None:
+    for n in range(logs.MAX_LINES + 1):
+        handler.handle(record(n))
+
+    assert len(stream.writes) == 1
+    assert stream.writes[0].count("\n") == logs.MAX_LINES
+
+
+def test_closing_writes_the_lines_waiting(stream: Writes) -> None:
+    handler = logs.BatchingStreamHandler(stream, interval=60)
+    handler.handle(record(1))
+    handler.close()
+
+    assert stream.writes == ["call 1\n"]
+
+
+def test_lines_are_written_within_the_interval(stream: Writes) -> None:
+    handler = logs.BatchingStreamHandler(stream, interval=0.05)
+    try:
+        handler.handle(record(1))
+        deadline = time.monotonic() + 5
+        while not stream.writes and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        handler.close()
+
+    assert stream.writes[0] == "call 1\n"
