@@ -39,14 +39,14 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._flusher.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        # Called with the handler's lock held, as flush() takes it.
+        # Called with the handler's lock held, as flush() takes it. A line that
+        # fails is reported by handleError and never fails the caller's call.
         try:
             self._lines.append(self.format(record) + self.terminator)
+            if len(self._lines) >= MAX_LINES:
+                self.flush()
         except Exception:
             self.handleError(record)
-            return
-        if len(self._lines) >= MAX_LINES:
-            self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
@@ -57,12 +57,17 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def close(self) -> None:
         self._closed.set()
-        self.flush()
-        super().close()
+        try:
+            self.flush()
+        finally:
+            super().close()
 
     def _flush_every(self, interval: float) -> None:
         while not self._closed.wait(interval):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # nowhere to report it: the stream failed
+                continue  # its lines are lost, as a StreamHandler's would be
 
 
 def configure_logging() -> None:

@@ -81,3 +81,22 @@ def test_lines_are_written_within_the_interval(stream: Writes) -> None:
         handler.close()
 
     assert stream.writes[0] == "call 1\n"
+
+
+class Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("the stream is gone")
+
+
+def test_a_stream_that_fails_never_fails_the_caller(capsys: pytest.CaptureFixture[str]) -> None:
+    handler = logs.BatchingStreamHandler(Broken(), interval=0.01)
+    try:
+        for n in range(logs.MAX_LINES + 1):
+            handler.handle(record(n))  # the full batch fails to be written
+        time.sleep(0.05)  # and so does the flusher's
+        handler.handle(record(0))
+    finally:
+        with pytest.raises(OSError):
+            handler.close()
+
+    assert "the stream is gone" in capsys.readouterr().err  # reported by handleError
