@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import threading
@@ -212,3 +213,42 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
         storage.close_database()
 
     assert created.id == 2
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
+    organisation: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    probing, fail = threading.Event(), threading.Event()
+    executed: list[str] = []
+    execute_sql = peewee.Database.execute_sql
+
+    def probe_fails_when_told(db: peewee.Database, sql: str, *args: Any) -> Any:
+        if sql == "SELECT 1" and threading.current_thread().name == "probe":
+            probing.set()
+            fail.wait(5)
+            raise peewee.OperationalError("database is locked")
+        executed.append(sql)
+        return execute_sql(db, sql, *args)  # type: ignore[no-untyped-call]
+
+    def probe() -> None:
+        with contextlib.suppress(StorageUnavailable):
+            storage.ping()
+
+    monkeypatch.setattr(peewee.Database, "execute_sql", probe_fails_when_told)
+    prober = threading.Thread(target=probe, name="probe")
+    prober.start()
+    try:
+        assert probing.wait(5)
+        with ThreadPoolExecutor(1) as pool:
+            creating = pool.submit(conversations.create_conversation, SEED, CALLER)
+            time.sleep(0.3)  # it waits for the connection the probe holds
+            fail.set()
+            error = creating.exception(5)
+    finally:
+        fail.set()
+        prober.join(5)
+
+    assert isinstance(error, StorageUnavailable) and "database is locked" in str(error)
+    assert not [sql for sql in executed if sql.startswith("INSERT")]
