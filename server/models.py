@@ -50,20 +50,11 @@ class ConversationRow(BaseModel):
 
     class Meta:
         table_name = "conversation"
-        indexes = ((("organisation", "sku"), False),)
-
-
-# A request_id is unique per key. Only the creates that have one are indexed:
-# the others, most of them, each write one index fewer.
-ConversationRow.add_index(
-    ConversationRow.index(
-        ConversationRow.created_by,
-        ConversationRow.request_id,
-        unique=True,
-        where=ConversationRow.request_id.is_null(False),
-        name="conversation_request_id_per_key",
-    )
-)
+        indexes = (
+            (("organisation", "sku"), False),
+            # NULLs are distinct: only creates with a request_id are constrained.
+            (("created_by", "request_id"), True),
+        )
 
 
 class AnswerRow(BaseModel):

@@ -479,9 +479,7 @@ def _insert_sql(db: peewee.Database, rows: int) -> str:
     query = (
         ConversationRow.insert_from(source, _INSERTED)
         .on_conflict(
-            # The unique index is partial: the target names its predicate.
             conflict_target=(ConversationRow.created_by, ConversationRow.request_id),
-            conflict_where=ConversationRow.request_id.is_null(False),
             action="NOTHING",
         )
         .returning(ConversationRow.id, ConversationRow.created_by, ConversationRow.request_id)
