@@ -20,13 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
@@ -35,6 +33,7 @@ from bench.load import Result
 from conversations.v4 import conversation_service_pb2 as pb
 from server import logs, organisations, storage
 from server.domain import Organisation
+from tests.databases import fresh_postgres
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
     ServiceProcess,
@@ -48,9 +47,6 @@ WARM_UP_SECONDS = 3
 MEASURE_SECONDS = 10
 # gRPC rows measured on one server take turns, in this many runs each.
 ROUNDS = 3
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
 # A method's path and a request message for it.
 Call = tuple[str, Message]
@@ -152,22 +148,12 @@ def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceP
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database with the schema and the demo organisation; dropped after."""
-    name = f"conversations_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
+    with fresh_postgres("conversations_bench") as url:
         storage.open_database(url)
         storage.migrate()
         organisations.add_organisation(DEMO)
         storage.close_database()
         yield url
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @contextlib.contextmanager

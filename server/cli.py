@@ -150,11 +150,17 @@ def _parser() -> argparse.ArgumentParser:
         "largest REST body; larger ones get HTTP 413",
     )
 
-    commands.add_parser(
+    migrate = commands.add_parser(
         "migrate",
         parents=[database],
         help="apply pending database migrations",
         description="Apply the pending schema migrations to the database.",
+    )
+    _option(
+        migrate,
+        "database-timeout",
+        Config.database_timeout,
+        "seconds a statement or a wait on the database may take; raise it to migrate large tables",
     )
 
     orgs = commands.add_parser(
@@ -288,13 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_request_bytes=args.max_request_bytes,
             grace_period=args.grace_period,
         )
-    storage.open_database(args.database_url)
-    applied = storage.migrate()
-    if args.command == "migrate":
-        print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
-        return 0
+    storage.open_database(
+        args.database_url, timeout=getattr(args, "database_timeout", storage.DEFAULT_TIMEOUT)
+    )
     try:
-        if args.command == "organisations" and args.action == "add":
+        applied = storage.migrate()
+        if args.command == "migrate":
+            print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+        elif args.command == "organisations" and args.action == "add":
             added = organisations.add_organisation(
                 Organisation(trkref=args.trkref, name=args.name, locale=args.locale)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -173,9 +174,44 @@ def ping() -> None:
 
 
 def migrate() -> list[str]:
-    """Apply pending migrations; returns the names applied."""
-    with database.connection_context():
+    """Apply pending migrations; returns the names applied. StorageUnavailable when the
+    database fails (down, or a lock or statement past the timeout)."""
+    with _failures_as_unavailable(), database.connection_context(), _migrating_alone():
         return list(Runner(database.obj, str(MIGRATIONS)).up())
+
+
+# The key of the PostgreSQL advisory lock migrations take turns under: any constant.
+_MIGRATION_LOCK = 0x636F6E76
+# Seconds a process waits for another one's migrations before it gives up.
+MIGRATION_LOCK_WAIT = 60.0
+
+
+@contextmanager
+def _migrating_alone() -> Iterator[None]:
+    """On PostgreSQL, processes that migrate at once take turns; the later ones find
+    nothing left to apply. Replicas starting together both migrate, and one of them
+    failed on the tables the other had just created. Held on this thread's connection.
+    SQLite's file has one serving process."""
+    db = database.obj
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        yield
+        return
+
+    def lock(function: str) -> bool:
+        cursor = db.execute_sql(f"SELECT {function}(%s)", (_MIGRATION_LOCK,))  # type: ignore[no-untyped-call]
+        return bool(cursor.fetchone()[0])
+
+    deadline = time.monotonic() + MIGRATION_LOCK_WAIT
+    while not lock("pg_try_advisory_lock"):
+        if time.monotonic() > deadline:
+            raise StorageUnavailable(
+                f"another process has been migrating the database for {MIGRATION_LOCK_WAIT:.0f} s"
+            )
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lock("pg_advisory_unlock")
 
 
 def find_organisation(trkref: str) -> Organisation | None:

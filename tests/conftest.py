@@ -3,51 +3,29 @@
 from __future__ import annotations
 
 import datetime
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import peewee
-import psycopg2
 import pytest
 
 from server import api_keys, organisations, storage
 from server.domain import ApiKey, Caller, Organisation
-from tests.databases import empty_postgres
-
-# The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
-# that need it fail, never skip, when it is down.
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+from tests.databases import empty_postgres, fresh_postgres
 
 ORGANISATION = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
 # A caller whose key reaches D10 only.
 CALLER = Caller(key_id="test-key", organisations=frozenset({"D10"}))
 
 
-def _admin_connection() -> psycopg2.extensions.connection:
-    connection = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
-    connection.autocommit = True
-    return connection
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a fresh, migrated PostgreSQL database that lives for the test session."""
-    name = f"conversations_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection()
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    storage.open_database(url)
-    storage.migrate()
-    storage.close_database()
-    yield url
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with fresh_postgres("conversations_test") as url:
+        storage.open_database(url)
+        storage.migrate()
+        storage.close_database()
+        yield url
 
 
 @pytest.fixture(scope="session")

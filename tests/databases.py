@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +13,31 @@ import peewee
 import psycopg2
 
 from server import storage
+
+# The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
+# that need it fail, never skip, when it is down.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CONVERSATION_SERVICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, named `prefix` and a random suffix;
+    dropped after, whoever is still connected."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
 
 
 def empty_postgres(db: peewee.Database) -> None:
