@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from server import storage
+from server import connections, storage
 from server.models import ConversationRow, OrganisationRow
 
 
@@ -72,7 +72,7 @@ def create_conversation(trkref: str, body: CreateConversationBody) -> Conversati
 
 def main() -> None:
     database_url, host, port = sys.argv[1:4]
-    storage.open_database(database_url)
+    connections.open_database(database_url)
     uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
 
 

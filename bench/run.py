@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2
 from bench import load
 from bench.load import Result
 from conversations.v4 import conversation_service_pb2 as pb
-from server import logs, organisations, storage
+from server import connections, logs, organisations, storage
 from server.domain import Organisation
 from tests.databases import fresh_postgres
 from tests.e2e.service import (
@@ -74,12 +74,12 @@ class Row:
 
 
 def stored_rows(database_url: str) -> int:
-    storage.open_database(database_url)
+    connections.open_database(database_url)
     try:
-        with storage.session():
+        with connections.session():
             return storage.count_conversations()
     finally:
-        storage.close_database()
+        connections.close_database()
 
 
 def grpc_codes(service: ServiceProcess, method: str) -> collections.Counter[str]:
@@ -149,10 +149,10 @@ def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceP
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database with the schema and the demo organisation; dropped after."""
     with fresh_postgres("conversations_bench") as url:
-        storage.open_database(url)
-        storage.migrate()
+        connections.open_database(url)
+        connections.migrate()
         organisations.add_organisation(DEMO)
-        storage.close_database()
+        connections.close_database()
         yield url
 
 

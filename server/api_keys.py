@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from server import storage
+from server import connections, storage
 from server.domain import ApiKey, Caller
 from server.errors import ApiKeyNotFound, RateLimited, Unauthenticated
 
@@ -98,18 +98,18 @@ def create_key(
         revoked_at=None,
         secret_hash=hash_secret(issued.secret),
     )
-    with storage.session():
+    with connections.session():
         storage.insert_api_key(key)
     return issued
 
 
 def list_keys() -> list[ApiKey]:
-    with storage.reading():
+    with connections.reading():
         return storage.list_api_keys()
 
 
 def revoke_key(key_id: str, clock: Clock = utc_now) -> None:
-    with storage.session():
+    with connections.session():
         if not storage.revoke_api_key(key_id, clock()):
             raise ApiKeyNotFound(key_id)
 
@@ -172,7 +172,7 @@ class Authenticator:
         if remembered is not None and hmac.compare_digest(remembered[0], digest):
             self._take(key_id)  # over the limit is refused before the database is asked
             return remembered[1]
-        with storage.reading():
+        with connections.reading():
             key = storage.find_api_key(key_id)
         if key is None or key.revoked or not self._may_try(key_id):
             raise Unauthenticated()

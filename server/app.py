@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import api_keys, metrics, organisations, storage
+from server import api_keys, connections, metrics, organisations
 from server.api_keys import Authenticator
 from server.auth import AuthInterceptor
 from server.config import Config
@@ -114,12 +114,12 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
 
 def prepare_database(config: Config) -> None:
     """Open the database, apply pending migrations, and seed the embedded demo organisation."""
-    storage.open_database(
+    connections.open_database(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
         timeout=config.database_timeout,
     )
-    applied = storage.migrate()
+    applied = connections.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     if config.embedded and organisations.ensure_demo_organisation():
@@ -162,7 +162,7 @@ def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
 
 def start_metrics(config: Config) -> metrics.MetricsServer | None:
     """Serve Prometheus metrics when an address is configured; count database errors."""
-    storage.unavailable_listeners.append(metrics.count_database_error)
+    connections.unavailable_listeners.append(metrics.count_database_error)
     if config.metrics_address is None:
         return None
     server = metrics.start_metrics_server(config.metrics_address)
@@ -235,7 +235,7 @@ def serve(config: Config) -> int:
     if proxy is not None:
         proxy.stop()
     # Calls cut off by the grace period may have queued creates: write them.
-    storage.close_database()
+    connections.close_database()
     if metrics_server is not None:
         metrics_server.stop()
     log.info("stopped")

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from server import api_keys, organisations, storage
+from server import api_keys, connections, organisations
 from server.app import serve
 from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, Config
 from server.domain import Organisation
@@ -294,11 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_request_bytes=args.max_request_bytes,
             grace_period=args.grace_period,
         )
-    storage.open_database(
-        args.database_url, timeout=getattr(args, "database_timeout", storage.DEFAULT_TIMEOUT)
+    connections.open_database(
+        args.database_url, timeout=getattr(args, "database_timeout", connections.DEFAULT_TIMEOUT)
     )
     try:
-        applied = storage.migrate()
+        applied = connections.migrate()
         if args.command == "migrate":
             print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
         elif args.command == "organisations" and args.action == "add":

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from server import storage
+from server import connections
 from server.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class DatabaseHealthWatcher:
 
     def _probe(self) -> None:
         try:
-            storage.ping()
+            connections.ping()
             available = True
         except StorageUnavailable as error:
             available = False

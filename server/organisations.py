@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server import storage
+from server import connections, storage
 from server.domain import Organisation
 from server.errors import FieldViolation, InvalidOrganisation
 from server.validation import check_locale, check_text, check_trkref
@@ -20,19 +20,19 @@ def add_organisation(organisation: Organisation) -> Organisation:
     check_locale(violations, "locale", organisation.locale)
     if violations:
         raise InvalidOrganisation(violations)
-    with storage.session():
+    with connections.session():
         storage.insert_organisation(organisation)
     return organisation
 
 
 def list_organisations() -> list[Organisation]:
-    with storage.reading():
+    with connections.reading():
         return storage.list_organisations()
 
 
 def ensure_demo_organisation() -> bool:
     """On a database without organisations, add the demo one; True when it did."""
-    with storage.session():
+    with connections.session():
         if storage.count_organisations():
             return False
         storage.insert_organisation(DEMO)

@@ -9,7 +9,7 @@ from pathlib import Path
 import peewee
 import pytest
 
-from server import api_keys, organisations, storage
+from server import api_keys, connections, organisations, storage
 from server.domain import ApiKey, Caller, Organisation
 from tests.databases import empty_postgres, fresh_postgres
 
@@ -22,28 +22,28 @@ CALLER = Caller(key_id="test-key", organisations=frozenset({"D10"}))
 def postgres_url() -> Iterator[str]:
     """URL of a fresh, migrated PostgreSQL database that lives for the test session."""
     with fresh_postgres("conversations_test") as url:
-        storage.open_database(url)
-        storage.migrate()
-        storage.close_database()
+        connections.open_database(url)
+        connections.migrate()
+        connections.close_database()
         yield url
 
 
 @pytest.fixture(scope="session")
 def postgres_database(postgres_url: str) -> Iterator[peewee.Database]:
-    db = storage.open_database(postgres_url)
+    db = connections.open_database(postgres_url)
     yield db
     storage.database.initialize(db)
-    storage.close_database()
+    connections.close_database()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database the models are bound to; yields its kind."""
     if request.param == "sqlite":
-        storage.open_database(f"sqlite:///{tmp_path}/conversations.db")
-        storage.migrate()
+        connections.open_database(f"sqlite:///{tmp_path}/conversations.db")
+        connections.migrate()
         yield "sqlite"
-        storage.close_database()
+        connections.close_database()
     else:
         empty_postgres(request.getfixturevalue("postgres_database"))
         yield "postgres"
@@ -55,7 +55,7 @@ _TEST_SECRET_HASH = api_keys.hash_secret("test-secret")
 
 def store_key(key_id: str, *trkrefs: str) -> Caller:
     """An active API key for these stored organisations (secret: test-secret)."""
-    with storage.session():
+    with connections.session():
         storage.insert_api_key(
             ApiKey(
                 key_id=key_id,

@@ -21,7 +21,7 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import storage
+from server import connections
 from server.models import ConversationRow
 from tests.e2e.service import DEMO_CREDENTIALS, basic_authorization
 
@@ -172,9 +172,9 @@ class Load:
 
 def stored_questions(database_url: str, prefix: str = "load ") -> dict[str, list[int]]:
     """The load's questions in the database, each with the ids of the rows that hold it."""
-    storage.open_database(database_url)
+    connections.open_database(database_url)
     try:
-        with storage.session():
+        with connections.session():
             rows = ConversationRow.select(ConversationRow.id, ConversationRow.question).where(
                 ConversationRow.question.startswith(prefix)
             )
@@ -182,7 +182,7 @@ def stored_questions(database_url: str, prefix: str = "load ") -> dict[str, list
             for row in rows:
                 stored.setdefault(row.question, []).append(row.id)
     finally:
-        storage.close_database()
+        connections.close_database()
     return stored
 
 

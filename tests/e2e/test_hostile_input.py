@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import storage
+from server import connections, storage
 from tests.databases import empty_postgres
 from tests.e2e.service import ServiceProcess, basic_authorization, cli, create_key, http
 
@@ -82,12 +82,12 @@ def service(
 
 
 def assert_stored_as_sent(url: str, conversation_id: int, sent: dict[str, Any]) -> None:
-    storage.open_database(url)
+    connections.open_database(url)
     try:
-        with storage.session():
+        with connections.session():
             stored = storage.get_conversation(conversation_id)
     finally:
-        storage.close_database()
+        connections.close_database()
     assert stored is not None
     assert (stored.first_name, stored.question, stored.sku) == (
         sent["first_name"],

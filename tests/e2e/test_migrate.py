@@ -8,7 +8,7 @@ import time
 import psycopg2
 from playhouse.migrations import Runner
 
-from server import storage
+from server import connections, storage
 from tests.databases import fresh_postgres
 from tests.e2e.service import SERVICE
 
@@ -16,7 +16,7 @@ from tests.e2e.service import SERVICE
 def test_processes_migrating_at_once_take_turns() -> None:
     # Replicas starting together each migrate. Without turns, one of two such
     # processes failed in each of three tries, on the tables the other had created.
-    migrations = sorted(path.stem for path in storage.MIGRATIONS.glob("0*.py"))
+    migrations = sorted(path.stem for path in connections.MIGRATIONS.glob("0*.py"))
     for _ in range(3):
         with fresh_postgres("conversations_migrate") as url:
             command = [SERVICE, "migrate", "--database-url", url]
@@ -36,13 +36,13 @@ def test_processes_migrating_at_once_take_turns() -> None:
 
 
 def test_a_migration_waits_for_a_lock_as_long_as_its_database_timeout() -> None:
-    latest = sorted(path.stem for path in storage.MIGRATIONS.glob("0*.py"))[-1]
+    latest = sorted(path.stem for path in connections.MIGRATIONS.glob("0*.py"))[-1]
     with fresh_postgres("conversations_migrate") as url:
-        storage.open_database(url)
-        storage.migrate()
+        connections.open_database(url)
+        connections.migrate()
         with storage.database.connection_context():
-            Runner(storage.database.obj, str(storage.MIGRATIONS)).down(latest)
-        storage.close_database()
+            Runner(storage.database.obj, str(connections.MIGRATIONS)).down(latest)
+        connections.close_database()
         holder = psycopg2.connect(url)  # a long query reading the table, say
         holder.cursor().execute("LOCK TABLE conversation IN ACCESS SHARE MODE")
         try:

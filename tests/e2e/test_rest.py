@@ -18,7 +18,7 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import storage
+from server import connections, storage
 from server.models import ConversationRow
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
@@ -108,11 +108,11 @@ def test_rest_create_is_stored_as_grpc_returns_it(rest: ServiceProcess) -> None:
             metadata=[("authorization", DEMO)],
         )
 
-    storage.open_database(f"sqlite:///{rest.workdir}/var/conversations.db")
-    with storage.session():
+    connections.open_database(f"sqlite:///{rest.workdir}/var/conversations.db")
+    with connections.session():
         stored = storage.get_conversation(created["id"])
         stored_grpc = storage.get_conversation(via_grpc.id)
-    storage.close_database()
+    connections.close_database()
     assert stored is not None and stored_grpc is not None
     assert (stored.first_name, stored.question, stored.sku, stored.locale) == (
         "A shopper",
@@ -318,9 +318,9 @@ def test_concurrent_retries_over_rest_and_grpc_store_one_conversation(rest: Serv
         ids += list(pool.map(over_grpc, range(6), timeout=60))
 
     assert len(set(ids)) == 1
-    storage.open_database(database_of(rest))
-    with storage.reading():
+    connections.open_database(database_of(rest))
+    with connections.reading():
         rows = ConversationRow.select().where(ConversationRow.question == body["question"])
         stored_ids = [row.id for row in rows]
-    storage.close_database()
+    connections.close_database()
     assert stored_ids == ids[:1]

@@ -11,7 +11,7 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import storage
+from server import connections, storage
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
     ServiceProcess,
@@ -107,11 +107,11 @@ def test_python_client_create_is_stored(
 
     assert exit_code == 0
     assert len({r.id for r in responses}) == 3
-    storage.open_database(database_url)
-    with storage.session():
+    connections.open_database(database_url)
+    with connections.session():
         stored = storage.get_conversation(responses[0].id)
         assert storage.count_conversations() == 3
-    storage.close_database()
+    connections.close_database()
     assert stored is not None
     assert (stored.first_name, stored.question, stored.locale) == (
         "Zoë",
@@ -157,7 +157,7 @@ def test_migrate_reports_what_it_applied(database_url: str) -> None:
     assert first.returncode == second.returncode == 0
     assert second.stdout == "the schema is up to date\n"
     if database_url.startswith("sqlite"):
-        every = sorted(path.stem for path in storage.MIGRATIONS.glob("[0-9]*.py"))
+        every = sorted(path.stem for path in connections.MIGRATIONS.glob("[0-9]*.py"))
         assert every[:3] == ["0001_initial", "0002_api_keys", "0003_idempotent_creates"]
         assert first.stdout == f"applied: {', '.join(every)}\n"
 

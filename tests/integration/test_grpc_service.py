@@ -10,7 +10,7 @@ import grpc_testing
 import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
-from server import storage
+from server import connections, storage
 from server.domain import Organisation
 from server.grpc_service import ConversationService
 from tests.conftest import CALLER
@@ -54,7 +54,7 @@ def test_create_returns_the_stored_conversation(
     created_at = response.created_at.ToDatetime(tzinfo=datetime.UTC)
     assert created_at.microsecond == 0
     assert abs(datetime.datetime.now(datetime.UTC) - created_at) < datetime.timedelta(seconds=5)
-    with storage.session():
+    with connections.session():
         stored = storage.get_conversation(response.id)
     assert stored is not None
     assert stored.created_at == created_at
@@ -67,7 +67,7 @@ def test_locale_left_out_stores_the_organisations(
     request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
     response, _, code, _ = create(grpc_server, request)
     assert code is grpc.StatusCode.OK
-    with storage.session():
+    with connections.session():
         assert storage.get_conversation(response.id).locale == "en-GB"  # type: ignore[union-attr]
 
 
@@ -95,12 +95,12 @@ def test_invalid_request_names_every_bad_field(
         "sku: must not contain control characters; "
         "locale: must be a language tag such as en-GB (at most 35 characters)"
     )
-    with storage.session():
+    with connections.session():
         assert storage.count_conversations() == 0
 
 
 def test_database_failure_is_unavailable(grpc_server: Any, organisation: Organisation) -> None:
-    storage.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
+    connections.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
     _, _, code, details = create(grpc_server, SEED)
     assert code is grpc.StatusCode.UNAVAILABLE
     assert details.startswith("database unavailable")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playhouse.schema_diff import diff_models
 
-from server import models, storage
+from server import connections, models, storage
 
 MODELS = [
     models.OrganisationRow,
@@ -16,10 +16,10 @@ MODELS = [
 
 
 def test_migrated_schema_matches_the_models(database: str) -> None:
-    with storage.reading():
+    with connections.reading():
         difference = diff_models(storage.database.obj, MODELS)
     assert not difference, str(difference)
 
 
 def test_migrating_again_changes_nothing(database: str) -> None:
-    assert storage.migrate() == []
+    assert connections.migrate() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server import api_keys, conversations, organisations, storage
+from server import api_keys, connections, conversations, organisations, storage
 from server.api_keys import Authenticator
 from server.domain import ApiKey, NewConversation, Organisation
 from server.errors import (
@@ -80,7 +80,7 @@ def test_revoked_key_creates_nothing_from_the_moment_it_is_revoked(
     caller = authenticator.authenticate(issued.key_id, issued.secret)
     with pytest.raises(Unauthenticated):
         conversations.create_conversation(NEW, caller)
-    with storage.reading():
+    with connections.reading():
         assert storage.count_conversations() == 1
     # A process that has not seen it refuses it outright.
     with pytest.raises(Unauthenticated):
@@ -97,7 +97,7 @@ def test_rate_limit_refuses_without_asking_the_database(organisation: Organisati
     authenticator.authenticate(issued.key_id, issued.secret)
     authenticator.authenticate(issued.key_id, issued.secret)
 
-    storage.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens there
+    connections.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens there
     with pytest.raises(RateLimited):
         authenticator.authenticate(issued.key_id, issued.secret)
     # Under the limit the same call would need the database (revocation).
@@ -122,12 +122,12 @@ def test_rate_zero_means_no_limit(organisation: Organisation) -> None:
 
 
 def test_secret_is_stored_only_as_a_salted_slow_hash(tmp_path: Path) -> None:
-    storage.open_database(f"sqlite:///{tmp_path}/keys.db")
-    storage.migrate()
+    connections.open_database(f"sqlite:///{tmp_path}/keys.db")
+    connections.migrate()
     organisations.add_organisation(Organisation("D10", "Demo", "en-GB"))
     first, second = api_keys.create_key(["D10"], secret="same"), api_keys.create_key(["D10"])
     third = api_keys.create_key(["D10"], secret="same")
-    storage.close_database()
+    connections.close_database()
 
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
     assert second.secret.encode() not in raw
@@ -138,9 +138,9 @@ def test_secret_is_stored_only_as_a_salted_slow_hash(tmp_path: Path) -> None:
 
 
 def _keys(tmp_path: Path) -> list[ApiKey]:
-    storage.open_database(f"sqlite:///{tmp_path}/keys.db")
+    connections.open_database(f"sqlite:///{tmp_path}/keys.db")
     keys = api_keys.list_keys()
-    storage.close_database()
+    connections.close_database()
     return keys
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import peewee
 import pytest
 
-from server import api_keys, conversations, organisations, storage
+from server import api_keys, connections, conversations, organisations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import StorageUnavailable
 from tests.conftest import CALLER, ORGANISATION, store_key
@@ -46,7 +46,7 @@ def test_concurrent_creates_are_each_stored_once_as_returned(organisation: Organ
 
     assert len({c.id for c in created}) == 400
     assert [c.first_name for c in created] == [f"Shopper {n}" for n in range(400)]
-    with storage.session():
+    with connections.session():
         assert storage.count_conversations() == 400
         assert all(storage.get_conversation(c.id) == c for c in created)
 
@@ -62,7 +62,7 @@ def assert_each_fifth_fails_alone(bad: storage.PendingCreate, error: type[Except
 
     assert all(isinstance(e, error) for e in failed)
     assert len({c.id for c in stored}) == 40
-    with storage.session():
+    with connections.session():
         assert storage.count_conversations() == 40
 
 
@@ -92,7 +92,7 @@ def test_a_failing_batch_is_unavailable_for_every_caller(organisation: Organisat
         errors = [f.exception() for f in futures]
 
     assert all(isinstance(error, StorageUnavailable) for error in errors)
-    with storage.session():
+    with connections.session():
         assert storage.count_conversations() == 1
 
 
@@ -101,14 +101,14 @@ def test_closing_writes_the_creates_still_queued(database: str, organisation: Or
     with write_lock_held(database) as release, ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(conversations.create_conversation, SEED, CALLER) for _ in range(16)]
         time.sleep(0.2)  # the writer waits on the lock; the other creates queue behind it
-        closing = threading.Thread(target=storage.close_database)
+        closing = threading.Thread(target=connections.close_database)
         closing.start()
         release()
         closing.join(10)
         created = [f.result(10) for f in futures]
 
     assert len({c.id for c in created}) == 16
-    with storage.session():
+    with connections.session():
         assert storage.count_conversations() == 17
 
 
@@ -151,7 +151,7 @@ def test_one_batch_of_revoked_active_and_retried_creates(organisation: Organisat
         "Ann",
     ]
     assert stored[1] == stored[2] and stored[4] == first
-    with storage.session():
+    with connections.session():
         assert all(storage.get_conversation(c.id) == c for c in stored)
         assert storage.count_conversations() == 4
 
@@ -187,8 +187,8 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     # The probe of the database health takes SQLite's write lock. On a connection
     # of its own, a batch finding the lock taken waited in SQLite's busy handler,
     # which sleeps in steps of up to 100 ms, and failed after the busy timeout.
-    storage.open_database(f"sqlite:///{tmp_path}/conversations.db", timeout=0.2)
-    storage.migrate()
+    connections.open_database(f"sqlite:///{tmp_path}/conversations.db", timeout=0.2)
+    connections.migrate()
     organisations.add_organisation(ORGANISATION)
     store_key(CALLER.key_id, "D10")
     conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
@@ -202,7 +202,7 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
         return execute_sql(db, sql, *args)  # type: ignore[no-untyped-call]
 
     monkeypatch.setattr(peewee.Database, "execute_sql", probe_held_for_half_a_second)
-    probe = threading.Thread(target=storage.ping, name="probe")
+    probe = threading.Thread(target=connections.ping, name="probe")
     try:
         probe.start()
         assert probing.wait(5)
@@ -210,7 +210,7 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     finally:
         probe.join(5)
         monkeypatch.undo()
-        storage.close_database()
+        connections.close_database()
 
     assert created.id == 2
 
@@ -234,7 +234,7 @@ def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
 
     def probe() -> None:
         with contextlib.suppress(StorageUnavailable):
-            storage.ping()
+            connections.ping()
 
     monkeypatch.setattr(peewee.Database, "execute_sql", probe_fails_when_told)
     prober = threading.Thread(target=probe, name="probe")

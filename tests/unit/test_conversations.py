@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from server import conversations, organisations, storage
+from server import connections, conversations, organisations, storage
 from server.domain import Caller, NewConversation, Organisation
 from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
 from server.validation import check_text
@@ -25,7 +25,7 @@ ASKED_AT = datetime.datetime(2014, 10, 7, 14, 17, 56, 734512, tzinfo=datetime.UT
 
 
 def stored_count() -> int:
-    with storage.session():
+    with connections.session():
         return storage.count_conversations()
 
 
@@ -39,7 +39,7 @@ def test_create_returns_what_is_stored(organisation: Organisation) -> None:
     assert (created.helpful, created.unhelpful, created.embeddable) == (0, 0, False)
     assert created.retailer_locale == "en-GB"
     assert created.answers == ()
-    with storage.session():
+    with connections.session():
         assert storage.get_conversation(created.id) == created
 
 
@@ -60,7 +60,7 @@ def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> 
     created = conversations.create_conversation(
         NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1"), CALLER
     )
-    with storage.session():
+    with connections.session():
         assert storage.get_conversation(created.id).locale == "en-GB"  # type: ignore[union-attr]
 
 
@@ -150,7 +150,7 @@ def test_values_at_the_bounds_are_stored_as_sent(
     created = conversations.create_conversation(
         NewConversation(**{**SEED.__dict__, field: value}), CALLER
     )
-    with storage.session():
+    with connections.session():
         stored = storage.get_conversation(created.id)
     assert stored is not None
     assert getattr(stored, field) == (value or "en-GB")

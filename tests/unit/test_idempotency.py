@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server import conversations, storage
+from server import connections, conversations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import InvalidConversation, RequestIdReused
 from tests.conftest import CALLER, store_key
@@ -22,7 +22,7 @@ NEW = NewConversation(
 
 
 def stored_count() -> int:
-    with storage.session():
+    with connections.session():
         return storage.count_conversations()
 
 
