@@ -121,9 +121,9 @@ def close_database() -> None:
     connection."""
     for finish in before_close:
         finish()
-    write_connection = _write_connections.get(database.obj)
-    if write_connection is not None:
-        write_connection.close()
+    shared = _write_connections.get(database.obj)
+    if shared is not None:
+        shared.close()
     database.obj.close_all()
 
 
@@ -134,6 +134,7 @@ def timeout() -> float:
 
 @contextmanager
 def failures_as_unavailable() -> Iterator[None]:
+    """Failures of the database itself, in the block, as StorageUnavailable."""
     try:
         yield
     except _UNAVAILABLE_ERRORS as error:
