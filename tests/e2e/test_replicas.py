@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import peewee
 
+from server import logs
 from tests.databases import empty_postgres
 from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create, stored_questions
 from tests.e2e.service import (
@@ -23,6 +25,21 @@ from tests.e2e.service import (
 )
 
 CREATE_LOG_LINE = '"method": "/conversations.v4.ConversationService/CreateConversation"'
+# How a log line begins: its time (logging's asctime, the machine's local time).
+LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+
+
+def creates_logged_before(replica: ServiceProcess, moment: datetime.datetime) -> int:
+    """The creates a replica's access log has for calls that ended before `moment`.
+
+    Each replica writes its access log every FLUSH_INTERVAL, each at its own
+    time: counted up to one moment, two logs cover the same stretch of time.
+    """
+    return sum(
+        1
+        for line in replica.log().splitlines()
+        if CREATE_LOG_LINE in line and datetime.datetime.strptime(line[:23], LOG_TIME) < moment
+    )
 
 
 def start_proxy(workdir: Path, http_address: str, upstreams: list[str]) -> subprocess.Popen[bytes]:
@@ -66,7 +83,9 @@ def test_creates_spread_over_two_replicas_and_survive_stopping_one(
         try:
             with Load([rest_create(f"http://{http_address}", authorization)] * 6) as load:
                 load.wait_for_successes(200)
-                spread = [r.log().count(CREATE_LOG_LINE) for r in replicas]
+                moment = datetime.datetime.now()
+                time.sleep(2 * logs.FLUSH_INTERVAL)  # every line before it is written
+                spread = [creates_logged_before(r, moment) for r in replicas]
                 replica_exit = replicas[0].stop()
                 load.wait_for_successes(200)
                 calls = load.stop()
