@@ -193,12 +193,13 @@ def _migrating_alone() -> Iterator[None]:
         yield
         return
 
-    def lock(function: str) -> bool:
+    def advisory(function: str) -> bool:
+        """pg_try_advisory_lock or pg_advisory_unlock of the migrations' key: done or not."""
         cursor = db.execute_sql(f"SELECT {function}(%s)", (_MIGRATION_LOCK,))  # type: ignore[no-untyped-call]
         return bool(cursor.fetchone()[0])
 
     deadline = time.monotonic() + MIGRATION_LOCK_WAIT
-    while not lock("pg_try_advisory_lock"):
+    while not advisory("pg_try_advisory_lock"):
         if time.monotonic() > deadline:
             raise StorageUnavailable(
                 f"another process has been migrating the database for {MIGRATION_LOCK_WAIT:.0f} s"
@@ -207,7 +208,7 @@ def _migrating_alone() -> Iterator[None]:
     try:
         yield
     finally:
-        lock("pg_advisory_unlock")
+        advisory("pg_advisory_unlock")
 
 
 def drop_frames(error: BaseException | None) -> None:
