@@ -167,11 +167,10 @@ class Authenticator:
 
     def authenticate(self, key_id: str, secret: str) -> Caller:
         """The caller these credentials stand for; Unauthenticated or RateLimited otherwise."""
+        caller = self.remembered(key_id, secret)
+        if caller is not None:
+            return caller
         digest = hashlib.sha256(secret.encode()).digest()
-        remembered = self._verified.get(key_id)
-        if remembered is not None and hmac.compare_digest(remembered[0], digest):
-            self._take(key_id)  # over the limit is refused before the database is asked
-            return remembered[1]
         with connections.reading():
             key = storage.find_api_key(key_id)
         if key is None or key.revoked or not self._may_try(key_id):
@@ -184,6 +183,16 @@ class Authenticator:
             self._verified[key_id] = (digest, caller)
         self._take(key_id)
         return caller
+
+    def remembered(self, key_id: str, secret: str) -> Caller | None:
+        """authenticate() without the database: None for credentials not verified before."""
+        remembered = self._verified.get(key_id)
+        if remembered is None:
+            return None
+        if not hmac.compare_digest(remembered[0], hashlib.sha256(secret.encode()).digest()):
+            return None
+        self._take(key_id)  # over the limit is refused before the database is asked
+        return remembered[1]
 
     def _may_try(self, key_id: str) -> bool:
         """False while this key has had too many wrong secrets lately."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from server.grpc_service import SERVICE_NAME, ConversationService
 from server.interceptors import AccessLogInterceptor
 from server.reflection import enable_documented_reflection
 from server.rest_proxy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
-from server.signals import stop_requested
+from server.signals import stop_requested_async
 
 log = logging.getLogger(__name__)
 
@@ -35,34 +35,36 @@ MAX_SEND_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
-    health: health.HealthServicer
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
     port: int
     # Where the local Envoy connects: the port itself on loopback, or with TLS
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
 
-    def mark_serving(self, serving: bool = True) -> None:
+    async def mark_serving(self, serving: bool = True) -> None:
         """Report SERVING (or NOT_SERVING): every part is ready (or the database is down)."""
         statuses = health_pb2.HealthCheckResponse
         status = statuses.SERVING if serving else statuses.NOT_SERVING
         for service in ("", SERVICE_NAME):
-            self.health.set(service, status)
+            await self.health.set(service, status)
 
-    def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
         """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
 
 
-def start_server(config: Config) -> RunningServer:
-    """Start serving on config.grpc_address; the database must be open and migrated.
+async def start_server(config: Config) -> RunningServer:
+    """Start serving on config.grpc_address, in the running event loop; the database
+    must be open and migrated.
 
+    Every call is served on the event loop; what waits on the database waits in
+    other threads (the group commit's writer, the loop's default executor).
     Health reports NOT_SERVING until mark_serving().
     """
     authenticator = Authenticator(config.rate_limit, config.rate_burst)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+    server = grpc.aio.server(
         interceptors=[
             AccessLogInterceptor(),
             metrics.MetricsInterceptor(),
@@ -76,10 +78,10 @@ def start_server(config: Config) -> RunningServer:
         ],
     )
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
         enable_documented_reflection(
             server,
@@ -97,7 +99,7 @@ def start_server(config: Config) -> RunningServer:
     local_address = _loopback_address(config.grpc_address, port)
     if credentials is not None and config.rest:
         local_address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
+    await server.start()
     return RunningServer(server, health_servicer, port, local_address)
 
 
@@ -155,8 +157,8 @@ def start_rest_proxy(config: Config, upstream: str) -> EnvoyProcess:
     return start_envoy(yaml, workers=config.envoy_workers)
 
 
-def _set_when_exits(proxy: EnvoyProcess, event: threading.Event) -> None:
-    proxy.process.wait()
+async def _set_when_exits(proxy: EnvoyProcess, event: asyncio.Event) -> None:
+    await asyncio.to_thread(proxy.process.wait)
     event.set()
 
 
@@ -171,7 +173,7 @@ def start_metrics(config: Config) -> metrics.MetricsServer | None:
     return server
 
 
-def drain(
+async def drain(
     running: RunningServer, proxy: EnvoyProcess | None, grace: float, delay: float = 0.0
 ) -> None:
     """Finish the calls in flight, taking no new ones, within `grace` seconds.
@@ -182,12 +184,12 @@ def drain(
     the gRPC server still runs; then the gRPC server refuses new calls and
     gives its own calls in flight what is left of the grace period.
     """
-    running.health.enter_graceful_shutdown()
-    time.sleep(delay)
+    await running.health.enter_graceful_shutdown()
+    await asyncio.sleep(delay)
     deadline = time.monotonic() + grace
     if proxy is not None:
-        proxy.drain(grace)
-    running.stop(max(0.0, deadline - time.monotonic()))
+        await asyncio.to_thread(proxy.drain, grace)
+    await running.stop(max(0.0, deadline - time.monotonic()))
 
 
 def serve(config: Config) -> int:
@@ -197,45 +199,55 @@ def serve(config: Config) -> int:
     stops and exits non-zero rather than serving gRPC alone.
     """
     prepare_database(config)
-    running = start_server(config)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    loop = asyncio.get_running_loop()
+    # Where database reads wait: keys and organisations not seen before.
+    loop.set_default_executor(
+        futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
+    )
+    running = await start_server(config)
     log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
     proxy: EnvoyProcess | None = None
-    stopping = stop_requested()
+    stopping = stop_requested_async()
     if config.rest:
         try:
-            proxy = start_rest_proxy(config, running.local_address)
+            proxy = await asyncio.to_thread(start_rest_proxy, config, running.local_address)
         except EnvoyFailed as error:
             log.error("REST proxy failed to start: %s", error)
-            running.stop(grace=0)
+            await running.stop(grace=0)
             return 1
         log.info(
             "REST serving on %s (Envoy gRPC-JSON transcoder, Envoy pid %d)",
             config.http_address,
             proxy.process.pid,
         )
-        threading.Thread(target=_set_when_exits, args=(proxy, stopping), daemon=True).start()
+        envoy_watch = asyncio.create_task(_set_when_exits(proxy, stopping))
     metrics_server = start_metrics(config)
 
-    def report_database(available: bool) -> None:
-        running.mark_serving(available)
+    def report_database(available: bool) -> None:  # in the watcher's thread
+        asyncio.run_coroutine_threadsafe(running.mark_serving(available), loop)
         metrics.report_database(available)
 
     watcher = DatabaseHealthWatcher(report_database)
-    watcher.start()
+    await asyncio.to_thread(watcher.start)
 
-    stopping.wait()
+    await stopping.wait()
     envoy_died = proxy is not None and proxy.process.poll() is not None
     if proxy is not None and envoy_died:
         log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
-    watcher.stop()
+    await asyncio.to_thread(watcher.stop)
     if envoy_died:
-        running.stop(0)
+        await running.stop(0)
     else:
-        drain(running, proxy, config.grace_period, config.drain_delay)
+        await drain(running, proxy, config.grace_period, config.drain_delay)
     if proxy is not None:
-        proxy.stop()
+        await asyncio.to_thread(proxy.stop)
+        envoy_watch.cancel()
     # Calls cut off by the grace period may have queued creates: write them.
-    connections.close_database()
+    await asyncio.to_thread(connections.close_database)
     if metrics_server is not None:
         metrics_server.stop()
     log.info("stopped")

@@ -6,10 +6,11 @@ on as the `authorization` metadata; gRPC clients send the same metadata.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ import grpc
 from server.api_keys import Authenticator
 from server.domain import Caller
 from server.errors import DomainError, Unauthenticated
-from server.grpc_errors import abort_with_error
+from server.grpc_errors import Context, abort_with_error
 from server.interceptors import Handler, WrappingInterceptor
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
@@ -31,7 +32,7 @@ def current_caller() -> Caller:
         raise Unauthenticated() from None
 
 
-def parse_basic(metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
+def parse_basic(metadata: Iterable[tuple[str, str | bytes]]) -> tuple[str, str]:
     """(key id, secret) from the `authorization` metadata; Unauthenticated when absent or bad."""
     values = [v for k, v in metadata if k == "authorization" and isinstance(v, str)]
     if len(values) != 1:
@@ -63,19 +64,20 @@ class AuthInterceptor(WrappingInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
             raise TypeError("only unary-unary methods are authenticated")
-        behavior = handler.unary_unary
+        behavior: Any = handler.unary_unary  # a coroutine function, not as typed
 
-        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
-            # Here, in the worker thread, not in intercept_service: it may read the database.
+        async def authenticated(request: Any, context: Context) -> Any:
             try:
-                caller = self._authenticator.authenticate(
-                    *parse_basic(context.invocation_metadata())
-                )
+                credentials = parse_basic(context.invocation_metadata() or ())
+                # A key seen before is checked in memory; a new one is read in a thread.
+                caller = self._authenticator.remembered(*credentials)
+                if caller is None:
+                    caller = await asyncio.to_thread(self._authenticator.authenticate, *credentials)
             except DomainError as error:
-                abort_with_error(context, error)
+                await abort_with_error(context, error)
             token = _current_caller.set(caller)
             try:
-                return behavior(request, context)
+                return await behavior(request, context)
             finally:
                 _current_caller.reset(token)
 

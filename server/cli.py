@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     _option(serve_parser, "http-address", DEFAULT_HTTP_ADDRESS, "HOST:PORT for REST through Envoy")
     _switch(serve_parser, "rest", "serve gRPC only, without starting Envoy")
     _option(serve_parser, "envoy-workers", Config.envoy_workers, "Envoy worker threads")
-    _option(serve_parser, "workers", Config.workers, "threads serving calls")
+    _option(serve_parser, "workers", Config.workers, "threads reading the database for calls")
     _option(
         serve_parser,
         "grace-period",

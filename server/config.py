@@ -18,7 +18,9 @@ class Config:
     rest: bool = True
     http_address: str = DEFAULT_HTTP_ADDRESS
     envoy_workers: int = 1
-    # Threads serving calls: each call holds one while it waits on the database.
+    # Threads that read the database for calls: keys and organisations not seen
+    # before (calls themselves are served on one event loop; creates are written
+    # by the group commit's own thread).
     workers: int = 32
     # Largest request message in bytes; larger requests are refused with
     # RESOURCE_EXHAUSTED before they are parsed.

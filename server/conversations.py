@@ -50,7 +50,7 @@ def request_digest(new: NewConversation) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
-def create_conversation(
+async def create_conversation(
     new: NewConversation, caller: Caller, clock: Clock = utc_now
 ) -> Conversation:
     """Store a shopper's question about a product of an organisation; returns it as stored.
@@ -68,10 +68,10 @@ def create_conversation(
     if new.request_id is not None:
         new = replace(new, request_id=str(uuid.UUID(new.request_id)))
     digest = request_digest(new) if new.request_id else None
-    organisation = storage.known_organisation(new.trkref)
+    organisation = await storage.known_organisation(new.trkref)
     if organisation is None:
         raise OrganisationNotFound(new.trkref)
-    stored = storage.insert_conversation(
+    stored = await storage.insert_conversation(
         storage.PendingCreate(new, organisation, created_at, caller.key_id, digest)
     )
     # A retry gets the conversation its first attempt created; another request, an error.

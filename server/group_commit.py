@@ -1,19 +1,21 @@
-"""Group commit: callers that arrive while a batch is being written share the next one.
+"""Group commit: creates that arrive while a batch is being written share the next one.
 
 A durable commit costs an fsync; concurrent callers share it by being written
-together. There is no writer thread: the caller at the head of the queue, when
-no batch is being written, writes everything queued (it leads), then wakes the
-callers it wrote for and the next head. A lone caller writes at once, on its own
-thread; a busy server writes larger batches. Handing every item to a thread of
-its own cost more than the writing, in a process whose threads share the GIL.
+together. One writer thread takes everything queued (up to `max_batch`), writes
+it, hands each caller its outcome on the caller's event loop, and takes the
+next batch: while one batch is written, the next one gathers. A lone caller is
+written at once; a busy server writes larger batches. Callers await their
+outcome, so an event loop never waits on the database, and a batch costs one
+hand-over between threads however many callers it holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -31,18 +33,18 @@ class Closed(RuntimeError):
 
 
 class _Entry(Generic[Item, Outcome]):
-    """One caller's item, and its outcome once a leader has written it."""
+    """One caller's item, and where its outcome goes."""
 
-    __slots__ = ("done", "item", "outcome", "taken", "wake")
+    __slots__ = ("future", "item", "loop", "taken")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, loop: asyncio.AbstractEventLoop) -> None:
         self.item = item
-        # Held until the caller is woken: its item is written, or it is to lead.
-        self.wake = threading.Lock()
-        self.wake.acquire()
+        self.loop = loop
+        self.future: asyncio.Future[Outcome] = loop.create_future()
         self.taken = False  # in a batch being written
-        self.done = False
-        self.outcome: Outcome | Exception | None = None
+
+
+Finished = list[tuple[_Entry[Item, Outcome], Outcome | Exception]]
 
 
 class GroupCommit(Generic[Item, Outcome]):
@@ -63,110 +65,105 @@ class GroupCommit(Generic[Item, Outcome]):
         self._fail_queued_on = fail_queued_on
         self._lock = threading.Lock()
         self._queue: collections.deque[_Entry[Item, Outcome]] = collections.deque()
+        self._ready = threading.Condition(self._lock)  # items queued, or closed
+        self._idle = threading.Condition(self._lock)  # nothing queued or being written
         self._writing = False
-        self._idle = threading.Condition(self._lock)
         self._closed = False
+        self._thread: threading.Thread | None = None
 
     def queued(self) -> int:
         """Items waiting for a batch, not counting one being written."""
         with self._lock:
             return len(self._queue)
 
-    def submit(self, item: Item, timeout: float) -> Outcome:
+    async def submit(self, item: Item, timeout: float) -> Outcome:
         """Queue `item` and wait until its batch is written; raises what `write` gave it.
 
-        The calling thread may write the batch itself. On TimeoutError an item not
-        yet taken into a batch is dropped; one already taken may still be written.
+        On TimeoutError or cancellation an item not yet taken into a batch is
+        dropped; one already taken may still be written.
         """
-        entry: _Entry[Item, Outcome] = _Entry(item)
-        deadline = time.monotonic() + timeout
+        entry: _Entry[Item, Outcome] = _Entry(item, asyncio.get_running_loop())
         with self._lock:
             if self._closed:
                 raise Closed("the writer is closed")
             self._queue.append(entry)
-            batch = self._batch_to_lead(entry)
-        while batch is None:
-            woken = entry.wake.acquire(timeout=max(0.0, deadline - time.monotonic()))
-            if entry.done:  # set before the wake-up: no need to take the lock
-                break
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        try:
+            async with asyncio.timeout(timeout):
+                return await entry.future
+        except BaseException as error:
             with self._lock:
-                if entry.done:
-                    break
-                if not woken:
-                    if not entry.taken:
-                        self._give_up(entry)
-                    raise TimeoutError("the write did not finish in time")
-                batch = self._batch_to_lead(entry)
-        if batch is not None:
-            self._lead(batch)
-        outcome = entry.outcome
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome  # type: ignore[return-value]  # done: set by `write`
+                if not entry.taken:
+                    self._queue.remove(entry)
+            if isinstance(error, TimeoutError):
+                raise TimeoutError("the write did not finish in time") from None
+            raise
 
     def close(self, timeout: float) -> None:
         """Refuse new items; wait up to `timeout` for those queued to be written."""
-        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-            while self._writing or self._queue:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("closing with %d creates still queued", len(self._queue))
-                    return
-                self._idle.wait(remaining)
+            self._ready.notify()
+            if not self._idle.wait_for(lambda: not (self._writing or self._queue), timeout):
+                log.warning("closing with %d creates still queued", len(self._queue))
 
-    def _batch_to_lead(self, entry: _Entry[Item, Outcome]) -> list[_Entry[Item, Outcome]] | None:
-        """With the lock held: the batch `entry` writes, if it is its turn to lead."""
-        if entry.done or self._writing or self._queue[0] is not entry:
-            return None
-        self._writing = True
-        batch: list[_Entry[Item, Outcome]] = []
-        while self._queue and len(batch) < self._max_batch:
-            queued = self._queue.popleft()
-            queued.taken = True
-            batch.append(queued)
-        return batch
+    def _run(self) -> None:
+        """The writer thread: write batches while items are queued; end once closed and idle."""
+        while True:
+            with self._lock:
+                self._writing = False
+                while not self._queue:
+                    self._idle.notify_all()
+                    if self._closed:
+                        self._thread = None
+                        return
+                    self._ready.wait()
+                batch = [
+                    self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
+                ]
+                for entry in batch:
+                    entry.taken = True
+                self._writing = True
+            _deliver(self._write_batch(batch))
 
-    def _give_up(self, entry: _Entry[Item, Outcome]) -> None:
-        """With the lock held: a caller timed out before its item was taken: it leaves the queue."""
-        was_head = self._queue[0] is entry
-        self._queue.remove(entry)
-        if was_head:
-            self._wake_head()
-
-    def _lead(self, batch: list[_Entry[Item, Outcome]]) -> None:
-        """Write a batch taken by this thread, then hand its outcomes back."""
+    def _write_batch(self, batch: list[_Entry[Item, Outcome]]) -> Finished[Item, Outcome]:
+        """Each entry of the batch with its outcome, and the queued ones failed with it."""
         try:
             outcomes = self._write([entry.item for entry in batch])
         except Exception as error:  # a bug in `write`: fail its callers, keep the writer
             log.exception("group commit write failed")
             outcomes = [error] * len(batch)
-        finished = list(zip(batch, outcomes, strict=True))
-        with self._lock:
-            self._writing = False
-            failure = self._fail_queued_on
-            if failure is not None and all(isinstance(o, failure) for o in outcomes):
-                # The queued would wait their turn for the same error: give it now.
-                finished += [(entry, outcomes[0]) for entry in self._queue]
+        finished: Finished[Item, Outcome] = list(zip(batch, outcomes, strict=True))
+        failure = self._fail_queued_on
+        if failure is not None and all(isinstance(o, failure) for o in outcomes):
+            # The queued would wait their turn for the same error: give it now.
+            with self._lock:
+                for entry in self._queue:
+                    entry.taken = True
+                    finished.append((entry, outcomes[0]))
                 self._queue.clear()
-            for entry, outcome in finished:
-                entry.outcome, entry.done = outcome, True
-            self._wake_head()
-        # Outside the lock, which the woken need not take: each is woken once, here.
-        for entry, _ in finished:
-            entry.wake.release()
+        return finished
 
-    def _wake_head(self) -> None:
-        """With the lock held and no batch being written: the head of the queue leads next.
 
-        While a batch is being written its leader wakes the head when it is done.
-        """
-        if self._writing:
-            return
-        if self._queue:
-            head = self._queue[0]
-            if head.wake.locked():
-                head.wake.release()
+def _deliver(finished: Finished[Item, Outcome]) -> None:
+    """Hand outcomes to their callers' event loops, one hand-over per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, Finished[Item, Outcome]] = {}
+    for entry, outcome in finished:
+        by_loop.setdefault(entry.loop, []).append((entry, outcome))
+    for loop, outcomes in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there
+            loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _settle(finished: Finished[Item, Outcome]) -> None:
+    """On the callers' loop: each caller that still waits gets its outcome."""
+    for entry, outcome in finished:
+        if entry.future.done():  # timed out or cancelled meanwhile
+            continue
+        if isinstance(outcome, Exception):
+            entry.future.set_exception(outcome)
         else:
-            self._idle.notify_all()
+            entry.future.set_result(outcome)

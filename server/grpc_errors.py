@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -24,6 +24,9 @@ from server.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# The context of a call on the grpc.aio server.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,  # HTTP 400
@@ -67,19 +70,21 @@ def to_status(error: DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def abort_with_error(context: grpc.ServicerContext, error: DomainError) -> NoReturn:
+async def abort_with_error(
+    context: grpc.aio.ServicerContext[Any, Any], error: DomainError
+) -> NoReturn:
     """End the call with the error's status; what abort_with_status() does, spelled out,
     because grpcio-testing lacks it (and drops the trailing metadata there)."""
     status = to_status(error)
     extra = METADATA_BY_ERROR.get(type(error), ())
     context.set_trailing_metadata((*status.trailing_metadata, *extra))
-    context.abort(status.code, status.details)
+    await context.abort(status.code, status.details)
 
 
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Method = Callable[[Servicer, Request, grpc.ServicerContext], Response]
+Method = Callable[[Servicer, Request, Context], Coroutine[Any, Any, Response]]
 
 
 def maps_domain_errors(
@@ -88,14 +93,13 @@ def maps_domain_errors(
     """Turn the domain errors an RPC raises into their gRPC status; hide anything else."""
 
     @functools.wraps(method)
-    def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
+    async def wrapper(self: Servicer, request: Request, context: Context) -> Response:
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
         except DomainError as error:
-            abort_with_error(context, error)
+            await abort_with_error(context, error)
         except Exception:
             log.exception("unexpected error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        raise AssertionError("abort() returned")  # pragma: no cover
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     return wrapper

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from conversations.v4 import conversation_service_pb2 as pb
@@ -14,7 +13,7 @@ from server import conversations, domain
 from server.auth import current_caller
 from server.domain import Caller
 from server.errors import FieldViolation, InvalidConversation
-from server.grpc_errors import maps_domain_errors
+from server.grpc_errors import Context, maps_domain_errors
 
 IDEMPOTENCY_KEY = "idempotency-key"
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ConversationService"].full_name
@@ -26,8 +25,8 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
         self._caller = caller
 
     @maps_domain_errors
-    def CreateConversation(
-        self, request: pb.CreateConversationRequest, context: grpc.ServicerContext
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Context
     ) -> pb.Conversation:
         new = domain.NewConversation(
             trkref=request.trkref,
@@ -37,12 +36,12 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             locale=request.locale if request.HasField("locale") else None,
             request_id=_request_id(request, context),
         )
-        return conversation_message(conversations.create_conversation(new, self._caller()))
+        return conversation_message(await conversations.create_conversation(new, self._caller()))
 
 
-def _request_id(request: pb.CreateConversationRequest, context: grpc.ServicerContext) -> str | None:
+def _request_id(request: pb.CreateConversationRequest, context: Context) -> str | None:
     """The request_id field, or the Idempotency-Key header REST clients may send instead."""
-    headers = [v for k, v in context.invocation_metadata() if k == IDEMPOTENCY_KEY]
+    headers = [v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY]
     header = headers[0] if headers and isinstance(headers[0], str) else ""
     if request.request_id and header and header != request.request_id:
         raise InvalidConversation(

@@ -2,44 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeAlias, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
+
+from server.grpc_errors import Context
 
 access_log = logging.getLogger("conversation_service.access")
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # What an interceptor's continuation does: find the handler of a call, if any.
-HandlerLookup = Callable[[grpc.HandlerCallDetails], "Handler | None"]
+HandlerLookup = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 
 # What an observer is told of each call: method, status code, seconds taken.
 Observe = Callable[[str, grpc.StatusCode, float], None]
 
 
 def _finish_call(
-    observe: Observe, method: str, context: grpc.ServicerContext, started: float, failed: bool
+    observe: Observe, method: str, context: Context, started: float, failed: BaseException | None
 ) -> None:
-    # code() is in grpcio's servicer context but not in its type stubs.
-    code = cast(Any, context).code()
+    code = context.code()
     if code is None:
-        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        if failed is None:
+            code = grpc.StatusCode.OK
+        elif isinstance(failed, asyncio.CancelledError):  # the client went away
+            code = grpc.StatusCode.CANCELLED
+        else:
+            code = grpc.StatusCode.UNKNOWN
     observe(method, code, time.perf_counter() - started)
 
 
 def _unary_response(
     observe: Observe, method: str, behavior: Callable[..., Any]
 ) -> Callable[..., Any]:
-    def logged(request: Any, context: grpc.ServicerContext) -> Any:
-        started, failed = time.perf_counter(), True
+    async def logged(request: Any, context: Context) -> Any:
+        started, failed = time.perf_counter(), None
         try:
-            response = behavior(request, context)
-            failed = False
-            return response
+            return await behavior(request, context)
+        except BaseException as error:
+            failed = error
+            raise
         finally:
             _finish_call(observe, method, context, started, failed)
 
@@ -49,22 +58,27 @@ def _unary_response(
 def _stream_response(
     observe: Observe, method: str, behavior: Callable[..., Any]
 ) -> Callable[..., Any]:
-    def logged(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        started, failed = time.perf_counter(), True
+    if not inspect.isasyncgenfunction(behavior):
+        return _unary_response(observe, method, behavior)  # it writes with context.write()
+
+    async def logged(request: Any, context: Context) -> AsyncIterator[Any]:
+        started, failed = time.perf_counter(), None
         try:
-            yield from behavior(request, context)
-            failed = False
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as error:
+            failed = error
+            raise
         finally:
             _finish_call(observe, method, context, started, failed)
 
     return logged
 
 
-class WrappingInterceptor(grpc.ServerInterceptor):
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the handler of each method it applies to, building each wrapper once.
 
-    intercept_service runs on grpcio's one polling thread, the server's busiest,
-    for every call: it only looks the wrapper up.
+    intercept_service runs for every call: it only looks the wrapper up.
     """
 
     def __init__(self) -> None:
@@ -77,12 +91,12 @@ class WrappingInterceptor(grpc.ServerInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         raise NotImplementedError
 
-    def intercept_service(
+    async def intercept_service(
         self,
         continuation: HandlerLookup,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not self.applies_to(method):
             return handler

@@ -81,7 +81,7 @@ class _DocumentedPool:
 
 
 def enable_documented_reflection(
-    server: grpc.Server,
+    server: grpc.aio.Server,
     service_names: tuple[str, ...],
     descriptor_set: Path,
     *extra_files: FileDescriptorLike,

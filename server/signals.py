@@ -1,13 +1,18 @@
-"""Shutdown requests: SIGTERM and SIGINT set an event the main thread waits on."""
+"""Shutdown requests: SIGTERM and SIGINT set an event the service waits on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger(__name__)
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def stop_requested() -> threading.Event:
@@ -15,9 +20,22 @@ def stop_requested() -> threading.Event:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stopping.set()
+        _stop(signal.Signals(signum), stopping.set)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in SIGNALS:
+        signal.signal(signum, on_signal)
     return stopping
+
+
+def stop_requested_async() -> asyncio.Event:
+    """The same for the running event loop, in which the event is set."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, _stop, signum, stopping.set)
+    return stopping
+
+
+def _stop(signum: signal.Signals, stop: Callable[[], None]) -> None:
+    log.info("received %s, shutting down", signum.name)
+    stop()

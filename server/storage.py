@@ -5,6 +5,7 @@ The connections they run on, and the units of work around them, are server.conne
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import threading
@@ -46,14 +47,19 @@ _known_organisations: dict[str, Organisation] = {}
 database.attach_callback(lambda db: _known_organisations.clear())  # type: ignore[no-untyped-call]
 
 
-def known_organisation(trkref: str) -> Organisation | None:
-    """find_organisation in a session of its own, remembering what it found."""
+async def known_organisation(trkref: str) -> Organisation | None:
+    """find_organisation, remembering what it found; the database is read in a thread."""
     organisation = _known_organisations.get(trkref)
     if organisation is None:
-        with connections.reading():
-            organisation = find_organisation(trkref)
-        if organisation is not None:
-            _known_organisations[trkref] = organisation
+        organisation = await asyncio.to_thread(_look_up_organisation, trkref)
+    return organisation
+
+
+def _look_up_organisation(trkref: str) -> Organisation | None:
+    with connections.reading():
+        organisation = find_organisation(trkref)
+    if organisation is not None:
+        _known_organisations[trkref] = organisation
     return organisation
 
 
@@ -109,16 +115,16 @@ _writer_lock = threading.Lock()
 _conversation_writer: GroupCommit[PendingCreate, StoredCreate] | None = None
 
 
-def insert_conversation(pending: PendingCreate) -> StoredCreate:
+async def insert_conversation(pending: PendingCreate) -> StoredCreate:
     """Store a new conversation; returns once the statement holding it has committed.
 
-    Concurrent calls share one statement (group commit), which the calling
-    thread may write for the others. Call it outside a session. A create whose
+    Concurrent calls share one statement (group commit), written by the
+    writer's own thread. A create whose
     (created_by, request_id) is taken stores nothing and returns what is stored
     under it: the unique index decides, so concurrent retries cannot both insert.
     """
     try:
-        return _writer().submit(pending, _write_timeout())
+        return await _writer().submit(pending, _write_timeout())
     except (TimeoutError, Closed) as error:
         raise StorageUnavailable(f"database unavailable: {error or 'write timed out'}") from error
 

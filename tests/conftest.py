@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +10,26 @@ from pathlib import Path
 import peewee
 import pytest
 
-from server import api_keys, connections, organisations, storage
-from server.domain import ApiKey, Caller, Organisation
+from server import api_keys, connections, conversations, organisations, storage
+from server.conversations import Clock
+from server.domain import ApiKey, Caller, Conversation, NewConversation, Organisation
 from tests.databases import empty_postgres, fresh_postgres
 
 ORGANISATION = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
 # A caller whose key reaches D10 only.
 CALLER = Caller(key_id="test-key", organisations=frozenset({"D10"}))
+
+
+def create(
+    new: NewConversation, caller: Caller, clock: Clock = conversations.utc_now
+) -> Conversation:
+    """conversations.create_conversation run to completion on an event loop of this thread's own."""
+    return asyncio.run(conversations.create_conversation(new, caller, clock))
+
+
+def insert(pending: storage.PendingCreate) -> storage.StoredCreate:
+    """storage.insert_conversation run to completion on an event loop of this thread's own."""
+    return asyncio.run(storage.insert_conversation(pending))
 
 
 @pytest.fixture(scope="session")

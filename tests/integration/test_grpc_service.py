@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -26,11 +27,22 @@ SEED = pb.CreateConversationRequest(
 )
 
 
+class BlockingServicer:
+    """The servicer's coroutine methods run to completion, as grpcio-testing calls methods."""
+
+    def __init__(self, servicer: ConversationService) -> None:
+        self._servicer = servicer
+
+    def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Any
+    ) -> pb.Conversation:
+        return asyncio.run(self._servicer.CreateConversation(request, context))
+
+
 @pytest.fixture
 def grpc_server() -> Any:
-    servicers = {
-        pb.DESCRIPTOR.services_by_name["ConversationService"]: ConversationService(lambda: CALLER)
-    }
+    servicer = BlockingServicer(ConversationService(lambda: CALLER))
+    servicers = {pb.DESCRIPTOR.services_by_name["ConversationService"]: servicer}
     return grpc_testing.server_from_dictionary(servicers, grpc_testing.strict_real_time())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from server.app import RunningServer, start_server
 from server.config import Config
 from server.domain import Organisation
 from server.grpc_service import SERVICE_NAME
-from tests.integration.conftest import Metadata
+from tests.integration.conftest import Metadata, OnLoop
 
 
 @pytest.fixture
@@ -34,14 +35,14 @@ def channel(running: RunningServer) -> Iterator[grpc.Channel]:
 
 
 def test_health_is_serving_then_not_serving_on_shutdown(
-    running: RunningServer, channel: grpc.Channel
+    running: RunningServer, channel: grpc.Channel, on_loop: OnLoop
 ) -> None:
     health: Any = health_pb2_grpc.HealthStub(channel)  # its stubs lack the methods
     for service in ("", SERVICE_NAME):
         response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
 
-    running.health.enter_graceful_shutdown()
+    on_loop(running.health.enter_graceful_shutdown())
     response = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
     assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -73,6 +74,10 @@ def test_oversized_request_is_resource_exhausted(channel: grpc.Channel, auth: Me
     assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+
+
 def test_each_call_logs_one_json_line(
     channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -90,7 +95,11 @@ def test_each_call_logs_one_json_line(
     with pytest.raises(grpc.RpcError):
         stub.CreateConversation(pb.CreateConversationRequest(trkref="D10"), timeout=5)
 
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    # An aborted call's status is sent before its line is logged, on the server's loop.
+    deadline = time.monotonic() + 5
+    while len(access_lines(caplog)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = access_lines(caplog)
     method = f"/{SERVICE_NAME}/CreateConversation"
     assert [(line["method"], line["code"]) for line in lines] == [
         (method, "OK"),
@@ -100,9 +109,9 @@ def test_each_call_logs_one_json_line(
     assert all(line["duration_ms"] >= 0 for line in lines)
 
 
-def test_port_in_use_is_an_error(running: RunningServer) -> None:
+def test_port_in_use_is_an_error(running: RunningServer, on_loop: OnLoop) -> None:
     with pytest.raises(RuntimeError):
-        start_server(Config(grpc_address=f"127.0.0.1:{running.port}"))
+        on_loop(start_server(Config(grpc_address=f"127.0.0.1:{running.port}")))
 
 
 def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(

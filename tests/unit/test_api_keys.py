@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server import api_keys, connections, conversations, organisations, storage
+from server import api_keys, connections, organisations, storage
 from server.api_keys import Authenticator
 from server.domain import ApiKey, NewConversation, Organisation
 from server.errors import (
@@ -18,7 +18,7 @@ from server.errors import (
     StorageUnavailable,
     Unauthenticated,
 )
-from tests.conftest import CALLER
+from tests.conftest import CALLER, create
 
 NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 
@@ -72,14 +72,14 @@ def test_revoked_key_creates_nothing_from_the_moment_it_is_revoked(
     issued = api_keys.create_key(["D10"])
     authenticator = Authenticator()
     caller = authenticator.authenticate(issued.key_id, issued.secret)
-    conversations.create_conversation(NEW, caller)
+    create(NEW, caller)
 
     api_keys.revoke_key(issued.key_id)
 
     # A process that has seen the key still knows its secret, but the write is refused.
     caller = authenticator.authenticate(issued.key_id, issued.secret)
     with pytest.raises(Unauthenticated):
-        conversations.create_conversation(NEW, caller)
+        create(NEW, caller)
     with connections.reading():
         assert storage.count_conversations() == 1
     # A process that has not seen it refuses it outright.

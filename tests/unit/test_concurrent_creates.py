@@ -19,7 +19,7 @@ import pytest
 from server import api_keys, connections, conversations, organisations, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import StorageUnavailable
-from tests.conftest import CALLER, ORGANISATION, store_key
+from tests.conftest import CALLER, ORGANISATION, create, insert, store_key
 from tests.databases import write_lock_held
 
 SEED = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
@@ -30,7 +30,7 @@ def create_many(count: int, threads: int = 16) -> list[Conversation]:
     with ThreadPoolExecutor(threads) as pool:
         return list(
             pool.map(
-                lambda n: conversations.create_conversation(
+                lambda n: create(
                     NewConversation(
                         trkref="D10", first_name=f"Shopper {n}", question="Q?", sku="S"
                     ),
@@ -55,7 +55,7 @@ def assert_each_fifth_fails_alone(bad: storage.PendingCreate, error: type[Except
     """50 concurrent creates, each fifth of them `bad`: only those fail, with `error`."""
     good = replace(bad, new=SEED, organisation=ORGANISATION)
     with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(storage.insert_conversation, bad if n % 5 == 0 else good)
+        futures = [pool.submit(insert, bad if n % 5 == 0 else good)
                    for n in range(50)]  # fmt: skip
     failed = [f.exception() for f in futures[::5]]
     stored = [f.result().conversation for n, f in enumerate(futures) if n % 5]
@@ -85,10 +85,10 @@ def test_a_row_the_database_refuses_fails_alone(organisation: Organisation) -> N
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_failing_batch_is_unavailable_for_every_caller(organisation: Organisation) -> None:
-    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    create(SEED, CALLER)  # looks D10 up while the database is free
     # SQLite gives up on the lock after its busy timeout (2 s): the batch fails.
     with write_lock_held("sqlite"), ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(conversations.create_conversation, SEED, CALLER) for _ in range(8)]
+        futures = [pool.submit(create, SEED, CALLER) for _ in range(8)]
         errors = [f.exception() for f in futures]
 
     assert all(isinstance(error, StorageUnavailable) for error in errors)
@@ -97,9 +97,9 @@ def test_a_failing_batch_is_unavailable_for_every_caller(organisation: Organisat
 
 
 def test_closing_writes_the_creates_still_queued(database: str, organisation: Organisation) -> None:
-    conversations.create_conversation(SEED, CALLER)
+    create(SEED, CALLER)
     with write_lock_held(database) as release, ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(conversations.create_conversation, SEED, CALLER) for _ in range(16)]
+        futures = [pool.submit(create, SEED, CALLER) for _ in range(16)]
         time.sleep(0.2)  # the writer waits on the lock; the other creates queue behind it
         closing = threading.Thread(target=connections.close_database)
         closing.start()
@@ -115,7 +115,7 @@ def test_closing_writes_the_creates_still_queued(database: str, organisation: Or
 def test_one_batch_of_revoked_active_and_retried_creates(organisation: Organisation) -> None:
     store_key("revoked", "D10")
     asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    first = conversations.create_conversation(replace(SEED, request_id=REQUEST_ID), CALLER)
+    first = create(replace(SEED, request_id=REQUEST_ID), CALLER)
     api_keys.revoke_key("revoked")
 
     def pending(by: str, n: int, request_id: str | None = None) -> storage.PendingCreate:
@@ -161,15 +161,15 @@ def test_a_failed_write_leaves_nothing_that_stalls_the_process(organisation: Org
     # The failed statement's cursor, kept alive by its error's traceback, would
     # reset its statement when the garbage collector frees it: holding the GIL,
     # it waited for the connection another create was using, waiting on the lock.
-    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    create(SEED, CALLER)  # looks D10 up while the database is free
     gc.collect()
     gc.disable()
     try:
         with write_lock_held("sqlite"):
             with pytest.raises(StorageUnavailable):
-                conversations.create_conversation(SEED, CALLER)
+                create(SEED, CALLER)
             with ThreadPoolExecutor(1) as pool:
-                waiting = pool.submit(conversations.create_conversation, SEED, CALLER)
+                waiting = pool.submit(create, SEED, CALLER)
                 time.sleep(0.3)  # it waits for the lock, on the connection just returned
                 started = time.monotonic()
                 gc.collect()
@@ -191,7 +191,7 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     connections.migrate()
     organisations.add_organisation(ORGANISATION)
     store_key(CALLER.key_id, "D10")
-    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    create(SEED, CALLER)  # looks D10 up while the database is free
     probing = threading.Event()
     execute_sql = peewee.Database.execute_sql
 
@@ -206,7 +206,7 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     try:
         probe.start()
         assert probing.wait(5)
-        created = conversations.create_conversation(SEED, CALLER)
+        created = create(SEED, CALLER)
     finally:
         probe.join(5)
         monkeypatch.undo()
@@ -219,7 +219,7 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
 def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
     organisation: Organisation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conversations.create_conversation(SEED, CALLER)  # looks D10 up while the database is free
+    create(SEED, CALLER)  # looks D10 up while the database is free
     probing, fail = threading.Event(), threading.Event()
     executed: list[str] = []
     execute_sql = peewee.Database.execute_sql
@@ -242,7 +242,7 @@ def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
     try:
         assert probing.wait(5)
         with ThreadPoolExecutor(1) as pool:
-            creating = pool.submit(conversations.create_conversation, SEED, CALLER)
+            creating = pool.submit(create, SEED, CALLER)
             time.sleep(0.3)  # it waits for the connection the probe holds
             fail.set()
             error = creating.exception(5)

@@ -8,11 +8,11 @@ import unicodedata
 
 import pytest
 
-from server import connections, conversations, organisations, storage
+from server import connections, organisations, storage
 from server.domain import Caller, NewConversation, Organisation
 from server.errors import FieldViolation, InvalidConversation, OrganisationNotFound
 from server.validation import check_text
-from tests.conftest import CALLER
+from tests.conftest import CALLER, create
 
 SEED = NewConversation(
     trkref="D10",
@@ -30,7 +30,7 @@ def stored_count() -> int:
 
 
 def test_create_returns_what_is_stored(organisation: Organisation) -> None:
-    created = conversations.create_conversation(SEED, CALLER, clock=lambda: ASKED_AT)
+    created = create(SEED, CALLER, clock=lambda: ASKED_AT)
 
     assert created.id >= 1
     assert created.first_name == "A shopper"
@@ -44,20 +44,20 @@ def test_create_returns_what_is_stored(organisation: Organisation) -> None:
 
 
 def test_ids_are_fresh(organisation: Organisation) -> None:
-    first = conversations.create_conversation(SEED, CALLER)
-    second = conversations.create_conversation(SEED, CALLER)
+    first = create(SEED, CALLER)
+    second = create(SEED, CALLER)
     assert second.id > first.id
 
 
 def test_created_at_is_utc_whole_seconds(organisation: Organisation) -> None:
     eastern = datetime.timezone(datetime.timedelta(hours=-5))
     asked = datetime.datetime(2020, 1, 1, 9, 30, 15, 999999, tzinfo=eastern)
-    created = conversations.create_conversation(SEED, CALLER, clock=lambda: asked)
+    created = create(SEED, CALLER, clock=lambda: asked)
     assert created.created_at == datetime.datetime(2020, 1, 1, 14, 30, 15, tzinfo=datetime.UTC)
 
 
 def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> None:
-    created = conversations.create_conversation(
+    created = create(
         NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1"), CALLER
     )
     with connections.session():
@@ -65,7 +65,7 @@ def test_omitted_locale_stores_the_organisations(organisation: Organisation) -> 
 
 
 def test_given_locale_is_stored_and_retailer_locale_stays(organisation: Organisation) -> None:
-    created = conversations.create_conversation(
+    created = create(
         NewConversation(trkref="D10", first_name="Jo", question="Wie?", sku="S1", locale="de-DE"),
         CALLER,
     )
@@ -79,16 +79,16 @@ def test_organisation_out_of_the_callers_reach_is_not_found_like_an_unknown_one(
     organisations.add_organisation(Organisation("OTHER", "Another retailer", "fr-FR"))
     outsider = Caller(key_id="k", organisations=frozenset({"D10"}))
     with pytest.raises(OrganisationNotFound) as other:
-        conversations.create_conversation(NewConversation("OTHER", "Ann", "Q?", "S1"), outsider)
+        create(NewConversation("OTHER", "Ann", "Q?", "S1"), outsider)
     with pytest.raises(OrganisationNotFound) as unknown:
-        conversations.create_conversation(NewConversation("NOPE", "Ann", "Q?", "S1"), outsider)
+        create(NewConversation("NOPE", "Ann", "Q?", "S1"), outsider)
     assert str(other.value).replace("OTHER", "X") == str(unknown.value).replace("NOPE", "X")
     assert stored_count() == 0
 
 
 def test_unknown_trkref_is_not_found(organisation: Organisation) -> None:
     with pytest.raises(OrganisationNotFound) as raised:
-        conversations.create_conversation(
+        create(
             NewConversation("NOPE", "Ann", "Fits?", "S1"), Caller("k", frozenset({"D10", "NOPE"}))
         )
     assert "does not exist or you are not authorised" in str(raised.value)
@@ -100,7 +100,7 @@ def test_every_bad_field_is_reported_at_once(organisation: Organisation) -> None
         trkref="D10", first_name="   ", question="", sku="x" * 101, locale="not a locale"
     )
     with pytest.raises(InvalidConversation) as raised:
-        conversations.create_conversation(bad, CALLER)
+        create(bad, CALLER)
     assert [v.field for v in raised.value.violations] == ["first_name", "question", "sku", "locale"]
     assert stored_count() == 0
 
@@ -127,7 +127,7 @@ def test_invalid_field_is_rejected_and_nothing_stored(
 ) -> None:
     bad = NewConversation(**{**SEED.__dict__, field: value})
     with pytest.raises(InvalidConversation) as raised:
-        conversations.create_conversation(bad, CALLER)
+        create(bad, CALLER)
     assert [v.field for v in raised.value.violations] == [field]
     assert stored_count() == 0
 
@@ -147,9 +147,7 @@ def test_invalid_field_is_rejected_and_nothing_stored(
 def test_values_at_the_bounds_are_stored_as_sent(
     organisation: Organisation, field: str, value: str
 ) -> None:
-    created = conversations.create_conversation(
-        NewConversation(**{**SEED.__dict__, field: value}), CALLER
-    )
+    created = create(NewConversation(**{**SEED.__dict__, field: value}), CALLER)
     with connections.session():
         stored = storage.get_conversation(created.id)
     assert stored is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
 import threading
@@ -31,11 +32,16 @@ class Recorder:
         return [self.fail(item) or item * 10 for item in batch]
 
 
+def submit(writer: GroupCommit[int, int], item: int, timeout: float) -> int:
+    """Submit from this thread, on an event loop of its own."""
+    return asyncio.run(writer.submit(item, timeout))
+
+
 def held_writer(recorder: Recorder) -> GroupCommit[int, int]:
     """A writer busy with item 0 until the recorder is released."""
     recorder.release.clear()
     writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
-    threading.Thread(target=writer.submit, args=(0, 5)).start()
+    threading.Thread(target=submit, args=(writer, 0, 5)).start()
     assert recorder.entered.wait(5)
     return writer
 
@@ -44,7 +50,7 @@ def queue_behind(
     writer: GroupCommit[int, int], items: range, pool: ThreadPoolExecutor
 ) -> list[Future[int]]:
     """Submit each item from its own thread; returns once all wait in the queue."""
-    results = [pool.submit(writer.submit, item, 5) for item in items]
+    results = [pool.submit(submit, writer, item, 5) for item in items]
     while writer.queued() < len(items):
         time.sleep(0.01)
     return results
@@ -58,16 +64,17 @@ def test_callers_queued_while_the_writer_is_busy_share_one_batch() -> None:
         recorder.release.set()
         assert [r.result() for r in results] == [item * 10 for item in range(1, 9)]
     writer.close(5)
-    assert recorder.batches == [[0], list(range(1, 9))]
+    # In the order the threads queued them.
+    assert [recorder.batches[0], sorted(recorder.batches[1])] == [[0], list(range(1, 9))]
 
 
 def test_an_item_failing_fails_only_its_caller() -> None:
     recorder = Recorder(fail=lambda item: ValueError(item) if item == 2 else None)
     writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
-    assert writer.submit(1, 5) == 10
+    assert submit(writer, 1, 5) == 10
     with pytest.raises(ValueError):
-        writer.submit(2, 5)
-    assert writer.submit(3, 5) == 30
+        submit(writer, 2, 5)
+    assert submit(writer, 3, 5) == 30
     writer.close(5)
 
 
@@ -82,8 +89,8 @@ def test_write_raising_fails_the_batch_and_the_writer_goes_on() -> None:
 
     writer: GroupCommit[int, int] = GroupCommit(write, max_batch=100)
     with pytest.raises(RuntimeError, match="boom"):
-        writer.submit(1, 5)
-    assert writer.submit(2, 5) == 2
+        submit(writer, 1, 5)
+    assert submit(writer, 2, 5) == 2
     writer.close(5)
 
 
@@ -99,16 +106,16 @@ def test_close_writes_what_is_queued_then_refuses_more() -> None:
         assert [r.result() for r in results] == [10, 20, 30, 40]
     assert sorted(item for batch in recorder.batches for item in batch) == [0, 1, 2, 3, 4]
     with pytest.raises(Closed):
-        writer.submit(5, 5)
+        submit(writer, 5, 5)
 
 
 def test_a_caller_that_timed_out_before_its_batch_is_not_written() -> None:
     recorder = Recorder()
     writer = held_writer(recorder)
     with pytest.raises(TimeoutError):
-        writer.submit(1, 0.05)
+        submit(writer, 1, 0.05)
     recorder.release.set()
-    assert writer.submit(2, 5) == 20
+    assert submit(writer, 2, 5) == 20
     writer.close(5)
     assert recorder.batches == [[0], [2]]
 
@@ -121,7 +128,7 @@ def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
     recorder = Recorder(fail=lambda item: Unavailable() if item == 0 else None)
     recorder.release.clear()
     writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100, fail_queued_on=Unavailable)
-    first = ThreadPoolExecutor(1).submit(writer.submit, 0, 5)
+    first = ThreadPoolExecutor(1).submit(submit, writer, 0, 5)
     assert recorder.entered.wait(5)
     with ThreadPoolExecutor(8) as pool:
         queued = queue_behind(writer, range(1, 5), pool)
@@ -129,7 +136,7 @@ def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
         assert isinstance(first.exception(5), Unavailable)
         assert all(isinstance(r.exception(5), Unavailable) for r in queued)
     # Items that arrive afterwards get a fresh attempt.
-    assert writer.submit(7, 5) == 70
+    assert submit(writer, 7, 5) == 70
     writer.close(5)
     assert recorder.batches == [[0], [7]]
 
@@ -145,22 +152,22 @@ def test_a_caller_whose_batch_outlasts_its_timeout_gets_timeout_and_the_item_is_
 
     writer: GroupCommit[int, int] = GroupCommit(write, max_batch=100)
     with ThreadPoolExecutor(3) as pool:
-        first = pool.submit(writer.submit, 0, 5)
+        first = pool.submit(submit, writer, 0, 5)
         while not batches:
             time.sleep(0.01)
-        leader = pool.submit(writer.submit, 1, 5)
+        second = pool.submit(submit, writer, 1, 5)
         while writer.queued() < 1:
             time.sleep(0.01)
-        follower = pool.submit(writer.submit, 2, 0.3)
+        third = pool.submit(submit, writer, 2, 0.3)
         while writer.queued() < 2:
             time.sleep(0.01)
-        gates[0].set()  # [0] is written; 1 leads [1, 2], held
+        gates[0].set()  # [0] is written; [1, 2] is taken, held
         started = time.monotonic()
         with pytest.raises(TimeoutError):
-            follower.result(5)
+            third.result(5)
         assert time.monotonic() - started < 1
         gates[1].set()
-        assert (first.result(5), leader.result(5)) == (0, 1)
+        assert (first.result(5), second.result(5)) == (0, 1)
     writer.close(5)
     assert batches == [[0], [1, 2]]
 
@@ -180,7 +187,7 @@ def test_many_callers_with_timeouts_and_failures_each_get_their_own_outcome() ->
 
     def call(item: int) -> str:
         try:
-            assert writer.submit(item, rng.choice([0.002, 0.02, 5])) == item * 10
+            assert submit(writer, item, rng.choice([0.002, 0.02, 5])) == item * 10
             return "ok"
         except (Unavailable, TimeoutError, ValueError) as error:
             assert not isinstance(error, ValueError) or item % 7 == 0
@@ -198,3 +205,40 @@ def test_many_callers_with_timeouts_and_failures_each_get_their_own_outcome() ->
     }
     assert outcomes["ok"] + outcomes["ValueError"] <= len(written) == len(set(written))
     assert writer.queued() == 0
+
+
+def test_callers_on_one_event_loop_share_a_batch_and_each_gets_its_outcome() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+
+    async def callers() -> list[int]:
+        tasks = [asyncio.create_task(writer.submit(item, 5)) for item in range(1, 9)]
+        while writer.queued() < 8:
+            await asyncio.sleep(0.01)
+        recorder.release.set()
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(callers()) == [item * 10 for item in range(1, 9)]
+    writer.close(5)
+    assert recorder.batches == [[0], list(range(1, 9))]
+
+
+def test_a_cancelled_caller_leaves_the_queue_and_its_item_is_not_written() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+
+    async def cancel_one() -> int:
+        cancelled = asyncio.create_task(writer.submit(1, 5))
+        kept = asyncio.create_task(writer.submit(2, 5))
+        while writer.queued() < 2:
+            await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert writer.queued() == 1
+        recorder.release.set()
+        return await kept
+
+    assert asyncio.run(cancel_one()) == 20
+    writer.close(5)
+    assert recorder.batches == [[0], [2]]

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server import connections, conversations, storage
+from server import connections, storage
 from server.domain import Conversation, NewConversation, Organisation
 from server.errors import InvalidConversation, RequestIdReused
-from tests.conftest import CALLER, store_key
+from tests.conftest import CALLER, create, store_key
 from tests.databases import write_lock_held
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
@@ -29,37 +29,37 @@ def stored_count() -> int:
 def test_retry_returns_the_first_conversation_and_creates_nothing(
     organisation: Organisation,
 ) -> None:
-    first = conversations.create_conversation(NEW, CALLER)
-    retry = conversations.create_conversation(NEW, CALLER)
+    first = create(NEW, CALLER)
+    retry = create(NEW, CALLER)
     assert retry == first
     assert stored_count() == 1
 
 
 def test_request_id_is_compared_as_a_uuid(organisation: Organisation) -> None:
-    first = conversations.create_conversation(NEW, CALLER)
+    first = create(NEW, CALLER)
     shouting = NewConversation(**{**NEW.__dict__, "request_id": REQUEST_ID.upper()})
-    assert conversations.create_conversation(shouting, CALLER) == first
+    assert create(shouting, CALLER) == first
 
 
 def test_same_request_id_with_another_body_is_already_exists(organisation: Organisation) -> None:
-    conversations.create_conversation(NEW, CALLER)
+    create(NEW, CALLER)
     other = NewConversation(**{**NEW.__dict__, "question": "Does it fit a child?"})
     with pytest.raises(RequestIdReused):
-        conversations.create_conversation(other, CALLER)
+        create(other, CALLER)
     assert stored_count() == 1
 
 
 def test_request_ids_belong_to_their_key(organisation: Organisation) -> None:
     other_key = store_key("other-key", "D10")
-    mine = conversations.create_conversation(NEW, CALLER)
-    theirs = conversations.create_conversation(NEW, other_key)
+    mine = create(NEW, CALLER)
+    theirs = create(NEW, other_key)
     assert theirs.id != mine.id
     assert stored_count() == 2
 
 
 def test_creates_without_request_id_are_all_stored(organisation: Organisation) -> None:
     plain = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
-    ids = {conversations.create_conversation(plain, CALLER).id for _ in range(3)}
+    ids = {create(plain, CALLER).id for _ in range(3)}
     assert len(ids) == 3
 
 
@@ -68,9 +68,7 @@ def test_creates_without_request_id_are_all_stored(organisation: Organisation) -
 )
 def test_request_id_must_be_a_uuid(organisation: Organisation, request_id: str) -> None:
     with pytest.raises(InvalidConversation) as raised:
-        conversations.create_conversation(
-            NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER
-        )
+        create(NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER)
     assert [v.field for v in raised.value.violations] == ["request_id"]
 
 
@@ -78,31 +76,29 @@ def test_concurrent_retries_store_one_conversation(organisation: Organisation) -
     request_ids = [str(uuid.uuid4()) for _ in range(5)]
     barrier = threading.Barrier(8, timeout=30)
 
-    def create(request_id: str) -> Conversation:
+    def retry(request_id: str) -> Conversation:
         barrier.wait()
-        return conversations.create_conversation(
-            NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER
-        )
+        return create(NewConversation(**{**NEW.__dict__, "request_id": request_id}), CALLER)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         for request_id in request_ids:
             barrier.reset()
-            results = list(pool.map(create, [request_id] * 8, timeout=60))
+            results = list(pool.map(retry, [request_id] * 8, timeout=60))
             assert len({r.id for r in results}) == 1
     assert stored_count() == len(request_ids)
 
 
 def test_twins_written_in_one_batch_store_once(database: str, organisation: Organisation) -> None:
-    conversations.create_conversation(NEW, CALLER)  # D10 is known from now on
+    create(NEW, CALLER)  # D10 is known from now on
     twin = NewConversation(**{**NEW.__dict__, "request_id": str(uuid.uuid4())})
     plain = NewConversation(trkref="D10", first_name="Bo", question="Q?", sku="S2")
     with write_lock_held(database) as release, ThreadPoolExecutor(8) as pool:
         # The writer takes the first plain create and waits on the lock with it;
         # the rest queue behind it and are written together: the twins in one batch.
-        futures = [pool.submit(conversations.create_conversation, plain, CALLER)]
+        futures = [pool.submit(create, plain, CALLER)]
         time.sleep(0.2)
-        futures += [pool.submit(conversations.create_conversation, plain, CALLER)]
-        futures += [pool.submit(conversations.create_conversation, twin, CALLER) for _ in range(4)]
+        futures += [pool.submit(create, plain, CALLER)]
+        futures += [pool.submit(create, twin, CALLER) for _ in range(4)]
         time.sleep(0.2)
         release()
         plains = [f.result(10) for f in futures[:2]]
