@@ -245,7 +245,7 @@ async def _serve(config: Config) -> int:
         await drain(running, proxy, config.grace_period, config.drain_delay)
     if proxy is not None:
         await asyncio.to_thread(proxy.stop)
-        envoy_watch.cancel()
+        await envoy_watch  # done: Envoy has exited
     # Calls cut off by the grace period may have queued creates: write them.
     await asyncio.to_thread(connections.close_database)
     if metrics_server is not None:
