@@ -32,8 +32,10 @@ def _finish_call(
     if code is None:
         if failed is None:
             code = grpc.StatusCode.OK
-        elif isinstance(failed, asyncio.CancelledError):  # the client went away
-            code = grpc.StatusCode.CANCELLED
+        elif isinstance(failed, asyncio.CancelledError):  # its deadline passed, or the client left
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
         else:
             code = grpc.StatusCode.UNKNOWN
     observe(method, code, time.perf_counter() - started)

@@ -16,10 +16,12 @@ from grpc_status import rpc_status
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server import connections, storage
 from server.app import RunningServer, start_server
 from server.config import Config
 from server.domain import Organisation
 from server.grpc_service import SERVICE_NAME
+from tests.databases import write_lock_held
 from tests.integration.conftest import Metadata, OnLoop
 
 
@@ -128,3 +130,47 @@ def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(
 
     assert retry == first
     assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_health_answers_while_a_create_waits_on_the_database(
+    database: str, channel: grpc.Channel, auth: Metadata
+) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    health: Any = health_pb2_grpc.HealthStub(channel)
+    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
+    stub.CreateConversation(request, timeout=5, metadata=auth)  # the key and D10 are known
+
+    with write_lock_held(database) as release:
+        waiting = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+        time.sleep(0.2)
+        # Nothing on the event loop waits for the database: health answers at once.
+        started = time.monotonic()
+        response = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        assert time.monotonic() - started < 0.5
+        assert not waiting.done()
+        release()
+        assert waiting.result(timeout=10).id > 0
+
+
+def test_a_create_whose_caller_gave_up_before_its_batch_was_taken_is_not_stored(
+    database: str, channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
+    stub.CreateConversation(request, timeout=5, metadata=auth)
+    caplog.set_level(logging.INFO, logger="conversation_service.access")
+
+    with write_lock_held(database) as release:
+        written = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+        time.sleep(0.2)  # its batch is being written, held by the lock
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.CreateConversation(request, timeout=0.3, metadata=auth)
+        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.2)  # the server has let go of the call
+        release()
+        assert written.result(timeout=10).id > 0
+
+    with connections.session():
+        assert storage.count_conversations() == 2
+    assert "DEADLINE_EXCEEDED" in [line["code"] for line in access_lines(caplog)]
