@@ -49,6 +49,19 @@ def test_health_is_serving_then_not_serving_on_shutdown(
     assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def test_health_watch_streams_each_change_of_status(
+    running: RunningServer, channel: grpc.Channel, on_loop: OnLoop
+) -> None:
+    health: Any = health_pb2_grpc.HealthStub(channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
+    statuses = health_pb2.HealthCheckResponse
+    assert next(watch).status == statuses.SERVING
+
+    on_loop(running.health.enter_graceful_shutdown())
+    assert next(watch).status == statuses.NOT_SERVING
+    watch.cancel()
+
+
 def test_invalid_request_carries_bad_request_details(channel: grpc.Channel, auth: Metadata) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question=" ", sku="")
