@@ -76,6 +76,7 @@ async def start_server(config: Config) -> RunningServer:
             # Without this a second server on the same port starts silently.
             ("grpc.so_reuseport", 0),
         ],
+        maximum_concurrent_rpcs=config.max_concurrent_calls or None,
     )
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
     health_servicer = health.aio.HealthServicer()

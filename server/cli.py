@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     _option(serve_parser, "workers", Config.workers, "threads reading the database for calls")
     _option(
         serve_parser,
+        "max-concurrent-calls",
+        Config.max_concurrent_calls,
+        "calls served at once; more are refused with RESOURCE_EXHAUSTED (0: no limit)",
+    )
+    _option(
+        serve_parser,
         "grace-period",
         Config.grace_period,
         "seconds in-flight calls get to finish on shutdown",

@@ -22,6 +22,10 @@ class Config:
     # before (calls themselves are served on one event loop; creates are written
     # by the group commit's own thread).
     workers: int = 32
+    # Calls served at once; more are refused at once with RESOURCE_EXHAUSTED
+    # rather than queue without bound (0: no limit). Envoy's default circuit
+    # breaker allows 1,024 requests at once to the service, a like bound.
+    max_concurrent_calls: int = 1000
     # Largest request message in bytes; larger requests are refused with
     # RESOURCE_EXHAUSTED before they are parsed.
     max_request_bytes: int = 64 * 1024

@@ -187,3 +187,25 @@ def test_a_create_whose_caller_gave_up_before_its_batch_was_taken_is_not_stored(
     with connections.session():
         assert storage.count_conversations() == 2
     assert "DEADLINE_EXCEEDED" in [line["code"] for line in access_lines(caplog)]
+
+
+def test_calls_over_the_concurrency_limit_are_refused_at_once(
+    database: str, start: Callable[..., RunningServer], auth: Metadata
+) -> None:
+    limited = start(max_concurrent_calls=1)
+    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
+    with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        stub.CreateConversation(request, timeout=5, metadata=auth)  # the key and D10 are known
+        with write_lock_held(database) as release:
+            waiting = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+            time.sleep(0.2)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.CreateConversation(request, timeout=5, metadata=auth)
+            assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert time.monotonic() - started < 0.5
+            release()
+            assert waiting.result(timeout=10).id > 0
+        # Once the call in flight is done, calls are served again.
+        assert stub.CreateConversation(request, timeout=5, metadata=auth).id > 0
