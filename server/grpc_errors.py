@@ -70,9 +70,7 @@ def to_status(error: DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def abort_with_error(
-    context: grpc.aio.ServicerContext[Any, Any], error: DomainError
-) -> NoReturn:
+async def abort_with_error(context: Context, error: DomainError) -> NoReturn:
     """End the call with the error's status; what abort_with_status() does, spelled out,
     because grpcio-testing lacks it (and drops the trailing metadata there)."""
     status = to_status(error)
