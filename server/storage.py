@@ -119,9 +119,9 @@ async def insert_conversation(pending: PendingCreate) -> StoredCreate:
     """Store a new conversation; returns once the statement holding it has committed.
 
     Concurrent calls share one statement (group commit), written by the
-    writer's own thread. A create whose
-    (created_by, request_id) is taken stores nothing and returns what is stored
-    under it: the unique index decides, so concurrent retries cannot both insert.
+    writer's own thread. A create whose (created_by, request_id) is taken
+    stores nothing and returns what is stored under it: the unique index
+    decides, so concurrent retries cannot both insert.
     """
     try:
         return await _writer().submit(pending, _write_timeout())
