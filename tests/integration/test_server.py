@@ -24,6 +24,9 @@ from server.grpc_service import SERVICE_NAME
 from tests.databases import write_lock_held
 from tests.integration.conftest import Metadata, OnLoop
 
+# A valid create; the stubs do not change the messages they send.
+ASK = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
+
 
 @pytest.fixture
 def running(organisation: Organisation, start: Callable[..., RunningServer]) -> RunningServer:
@@ -99,7 +102,7 @@ def test_each_call_logs_one_json_line(
     stub = pb_grpc.ConversationServiceStub(channel)
     caplog.set_level(logging.INFO, logger="conversation_service.access")
     stub.CreateConversation(
-        pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S"),
+        ASK,
         timeout=5,
         metadata=auth,
     )
@@ -150,11 +153,10 @@ def test_health_answers_while_a_create_waits_on_the_database(
 ) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     health: Any = health_pb2_grpc.HealthStub(channel)
-    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
-    stub.CreateConversation(request, timeout=5, metadata=auth)  # the key and D10 are known
+    stub.CreateConversation(ASK, timeout=5, metadata=auth)  # the key and D10 are known
 
     with write_lock_held(database) as release:
-        waiting = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+        waiting = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
         time.sleep(0.2)
         # Nothing on the event loop waits for the database: health answers at once.
         started = time.monotonic()
@@ -170,15 +172,14 @@ def test_a_create_whose_caller_gave_up_before_its_batch_was_taken_is_not_stored(
     database: str, channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
-    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
-    stub.CreateConversation(request, timeout=5, metadata=auth)
+    stub.CreateConversation(ASK, timeout=5, metadata=auth)
     caplog.set_level(logging.INFO, logger="conversation_service.access")
 
     with write_lock_held(database) as release:
-        written = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+        written = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
         time.sleep(0.2)  # its batch is being written, held by the lock
         with pytest.raises(grpc.RpcError) as raised:
-            stub.CreateConversation(request, timeout=0.3, metadata=auth)
+            stub.CreateConversation(ASK, timeout=0.3, metadata=auth)
         assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.2)  # the server has let go of the call
         release()
@@ -193,19 +194,18 @@ def test_calls_over_the_concurrency_limit_are_refused_at_once(
     database: str, start: Callable[..., RunningServer], auth: Metadata
 ) -> None:
     limited = start(max_concurrent_calls=1)
-    request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
     with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
         stub = pb_grpc.ConversationServiceStub(channel)
-        stub.CreateConversation(request, timeout=5, metadata=auth)  # the key and D10 are known
+        stub.CreateConversation(ASK, timeout=5, metadata=auth)  # the key and D10 are known
         with write_lock_held(database) as release:
-            waiting = stub.CreateConversation.future(request, timeout=10, metadata=auth)
+            waiting = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
             time.sleep(0.2)
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as raised:
-                stub.CreateConversation(request, timeout=5, metadata=auth)
+                stub.CreateConversation(ASK, timeout=5, metadata=auth)
             assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             assert time.monotonic() - started < 0.5
             release()
             assert waiting.result(timeout=10).id > 0
         # Once the call in flight is done, calls are served again.
-        assert stub.CreateConversation(request, timeout=5, metadata=auth).id > 0
+        assert stub.CreateConversation(ASK, timeout=5, metadata=auth).id > 0
