@@ -6,7 +6,8 @@ it, hands each caller its outcome on the caller's event loop, and takes the
 next batch: while one batch is written, the next one gathers. A lone caller is
 written at once; a busy server writes larger batches. Callers await their
 outcome, so an event loop never waits on the database, and a batch costs one
-hand-over between threads however many callers it holds.
+hand-over between threads however many callers it holds. One timer per event
+loop bounds how long its callers wait, rather than one timer per caller.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,52 @@ class _Entry(Generic[Item, Outcome]):
         self.loop = loop
         self.future: asyncio.Future[Outcome] = loop.create_future()
         self.taken = False  # in a batch being written
+
+
+class _Deadlines:
+    """The callers on one event loop that still wait, by deadline; one timer fails those past it.
+
+    asyncio.timeout would cost each caller a Timeout and a timer, pushed on and
+    cancelled from the loop's heap of timers, whose handles compare in Python:
+    4 to 5 % of a create's CPU on the loop, measured under load. Holds nothing
+    of its loop while no caller waits, so a loop that is gone is forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[float, int, _Entry[Any, Any]]] = []  # a heap
+        self._order = itertools.count()  # equal deadlines: first come, first out
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, entry: _Entry[Any, Any], timeout: float) -> None:
+        deadline = entry.loop.time() + timeout
+        heapq.heappush(self._waiting, (deadline, next(self._order), entry))
+        if self._timer is None or deadline < self._timer.when():
+            self._arm(entry.loop)
+
+    def forget_answered(self) -> None:
+        """Drop the callers answered (in deadline order, as they mostly are)."""
+        waiting = self._waiting
+        while waiting and waiting[0][2].future.done():
+            heapq.heappop(waiting)
+        if not waiting and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(self._waiting[0][0], self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        waiting, now = self._waiting, loop.time()
+        while waiting and waiting[0][0] <= now:
+            future = heapq.heappop(waiting)[2].future
+            if not future.done():
+                future.set_exception(TimeoutError("the write did not finish in time"))
+        self.forget_answered()
+        if waiting:
+            self._arm(loop)
 
 
 Finished = list[tuple[_Entry[Item, Outcome], Outcome | Exception]]
@@ -70,6 +120,9 @@ class GroupCommit(Generic[Item, Outcome]):
         self._writing = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def queued(self) -> int:
         """Items waiting for a batch, not counting one being written."""
@@ -82,7 +135,8 @@ class GroupCommit(Generic[Item, Outcome]):
         On TimeoutError or cancellation an item not yet taken into a batch is
         dropped; one already taken may still be written.
         """
-        entry: _Entry[Item, Outcome] = _Entry(item, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        entry: _Entry[Item, Outcome] = _Entry(item, loop)
         with self._lock:
             if self._closed:
                 raise Closed("the writer is closed")
@@ -91,16 +145,19 @@ class GroupCommit(Generic[Item, Outcome]):
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._thread.start()
             self._ready.notify()
+            deadlines = self._deadlines.get(loop)
+            if deadlines is None:
+                deadlines = self._deadlines[loop] = _Deadlines()
+        deadlines.add(entry, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                return await entry.future
-        except BaseException as error:
+            return await entry.future
+        except BaseException:
             with self._lock:
                 if not entry.taken:
                     self._queue.remove(entry)
-            if isinstance(error, TimeoutError):
-                raise TimeoutError("the write did not finish in time") from None
             raise
+        finally:
+            deadlines.forget_answered()
 
     def close(self, timeout: float) -> None:
         """Refuse new items; wait up to `timeout` for those queued to be written."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -242,3 +244,37 @@ def test_a_cancelled_caller_leaves_the_queue_and_its_item_is_not_written() -> No
     assert asyncio.run(cancel_one()) == 20
     writer.close(5)
     assert recorder.batches == [[0], [2]]
+
+
+def test_on_one_event_loop_a_shorter_timeout_queued_later_still_expires_first() -> None:
+    recorder = Recorder()
+    writer = held_writer(recorder)
+
+    async def callers() -> tuple[float, int]:
+        patient = asyncio.create_task(writer.submit(1, 5))
+        hasty = asyncio.create_task(writer.submit(2, 0.05))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await hasty
+        waited = time.monotonic() - started
+        assert not patient.done()
+        recorder.release.set()
+        return waited, await patient
+
+    waited, patient = asyncio.run(callers())
+    assert waited < 1 and patient == 10
+    writer.close(5)
+    assert recorder.batches == [[0], [1]]
+
+
+def test_an_event_loop_that_is_gone_is_not_kept() -> None:
+    writer: GroupCommit[int, int] = GroupCommit(Recorder(), max_batch=100)
+    loop = asyncio.new_event_loop()
+    assert loop.run_until_complete(writer.submit(1, 5)) == 10
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    assert submit(writer, 2, 5) == 20  # the writer thread lets go of the first batch
+    gc.collect()
+    assert gone() is None
+    writer.close(5)
