@@ -194,6 +194,10 @@ class Authenticator:
         self._take(key_id)  # over the limit is refused before the database is asked
         return remembered[1]
 
+    def admit(self, caller: Caller) -> None:
+        """Count a call of a caller authenticated before; RateLimited over its key's limit."""
+        self._take(caller.key_id)
+
     def _may_try(self, key_id: str) -> bool:
         """False while this key has had too many wrong secrets lately."""
         failures = self._failures.get(key_id)

@@ -32,12 +32,17 @@ def current_caller() -> Caller:
         raise Unauthenticated() from None
 
 
-def parse_basic(metadata: Iterable[tuple[str, str | bytes]]) -> tuple[str, str]:
-    """(key id, secret) from the `authorization` metadata; Unauthenticated when absent or bad."""
+def authorization(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    """The one `authorization` metadata value; Unauthenticated when absent or repeated."""
     values = [v for k, v in metadata if k == "authorization" and isinstance(v, str)]
     if len(values) != 1:
         raise Unauthenticated()
-    scheme, _, encoded = values[0].strip().partition(" ")
+    return values[0]
+
+
+def parse_basic(header: str) -> tuple[str, str]:
+    """(key id, secret) from an `authorization` value; Unauthenticated unless HTTP Basic."""
+    scheme, _, encoded = header.strip().partition(" ")
     if scheme.lower() != "basic":
         raise Unauthenticated()
     try:
@@ -53,10 +58,16 @@ def parse_basic(metadata: Iterable[tuple[str, str | bytes]]) -> tuple[str, str]:
 class AuthInterceptor(WrappingInterceptor):
     """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
 
+    # Headers remembered at most; all are forgotten when there would be more.
+    MAX_REMEMBERED = 10_000
+
     def __init__(self, authenticator: Authenticator, prefix: str) -> None:
         super().__init__()
         self._authenticator = authenticator
         self._prefix = prefix
+        # The callers of `authorization` values verified before: the same value is the
+        # same credentials, so a client's later calls skip decoding and hashing them.
+        self._callers: dict[str, Caller] = {}
 
     def applies_to(self, method: str) -> bool:
         return method.startswith(self._prefix)
@@ -68,11 +79,7 @@ class AuthInterceptor(WrappingInterceptor):
 
         async def authenticated(request: Any, context: Context) -> Any:
             try:
-                credentials = parse_basic(context.invocation_metadata() or ())
-                # A key seen before is checked in memory; a new one is read in a thread.
-                caller = self._authenticator.remembered(*credentials)
-                if caller is None:
-                    caller = await asyncio.to_thread(self._authenticator.authenticate, *credentials)
+                caller = await self._caller(authorization(context.invocation_metadata() or ()))
             except DomainError as error:
                 await abort_with_error(context, error)
             token = _current_caller.set(caller)
@@ -86,3 +93,19 @@ class AuthInterceptor(WrappingInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    async def _caller(self, header: str) -> Caller:
+        """Who presents this `authorization` value, within the key's rate limit."""
+        caller = self._callers.get(header)
+        if caller is not None:
+            self._authenticator.admit(caller)
+            return caller
+        credentials = parse_basic(header)
+        # A key seen before is checked in memory; a new one is read in a thread.
+        caller = self._authenticator.remembered(*credentials)
+        if caller is None:
+            caller = await asyncio.to_thread(self._authenticator.authenticate, *credentials)
+        if len(self._callers) >= self.MAX_REMEMBERED:
+            self._callers.clear()
+        self._callers[header] = caller
+        return caller

@@ -18,6 +18,7 @@ from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import api_keys, organisations
 from server.api_keys import IssuedKey
 from server.app import RunningServer
+from server.auth import AuthInterceptor
 from server.domain import Organisation
 from tests.integration.conftest import Metadata, basic
 
@@ -84,6 +85,26 @@ def test_wrong_secret_and_unknown_key_read_the_same(
             "missing or invalid credentials: use HTTP Basic with an API key",
         )
     )
+
+
+def test_a_key_used_before_still_refuses_a_wrong_secret(
+    server: RunningServer, issued_key: IssuedKey, auth: Metadata
+) -> None:
+    assert create(server.port, auth)[0] is grpc.StatusCode.OK
+    wrong_secret = basic(issued_key.key_id, "not-the-secret")
+    assert create(server.port, wrong_secret)[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert create(server.port, auth)[0] is grpc.StatusCode.OK
+
+
+def test_each_spelling_of_the_credentials_is_read_past_the_remembered_limit(
+    start: Start, auth: Metadata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AuthInterceptor, "MAX_REMEMBERED", 1)
+    server = start()
+    token = auth[0][1].split(" ", 1)[1]
+    spellings = [f"Basic {token}", f"basic {token}", f"BASIC {token}"] * 2
+    codes = [create(server.port, (("authorization", value),))[0] for value in spellings]
+    assert codes == [grpc.StatusCode.OK] * 6
 
 
 def test_revoked_key_is_refused_at_once(
