@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench generate check-contract lint typecheck pytest
+.PHONY: run test bench generate check-contract lint typecheck pytest postgres-server
 
 # The bench extra too: mypy checks bench/ with the rest.
 $(BIN)/.installed: pyproject.toml
@@ -21,7 +21,7 @@ test: $(BIN)/.installed
 	$(MAKE) check-contract lint typecheck pytest
 
 # Not part of `make test`: speed is measured here, never in a test. Needs h2load
-# (Debian nghttp2-client), wrk and PostgreSQL on 127.0.0.1:5432; takes about 3 minutes.
+# (Debian nghttp2-client) and wrk, installed here, and PostgreSQL on 127.0.0.1:5432.
 bench: $(BIN)/.installed
 	command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
@@ -40,5 +40,12 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy server tests scripts bench
 
-pytest: $(BIN)/.installed
-	$(BIN)/pytest
+# The tests use the PostgreSQL on 127.0.0.1:5432, or, when nothing answers there, a
+# private cluster that tests/postgres_cluster.py starts for the run and removes after.
+pytest: $(BIN)/.installed postgres-server
+	$(BIN)/python -m tests.postgres_cluster -- $(BIN)/pytest
+
+# The server binaries (initdb, pg_ctl): the private cluster and the fault tests run them.
+postgres-server:
+	@(ls /usr/lib/postgresql/*/bin/initdb || command -v initdb) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq postgresql)

@@ -15,8 +15,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from server import connections, storage
-from server.models import ConversationRow, OrganisationRow
+from server.storage.models import ConversationRow, OrganisationRow, database
+from server.storage.store import Store
 
 
 class CreateConversationBody(BaseModel):
@@ -45,7 +45,7 @@ def create_conversation(trkref: str, body: CreateConversationBody) -> Conversati
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
     # IMMEDIATE: a deferred transaction that reads, then writes, fails at once with
     # "database is locked" when another write commits in between.
-    with storage.database.connection_context(), storage.database.atomic("IMMEDIATE"):
+    with database.connection_context(), database.atomic("IMMEDIATE"):
         organisation = OrganisationRow.get_or_none(OrganisationRow.trkref == trkref)
         if organisation is None:
             raise HTTPException(status_code=404, detail="organisation not found")
@@ -72,8 +72,11 @@ def create_conversation(trkref: str, body: CreateConversationBody) -> Conversati
 
 def main() -> None:
     database_url, host, port = sys.argv[1:4]
-    connections.open_database(database_url)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+    store = Store.open(database_url)  # binds the models to its database
+    try:
+        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

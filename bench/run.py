@@ -31,23 +31,16 @@ from grpc_health.v1 import health_pb2
 from bench import load
 from bench.load import Result
 from conversations.v4 import conversation_service_pb2 as pb
-from server import connections, logs, organisations, storage
-from server.domain import Organisation
+from server import logs
 from tests.databases import fresh_postgres
-from tests.e2e.service import (
-    DEMO_CREDENTIALS,
-    ServiceProcess,
-    basic_authorization,
-    create_key,
-    free_port,
-)
+from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, free_port
+from tests.support import basic_authorization, organisation_with_key, stored_count
 
 STREAMS = 16
 WARM_UP_SECONDS = 3
 MEASURE_SECONDS = 10
 # gRPC rows measured on one server take turns, in this many runs each.
-ROUNDS = 3
-DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+RUNS_EACH = 3
 # A method's path and a request message for it.
 Call = tuple[str, Message]
 CREATE = (
@@ -73,15 +66,6 @@ class Row:
         return self.result is None or self.stored is None or self.stored == self.result.succeeded
 
 
-def stored_rows(database_url: str) -> int:
-    connections.open_database(database_url)
-    try:
-        with connections.session():
-            return storage.count_conversations()
-    finally:
-        connections.close_database()
-
-
 def grpc_codes(service: ServiceProcess, method: str) -> collections.Counter[str]:
     """Status codes of `method` in the server's access log so far."""
     codes: collections.Counter[str] = collections.Counter()
@@ -98,7 +82,7 @@ def measure_grpc(
     server: ServiceProcess, rows: Sequence[tuple[str, Call, str]], authorization: str
 ) -> list[Row]:
     """Warm up each (name, call, database URL or ""), then counted h2load runs of them taking
-    turns, ROUNDS each: a machine whose speed drifts skews their ratios less.
+    turns, RUNS_EACH each: a machine whose speed drifts skews their ratios less.
 
     Successes are the calls the server answered OK.
     """
@@ -108,20 +92,20 @@ def measure_grpc(
         runs.append(functools.partial(
             load.h2load, url, message, streams=STREAMS, authorization=authorization
         ))  # fmt: skip
-    counts = [max(1000, int(run(seconds=WARM_UP_SECONDS).per_second * MEASURE_SECONDS)) // ROUNDS
+    counts = [max(1000, int(run(seconds=WARM_UP_SECONDS).per_second * MEASURE_SECONDS)) // RUNS_EACH
               for run in runs]  # fmt: skip
     results: list[list[Result]] = [[] for _ in rows]
     stored = [0] * len(rows)
-    for _ in range(ROUNDS):
+    for _ in range(RUNS_EACH):
         for i, ((_, (method, _), database_url), run) in enumerate(zip(rows, runs, strict=True)):
             time.sleep(0.5)
-            rows_before = stored_rows(database_url) if database_url else 0
+            rows_before = stored_count(database_url) if database_url else 0
             codes_before = grpc_codes(server, method)
             result = run(count=counts[i])
             time.sleep(2 * logs.FLUSH_INTERVAL)  # the access log's last lines are written
             ok = (grpc_codes(server, method) - codes_before)["OK"]
             results[i].append(replace(result, succeeded=min(result.succeeded, ok)))
-            stored[i] += stored_rows(database_url) - rows_before if database_url else 0
+            stored[i] += stored_count(database_url) - rows_before if database_url else 0
     return [
         Row(name, load.merge(measured), stored[i] if database_url else None)
         for i, ((name, _, database_url), measured) in enumerate(zip(rows, results, strict=True))
@@ -136,9 +120,9 @@ def measure_rest(name: str, address: str, authorization: str, database_url: str)
     )
     warm = run(seconds=WARM_UP_SECONDS)
     time.sleep(0.5)
-    rows_before = stored_rows(database_url)
+    rows_before = stored_count(database_url)
     result = run(count=max(1000, int(warm.per_second * MEASURE_SECONDS)))
-    return Row(name, result, stored_rows(database_url) - rows_before)
+    return Row(name, result, stored_count(database_url) - rows_before)
 
 
 def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceProcess:
@@ -146,14 +130,11 @@ def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceP
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database with the schema and the demo organisation; dropped after."""
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database with the schema and the demo organisation D10, and an
+    authorization for D10; dropped after."""
     with fresh_postgres("conversations_bench") as url:
-        connections.open_database(url)
-        connections.migrate()
-        organisations.add_organisation(DEMO)
-        connections.close_database()
-        yield url
+        yield url, basic_authorization(*organisation_with_key(url))
 
 
 @contextlib.contextmanager
@@ -186,15 +167,14 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30
 def run_all(workdir: Path) -> list[Row]:
     sqlite_url = f"sqlite:///{workdir}/conversations.db"
     # A fresh embedded database gets the demo organisation and its demo key.
-    demo = basic_authorization(DEMO_CREDENTIALS)
+    demo = basic_authorization(*DEMO_CREDENTIALS)
     with service(workdir, sqlite_url) as server:
         rows = measure_grpc(
             server,
             [("1 gRPC Health/Check", HEALTH, ""), ("2 gRPC Create, SQLite", CREATE, sqlite_url)],
             demo,
         )
-    with postgres_database() as postgres_url, service(workdir, postgres_url) as server:
-        key = basic_authorization(create_key(postgres_url, DEMO.trkref))
+    with postgres_database() as (postgres_url, key), service(workdir, postgres_url) as server:
         rows += measure_grpc(server, [("3 gRPC Create, PostgreSQL", CREATE, postgres_url)], key)
     with service(workdir, sqlite_url, rest=True) as server:
         assert server.http_address is not None

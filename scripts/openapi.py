@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from google.api import annotations_pb2
+from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 FieldType = descriptor_pb2.FieldDescriptorProto
@@ -35,8 +35,8 @@ ERRORS = {
     "parameter",
     "401": "Missing or invalid credentials (HTTP Basic: API key and secret); the response has "
     "a WWW-Authenticate header",
-    "404": "Unknown organisation, one the key is not assigned to, or a path or method the API "
-    "does not have",
+    "404": "Unknown organisation, conversation or answer, one of another organisation than "
+    "trkref or one the key is not assigned to, or a path or method the API does not have",
     "409": "The request_id (or Idempotency-Key) was already used for a different request",
     "413": "Request body over the size limit",
     "429": "The API key's rate limit is exceeded; retry later",
@@ -53,6 +53,15 @@ STATUS_SCHEMA = {
     },
 }
 STATUS_REF = "#/components/schemas/Status"
+# Methods returning google.protobuf.Empty (the votes) answer 202 Accepted with
+# `{}` over REST: Envoy's configuration sets that status (the transcoder alone
+# would answer 200).
+EMPTY = ".google.protobuf.Empty"
+EMPTY_SCHEMA = {
+    "type": "object",
+    "description": "google.protobuf.Empty: always the empty JSON object `{}`.",
+    "additionalProperties": False,
+}
 # Paths in SourceCodeInfo: FileDescriptorProto.message_type = 4, .service = 6,
 # DescriptorProto.field = 2, ServiceDescriptorProto.method = 2.
 MESSAGE, SERVICE, MEMBER = 4, 6, 2
@@ -82,12 +91,16 @@ class _Builder:
                         (MESSAGE, i, MEMBER, j), ""
                     )
         self.schemas: dict[str, Any] = {}
+        # Whether each schema describes a request (True) or a response (False).
+        self.directions: dict[str, bool] = {}
 
-    def field_schema(self, owner: str, field: descriptor_pb2.FieldDescriptorProto) -> Any:
+    def field_schema(
+        self, owner: str, field: descriptor_pb2.FieldDescriptorProto, request: bool = False
+    ) -> Any:
         if field.type_name in WELL_KNOWN:
             schema = dict(WELL_KNOWN[field.type_name])
         elif field.type == FieldType.TYPE_MESSAGE:
-            schema = {"$ref": self.ref(field.type_name)}
+            schema = {"$ref": self.ref(field.type_name, request=request)}
         else:
             schema = dict(SCALARS[field.type])
         if field.label == FieldType.LABEL_REPEATED:
@@ -95,19 +108,50 @@ class _Builder:
         description = self.comments[f"{owner}.{field.name}"]
         return {**schema, "description": description} if "$ref" not in schema else schema
 
-    def ref(self, type_name: str, exclude: frozenset[str] = frozenset()) -> str:
+    def ref(
+        self, type_name: str, exclude: frozenset[str] = frozenset(), request: bool = False
+    ) -> str:
+        """The schema of a message: as Envoy prints it, or as a request body (`request`)."""
+        if type_name == EMPTY:
+            self.schemas["Empty"] = EMPTY_SCHEMA
+            return "#/components/schemas/Empty"
         message, description = self.messages[type_name]
         key = type_name.rsplit(".", 1)[1] + ("Body" if exclude else "")
+        if self.directions.setdefault(key, request) != request:
+            raise ValueError(f"{type_name} is both a request and a response: name them apart")
         if key not in self.schemas:
             fields = [f for f in message.field if f.name not in exclude]
+            # Envoy prints every field but the unset `optional` ones; a request
+            # needs only the fields the contract marks REQUIRED.
+            required = [
+                f.name for f in fields if (_required(f) if request else not f.proto3_optional)
+            ]
             self.schemas[key] = {
                 "type": "object",
                 "description": description,
-                # Envoy prints every field but the unset `optional` ones.
-                "required": [f.name for f in fields if not f.proto3_optional],
-                "properties": {f.name: self.field_schema(type_name, f) for f in fields},
+                **({"required": required} if required else {}),
+                "properties": {f.name: self.field_schema(type_name, f, request) for f in fields},
             }
         return f"#/components/schemas/{key}"
+
+    def parameter(
+        self, owner: str, field: descriptor_pb2.FieldDescriptorProto, where: str
+    ) -> dict[str, Any]:
+        """A path or query parameter: a scalar field of the request message."""
+        if field.type not in SCALARS or field.label == FieldType.LABEL_REPEATED:
+            raise ValueError(f"{owner}.{field.name}: only scalar fields can be {where} parameters")
+        return {
+            "name": field.name,
+            "in": where,
+            "description": self.comments[f"{owner}.{field.name}"],
+            "required": where == "path" or _required(field),
+            "schema": dict(SCALARS[field.type]),
+        }
+
+
+def _required(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+    behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
 
 
 def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
@@ -129,17 +173,34 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                     continue
                 template = getattr(rule, verb)
                 path_params = re.findall(r"{([^}=]+)}", template)
+                request, _ = builder.messages[method.input_type]
+                fields = {f.name: f for f in request.field}
+                # The transcoder's binding: path variables, then the body (every
+                # other field for `*`, one field otherwise), the rest as query.
+                query = [
+                    f
+                    for f in request.field
+                    if f.name not in path_params and rule.body not in ("*", f.name)
+                ]
+                if method.output_type == EMPTY:
+                    result = _json("Accepted: the empty object `{}`", builder.ref(EMPTY))
+                    success = {"202": result}
+                else:
+                    success = {"200": _json("The result", builder.ref(method.output_type))}
                 operation: dict[str, Any] = {
                     "operationId": method.name,
                     "summary": method.name,
                     "description": comments.get((SERVICE, s, MEMBER, m), ""),
                     "tags": [service.name],
                     "parameters": [
-                        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                        for p in path_params
+                        *(
+                            builder.parameter(method.input_type, fields[p], "path")
+                            for p in path_params
+                        ),
+                        *(builder.parameter(method.input_type, f, "query") for f in query),
                     ],
                     "responses": {
-                        "200": _json("The result", builder.ref(method.output_type)),
+                        **success,
                         **{
                             code: _json(text, "#/components/schemas/Status")
                             for code, text in ERRORS.items()
@@ -147,8 +208,15 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                     },
                 }
                 if rule.body == "*":
-                    body_ref = builder.ref(method.input_type, frozenset(path_params))
+                    body_ref = builder.ref(method.input_type, frozenset(path_params), True)
                     operation["requestBody"] = {"required": True, **_json("", body_ref)}
+                elif rule.body:
+                    body = fields[rule.body]
+                    body_ref = builder.ref(body.type_name, request=True)
+                    operation["requestBody"] = {
+                        "required": _required(body),
+                        **_json(builder.comments[f"{method.input_type}.{body.name}"], body_ref),
+                    }
                 paths.setdefault(template, {})[verb] = operation
     builder.schemas["Status"] = STATUS_SCHEMA
     return {

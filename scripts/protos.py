@@ -144,7 +144,7 @@ def check_breaking(against: str | None) -> bool:
 def check_lint() -> bool:
     shutil.rmtree(BUF_DEPS, ignore_errors=True)
     (BUF_DEPS / "google" / "api").mkdir(parents=True)
-    for name in ("annotations.proto", "http.proto"):
+    for name in ("annotations.proto", "http.proto", "field_behavior.proto"):
         shutil.copy(GOOGLEAPIS_PROTOS / "google" / "api" / name, BUF_DEPS / "google" / "api")
     result = subprocess.run([BIN / "buf", "lint", "protos"], cwd=ROOT)
     print(f"buf lint: {'ok' if result.returncode == 0 else 'FAILED'}")

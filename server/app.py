@@ -16,16 +16,18 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import api_keys, connections, metrics, organisations
-from server.api_keys import Authenticator
-from server.auth import AuthInterceptor
+from server import metrics
+from server.api.auth import AuthInterceptor
+from server.api.interceptors import AccessLogInterceptor
+from server.api.reflection import enable_documented_reflection
+from server.api.servicer import SERVICE_NAME, ConversationService
 from server.config import Config
-from server.database_health import DatabaseHealthWatcher
-from server.grpc_service import SERVICE_NAME, ConversationService
-from server.interceptors import AccessLogInterceptor
-from server.reflection import enable_documented_reflection
-from server.rest_proxy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
+from server.rest.envoy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
+from server.service.authentication import Authenticator
+from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
+from server.storage.health import DatabaseHealthWatcher
+from server.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,15 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_server(config: Config) -> RunningServer:
-    """Start serving on config.grpc_address, in the running event loop; the database
-    must be open and migrated.
+async def start_server(config: Config, store: Store) -> RunningServer:
+    """Start serving on config.grpc_address, in the running event loop; the store's
+    database must be migrated.
 
     Every call is served on the event loop; what waits on the database waits in
     other threads (the group commit's writer, the loop's default executor).
     Health reports NOT_SERVING until mark_serving().
     """
-    authenticator = Authenticator(config.rate_limit, config.rate_burst)
+    authenticator = Authenticator(store, config.rate_limit, config.rate_burst)
     server = grpc.aio.server(
         interceptors=[
             AccessLogInterceptor(),
@@ -78,7 +80,7 @@ async def start_server(config: Config) -> RunningServer:
         ],
         maximum_concurrent_rpcs=config.max_concurrent_calls or None,
     )
-    pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(), server)
+    pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
@@ -115,30 +117,28 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-def prepare_database(config: Config) -> None:
+def prepare_database(config: Config) -> Store:
     """Open the database, apply pending migrations, and seed the embedded demo organisation."""
-    connections.open_database(
+    store = Store.open(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
         timeout=config.database_timeout,
+        on_unavailable=metrics.count_database_error,
     )
-    applied = connections.migrate()
+    applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    if config.embedded and organisations.ensure_demo_organisation():
-        demo = organisations.DEMO
-        key = api_keys.create_key(
-            [demo.trkref], key_id=api_keys.DEMO_KEY_ID, secret=api_keys.DEMO_SECRET
-        )
+    demo_key = seed_demo(store) if config.embedded else None
+    if demo_key is not None:
         log.info(
-            "created the demo organisation %s (%s) and its demo API key: "
+            "created the demo organisation %s and its demo API key: "
             "curl -u %s:%s ... or grpcurl -H 'authorization: Basic %s' ...",
-            demo.trkref,
-            demo.locale,
-            key.key_id,
-            key.secret,
-            base64.b64encode(f"{key.key_id}:{key.secret}".encode()).decode(),
+            ", ".join(sorted(demo_key.organisations)),
+            demo_key.key_id,
+            demo_key.secret,
+            base64.b64encode(f"{demo_key.key_id}:{demo_key.secret}".encode()).decode(),
         )
+    return store
 
 
 def _loopback_address(grpc_address: str, port: int) -> str:
@@ -164,8 +164,7 @@ async def _set_when_exits(proxy: EnvoyProcess, event: asyncio.Event) -> None:
 
 
 def start_metrics(config: Config) -> metrics.MetricsServer | None:
-    """Serve Prometheus metrics when an address is configured; count database errors."""
-    connections.unavailable_listeners.append(metrics.count_database_error)
+    """Serve Prometheus metrics when an address is configured."""
     if config.metrics_address is None:
         return None
     server = metrics.start_metrics_server(config.metrics_address)
@@ -199,17 +198,20 @@ def serve(config: Config) -> int:
     With REST on, Envoy runs beside the gRPC server; if it dies, the service
     stops and exits non-zero rather than serving gRPC alone.
     """
-    prepare_database(config)
-    return asyncio.run(_serve(config))
+    store = prepare_database(config)
+    try:
+        return asyncio.run(_serve(config, store))
+    finally:
+        store.close()  # closed already, unless serving failed
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, store: Store) -> int:
     loop = asyncio.get_running_loop()
     # Where database reads wait: keys and organisations not seen before.
     loop.set_default_executor(
         futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
     )
-    running = await start_server(config)
+    running = await start_server(config, store)
     log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
     proxy: EnvoyProcess | None = None
     stopping = stop_requested_async()
@@ -232,7 +234,7 @@ async def _serve(config: Config) -> int:
         asyncio.run_coroutine_threadsafe(running.mark_serving(available), loop)
         metrics.report_database(available)
 
-    watcher = DatabaseHealthWatcher(report_database)
+    watcher = DatabaseHealthWatcher(store.ping, report_database)
     await asyncio.to_thread(watcher.start)
 
     await stopping.wait()
@@ -248,7 +250,7 @@ async def _serve(config: Config) -> int:
         await asyncio.to_thread(proxy.stop)
         await envoy_watch  # done: Envoy has exited
     # Calls cut off by the grace period may have queued creates: write them.
-    await asyncio.to_thread(connections.close_database)
+    await asyncio.to_thread(store.close)
     if metrics_server is not None:
         metrics_server.stop()
     log.info("stopped")

@@ -1,134 +1,128 @@
-"""The `conversation-service` command line: serve, migrate, organisations."""
+"""The `conversation-service` command line: a function per command, the parser built from them."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import fields
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
-from server import api_keys, connections, organisations
-from server.app import serve
-from server.config import DEFAULT_DATABASE_URL, DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, Config
-from server.domain import Organisation
-from server.errors import DomainError
+from server import app
+from server.config import Config
 from server.logs import configure_logging
-from server.proxy import run_proxy
+from server.rest import envoy
+from server.service import api_keys, organisations
+from server.service.domain import Organisation
+from server.service.errors import DomainError
+from server.signals import stop_requested
+from server.storage.store import Store
 
 ENV_PREFIX = "CONVERSATION_SERVICE_"
 
+Command = Callable[[argparse.Namespace], int]
 
-def _parser() -> argparse.ArgumentParser:
-    database = argparse.ArgumentParser(add_help=False)
-    _option(
-        database,
-        "database-url",
-        DEFAULT_DATABASE_URL,
-        "peewee database URL: sqlite:///PATH (embedded) or postgresql://USER@HOST:PORT/NAME",
+
+def serve(args: argparse.Namespace) -> int:
+    """Apply pending migrations and serve ConversationService, health and reflection over gRPC,
+    and REST through Envoy's gRPC-JSON transcoder, until SIGTERM or SIGINT. On a fresh
+    embedded database the demo organisation D10 (en-GB) and its key demo:demo-secret are
+    created."""
+    return app.serve(Config(**{f.name: getattr(args, f.name) for f in fields(Config)}))
+
+
+def proxy(args: argparse.Namespace) -> int:
+    """Serve REST (and gRPC) through Envoy's gRPC-JSON transcoder, balanced round-robin over
+    the replicas given by --upstream (each a `serve --no-rest`), until SIGTERM or SIGINT; then
+    stop taking connections and finish the requests in flight."""
+    return envoy.run_proxy(
+        args.http_address,
+        args.upstream,
+        admin_address=args.admin_address,
+        workers=args.envoy_workers,
+        max_request_bytes=args.max_request_bytes,
+        grace_period=args.grace_period,
+        stopping=stop_requested(),
     )
-    parser = argparse.ArgumentParser(
+
+
+def migrate(store: Store, args: argparse.Namespace) -> None:
+    """Apply the pending schema migrations to the database."""
+    applied = store.migrate()
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+
+
+def organisations_add(store: Store, args: argparse.Namespace) -> None:
+    """Add an organisation, e.g. `organisations add D10 --name Demo --locale en-GB`."""
+    new = Organisation(trkref=args.trkref, name=args.name, locale=args.locale)
+    added = organisations.add_organisation(store, new)
+    print(f"added organisation {added.trkref} ({added.locale}): {added.name}")
+
+
+def organisations_list(store: Store, args: argparse.Namespace) -> None:
+    """List the organisations, one per line: trkref, locale, name."""
+    for org in organisations.list_organisations(store):
+        print(f"{org.trkref}\t{org.locale}\t{org.name}")
+
+
+def keys_create(store: Store, args: argparse.Namespace) -> None:
+    """Create an API key for one or more organisations and print its id and secret. The
+    secret is stored only as a salted scrypt hash: copy it now."""
+    issued = api_keys.create_key(store, args.organisation)
+    print(f"key id: {issued.key_id}")
+    print(f"secret: {issued.secret}")
+    print("The secret is shown only now. Use it with HTTP Basic, e.g.")
+    print(f"  curl -u {issued.key_id}:SECRET ...")
+
+
+def keys_list(store: Store, args: argparse.Namespace) -> None:
+    """List the keys, one per line: key id, created, revoked or active, organisations."""
+    for key in api_keys.list_keys(store):
+        state = f"revoked {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
+        orgs = ",".join(sorted(key.organisations))
+        print(f"{key.key_id}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}\t{orgs}")
+
+
+def keys_revoke(store: Store, args: argparse.Namespace) -> None:
+    """Revoke a key: calls with it fail from now on."""
+    api_keys.revoke_key(store, args.key_id)
+    print(f"revoked {args.key_id}")
+
+
+def on_database(run: Callable[[Store, argparse.Namespace], None]) -> Command:
+    """A command on the migrated database of --database-url; a domain error is exit code 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        store = Store.open(args.database_url, timeout=args.database_timeout)
+        try:
+            if run is not migrate:  # `migrate` reports what it applies
+                store.migrate()
+            run(store, args)
+        except DomainError as error:
+            print(f"conversation-service: {error}", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+        return 0
+
+    command.__doc__ = run.__doc__
+    return command
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="conversation-service",
         description="Conversations of the Platform API v4: shoppers' questions about products.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = _command(commands, "serve", "run the gRPC server (and REST)", serve)
+    for config_field in fields(Config):
+        _config_option(serve_parser, config_field.name)
 
-    serve_parser = commands.add_parser(
-        "serve",
-        parents=[database],
-        help="run the gRPC server",
-        description="Apply pending migrations and serve ConversationService, health and "
-        "reflection over gRPC, and REST through Envoy's gRPC-JSON transcoder, until SIGTERM "
-        "or SIGINT. On a fresh embedded database the demo organisation D10 (en-GB) is created.",
-    )
-    _option(serve_parser, "grpc-address", DEFAULT_GRPC_ADDRESS, "HOST:PORT to listen on for gRPC")
-    _option(serve_parser, "http-address", DEFAULT_HTTP_ADDRESS, "HOST:PORT for REST through Envoy")
-    _switch(serve_parser, "rest", "serve gRPC only, without starting Envoy")
-    _option(serve_parser, "envoy-workers", Config.envoy_workers, "Envoy worker threads")
-    _option(serve_parser, "workers", Config.workers, "threads reading the database for calls")
-    _option(
-        serve_parser,
-        "max-concurrent-calls",
-        Config.max_concurrent_calls,
-        "calls served at once; more are refused with RESOURCE_EXHAUSTED (0: no limit)",
-    )
-    _option(
-        serve_parser,
-        "grace-period",
-        Config.grace_period,
-        "seconds in-flight calls get to finish on shutdown",
-    )
-    _option(
-        serve_parser,
-        "drain-delay",
-        Config.drain_delay,
-        "seconds to go on serving after SIGTERM while health reports NOT_SERVING, for a load "
-        "balancer to stop sending calls (2 behind `proxy`)",
-    )
-    _option(
-        serve_parser,
-        "sqlite-synchronous",
-        Config.sqlite_synchronous,
-        "SQLite durability: FULL survives power loss, NORMAL only a crash of the process",
-        choices=["FULL", "NORMAL"],
-    )
-    _option(
-        serve_parser,
-        "database-timeout",
-        Config.database_timeout,
-        "seconds a call may wait on the database (a connection, a lock, a query) before it "
-        "fails with UNAVAILABLE",
-    )
-    _option(
-        serve_parser,
-        "metrics-address",
-        None,
-        "serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left out; "
-        "off when not given)",
-        metavar="[HOST:]PORT",
-    )
-    _option(
-        serve_parser,
-        "max-request-bytes",
-        Config.max_request_bytes,
-        "largest request (gRPC message or REST body); larger ones get RESOURCE_EXHAUSTED, HTTP 413",
-    )
-    _option(
-        serve_parser,
-        "rate-limit",
-        Config.rate_limit,
-        "calls per second per API key and process, 0 for no limit; over it: "
-        "RESOURCE_EXHAUSTED, HTTP 429",
-    )
-    _option(
-        serve_parser, "rate-burst", Config.rate_burst, "calls a key may make at once above its rate"
-    )
-    _switch(serve_parser, "reflection", "turn server reflection off")
-    _option(
-        serve_parser,
-        "tls-cert",
-        None,
-        "PEM certificate (chain) of the gRPC port: serve gRPC over TLS",
-        type=Path,
-    )
-    _option(serve_parser, "tls-key", None, "PEM private key of --tls-cert", type=Path)
-    _option(
-        serve_parser,
-        "tls-client-ca",
-        None,
-        "PEM CA certificates: require client certificates they signed (mutual TLS)",
-        type=Path,
-    )
-
-    proxy_parser = commands.add_parser(
-        "proxy",
-        help="run Envoy in front of several `serve --no-rest` replicas",
-        description="Serve REST (and gRPC) through Envoy's gRPC-JSON transcoder, balanced "
-        "round-robin over the replicas given by --upstream, until SIGTERM or SIGINT; then "
-        "stop taking connections and finish the requests in flight.",
-    )
+    proxy_parser = _command(commands, "proxy", "run Envoy in front of `serve` replicas", proxy)
     proxy_parser.add_argument(
         "--upstream",
         action="append",
@@ -136,73 +130,36 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="gRPC address of a replica; repeat for each",
     )
-    _option(proxy_parser, "http-address", DEFAULT_HTTP_ADDRESS, "HOST:PORT to listen on")
     proxy_parser.add_argument(
         "--admin-address",
         default="127.0.0.1:0",
         help="HOST:PORT of Envoy's admin interface (default %(default)s: a free port)",
     )
-    _option(proxy_parser, "envoy-workers", Config.envoy_workers, "Envoy worker threads")
-    _option(
-        proxy_parser,
-        "grace-period",
-        Config.grace_period,
-        "seconds requests in flight get to finish on shutdown",
-    )
-    _option(
-        proxy_parser,
-        "max-request-bytes",
-        Config.max_request_bytes,
-        "largest REST body; larger ones get HTTP 413",
-    )
+    for name in ("http_address", "envoy_workers", "grace_period", "max_request_bytes"):
+        _config_option(proxy_parser, name)
 
-    migrate = commands.add_parser(
-        "migrate",
-        parents=[database],
-        help="apply pending database migrations",
-        description="Apply the pending schema migrations to the database.",
-    )
-    _option(
-        migrate,
-        "database-timeout",
-        Config.database_timeout,
-        "seconds a statement or a wait on the database may take; raise it to migrate large tables",
-    )
-
+    _database_command(commands, "migrate", "apply pending database migrations", migrate)
     orgs = commands.add_parser(
         "organisations",
         help="add or list organisations",
         description="Manage the organisations (retailers) conversations are created for.",
     )
-    org_commands = orgs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = org_commands.add_parser(
-        "add",
-        parents=[database],
-        help="add an organisation",
-        description="Add an organisation, e.g. `organisations add D10 --name Demo --locale en-GB`.",
-    )
+    org_actions = orgs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = _database_command(org_actions, "add", "add an organisation", organisations_add)
     add.add_argument("trkref", help="retailer identifier, such as D10")
     add.add_argument("--name", required=True, help="the retailer's name")
     add.add_argument("--locale", required=True, help="the retailer's locale, such as en-GB")
-    org_commands.add_parser(
-        "list",
-        parents=[database],
-        help="list organisations",
-        description="List the organisations, one per line: trkref, locale, name.",
-    )
+    _database_command(org_actions, "list", "list organisations", organisations_list)
+
     keys = commands.add_parser(
         "keys",
         help="create, list or revoke API keys",
         description="Manage the API keys clients authenticate with (HTTP Basic: key id and "
         "secret). A key reaches only the organisations it is assigned to.",
     )
-    key_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = key_commands.add_parser(
-        "create",
-        parents=[database],
-        help="create a key; its secret is shown once",
-        description="Create an API key for one or more organisations and print its id and "
-        "secret. The secret is stored only as a salted scrypt hash: copy it now.",
+    key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _database_command(
+        key_actions, "create", "create a key; its secret is shown once", keys_create
     )
     create.add_argument(
         "--organisation",
@@ -211,116 +168,92 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TRKREF",
         help="an organisation the key may reach (repeat for several)",
     )
-    key_commands.add_parser(
-        "list",
-        parents=[database],
-        help="list keys",
-        description="List the keys, one per line: key id, created, revoked or active, "
-        "organisations.",
-    )
-    revoke = key_commands.add_parser(
-        "revoke",
-        parents=[database],
-        help="revoke a key",
-        description="Revoke a key: calls with it fail from now on.",
-    )
+    _database_command(key_actions, "list", "list keys", keys_list)
+    revoke = _database_command(key_actions, "revoke", "revoke a key", keys_revoke)
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
-    return parser
+    return top
 
 
-def _option(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    default: object,
-    meaning: str,
-    **extra: Any,
-) -> None:
-    """--FLAG, defaulting to the environment variable CONVERSATION_SERVICE_FLAG, then `default`."""
-    env = flag.upper().replace("-", "_")
-    kind = extra.pop("type", type(default) if default is not None else str)
-    from_env = os.environ.get(ENV_PREFIX + env)
+def _command(subparsers: Any, name: str, summary: str, run: Command) -> argparse.ArgumentParser:
+    """A subcommand whose description is its function's docstring."""
+    command: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=" ".join((run.__doc__ or summary).split())
+    )
+    command.set_defaults(run=run)
+    return command
+
+
+def _database_command(
+    subparsers: Any, name: str, summary: str, run: Callable[[Store, argparse.Namespace], None]
+) -> argparse.ArgumentParser:
+    command = _command(subparsers, name, summary, on_database(run))
+    _config_option(command, "database_url")
+    _config_option(command, "database_timeout")
+    return command
+
+
+_FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(Config)}
+
+
+def _config_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """The option of a Config field: --NAME, or the environment variable
+    CONVERSATION_SERVICE_NAME, then the field's default. A boolean field is a switch,
+    on by default: --no-NAME, or CONVERSATION_SERVICE_NAME=off."""
+    config_field = _FIELDS[name]
+    flag, env = name.replace("_", "-"), ENV_PREFIX + name.upper()
+    meaning: str = config_field.metadata["help"]
+    kind = _option_type(name)
+    if kind is bool:
+        parser.add_argument(
+            f"--no-{flag}",
+            dest=name,
+            action="store_false",
+            default=os.environ.get(env, "on") != "off",
+            help=f"turn off: {meaning}; env {env}=off",
+        )
+        return
+    from_env = os.environ.get(env)
     parser.add_argument(
         f"--{flag}",
         type=kind,
-        default=kind(from_env) if from_env else default,
-        help=f"{meaning} (default %(default)s); env {ENV_PREFIX}{env}",
-        **extra,
+        default=kind(from_env) if from_env else config_field.default,
+        help=f"{meaning} (default %(default)s); env {env}",
+        **config_field.metadata["argparse"],
     )
 
 
-def _switch(parser: argparse.ArgumentParser, feature: str, meaning: str) -> None:
-    """--no-FEATURE, or CONVERSATION_SERVICE_FEATURE=off; on by default."""
-    env = feature.upper()
-    parser.add_argument(
-        f"--no-{feature}",
-        dest=feature,
-        action="store_false",
-        default=os.environ.get(ENV_PREFIX + env, "on") != "off",
-        help=f"{meaning}; env {ENV_PREFIX}{env}=off",
-    )
+def _option_type(name: str) -> type:
+    """The type a Config field's option parses to: its annotation, without `| None`."""
+    hint = typing.get_type_hints(Config)[name]
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    kind = kinds[0]
+    return Path if kind is Path else kind
 
 
-def _run_keys(args: argparse.Namespace) -> None:
-    if args.action == "create":
-        issued = api_keys.create_key(args.organisation)
-        print(f"key id: {issued.key_id}")
-        print(f"secret: {issued.secret}")
-        print("The secret is shown only now. Use it with HTTP Basic, e.g.")
-        print(f"  curl -u {issued.key_id}:SECRET ...")
-    elif args.action == "list":
-        for key in api_keys.list_keys():
-            state = f"revoked {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
-            orgs = ",".join(sorted(key.organisations))
-            print(f"{key.key_id}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}\t{orgs}")
-    else:
-        api_keys.revoke_key(args.key_id)
-        print(f"revoked {args.key_id}")
-
-
-def serve_config(args: argparse.Namespace) -> Config:
-    """The Config of `serve`: each of its options is a field of Config, by the same name."""
-    return Config(**{field.name: getattr(args, field.name) for field in fields(Config)})
+def options_table() -> str:
+    """`serve`'s options as a Markdown table, for the README (a test keeps them equal)."""
+    rows = ["| option | environment variable | default | meaning |", "|---|---|---|---|"]
+    for config_field in fields(Config):
+        name = config_field.name
+        env = ENV_PREFIX + name.upper()
+        if _option_type(name) is bool:
+            flag, env_value, default = f"--no-{name.replace('_', '-')}", f"{env}=off", "on"
+        else:
+            flag, env_value = f"--{name.replace('_', '-')}", env
+            default = "off" if config_field.default is None else str(config_field.default)
+        rows.append(f"| `{flag}` | `{env_value}` | {default} | {config_field.metadata['help']} |")
+    return "\n".join(rows)
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return _parser().parse_args(argv)
+    return parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     configure_logging()
-    if args.command == "serve":
-        return serve(serve_config(args))
-    if args.command == "proxy":
-        return run_proxy(
-            args.http_address,
-            args.upstream,
-            admin_address=args.admin_address,
-            workers=args.envoy_workers,
-            max_request_bytes=args.max_request_bytes,
-            grace_period=args.grace_period,
-        )
-    connections.open_database(
-        args.database_url, timeout=getattr(args, "database_timeout", connections.DEFAULT_TIMEOUT)
-    )
-    try:
-        applied = connections.migrate()
-        if args.command == "migrate":
-            print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
-        elif args.command == "organisations" and args.action == "add":
-            added = organisations.add_organisation(
-                Organisation(trkref=args.trkref, name=args.name, locale=args.locale)
-            )
-            print(f"added organisation {added.trkref} ({added.locale}): {added.name}")
-        elif args.command == "keys":
-            _run_keys(args)
-        elif args.command == "organisations":
-            for org in organisations.list_organisations():
-                print(f"{org.trkref}\t{org.locale}\t{org.name}")
-    except DomainError as error:
-        print(f"conversation-service: {error}", file=sys.stderr)
-        return 1
-    return 0
+    run: Command = args.run
+    return run(args)
 
 
 if __name__ == "__main__":

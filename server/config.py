@@ -1,59 +1,84 @@
-"""The service's configuration: one typed object, built once at start-up and passed down."""
+"""The service's configuration: one typed object, built once at start-up and passed down.
+
+Each field is described once, here: the command line's options, their
+environment variables, `--help` and the README's table are derived from it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 
 
+def option(default: Any, meaning: str, **argparse_extra: Any) -> Any:
+    """A field of Config and the command-line option of the same name, with its meaning."""
+    return field(default=default, metadata={"help": meaning, "argparse": argparse_extra})
+
+
 @dataclass(frozen=True)
 class Config:
-    database_url: str = DEFAULT_DATABASE_URL
-    grpc_address: str = DEFAULT_GRPC_ADDRESS
-    # REST through Envoy's transcoder, started beside the gRPC server.
-    rest: bool = True
-    http_address: str = DEFAULT_HTTP_ADDRESS
-    envoy_workers: int = 1
-    # Threads that read the database for calls: keys and organisations not seen
-    # before (calls themselves are served on one event loop; creates are written
-    # by the group commit's own thread).
-    workers: int = 32
-    # Calls served at once; more are refused at once with RESOURCE_EXHAUSTED
-    # rather than queue without bound (0: no limit). Envoy's default circuit
-    # breaker allows 1,024 requests at once to the service, a like bound.
-    max_concurrent_calls: int = 1000
-    # Largest request message in bytes; larger requests are refused with
-    # RESOURCE_EXHAUSTED before they are parsed.
-    max_request_bytes: int = 64 * 1024
-    # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
-    grace_period: float = 10.0
-    # Seconds to keep serving after SIGTERM/SIGINT while health reports
-    # NOT_SERVING, so that a load balancer in front (the `proxy` command's
-    # Envoy checks health every second) stops sending calls first.
-    drain_delay: float = 0.0
-    # SQLite's PRAGMA synchronous: FULL survives power loss, NORMAL only a
-    # process crash.
-    sqlite_synchronous: str = "FULL"
-    # Calls per second each API key may make (per process), and the burst it
-    # may spend at once; 0 turns the limit off.
-    rate_limit: float = 10_000.0
-    rate_burst: float = 10_000.0
-    # Server reflection (grpcurl list/describe); some deployments close it.
-    reflection: bool = True
-    # TLS for the gRPC port: certificate and key in PEM; with a client CA,
-    # clients must present a certificate it signed (mutual TLS).
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    # Seconds any wait on the database may last (a pooled connection, a lock,
-    # a statement, a new connection) before the call fails with UNAVAILABLE.
-    database_timeout: float = 2.0
-    # HOST:PORT of the Prometheus endpoint (GET /metrics); None turns it off.
-    metrics_address: str | None = None
+    database_url: str = option(
+        DEFAULT_DATABASE_URL,
+        "peewee database URL: sqlite:///PATH (embedded) or postgresql://USER@HOST:PORT/NAME",
+    )
+    grpc_address: str = option(DEFAULT_GRPC_ADDRESS, "HOST:PORT to listen on for gRPC")
+    rest: bool = option(True, "serve REST through Envoy's gRPC-JSON transcoder")
+    http_address: str = option(DEFAULT_HTTP_ADDRESS, "HOST:PORT for REST through Envoy")
+    envoy_workers: int = option(1, "Envoy worker threads")
+    # Calls are served on one event loop; these threads read what a call needs
+    # and has not seen before, and creates are written by the group commit's thread.
+    workers: int = option(32, "threads reading the database for calls (keys, organisations)")
+    # Envoy's default circuit breaker allows 1,024 requests at once to the
+    # service, a like bound.
+    max_concurrent_calls: int = option(
+        1000, "calls served at once; more are refused with RESOURCE_EXHAUSTED (0: no limit)"
+    )
+    max_request_bytes: int = option(
+        64 * 1024,
+        "largest request (gRPC message or REST body); larger ones get RESOURCE_EXHAUSTED, HTTP 413",
+    )
+    grace_period: float = option(10.0, "seconds in-flight calls get to finish on shutdown")
+    # The `proxy` command's Envoy checks health every second.
+    drain_delay: float = option(
+        0.0,
+        "seconds to go on serving after SIGTERM while health reports NOT_SERVING, for a load "
+        "balancer to stop sending calls (2 behind `proxy`)",
+    )
+    sqlite_synchronous: str = option(
+        "FULL",
+        "SQLite durability: FULL survives power loss, NORMAL only a crash of the process",
+        choices=["FULL", "NORMAL"],
+    )
+    rate_limit: float = option(
+        10_000.0,
+        "calls per second per API key and process, 0 for no limit; over it: "
+        "RESOURCE_EXHAUSTED, HTTP 429",
+    )
+    rate_burst: float = option(10_000.0, "calls a key may make at once above its rate")
+    reflection: bool = option(True, "server reflection (grpcurl list and describe)")
+    tls_cert: Path | None = option(
+        None, "PEM certificate (chain) of the gRPC port: serve gRPC over TLS"
+    )
+    tls_key: Path | None = option(None, "PEM private key of --tls-cert")
+    tls_client_ca: Path | None = option(
+        None, "PEM CA certificates: require client certificates they signed (mutual TLS)"
+    )
+    database_timeout: float = option(
+        2.0,
+        "seconds a call may wait on the database (a connection, a lock, a query) before it "
+        "fails with UNAVAILABLE",
+    )
+    metrics_address: str | None = option(
+        None,
+        "serve Prometheus metrics at http://HOST:PORT/metrics (HOST 127.0.0.1 when left out; "
+        "off when not given)",
+        metavar="[HOST:]PORT",
+    )
 
     @property
     def embedded(self) -> bool:

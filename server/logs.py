@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import TextIO
 
-from server.interceptors import access_log
+from server.api.interceptors import access_log
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Seconds an access log line may wait to be written. A process killed with

@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from server.interceptors import CallObserver
+from server.api.interceptors import CallObserver
 
 CALLS = Counter(
     "conversation_service_calls",

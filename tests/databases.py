@@ -12,7 +12,7 @@ from typing import Any
 import peewee
 import psycopg2
 
-from server import storage
+from server.storage.store import Store
 
 # The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
 # that need it fail, never skip, when it is down.
@@ -40,27 +40,31 @@ def fresh_postgres(prefix: str) -> Iterator[str]:
         admin.close()
 
 
-def empty_postgres(db: peewee.Database) -> None:
-    """Bind the models to the session's PostgreSQL database and delete every row."""
-    storage.database.initialize(db)
-    with storage.database.connection_context():
-        storage.database.execute_sql(
-            "TRUNCATE answer, conversation, api_key_organisation, api_key, organisation "
-            "RESTART IDENTITY CASCADE"
-        )
+def empty_postgres(url: str) -> None:
+    """Delete every row of a migrated PostgreSQL database, and restart its ids."""
+    connection = psycopg2.connect(url, connect_timeout=5)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE answer, conversation, api_key_organisation, api_key, organisation "
+                "RESTART IDENTITY CASCADE"
+            )
+    finally:
+        connection.close()
 
 
 @contextlib.contextmanager
-def write_lock_held(kind: str) -> Iterator[Callable[[], None]]:
+def write_lock_held(store: Store) -> Iterator[Callable[[], None]]:
     """Another connection holds the conversation table's write lock; yields its release."""
-    db = storage.database.obj
-    if kind == "sqlite":
+    db = store.db
+    sqlite = isinstance(db, peewee.SqliteDatabase)
+    if sqlite:
         other: Any = sqlite3.connect(db.database, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
     else:
         other = psycopg2.connect(dbname=db.database, **db.connect_params)
         other.cursor().execute("LOCK TABLE conversation IN EXCLUSIVE MODE")
     try:
-        yield lambda: other.execute("ROLLBACK") if kind == "sqlite" else other.rollback()
+        yield lambda: other.execute("ROLLBACK") if sqlite else other.rollback()
     finally:
         other.close()

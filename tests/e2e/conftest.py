@@ -1,4 +1,7 @@
-"""End-to-end fixtures: a database URL for the real process, SQLite file or PostgreSQL."""
+"""End-to-end: the installed `conversation-service` in child processes, with real Envoy.
+
+Every test here is marked `e2e`: `pytest -m "not e2e"` leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,14 @@ import pytest
 
 from tests.databases import empty_postgres
 
+E2E = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -16,5 +27,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/e2e.db"
         return
-    empty_postgres(request.getfixturevalue("postgres_database"))
-    yield request.getfixturevalue("postgres_url")
+    url = request.getfixturevalue("postgres_url")
+    empty_postgres(url)
+    yield url

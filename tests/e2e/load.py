@@ -21,9 +21,8 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import connections
-from server.models import ConversationRow
-from tests.e2e.service import DEMO_CREDENTIALS, basic_authorization
+from tests.e2e.service import DEMO_CREDENTIALS
+from tests.support import basic_authorization
 
 OK = "OK"
 # The request never reached the service: nothing listened on the port.
@@ -46,7 +45,7 @@ class Call:
 
 
 # The demo key that `serve` creates on a fresh embedded database.
-DEMO_AUTHORIZATION = basic_authorization(DEMO_CREDENTIALS)
+DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
 
 
 def grpc_create(
@@ -168,22 +167,6 @@ class Load:
         for call in self.snapshot():
             counts[call.outcome] = counts.get(call.outcome, 0) + 1
         return counts
-
-
-def stored_questions(database_url: str, prefix: str = "load ") -> dict[str, list[int]]:
-    """The load's questions in the database, each with the ids of the rows that hold it."""
-    connections.open_database(database_url)
-    try:
-        with connections.session():
-            rows = ConversationRow.select(ConversationRow.id, ConversationRow.question).where(
-                ConversationRow.question.startswith(prefix)
-            )
-            stored: dict[str, list[int]] = {}
-            for row in rows:
-                stored.setdefault(row.question, []).append(row.id)
-    finally:
-        connections.close_database()
-    return stored
 
 
 def assert_acknowledged_stored_once(calls: list[Call], stored: dict[str, list[int]]) -> None:

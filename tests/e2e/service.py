@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -20,44 +19,19 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-BIN = Path(sys.executable).parent
-SERVICE = str(BIN / "conversation-service")
-GRPCURL = str(BIN / "grpcurl")
+from tests.support import SERVICE
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
 # The key `serve` creates with the demo organisation on a fresh embedded database.
 DEMO_CREDENTIALS = ("demo", "demo-secret")
 
 
-def basic_authorization(credentials: tuple[str, str]) -> str:
-    """The value of an HTTP Basic `authorization` header."""
-    return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run one `conversation-service` command to completion (bounded to 60 s)."""
-    return subprocess.run(
-        [SERVICE, *args, "--database-url", database_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-
-
-def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
-    """A new API key for these organisations, through `keys create`: (key id, secret)."""
-    flags = [arg for trkref in trkrefs for arg in ("--organisation", trkref)]
-    created = cli(database_url, "keys", "create", *flags)
-    assert created.returncode == 0, created.stderr
-    fields = dict(line.split(": ", 1) for line in created.stdout.splitlines()[:2])
-    return fields["key id"], fields["secret"]
 
 
 class ServiceProcess:

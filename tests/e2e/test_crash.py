@@ -13,9 +13,9 @@ from tests.e2e.load import (
     Load,
     assert_acknowledged_stored_once,
     grpc_create,
-    stored_questions,
 )
-from tests.e2e.service import ServiceProcess, basic_authorization, cli, create_key
+from tests.e2e.service import ServiceProcess
+from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 THREADS = 6
 
@@ -30,11 +30,7 @@ def test_kill_9_under_load_loses_no_acknowledged_create(
 ) -> None:
     authorization = DEMO_AUTHORIZATION
     if not database_url.startswith("sqlite"):
-        added = cli(
-            database_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB"
-        )
-        assert added.returncode == 0, added.stderr
-        authorization = basic_authorization(create_key(database_url, "D10"))
+        authorization = basic_authorization(*organisation_with_key(database_url))
     args = ["--database-url", database_url, "--sqlite-synchronous", synchronous]
     service = ServiceProcess(tmp_path, args)
     with service, Load([grpc_create(service.address, authorization)] * THREADS) as load:

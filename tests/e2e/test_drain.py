@@ -17,9 +17,9 @@ from tests.e2e.load import (
     assert_acknowledged_stored_once,
     grpc_create,
     rest_create,
-    stored_questions,
 )
 from tests.e2e.service import ServiceProcess, http
+from tests.support import stored_questions
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])

@@ -21,17 +21,10 @@ from tests.e2e.load import (
     assert_acknowledged_stored_once,
     grpc_create,
     rest_create,
-    stored_questions,
 )
-from tests.e2e.own_postgres import OwnPostgres
-from tests.e2e.service import (
-    ServiceProcess,
-    basic_authorization,
-    cli,
-    create_key,
-    free_port,
-    http,
-)
+from tests.e2e.service import ServiceProcess, free_port, http
+from tests.postgres_cluster import PostgresCluster
+from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 DATABASE_TIMEOUT = 2.0
 # The bound on a failing call: the database timeout and a little more.
@@ -41,8 +34,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    server = OwnPostgres()
+def own_postgres() -> Iterator[PostgresCluster]:
+    server = PostgresCluster()
     try:
         server.start()
         yield server
@@ -80,12 +73,10 @@ def assert_failed_fast(calls: list[Call], unavailable: set[str]) -> None:
 
 
 def test_postgres_stopped_under_load_fails_fast_and_recovers(
-    own_postgres: OwnPostgres, tmp_path: Path
+    own_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     url = own_postgres.url
-    added = cli(url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
-    assert added.returncode == 0, added.stderr
-    authorization = basic_authorization(create_key(url, "D10"))
+    authorization = basic_authorization(*organisation_with_key(url))
     metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
     args = ["--database-url", url, "--metrics-address", metrics_url.split("/")[2]]
     service = ServiceProcess(tmp_path, args, rest=True)

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import connections, storage
 from tests.databases import empty_postgres
-from tests.e2e.service import ServiceProcess, basic_authorization, cli, create_key, http
+from tests.e2e.service import ServiceProcess, http
+from tests.support import basic_authorization, organisation_with_key, stored_conversation
 
 # Any code point but surrogates (which neither protobuf nor JSON strings carry).
 CHARACTERS = st.characters(exclude_categories=["Cs"])
@@ -72,22 +72,15 @@ def service(
     if request.param == "sqlite":
         url = f"sqlite:///{workdir}/hostile.db"
     else:
-        empty_postgres(request.getfixturevalue("postgres_database"))
         url = request.getfixturevalue("postgres_url")
-    added = cli(url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
-    assert added.returncode == 0, added.stderr
-    authorization = basic_authorization(create_key(url, "D10"))
+        empty_postgres(url)
+    authorization = basic_authorization(*organisation_with_key(url))
     with ServiceProcess(Path(workdir), ["--database-url", url], rest=True) as process:
         yield process, url, authorization
 
 
 def assert_stored_as_sent(url: str, conversation_id: int, sent: dict[str, Any]) -> None:
-    connections.open_database(url)
-    try:
-        with connections.session():
-            stored = storage.get_conversation(conversation_id)
-    finally:
-        connections.close_database()
+    stored = stored_conversation(url, conversation_id)
     assert stored is not None
     assert (stored.first_name, stored.question, stored.sku) == (
         sent["first_name"],

@@ -8,15 +8,15 @@ import time
 import psycopg2
 from playhouse.migrations import Runner
 
-from server import connections, storage
+from server.storage.migrate import MIGRATIONS
 from tests.databases import fresh_postgres
-from tests.e2e.service import SERVICE
+from tests.support import SERVICE, opened_store
 
 
 def test_processes_migrating_at_once_take_turns() -> None:
     # Replicas starting together each migrate. Without turns, one of two such
-    # processes failed in each of three tries, on the tables the other had created.
-    migrations = sorted(path.stem for path in connections.MIGRATIONS.glob("0*.py"))
+    # processes fails on the tables the other has created.
+    migrations = sorted(path.stem for path in MIGRATIONS.glob("0*.py"))
     for _ in range(3):
         with fresh_postgres("conversations_migrate") as url:
             command = [SERVICE, "migrate", "--database-url", url]
@@ -36,13 +36,12 @@ def test_processes_migrating_at_once_take_turns() -> None:
 
 
 def test_a_migration_waits_for_a_lock_as_long_as_its_database_timeout() -> None:
-    latest = sorted(path.stem for path in connections.MIGRATIONS.glob("0*.py"))[-1]
+    latest = sorted(path.stem for path in MIGRATIONS.glob("0*.py"))[-1]
     with fresh_postgres("conversations_migrate") as url:
-        connections.open_database(url)
-        connections.migrate()
-        with storage.database.connection_context():
-            Runner(storage.database.obj, str(connections.MIGRATIONS)).down(latest)
-        connections.close_database()
+        with opened_store(url) as store:
+            store.migrate()
+            with store.db.connection_context():
+                Runner(store.db, str(MIGRATIONS)).down(latest)
         holder = psycopg2.connect(url)  # a long query reading the table, say
         holder.cursor().execute("LOCK TABLE conversation IN ACCESS SHARE MODE")
         try:

@@ -11,7 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, basic_authorization
+from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
+from tests.support import basic_authorization
 
 OPENAPI = Path(__file__).parents[2] / "generated" / "openapi.json"
 schema = schemathesis.openapi.from_path(OPENAPI)
@@ -46,7 +47,7 @@ def test_live_api_matches_its_description(
     if case.path_parameters and len(repr(case.body)) % 4:
         # Mostly the demo organisation, so that creates succeed too.
         case.path_parameters["trkref"] = "D10"
-    authorization = basic_authorization(DEMO_CREDENTIALS)
+    authorization = basic_authorization(*DEMO_CREDENTIALS)
     case.call_and_validate(
         base_url=rest.base_url, headers={"authorization": authorization}, checks=CHECKS
     )

@@ -9,20 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import peewee
-
 from server import logs
 from tests.databases import empty_postgres
-from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create, stored_questions
-from tests.e2e.service import (
-    SERVICE,
-    ServiceProcess,
-    basic_authorization,
-    cli,
-    create_key,
-    free_port,
-    http,
-)
+from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create
+from tests.e2e.service import ServiceProcess, free_port, http
+from tests.support import SERVICE, basic_authorization, organisation_with_key, stored_questions
 
 CREATE_LOG_LINE = '"method": "/conversations.v4.ConversationService/CreateConversation"'
 # How a log line begins: its time (logging's asctime, the machine's local time).
@@ -69,12 +60,10 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 def test_creates_spread_over_two_replicas_and_survive_stopping_one(
-    postgres_database: peewee.Database, postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path
 ) -> None:
-    empty_postgres(postgres_database)
-    added = cli(postgres_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
-    assert added.returncode == 0, added.stderr
-    authorization = basic_authorization(create_key(postgres_url, "D10"))
+    empty_postgres(postgres_url)
+    authorization = basic_authorization(*organisation_with_key(postgres_url))
     args = ["--database-url", postgres_url, "--drain-delay", "2"]
     replicas = [ServiceProcess(tmp_path, args) for _ in range(2)]
     http_address = f"127.0.0.1:{free_port()}"

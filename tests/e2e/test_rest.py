@@ -18,17 +18,13 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import connections, storage
-from server.models import ConversationRow
-from tests.e2e.service import (
-    DEMO_CREDENTIALS,
-    HttpResponse,
-    ServiceProcess,
+from tests.e2e.service import DEMO_CREDENTIALS, HttpResponse, ServiceProcess, grpcurl, http
+from tests.support import (
     basic_authorization,
     cli,
     create_key,
-    grpcurl,
-    http,
+    stored_conversation,
+    stored_questions,
 )
 
 SEED_BODY = {
@@ -48,9 +44,10 @@ DOCUMENTED = {
     "embeddable": False,
     "retailer_locale": "en-GB",
     "answers": [],
+    "answers_count": 0,
 }
 CONVERSATIONS = "/v4/organisations/D10/conversations"
-DEMO = basic_authorization(DEMO_CREDENTIALS)
+DEMO = basic_authorization(*DEMO_CREDENTIALS)
 JSON = {"content-type": "application/json", "authorization": DEMO}
 
 
@@ -108,11 +105,8 @@ def test_rest_create_is_stored_as_grpc_returns_it(rest: ServiceProcess) -> None:
             metadata=[("authorization", DEMO)],
         )
 
-    connections.open_database(f"sqlite:///{rest.workdir}/var/conversations.db")
-    with connections.session():
-        stored = storage.get_conversation(created["id"])
-        stored_grpc = storage.get_conversation(via_grpc.id)
-    connections.close_database()
+    stored = stored_conversation(database_of(rest), created["id"])
+    stored_grpc = stored_conversation(database_of(rest), via_grpc.id)
     assert stored is not None and stored_grpc is not None
     assert (stored.first_name, stored.question, stored.sku, stored.locale) == (
         "A shopper",
@@ -152,7 +146,7 @@ def test_unknown_organisation_is_404(rest: ServiceProcess) -> None:
     [
         ("GET", "/nope"),
         ("POST", "/v4/organisations/D10/questions"),
-        ("GET", CONVERSATIONS),
+        ("GET", "/v4/organisations/D10"),
         ("PUT", CONVERSATIONS),
         ("DELETE", CONVERSATIONS),
         ("POST", "/conversations.v4.ConversationService/CreateConversation"),
@@ -180,7 +174,7 @@ def test_body_over_the_limit_is_413_json(rest: ServiceProcess) -> None:
 
 @pytest.mark.parametrize(
     "authorization",
-    ["", "Bearer x", "Basic bm90LWJhc2U2NA", basic_authorization(("demo", "wrong-secret"))],
+    ["", "Bearer x", "Basic bm90LWJhc2U2NA", basic_authorization("demo", "wrong-secret")],
 )
 def test_missing_or_wrong_credentials_are_401_with_www_authenticate(
     rest: ServiceProcess, authorization: str
@@ -192,7 +186,7 @@ def test_missing_or_wrong_credentials_are_401_with_www_authenticate(
 
 def test_revoked_key_is_401_at_once(rest: ServiceProcess) -> None:
     key_id, secret = create_key(database_of(rest), "D10")
-    key = basic_authorization((key_id, secret))
+    key = basic_authorization(key_id, secret)
     assert post(rest, CONVERSATIONS, SEED_BODY, authorization=key).status == 200
 
     revoked = cli(database_of(rest), "keys", "revoke", key_id)
@@ -318,9 +312,4 @@ def test_concurrent_retries_over_rest_and_grpc_store_one_conversation(rest: Serv
         ids += list(pool.map(over_grpc, range(6), timeout=60))
 
     assert len(set(ids)) == 1
-    connections.open_database(database_of(rest))
-    with connections.reading():
-        rows = ConversationRow.select().where(ConversationRow.question == body["question"])
-        stored_ids = [row.id for row in rows]
-    connections.close_database()
-    assert stored_ids == ids[:1]
+    assert stored_questions(database_of(rest), body["question"]) == {body["question"]: ids[:1]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -11,14 +12,14 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import connections, storage
-from tests.e2e.service import (
-    DEMO_CREDENTIALS,
-    ServiceProcess,
+from server.storage.migrate import MIGRATIONS
+from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, grpcurl
+from tests.support import (
     basic_authorization,
     cli,
     create_key,
-    grpcurl,
+    opened_store,
+    organisation_with_key,
 )
 
 SEED_JSON = (
@@ -33,19 +34,25 @@ def credentials(database_url: str) -> tuple[str, str]:
     """A key for D10: the demo key on a fresh embedded database, else one made with the CLI."""
     if database_url.startswith("sqlite"):
         return DEMO_CREDENTIALS
-    added = cli(database_url, "organisations", "add", "D10", "--name", "Demo", "--locale", "en-GB")
-    assert added.returncode == 0, added.stderr
-    return create_key(database_url, "D10")
+    return organisation_with_key(database_url)
 
 
 @pytest.fixture
 def auth(credentials: tuple[str, str]) -> list[str]:
-    return [f"authorization: {basic_authorization(credentials)}"]
+    return [f"authorization: {basic_authorization(*credentials)}"]
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path, credentials: tuple[str, str]) -> ServiceProcess:
-    return ServiceProcess(tmp_path, ["--database-url", database_url])
+def service(
+    database_url: str, tmp_path: Path, credentials: tuple[str, str]
+) -> Iterator[ServiceProcess]:
+    """`serve` started on the database; the test waits for it with `with service:`. Stopped
+    by its PID after the test, whether or not the test did."""
+    process = ServiceProcess(tmp_path, ["--database-url", database_url])
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def test_grpcurl_lists_describes_and_creates_the_seed_example(
@@ -107,11 +114,9 @@ def test_python_client_create_is_stored(
 
     assert exit_code == 0
     assert len({r.id for r in responses}) == 3
-    connections.open_database(database_url)
-    with connections.session():
-        stored = storage.get_conversation(responses[0].id)
-        assert storage.count_conversations() == 3
-    connections.close_database()
+    with opened_store(database_url) as store:
+        stored = store.get_conversation(responses[0].id)
+        assert store.count_conversations() == 3
     assert stored is not None
     assert (stored.first_name, stored.question, stored.locale) == (
         "Zoë",
@@ -124,7 +129,7 @@ def test_python_client_create_is_stored(
 
 
 def test_fresh_embedded_database_gets_the_demo_organisation_and_key(tmp_path: Path) -> None:
-    demo = [f"authorization: {basic_authorization(DEMO_CREDENTIALS)}"]
+    demo = [f"authorization: {basic_authorization(*DEMO_CREDENTIALS)}"]
     with ServiceProcess(tmp_path) as service:
         created = grpcurl(service.address, CREATE, data=SEED_JSON, headers=demo)
     assert "demo API key" in service.log()
@@ -157,7 +162,7 @@ def test_migrate_reports_what_it_applied(database_url: str) -> None:
     assert first.returncode == second.returncode == 0
     assert second.stdout == "the schema is up to date\n"
     if database_url.startswith("sqlite"):
-        every = sorted(path.stem for path in connections.MIGRATIONS.glob("[0-9]*.py"))
+        every = sorted(path.stem for path in MIGRATIONS.glob("[0-9]*.py"))
         assert every[:3] == ["0001_initial", "0002_api_keys", "0003_idempotent_creates"]
         assert first.stdout == f"applied: {', '.join(every)}\n"
 
@@ -165,9 +170,13 @@ def test_migrate_reports_what_it_applied(database_url: str) -> None:
 def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     with ServiceProcess(tmp_path) as first:
         second = ServiceProcess(tmp_path, ["--grpc-address", first.address])
-        exit_code = second.process.wait(timeout=30)
-        second.stop()
-    assert exit_code != 0
+        try:
+            exit_code = second.process.wait(timeout=30)
+        finally:
+            second.stop()
+        first.wait_until_serving(timeout=5)  # the first one goes on serving
+    assert exit_code == 1
+    assert f"Failed to bind to address {first.address}" in second.log()
 
 
 def test_keys_cli_creates_lists_and_revokes(database_url: str) -> None:

@@ -1,23 +1,70 @@
-"""In-process servers on ephemeral ports, and credentials for them."""
+"""Real databases (a SQLite file, the test run's PostgreSQL database) and in-process servers."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from server import api_keys
-from server.api_keys import IssuedKey
 from server.app import RunningServer, start_server
 from server.config import Config
-from server.domain import Organisation
+from server.service import api_keys
+from server.service.api_keys import IssuedKey
+from server.service.domain import Organisation
+from server.storage.store import Store
+from tests.databases import empty_postgres
+from tests.support import Metadata, add_organisation_with_key, basic
 
-Metadata = tuple[tuple[str, str], ...]
 T = TypeVar("T")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> str:
+    """The kind of database `store` opens; parametrize it indirectly to pick one."""
+    return str(request.param)
+
+
+def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    """An open, migrated, empty Store of this kind: a new SQLite file, or the test run's
+    PostgreSQL database emptied."""
+    if kind == "sqlite":
+        store = Store.open(f"sqlite:///{tmp_path}/conversations.db")
+        store.migrate()
+        return store
+    url = request.getfixturevalue("postgres_url")
+    empty_postgres(url)
+    return Store.open(url)
+
+
+@pytest.fixture
+def store(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An open, migrated, empty Store of the `database` kind; closed after."""
+    opened = open_store(database, tmp_path, request)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def organisation(store: Store) -> Organisation:
+    """The demo retailer D10 (en-GB), stored, with CALLER's key."""
+    return add_organisation_with_key(store)
+
+
+@pytest.fixture
+def issued_key(store: Store, organisation: Organisation) -> IssuedKey:
+    """A key that reaches D10."""
+    return api_keys.create_key(store, [organisation.trkref])
+
+
+@pytest.fixture
+def auth(issued_key: IssuedKey) -> Metadata:
+    return basic(issued_key.key_id, issued_key.secret)
 
 
 class OnLoop(Protocol):
@@ -26,27 +73,11 @@ class OnLoop(Protocol):
     def __call__(self, coroutine: Coroutine[Any, Any, T]) -> T: ...
 
 
-def basic(key_id: str, secret: str) -> Metadata:
-    token = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
-    return (("authorization", f"Basic {token}"),)
-
-
-@pytest.fixture
-def issued_key(organisation: Organisation) -> IssuedKey:
-    """A key that reaches D10."""
-    return api_keys.create_key([organisation.trkref])
-
-
-@pytest.fixture
-def auth(issued_key: IssuedKey) -> Metadata:
-    return basic(issued_key.key_id, issued_key.secret)
-
-
 @pytest.fixture(scope="session")
 def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
     """An event loop running in a thread of its own, as the service's runs in its main thread.
 
-    One for the whole session: grpc.aio objects belong to the loop that made them.
+    One for the whole test run: grpc.aio objects belong to the loop that made them.
     """
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="event-loop", daemon=True)
@@ -68,13 +99,14 @@ def on_loop(event_loop_thread: asyncio.AbstractEventLoop) -> OnLoop:
 
 
 @pytest.fixture
-def start(on_loop: OnLoop) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers with Config overrides on 127.0.0.1:0; all stopped at the end."""
+def start(store: Store, on_loop: OnLoop) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers on `store` with Config overrides on 127.0.0.1:0; all stopped at the end."""
     started: list[RunningServer] = []
 
     def start_with(**overrides: object) -> RunningServer:
         defaults: dict[str, object] = {"grpc_address": "127.0.0.1:0", "workers": 4, "rest": False}
-        server = on_loop(start_server(Config(**{**defaults, **overrides})))  # type: ignore[arg-type]
+        config = Config(**{**defaults, **overrides})  # type: ignore[arg-type]
+        server = on_loop(start_server(config, store))
         on_loop(server.mark_serving())
         started.append(server)
         return server

@@ -15,12 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import api_keys, organisations
-from server.api_keys import IssuedKey
+from server.api.auth import AuthInterceptor
 from server.app import RunningServer
-from server.auth import AuthInterceptor
-from server.domain import Organisation
-from tests.integration.conftest import Metadata, basic
+from server.service import api_keys, organisations
+from server.service.api_keys import IssuedKey
+from server.service.domain import Organisation
+from server.storage.store import Store
+from tests.support import Metadata, basic
 
 REQUEST = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S1")
 Start = Callable[..., RunningServer]
@@ -108,20 +109,20 @@ def test_each_spelling_of_the_credentials_is_read_past_the_remembered_limit(
 
 
 def test_revoked_key_is_refused_at_once(
-    server: RunningServer, issued_key: IssuedKey, auth: Metadata
+    server: RunningServer, store: Store, issued_key: IssuedKey, auth: Metadata
 ) -> None:
     assert create(server.port, auth)[0] is grpc.StatusCode.OK
-    api_keys.revoke_key(issued_key.key_id)
+    api_keys.revoke_key(store, issued_key.key_id)
     assert create(server.port, auth)[0] is grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_another_organisation_is_indistinguishable_from_none(
-    server: RunningServer, auth: Metadata
+    server: RunningServer, store: Store, auth: Metadata
 ) -> None:
     other = pb.CreateConversationRequest(trkref="E20", first_name="A", question="Q", sku="S")
     while_unknown = create(server.port, auth, other)
-    organisations.add_organisation(Organisation("E20", "Another retailer", "fr-FR"))
-    api_keys.create_key(["E20"])
+    organisations.add_organisation(store, Organisation("E20", "Another retailer", "fr-FR"))
+    api_keys.create_key(store, ["E20"])
     while_someone_elses = create(server.port, auth, other)
 
     assert while_unknown[0] is grpc.StatusCode.NOT_FOUND

@@ -11,11 +11,11 @@ import grpc_testing
 import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
-from server import connections, storage
-from server.domain import Organisation
-from server.grpc_service import ConversationService
-from tests.conftest import CALLER
+from server.api.servicer import ConversationService
+from server.service.domain import Organisation
+from server.storage.store import Store
 from tests.databases import write_lock_held
+from tests.support import CALLER
 
 METHOD = pb.DESCRIPTOR.services_by_name["ConversationService"].methods_by_name["CreateConversation"]
 SEED = pb.CreateConversationRequest(
@@ -39,11 +39,16 @@ class BlockingServicer:
         return asyncio.run(self._servicer.CreateConversation(request, context))
 
 
-@pytest.fixture
-def grpc_server() -> Any:
-    servicer = BlockingServicer(ConversationService(lambda: CALLER))
+def serving(store: Store) -> Any:
+    """A grpcio-testing server of the servicer on this store, called by CALLER."""
+    servicer = BlockingServicer(ConversationService(store, lambda: CALLER))
     servicers = {pb.DESCRIPTOR.services_by_name["ConversationService"]: servicer}
     return grpc_testing.server_from_dictionary(servicers, grpc_testing.strict_real_time())
+
+
+@pytest.fixture
+def grpc_server(store: Store) -> Any:
+    return serving(store)
 
 
 def create(server: Any, request: pb.CreateConversationRequest) -> tuple[Any, Any, Any, str]:
@@ -53,7 +58,7 @@ def create(server: Any, request: pb.CreateConversationRequest) -> tuple[Any, Any
 
 
 def test_create_returns_the_stored_conversation(
-    grpc_server: Any, organisation: Organisation
+    grpc_server: Any, store: Store, organisation: Organisation
 ) -> None:
     response, _, code, _ = create(grpc_server, SEED)
 
@@ -66,21 +71,19 @@ def test_create_returns_the_stored_conversation(
     created_at = response.created_at.ToDatetime(tzinfo=datetime.UTC)
     assert created_at.microsecond == 0
     assert abs(datetime.datetime.now(datetime.UTC) - created_at) < datetime.timedelta(seconds=5)
-    with connections.session():
-        stored = storage.get_conversation(response.id)
+    stored = store.get_conversation(response.id)
     assert stored is not None
     assert stored.created_at == created_at
     assert stored.sku == "AIPTPDV5700"
 
 
 def test_locale_left_out_stores_the_organisations(
-    grpc_server: Any, organisation: Organisation
+    grpc_server: Any, store: Store, organisation: Organisation
 ) -> None:
     request = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
     response, _, code, _ = create(grpc_server, request)
     assert code is grpc.StatusCode.OK
-    with connections.session():
-        assert storage.get_conversation(response.id).locale == "en-GB"  # type: ignore[union-attr]
+    assert store.get_conversation(response.id).locale == "en-GB"  # type: ignore[union-attr]
 
 
 def test_unknown_trkref_is_not_found(grpc_server: Any, organisation: Organisation) -> None:
@@ -93,7 +96,7 @@ def test_unknown_trkref_is_not_found(grpc_server: Any, organisation: Organisatio
 
 
 def test_invalid_request_names_every_bad_field(
-    grpc_server: Any, organisation: Organisation
+    grpc_server: Any, store: Store, organisation: Organisation
 ) -> None:
     # grpcio-testing drops trailing metadata on abort: the BadRequest details
     # are asserted against the real server in test_server.py.
@@ -107,22 +110,26 @@ def test_invalid_request_names_every_bad_field(
         "sku: must not contain control characters; "
         "locale: must be a language tag such as en-GB (at most 35 characters)"
     )
-    with connections.session():
-        assert storage.count_conversations() == 0
+    assert store.count_conversations() == 0
 
 
-def test_database_failure_is_unavailable(grpc_server: Any, organisation: Organisation) -> None:
-    connections.open_database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
-    _, _, code, details = create(grpc_server, SEED)
+def test_database_failure_is_unavailable(organisation: Organisation) -> None:
+    unreachable = Store.open("postgresql://postgres@127.0.0.1:1/none")  # nothing listens there
+    try:
+        _, _, code, details = create(serving(unreachable), SEED)
+    finally:
+        unreachable.close()
     assert code is grpc.StatusCode.UNAVAILABLE
     assert details.startswith("database unavailable")
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_failing_batch_is_unavailable(grpc_server: Any, organisation: Organisation) -> None:
+def test_a_failing_batch_is_unavailable(
+    grpc_server: Any, store: Store, organisation: Organisation
+) -> None:
     create(grpc_server, SEED)  # D10 is looked up while the database is free
     # The write waits for SQLite's busy timeout (2 s), then the batch fails.
-    with write_lock_held("sqlite"):
+    with write_lock_held(store):
         _, _, code, details = create(grpc_server, SEED)
     assert code is grpc.StatusCode.UNAVAILABLE
     assert details == "database unavailable: database is locked"

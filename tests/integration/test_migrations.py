@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from playhouse.schema_diff import diff_models
 
-from server import connections, models, storage
+from server.storage import models
+from server.storage.store import Store
 
 MODELS = [
     models.OrganisationRow,
@@ -15,11 +16,11 @@ MODELS = [
 ]
 
 
-def test_migrated_schema_matches_the_models(database: str) -> None:
-    with connections.reading():
-        difference = diff_models(storage.database.obj, MODELS)
+def test_migrated_schema_matches_the_models(store: Store) -> None:
+    with store.reading():
+        difference = diff_models(store.db, MODELS)
     assert not difference, str(difference)
 
 
-def test_migrating_again_changes_nothing(database: str) -> None:
-    assert connections.migrate() == []
+def test_migrating_again_changes_nothing(store: Store) -> None:
+    assert store.migrate() == []

@@ -16,13 +16,14 @@ from grpc_status import rpc_status
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import connections, storage
+from server.api.servicer import SERVICE_NAME
 from server.app import RunningServer, start_server
 from server.config import Config
-from server.domain import Organisation
-from server.grpc_service import SERVICE_NAME
+from server.service.domain import Organisation
+from server.storage.store import Store
 from tests.databases import write_lock_held
-from tests.integration.conftest import Metadata, OnLoop
+from tests.integration.conftest import OnLoop
+from tests.support import Metadata
 
 # A valid create; the stubs do not change the messages they send.
 ASK = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")
@@ -127,9 +128,9 @@ def test_each_call_logs_one_json_line(
     assert all(line["duration_ms"] >= 0 for line in lines)
 
 
-def test_port_in_use_is_an_error(running: RunningServer, on_loop: OnLoop) -> None:
+def test_port_in_use_is_an_error(running: RunningServer, store: Store, on_loop: OnLoop) -> None:
     with pytest.raises(RuntimeError):
-        on_loop(start_server(Config(grpc_address=f"127.0.0.1:{running.port}")))
+        on_loop(start_server(Config(grpc_address=f"127.0.0.1:{running.port}"), store))
 
 
 def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(
@@ -149,13 +150,13 @@ def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(
 
 
 def test_health_answers_while_a_create_waits_on_the_database(
-    database: str, channel: grpc.Channel, auth: Metadata
+    store: Store, channel: grpc.Channel, auth: Metadata
 ) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     health: Any = health_pb2_grpc.HealthStub(channel)
     stub.CreateConversation(ASK, timeout=5, metadata=auth)  # the key and D10 are known
 
-    with write_lock_held(database) as release:
+    with write_lock_held(store) as release:
         waiting = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
         time.sleep(0.2)
         # Nothing on the event loop waits for the database: health answers at once.
@@ -169,13 +170,13 @@ def test_health_answers_while_a_create_waits_on_the_database(
 
 
 def test_a_create_whose_caller_gave_up_before_its_batch_was_taken_is_not_stored(
-    database: str, channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
+    store: Store, channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub = pb_grpc.ConversationServiceStub(channel)
     stub.CreateConversation(ASK, timeout=5, metadata=auth)
     caplog.set_level(logging.INFO, logger="conversation_service.access")
 
-    with write_lock_held(database) as release:
+    with write_lock_held(store) as release:
         written = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
         time.sleep(0.2)  # its batch is being written, held by the lock
         with pytest.raises(grpc.RpcError) as raised:
@@ -185,19 +186,18 @@ def test_a_create_whose_caller_gave_up_before_its_batch_was_taken_is_not_stored(
         release()
         assert written.result(timeout=10).id > 0
 
-    with connections.session():
-        assert storage.count_conversations() == 2
+    assert store.count_conversations() == 2
     assert "DEADLINE_EXCEEDED" in [line["code"] for line in access_lines(caplog)]
 
 
 def test_calls_over_the_concurrency_limit_are_refused_at_once(
-    database: str, start: Callable[..., RunningServer], auth: Metadata
+    store: Store, start: Callable[..., RunningServer], auth: Metadata
 ) -> None:
     limited = start(max_concurrent_calls=1)
     with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
         stub = pb_grpc.ConversationServiceStub(channel)
         stub.CreateConversation(ASK, timeout=5, metadata=auth)  # the key and D10 are known
-        with write_lock_held(database) as release:
+        with write_lock_held(store) as release:
             waiting = stub.CreateConversation.future(ASK, timeout=10, metadata=auth)
             time.sleep(0.2)
             started = time.monotonic()

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from server.cli import parse, serve_config
+from server import app
+from server.cli import parse
 from server.config import Config
 
 
+def serve_config(argv: Sequence[str]) -> Config:
+    """The Config `serve` would run with, for this command line (nothing is served)."""
+    args = parse(argv)
+    configs: list[Config] = []
+
+    def serving(config: Config) -> int:
+        configs.append(config)
+        return 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(app, "serve", serving)
+        assert args.run(args) == 0
+    [config] = configs
+    return config
+
+
 def test_serve_defaults_are_the_configs() -> None:
-    assert serve_config(parse(["serve"])) == Config()
+    assert serve_config(["serve"]) == Config()
 
 
 def test_every_serve_flag_reaches_the_config() -> None:
-    args = parse(
+    config = serve_config(
         [
             "serve",
             "--grpc-address", "0.0.0.0:6000",
@@ -28,7 +46,6 @@ def test_every_serve_flag_reaches_the_config() -> None:
             "--metrics-address", "9464",
         ]
     )  # fmt: skip
-    config = serve_config(args)
     assert (config.grpc_address, config.rest, config.workers) == ("0.0.0.0:6000", False, 8)
     assert (config.rate_limit, config.sqlite_synchronous) == (0.5, "NORMAL")
     assert (config.tls_cert, config.reflection, config.metrics_address) == (
@@ -43,7 +60,7 @@ def test_environment_variables_stand_for_flags(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CONVERSATION_SERVICE_MAX_REQUEST_BYTES", "1024")
     monkeypatch.setenv("CONVERSATION_SERVICE_REST", "off")
     monkeypatch.setenv("CONVERSATION_SERVICE_TLS_CLIENT_CA", "clients.pem")
-    config = serve_config(parse(["serve", "--max-request-bytes", "2048"]))
+    config = serve_config(["serve", "--max-request-bytes", "2048"])
     assert config.database_url == "postgresql://db/conversations"
     assert config.max_request_bytes == 2048  # a flag wins over the environment
     assert config.rest is False

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from server.group_commit import Closed, GroupCommit
+from server.storage.group_commit import Closed, GroupCommit
 
 
 class Recorder:
@@ -137,7 +137,7 @@ def test_when_a_whole_batch_is_unavailable_the_queued_fail_at_once() -> None:
         recorder.release.set()
         assert isinstance(first.exception(5), Unavailable)
         assert all(isinstance(r.exception(5), Unavailable) for r in queued)
-    # Items that arrive afterwards get a fresh attempt.
+    # Items that arrive afterwards are written again.
     assert submit(writer, 7, 5) == 70
     writer.close(5)
     assert recorder.batches == [[0], [7]]

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -27,7 +28,7 @@ class CreateConversationRequest(_message.Message):
     def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers")
+    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers", "answers_count")
     ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,7 @@ class Conversation(_message.Message):
     EMBEDDABLE_FIELD_NUMBER: _ClassVar[int]
     RETAILER_LOCALE_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: int
     first_name: str
     question: str
@@ -46,7 +48,8 @@ class Conversation(_message.Message):
     embeddable: bool
     retailer_locale: str
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
-    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+    answers_count: int
+    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., answers_count: _Optional[int] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("id", "response", "created_at", "first_name", "town", "job_title", "reviewer_segment", "helpful", "unhelpful", "review_url", "review_locale", "reviewer_facebook_url", "response_type", "retailer_name", "retailer_image_url")
@@ -81,3 +84,45 @@ class Answer(_message.Message):
     retailer_name: str
     retailer_image_url: str
     def __init__(self, id: _Optional[int] = ..., response: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_name: _Optional[str] = ..., town: _Optional[str] = ..., job_title: _Optional[str] = ..., reviewer_segment: _Optional[str] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., review_url: _Optional[str] = ..., review_locale: _Optional[str] = ..., reviewer_facebook_url: _Optional[str] = ..., response_type: _Optional[str] = ..., retailer_name: _Optional[str] = ..., retailer_image_url: _Optional[str] = ...) -> None: ...
+
+class GetConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ...) -> None: ...
+
+class ListConversationsRequest(_message.Message):
+    __slots__ = ("trkref", "sku", "locale", "page_size", "page_token", "order_by")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    sku: str
+    locale: str
+    page_size: int
+    page_token: str
+    order_by: str
+    def __init__(self, trkref: _Optional[str] = ..., sku: _Optional[str] = ..., locale: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+
+class ListConversationsResponse(_message.Message):
+    __slots__ = ("summary", "conversations", "next_page_token")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    summary: ConversationSummary
+    conversations: _containers.RepeatedCompositeFieldContainer[Conversation]
+    next_page_token: str
+    def __init__(self, summary: _Optional[_Union[ConversationSummary, _Mapping]] = ..., conversations: _Optional[_Iterable[_Union[Conversation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ConversationSummary(_message.Message):
+    __slots__ = ("question_count", "answers_count")
+    QUESTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    question_count: int
+    answers_count: int
+    def __init__(self, question_count: _Optional[int] = ..., answers_count: _Optional[int] = ...) -> None: ...

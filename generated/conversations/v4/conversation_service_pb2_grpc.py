@@ -26,15 +26,20 @@ if _version_not_supported:
 
 
 class ConversationServiceStub:
-    """ConversationService creates the questions shoppers ask about a product.
+    """ConversationService serves the questions shoppers ask about a product
+    (conversations) with their answers: create, read one, and list.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
-    `sku`. Errors are reported with the standard gRPC status codes:
+    `sku`. Every method names the organisation: reading a conversation by id
+    also takes `trkref`, and the conversation must belong to it. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
     UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
-    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
-    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
-    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
+    Basic), NOT_FOUND (an unknown organisation or conversation, one that
+    belongs to another organisation than `trkref`, or an organisation the key may
+    not reach: one identical error in every case, so that it never reveals what
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
+    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    (storage unavailable; retry).
     """
 
     def __init__(self, channel):
@@ -48,18 +53,33 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.CreateConversationRequest.SerializeToString,
                 response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.Conversation.FromString,
                 _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/GetConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.Conversation.FromString,
+                _registered_method=True)
+        self.ListConversations = channel.unary_unary(
+                '/conversations.v4.ConversationService/ListConversations',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
-    """ConversationService creates the questions shoppers ask about a product.
+    """ConversationService serves the questions shoppers ask about a product
+    (conversations) with their answers: create, read one, and list.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
-    `sku`. Errors are reported with the standard gRPC status codes:
+    `sku`. Every method names the organisation: reading a conversation by id
+    also takes `trkref`, and the conversation must belong to it. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
     UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
-    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
-    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
-    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
+    Basic), NOT_FOUND (an unknown organisation or conversation, one that
+    belongs to another organisation than `trkref`, or an organisation the key may
+    not reach: one identical error in every case, so that it never reveals what
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
+    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    (storage unavailable; retry).
     """
 
     def CreateConversation(self, request, context):
@@ -73,6 +93,39 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConversation(self, request, context):
+        """Returns the conversation `id` of the organisation `trkref`, with its
+        answers (oldest first) and `answers_count`: the object CreateConversation
+        returns.
+
+        NOT_FOUND when the id does not exist, when the conversation belongs to
+        another organisation than `trkref`, or when `trkref` is one the key may not
+        reach: one identical error in all three cases. A missing `trkref` is
+        INVALID_ARGUMENT.
+
+        REST: GET /v4/conversations/{id}?trkref=D10
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConversations(self, request, context):
+        """Lists the conversations about the product `sku` of the organisation
+        `trkref`, optionally only those asked in one locale, a page at a time
+        (AIP-158), with a summary of the whole filtered set. Each conversation
+        carries its answers (oldest first) and `answers_count`.
+
+        NOT_FOUND when `trkref` is unknown or one the key may not reach (the same
+        error as for every other NOT_FOUND). A product without conversations is
+        not an error: an empty list with zero counts.
+
+        REST: GET /v4/organisations/{trkref}/conversations?sku=AIPTPDV5700 with
+        the other fields of the request as query parameters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +133,16 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.CreateConversation,
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.CreateConversationRequest.FromString,
                     response_serializer=conversations_dot_v4_dot_conversation__service__pb2.Conversation.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.GetConversationRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.Conversation.SerializeToString,
+            ),
+            'ListConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConversations,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,15 +153,20 @@ def add_ConversationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ConversationService:
-    """ConversationService creates the questions shoppers ask about a product.
+    """ConversationService serves the questions shoppers ask about a product
+    (conversations) with their answers: create, read one, and list.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
-    `sku`. Errors are reported with the standard gRPC status codes:
+    `sku`. Every method names the organisation: reading a conversation by id
+    also takes `trkref`, and the conversation must belong to it. Errors are reported with the standard gRPC status codes:
     INVALID_ARGUMENT (with google.rpc.BadRequest details listing every bad field),
     UNAUTHENTICATED (no valid API key in the `authorization` metadata: HTTP
-    Basic), NOT_FOUND (unknown organisation, or one the key may not reach),
-    ALREADY_EXISTS (a request_id reused for another request), RESOURCE_EXHAUSTED
-    (the key's rate limit), UNAVAILABLE (storage unavailable; retry).
+    Basic), NOT_FOUND (an unknown organisation or conversation, one that
+    belongs to another organisation than `trkref`, or an organisation the key may
+    not reach: one identical error in every case, so that it never reveals what
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
+    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    (storage unavailable; retry).
     """
 
     @staticmethod
@@ -118,6 +186,60 @@ class ConversationService:
             '/conversations.v4.ConversationService/CreateConversation',
             conversations_dot_v4_dot_conversation__service__pb2.CreateConversationRequest.SerializeToString,
             conversations_dot_v4_dot_conversation__service__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/GetConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.GetConversationRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ListConversations',
+            conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

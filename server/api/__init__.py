@@ -1,0 +1,1 @@
+"""Transport: the gRPC servicer, its interceptors, authentication, error mapping, reflection."""

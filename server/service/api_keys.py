@@ -1,0 +1,71 @@
+"""Use cases of API keys: issuing, listing and revoking them.
+
+A secret is shown once, when its key is created, and stored only as a salted
+scrypt hash (server.service.authentication checks it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from server.service.authentication import hash_secret
+from server.service.domain import ApiKey
+from server.service.errors import ApiKeyNotFound
+from server.service.ports import Storage
+
+# The documented key of the embedded demo setup, for the demo organisation only.
+DEMO_KEY_ID = "demo"
+DEMO_SECRET = "demo-secret"
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new key as its owner sees it once: the secret is not stored anywhere."""
+
+    key_id: str
+    secret: str
+    organisations: frozenset[str]
+
+
+def create_key(
+    store: Storage,
+    organisations: Iterable[str],
+    *,
+    key_id: str | None = None,
+    secret: str | None = None,
+    clock: Clock = utc_now,
+) -> IssuedKey:
+    """Issue a key for existing organisations; random id and secret unless given."""
+    trkrefs = frozenset(organisations)
+    issued = IssuedKey(
+        key_id=key_id or f"key_{secrets.token_hex(8)}",
+        secret=secret or secrets.token_urlsafe(32),
+        organisations=trkrefs,
+    )
+    key = ApiKey(
+        key_id=issued.key_id,
+        organisations=trkrefs,
+        created_at=clock(),
+        revoked_at=None,
+        secret_hash=hash_secret(issued.secret),
+    )
+    store.add_api_key(key)
+    return issued
+
+
+def list_keys(store: Storage) -> list[ApiKey]:
+    return store.list_api_keys()
+
+
+def revoke_key(store: Storage, key_id: str, clock: Clock = utc_now) -> None:
+    if not store.revoke_api_key(key_id, clock()):
+        raise ApiKeyNotFound(key_id)

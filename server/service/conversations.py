@@ -1,0 +1,180 @@
+"""Use cases of conversations: plain functions over plain values, raising domain errors."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from server.service import page_tokens
+from server.service.domain import (
+    DEFAULT_ORDER,
+    ORDERS,
+    Caller,
+    Conversation,
+    ConversationPage,
+    NewConversation,
+    PageQuery,
+    PendingCreate,
+)
+from server.service.errors import (
+    ConversationNotFound,
+    FieldViolation,
+    InvalidConversation,
+    InvalidRequest,
+    OrganisationNotFound,
+    RequestIdReused,
+)
+from server.service.ports import Storage
+from server.service.validation import (
+    canonical_locale,
+    check_locale,
+    check_request_id,
+    check_text,
+    check_trkref,
+)
+
+FIRST_NAME_MAX = 100
+QUESTION_MAX = 5000
+SKU_MAX = 100
+# AIP-158: a page holds PAGE_SIZE conversations unless asked for fewer, at most PAGE_SIZE_MAX.
+PAGE_SIZE = 20
+PAGE_SIZE_MAX = 100
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def validate_new_conversation(new: NewConversation) -> list[FieldViolation]:
+    """Every problem with a new conversation at once; empty when it is valid."""
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", new.trkref)
+    check_text(violations, "first_name", new.first_name, max_length=FIRST_NAME_MAX)
+    check_text(violations, "question", new.question, max_length=QUESTION_MAX, multiline=True)
+    check_text(violations, "sku", new.sku, max_length=SKU_MAX)
+    if new.locale:
+        check_locale(violations, "locale", new.locale)
+    if new.request_id is not None:
+        check_request_id(violations, "request_id", new.request_id)
+    return violations
+
+
+def request_digest(new: NewConversation) -> str:
+    """What makes two creates the same request: everything the client sent."""
+    fields = [new.trkref, new.first_name, new.question, new.sku, new.locale or None]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+async def create_conversation(
+    store: Storage, new: NewConversation, caller: Caller, clock: Clock = utc_now
+) -> Conversation:
+    """Store a shopper's question about a product of an organisation; returns it as stored.
+
+    An organisation the caller may not reach is reported exactly as one that
+    does not exist.
+    """
+    violations = validate_new_conversation(new)
+    if violations:
+        raise InvalidConversation(violations)
+    if new.trkref not in caller.organisations:
+        raise OrganisationNotFound(new.trkref)
+    # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
+    created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
+    if new.request_id is not None:
+        new = replace(new, request_id=str(uuid.UUID(new.request_id)))
+    digest = request_digest(new) if new.request_id else None
+    organisation = await store.known_organisation(new.trkref)
+    if organisation is None:
+        raise OrganisationNotFound(new.trkref)
+    # Stored in one case, so that a List filters it whatever case it was sent in.
+    new = replace(new, locale=canonical_locale(new.locale or organisation.locale))
+    stored = await store.insert_conversation(
+        PendingCreate(new, organisation, created_at, caller.key_id, digest)
+    )
+    # A retry gets the conversation its request_id created; another request, an error.
+    if stored.request_digest != digest:
+        assert new.request_id is not None
+        raise RequestIdReused(new.request_id)
+    return stored.conversation
+
+
+async def get_conversation(
+    store: Storage, trkref: str, conversation_id: int, caller: Caller
+) -> Conversation:
+    """The conversation `conversation_id` of the organisation `trkref`, with its answers.
+
+    Not found alike whether it does not exist, belongs to another organisation, or
+    `trkref` is out of the caller's reach.
+    """
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", trkref)
+    if violations:
+        raise InvalidRequest(violations)
+    if trkref not in caller.organisations:
+        raise ConversationNotFound(conversation_id)
+    conversation = await store.read_conversation(conversation_id)
+    if conversation is None or conversation.trkref != trkref:
+        raise ConversationNotFound(conversation_id)
+    return conversation
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """A List as asked: page_size 0 means the default, order_by "" the default order."""
+
+    trkref: str
+    sku: str
+    locale: str | None = None
+    page_size: int = 0
+    page_token: str = ""
+    order_by: str = ""
+
+
+async def list_conversations(
+    store: Storage, request: ListRequest, caller: Caller
+) -> tuple[ConversationPage, str]:
+    """A page of the conversations about a product, and the token of the next page ("" on
+    the last one)."""
+    query = _page_query(request)
+    if request.trkref not in caller.organisations:
+        raise OrganisationNotFound(request.trkref)
+    secret = await store.page_token_secret()
+    if request.page_token:
+        try:
+            after = page_tokens.read(secret, query, request.page_token, len(ORDERS[query.order]))
+        except page_tokens.BadPageToken:
+            raise InvalidRequest(
+                [FieldViolation("page_token", "is not a page token of this request")]
+            ) from None
+        query = replace(query, after=after)
+    if await store.known_organisation(request.trkref) is None:
+        raise OrganisationNotFound(request.trkref)
+    page = await store.read_page(query)
+    token = "" if page.next_after is None else page_tokens.issue(secret, query, page.next_after)
+    return page, token
+
+
+def _page_query(request: ListRequest) -> PageQuery:
+    """The query a List asks for; InvalidRequest lists every bad parameter."""
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", request.trkref)
+    check_text(violations, "sku", request.sku, max_length=SKU_MAX)
+    if request.locale is not None:
+        check_locale(violations, "locale", request.locale)
+    if request.page_size < 0:
+        violations.append(FieldViolation("page_size", "must not be negative"))
+    order = " ".join(request.order_by.split()) or DEFAULT_ORDER
+    if order not in ORDERS:
+        choices = ", ".join(f"'{o}'" for o in ORDERS)
+        violations.append(FieldViolation("order_by", f"must be one of {choices}"))
+    if violations:
+        raise InvalidRequest(violations)
+    size = min(request.page_size or PAGE_SIZE, PAGE_SIZE_MAX)
+    locale = None if request.locale is None else canonical_locale(request.locale)
+    return PageQuery(request.trkref, request.sku, locale, order, size)

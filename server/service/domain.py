@@ -1,0 +1,154 @@
+"""The plain values the service logic works with and returns."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """A retailer, identified by its trkref."""
+
+    trkref: str
+    name: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer to a conversation's question."""
+
+    id: int
+    response: str
+    created_at: datetime.datetime
+    first_name: str
+    town: str
+    job_title: str | None
+    reviewer_segment: str
+    helpful: int
+    unhelpful: int
+    review_url: str
+    review_locale: str
+    reviewer_facebook_url: str | None
+    response_type: str
+    retailer_name: str | None
+    retailer_image_url: str | None
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    """What a shopper sends to ask a question; `locale` None means the organisation's.
+
+    `request_id`, when given, makes the create idempotent for the caller's key.
+    """
+
+    trkref: str
+    first_name: str
+    question: str
+    sku: str
+    locale: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A stored conversation; `created_at` is timezone-aware UTC with whole seconds."""
+
+    id: int
+    trkref: str
+    sku: str
+    first_name: str
+    question: str
+    locale: str
+    created_at: datetime.datetime
+    helpful: int
+    unhelpful: int
+    embeddable: bool
+    retailer_locale: str
+    answers: tuple[Answer, ...] = field(default=())
+    answers_count: int = 0
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client's API key: its public id and the organisations it may reach."""
+
+    key_id: str
+    organisations: frozenset[str]
+    created_at: datetime.datetime
+    revoked_at: datetime.datetime | None
+    # scrypt$N$r$p$salt$hash of the secret; never the secret itself.
+    secret_hash: str = field(repr=False)
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a call: an authenticated API key and the organisations it may reach."""
+
+    key_id: str
+    organisations: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """One create waiting to be written: what was asked, for whom, by whom, and when."""
+
+    new: NewConversation
+    organisation: Organisation
+    created_at: datetime.datetime
+    created_by: str
+    request_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredCreate:
+    """The conversation a create stored, or the one its request_id had stored before.
+
+    `request_digest` is that of the request that stored it: the service tells a
+    retry from a reused request_id by it.
+    """
+
+    conversation: Conversation
+    request_digest: str | None
+
+
+# The orders a List may ask for, and the columns of each order's key (each descending
+# but `created_at asc`); `id` breaks the ties of conversations asked in the same second.
+ORDERS: dict[str, tuple[str, ...]] = {
+    "created_at desc": ("created_at", "id"),
+    "created_at asc": ("created_at", "id"),
+    "helpful desc": ("helpful", "created_at", "id"),
+}
+DEFAULT_ORDER = "created_at desc"
+
+# A position in an order: the key of the last conversation of a page, created_at
+# as whole seconds since the epoch.
+PageKey = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """One page of the conversations about a product: after `after`, in `order`."""
+
+    trkref: str
+    sku: str
+    locale: str | None
+    order: str
+    size: int
+    after: PageKey | None = None
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """A page of conversations, the counts of the whole filtered set, and where the next
+    page starts (None on the last page)."""
+
+    conversations: tuple[Conversation, ...]
+    question_count: int
+    answers_count: int
+    next_after: PageKey | None

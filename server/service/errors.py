@@ -1,0 +1,108 @@
+"""Domain errors: what the service logic raises, independent of any transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """Base of every error a caller may see; the transport maps each subclass to a status."""
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One invalid field of a request and why it is invalid."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` lists every bad field at once."""
+
+    def __init__(self, subject: str, violations: list[FieldViolation]) -> None:
+        self.violations = violations
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(f"invalid {subject}: {summary}")
+
+
+class InvalidConversation(InvalidArgument):
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("conversation", violations)
+
+
+class InvalidRequest(InvalidArgument):
+    """A read's parameters are malformed (a List's sku, page size, order or token)."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("request", violations)
+
+
+class InvalidOrganisation(InvalidArgument):
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("organisation", violations)
+
+
+class OrganisationNotFound(DomainError):
+    # The wording matches the v4 API: it never says whether the organisation
+    # exists but is out of reach or does not exist at all.
+    def __init__(self, trkref: str) -> None:
+        self.trkref = trkref
+        super().__init__(
+            f"organisation {trkref!r} does not exist or you are not authorised to access it"
+        )
+
+
+class ConversationNotFound(DomainError):
+    # One message whether the conversation does not exist, belongs to another
+    # organisation, or the organisation is out of the key's reach.
+    def __init__(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        # Nor the id: the answer to every such request is the same, byte for byte.
+        super().__init__("the conversation does not exist or you are not authorised to access it")
+
+
+class OrganisationExists(DomainError):
+    def __init__(self, trkref: str) -> None:
+        self.trkref = trkref
+        super().__init__(f"organisation {trkref!r} already exists")
+
+
+class Unauthenticated(DomainError):
+    """Credentials are missing, malformed, wrong, or of a revoked key."""
+
+    def __init__(self) -> None:
+        # One message for every case: it must not tell which part was wrong.
+        super().__init__("missing or invalid credentials: use HTTP Basic with an API key")
+
+
+class RateLimited(DomainError):
+    """The key has used up its allowance of calls; retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("rate limit exceeded for this API key; retry later")
+
+
+class ApiKeyNotFound(DomainError):
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"no active API key {key_id!r}")
+
+
+class RequestIdReused(DomainError):
+    """A request_id already used by this key for a different request."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request; "
+            "use a new request_id for a new question"
+        )
+
+
+class StorageUnavailable(DomainError):
+    """The database cannot be reached or is busy; the call may be retried."""
+
+
+class StorageFailed(DomainError):
+    """The database refused a statement for another reason than being unavailable."""

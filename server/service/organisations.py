@@ -1,0 +1,37 @@
+"""Use cases of organisations (retailers): adding and listing them, and seeding the demo one."""
+
+from __future__ import annotations
+
+from server.service.api_keys import DEMO_KEY_ID, DEMO_SECRET, IssuedKey, create_key
+from server.service.domain import Organisation
+from server.service.errors import FieldViolation, InvalidOrganisation
+from server.service.ports import Storage
+from server.service.validation import check_locale, check_text, check_trkref
+
+NAME_MAX = 200
+
+DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+
+
+def add_organisation(store: Storage, organisation: Organisation) -> Organisation:
+    """Store a new organisation; its trkref must be free."""
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", organisation.trkref)
+    check_text(violations, "name", organisation.name, max_length=NAME_MAX)
+    check_locale(violations, "locale", organisation.locale)
+    if violations:
+        raise InvalidOrganisation(violations)
+    store.add_organisation(organisation)
+    return organisation
+
+
+def list_organisations(store: Storage) -> list[Organisation]:
+    return store.list_organisations()
+
+
+def seed_demo(store: Storage) -> IssuedKey | None:
+    """On a database without organisations, add the demo organisation and its documented
+    key (demo:demo-secret), so that the README's examples work; the key when it did."""
+    if not store.add_first_organisation(DEMO):
+        return None
+    return create_key(store, [DEMO.trkref], key_id=DEMO_KEY_ID, secret=DEMO_SECRET)

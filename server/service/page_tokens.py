@@ -1,0 +1,62 @@
+"""Page tokens (AIP-158): opaque, signed, and bound to the query that issued them.
+
+A token carries the key of the last conversation of its page and a digest of
+the query (organisation, sku, locale, order); an HMAC with the key every
+replica shares makes it tamper-evident. A token that does not verify, or that
+comes back with another query, is refused as invalid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+
+from server.service.domain import PageKey, PageQuery
+
+_SIGNATURE_BYTES = 16
+
+
+class BadPageToken(ValueError):
+    """The token is not one this service issued for this query."""
+
+
+def _query_digest(query: PageQuery) -> str:
+    fields = [query.trkref, query.sku, query.locale, query.order]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue(secret: bytes, query: PageQuery, after: PageKey) -> str:
+    """The token of the page that starts after `after`, for this query."""
+    payload = json.dumps({"q": _query_digest(query), "k": list(after)}, separators=(",", ":"))
+    signature = hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    return f"{_b64(payload.encode())}.{_b64(signature)}"
+
+
+def read(secret: bytes, query: PageQuery, token: str, key_length: int) -> PageKey:
+    """The key a token carries; BadPageToken unless this service issued it for this query."""
+    try:
+        encoded_payload, encoded_signature = token.split(".")
+        payload, signature = _unb64(encoded_payload), _unb64(encoded_signature)
+    except (ValueError, binascii.Error):
+        raise BadPageToken() from None
+    expected = hmac.new(secret, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    if not hmac.compare_digest(signature, expected):
+        raise BadPageToken()
+    content = json.loads(payload)
+    key = content["k"]
+    if content["q"] != _query_digest(query) or len(key) != key_length:
+        raise BadPageToken()
+    if not all(isinstance(value, int) and 0 <= value < 2**63 for value in key):
+        raise BadPageToken()
+    return tuple(key)

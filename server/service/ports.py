@@ -1,0 +1,44 @@
+"""What the use cases need of storage, as a Protocol: the Store meets it, and so do tests' fakes."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Protocol
+
+from server.service.domain import (
+    ApiKey,
+    Conversation,
+    ConversationPage,
+    Organisation,
+    PageQuery,
+    PendingCreate,
+    StoredCreate,
+)
+
+
+class Storage(Protocol):
+    """Each method is one unit of work; database failures arrive as domain errors."""
+
+    def add_organisation(self, organisation: Organisation) -> None: ...
+
+    def add_first_organisation(self, organisation: Organisation) -> bool: ...
+
+    def list_organisations(self) -> list[Organisation]: ...
+
+    async def known_organisation(self, trkref: str) -> Organisation | None: ...
+
+    def add_api_key(self, key: ApiKey) -> None: ...
+
+    def find_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    def list_api_keys(self) -> list[ApiKey]: ...
+
+    def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool: ...
+
+    async def insert_conversation(self, pending: PendingCreate) -> StoredCreate: ...
+
+    async def read_conversation(self, conversation_id: int) -> Conversation | None: ...
+
+    async def read_page(self, query: PageQuery) -> ConversationPage: ...
+
+    async def page_token_secret(self) -> bytes: ...

@@ -1,0 +1,88 @@
+"""Checks of single text fields, shared by the use cases; each returns what is wrong or None."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from server.service.errors import FieldViolation
+
+# A BCP 47 language tag in its common form: language, then subtags (`en-GB`,
+# `zh-Hant-TW`, `es-419`).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_TRKREF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+LOCALE_MAX = 35
+TRKREF_MAX = 32
+
+
+# Unicode's control characters (category Cc) are exactly these; the multiline
+# form allows tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_text(
+    violations: list[FieldViolation],
+    field: str,
+    value: str,
+    *,
+    max_length: int,
+    multiline: bool = False,
+) -> None:
+    """A required, bounded text: not blank, no control characters (line breaks if multiline)."""
+    if not value.strip():
+        violations.append(FieldViolation(field, "is required and must not be blank"))
+    elif len(value) > max_length:
+        violations.append(
+            FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
+        )
+    elif (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(value):
+        allowed = " other than line breaks and tabs" if multiline else ""
+        violations.append(FieldViolation(field, f"must not contain control characters{allowed}"))
+
+
+def check_locale(violations: list[FieldViolation], field: str, value: str) -> None:
+    if len(value) > LOCALE_MAX or not _LANGUAGE_TAG.fullmatch(value):
+        violations.append(
+            FieldViolation(field, "must be a language tag such as en-GB (at most 35 characters)")
+        )
+
+
+def canonical_locale(tag: str) -> str:
+    """A language tag in the case BCP 47 recommends (en-GB, zh-Hant-TW): tags that differ
+    only in case are the same tag, and are stored and compared in this form."""
+    parts: list[str] = []
+    extension = False
+    for i, part in enumerate(tag.split("-")):
+        extension = extension or (i > 0 and len(part) == 1)
+        if i == 0 or extension:
+            parts.append(part.lower())
+        elif len(part) == 4 and part.isalpha():
+            parts.append(part.title())
+        elif len(part) == 2 and part.isalpha():
+            parts.append(part.upper())
+        else:
+            parts.append(part.lower())
+    return "-".join(parts)
+
+
+def check_trkref(violations: list[FieldViolation], field: str, value: str) -> None:
+    if not value:
+        violations.append(FieldViolation(field, "is required"))
+    elif len(value) > TRKREF_MAX or not _TRKREF.fullmatch(value):
+        violations.append(
+            FieldViolation(
+                field,
+                "must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
+        )
+
+
+def check_request_id(violations: list[FieldViolation], field: str, value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        violations.append(
+            FieldViolation(field, "must be a UUID such as 3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21")
+        )

@@ -1,0 +1,148 @@
+"""The peewee models: one row class per table, bound late to `database`.
+
+Bound through a DatabaseProxy, so that one set of models serves SQLite (the
+embedded default) and PostgreSQL (production). Schema changes are migrations in
+server/storage/migrations/, generated from these models with peewee's runner:
+`python -m playhouse.migrations DATABASE_URL generate -d server/storage/migrations NAME
+server.storage.models`.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import peewee
+
+database = peewee.DatabaseProxy()
+# The row an upsert would have inserted (`excluded` in SQL).
+EXCLUDED = peewee.EXCLUDED
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class OrganisationRow(BaseModel):
+    id = peewee.AutoField()
+    trkref = peewee.CharField(max_length=32, unique=True)
+    name = peewee.CharField(max_length=200)
+    locale = peewee.CharField(max_length=35)
+
+    class Meta:
+        table_name = "organisation"
+
+
+class ConversationRow(BaseModel):
+    id = peewee.AutoField()
+    # Not indexed alone: the indexes by product below serve lookups by organisation.
+    organisation = peewee.ForeignKeyField(OrganisationRow, backref="conversations", index=False)
+    sku = peewee.CharField(max_length=100)
+    first_name = peewee.CharField(max_length=100)
+    question = peewee.TextField()
+    locale = peewee.CharField(max_length=35)
+    created_at = peewee.DateTimeField()
+    helpful = peewee.IntegerField(default=0)
+    unhelpful = peewee.IntegerField(default=0)
+    embeddable = peewee.BooleanField(default=False)
+    retailer_locale = peewee.CharField(max_length=35)
+    # Idempotent creates: the API key that created it, the request_id it
+    # chose, and a digest of the request, to tell a retry from a reuse.
+    created_by = peewee.CharField(max_length=64, null=True)
+    request_id = peewee.CharField(max_length=36, null=True)
+    request_digest = peewee.CharField(max_length=64, null=True)
+    # DEFAULT 0 in the schema: creates do not write it.
+    answers_count = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+
+    class Meta:
+        table_name = "conversation"
+        # The List orders, each a range of one index (migration 0005 names them).
+        indexes = (
+            (("organisation", "sku", "created_at", "id"), False),
+            (("organisation", "sku", "helpful", "created_at", "id"), False),
+            (("organisation", "sku", "locale", "created_at", "id"), False),
+            (("organisation", "sku", "locale", "helpful", "created_at", "id"), False),
+            # NULLs are distinct: only creates with a request_id are constrained.
+            (("created_by", "request_id"), True),
+        )
+
+
+class AnswerRow(BaseModel):
+    id = peewee.AutoField()
+    conversation = peewee.ForeignKeyField(ConversationRow, backref="answers")
+    response = peewee.TextField()
+    created_at = peewee.DateTimeField()
+    first_name = peewee.CharField(max_length=100)
+    town = peewee.CharField(max_length=100, default="")
+    job_title = peewee.CharField(max_length=100, null=True)
+    reviewer_segment = peewee.CharField(max_length=100, default="")
+    helpful = peewee.IntegerField(default=0)
+    unhelpful = peewee.IntegerField(default=0)
+    review_url = peewee.CharField(max_length=2048, default="")
+    review_locale = peewee.CharField(max_length=35, default="")
+    reviewer_facebook_url = peewee.CharField(max_length=2048, null=True)
+    response_type = peewee.CharField(max_length=20, default="owner")
+    retailer_name = peewee.CharField(max_length=200, null=True)
+    retailer_image_url = peewee.CharField(max_length=2048, null=True)
+
+    class Meta:
+        table_name = "answer"
+
+
+class ConversationCountRow(BaseModel):
+    """How many conversations and answers a product has in one locale, kept exact by the
+    transactions that write them, so that a List summary never counts rows."""
+
+    id = peewee.AutoField()
+    organisation = peewee.ForeignKeyField(OrganisationRow, index=False)
+    sku = peewee.CharField(max_length=100)
+    locale = peewee.CharField(max_length=35)
+    question_count = peewee.IntegerField(default=0)
+    answers_count = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "conversation_count"
+        indexes = ((("organisation", "sku", "locale"), True),)
+
+
+class ServiceSecretRow(BaseModel):
+    """Secrets every replica shares, made by the migrations: the key that signs page tokens."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.CharField(max_length=128)
+
+    class Meta:
+        table_name = "service_secret"
+
+
+class ApiKeyRow(BaseModel):
+    id = peewee.AutoField()
+    key_id = peewee.CharField(max_length=64, unique=True)
+    # scrypt$N$r$p$salt$hash; the secret itself is never stored.
+    secret_hash = peewee.CharField(max_length=255)
+    created_at = peewee.DateTimeField()
+    revoked_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_key"
+
+
+class ApiKeyOrganisationRow(BaseModel):
+    id = peewee.AutoField()
+    api_key = peewee.ForeignKeyField(ApiKeyRow, on_delete="CASCADE")
+    organisation = peewee.ForeignKeyField(OrganisationRow, on_delete="CASCADE")
+
+    class Meta:
+        table_name = "api_key_organisation"
+        indexes = ((("api_key", "organisation"), True),)
+
+
+def naive_utc(value: datetime.datetime) -> datetime.datetime:
+    """A stored timestamp: UTC without a timezone, as both databases' columns hold it."""
+    return value.astimezone(datetime.UTC).replace(tzinfo=None)
+
+
+def utc(value: datetime.datetime) -> datetime.datetime:
+    """A stored timestamp read back, as timezone-aware UTC."""
+    return value.replace(tzinfo=datetime.UTC)

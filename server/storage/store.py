@@ -1,0 +1,259 @@
+"""The Store: one open database and all that belongs to it, handed to the use cases.
+
+It owns the connection pool, the connection creates are written on, the group
+commit that writes them, the organisations already found, and the timeout every
+wait on the database is bounded by. Each method is one unit of work; every
+database error leaves it as a domain error (server.storage.errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import peewee
+
+from server.service.domain import (
+    ApiKey,
+    Conversation,
+    ConversationPage,
+    Organisation,
+    PageQuery,
+    PendingCreate,
+    StoredCreate,
+)
+from server.service.errors import StorageUnavailable
+from server.storage import api_keys, conversations, listing, organisations
+from server.storage.database import DEFAULT_TIMEOUT, SharedConnection, connect
+from server.storage.errors import DATABASE_ERRORS, OnUnavailable, as_domain_error, translated
+from server.storage.group_commit import Closed, GroupCommit
+from server.storage.migrate import apply_migrations
+from server.storage.models import ServiceSecretRow, database
+
+# A batch's statements each wait at most the database timeout and then fail;
+# a caller waiting this many times that long on its create means something is stuck.
+WRITE_TIMEOUT_FACTOR = 5
+
+
+def _ignore(error: BaseException) -> None:
+    pass
+
+
+class Store:
+    """The database the service works on; open one per process with Store.open().
+
+    The peewee models are bound to its database while it is open: one Store at a
+    time serves a process.
+    """
+
+    def __init__(
+        self,
+        db: peewee.Database,
+        write_connection: SharedConnection,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_unavailable: OnUnavailable = _ignore,
+    ) -> None:
+        self.db = db
+        self.timeout = timeout
+        self._write_connection = write_connection
+        self._on_unavailable = on_unavailable
+        # Organisations already found, by trkref. No code changes or removes an
+        # organisation, so one found stays right; a trkref not found is looked up
+        # every time, so one added while serving (by the CLI) is found at once.
+        self._organisations: dict[str, Organisation] = {}
+        self._writer_lock = threading.Lock()
+        self._writer: GroupCommit[PendingCreate, StoredCreate] | None = None
+        self._page_token_secret: bytes | None = None
+        database.initialize(db)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        timeout: float = DEFAULT_TIMEOUT,
+        on_unavailable: OnUnavailable = _ignore,
+    ) -> Store:
+        """The Store of the database a URL names: sqlite:///PATH or postgresql://..."""
+        db, write_connection = connect(url, sqlite_synchronous=sqlite_synchronous, timeout=timeout)
+        return cls(db, write_connection, timeout=timeout, on_unavailable=on_unavailable)
+
+    def close(self) -> None:
+        """Write the creates still queued, then close every connection."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(self.write_timeout)
+        self._write_connection.close()
+        self.db.close_all()  # type: ignore[attr-defined]  # a pooled database
+
+    @property
+    def write_timeout(self) -> float:
+        """Seconds a create may wait for its batch to be written."""
+        return WRITE_TIMEOUT_FACTOR * self.timeout
+
+    # Units of work
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One unit of work that writes: a pooled connection and a transaction around it."""
+        with translated(self._on_unavailable), self.db.connection_context(), self.db.atomic():
+            yield
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads only: a pooled connection, no transaction (nor SQLite's write lock)."""
+        with translated(self._on_unavailable), self.db.connection_context():
+            yield
+
+    @contextmanager
+    def writing(self) -> Iterator[peewee.Database]:
+        """The connection creates are written on, for this thread alone until the block ends."""
+        with translated(self._on_unavailable), self._write_connection.use() as db:
+            yield db
+
+    def ping(self) -> None:
+        """One bounded round trip to the database; StorageUnavailable when it fails.
+
+        It checks what creates need: the connection they are written on, in a write
+        transaction. On SQLite that takes the write lock, so a database another
+        process holds locked counts as unavailable, as it is for creates.
+        """
+        with self.writing() as db, db.atomic():
+            db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied."""
+        with translated(self._on_unavailable), self.db.connection_context():
+            return apply_migrations(self.db)
+
+    # Organisations
+
+    def add_organisation(self, organisation: Organisation) -> None:
+        """Store a new organisation; OrganisationExists when its trkref is taken."""
+        with self.session():
+            organisations.insert_organisation(organisation)
+
+    def add_first_organisation(self, organisation: Organisation) -> bool:
+        """Store the organisation when there is none yet; True when it did."""
+        with self.session():
+            if organisations.count_organisations():
+                return False
+            organisations.insert_organisation(organisation)
+            return True
+
+    def list_organisations(self) -> list[Organisation]:
+        with self.reading():
+            return organisations.list_organisations()
+
+    async def known_organisation(self, trkref: str) -> Organisation | None:
+        """The organisation of a trkref, remembered once found; the database is read in a thread."""
+        organisation = self._organisations.get(trkref)
+        if organisation is None:
+            organisation = await asyncio.to_thread(self._look_up_organisation, trkref)
+        return organisation
+
+    def _look_up_organisation(self, trkref: str) -> Organisation | None:
+        with self.reading():
+            organisation = organisations.find_organisation(trkref)
+        if organisation is not None:
+            self._organisations[trkref] = organisation
+        return organisation
+
+    # API keys
+
+    def add_api_key(self, key: ApiKey) -> None:
+        """Store a key; OrganisationNotFound when one of its trkrefs names no organisation."""
+        with self.session():
+            api_keys.insert_api_key(key)
+
+    def find_api_key(self, key_id: str) -> ApiKey | None:
+        with self.reading():
+            return api_keys.find_api_key(key_id)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        with self.reading():
+            return api_keys.list_api_keys()
+
+    def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool:
+        """Mark a key revoked; False when no such key is active."""
+        with self.session():
+            return api_keys.revoke_api_key(key_id, at)
+
+    # Conversations
+
+    async def insert_conversation(self, pending: PendingCreate) -> StoredCreate:
+        """Store a new conversation; returns once the statement holding it has committed.
+
+        Concurrent calls share one statement (group commit), written by the writer's
+        own thread. A create whose (created_by, request_id) is taken stores nothing
+        and returns what is stored under it.
+        """
+        try:
+            return await self._conversation_writer().submit(pending, self.write_timeout)
+        except (TimeoutError, Closed) as error:
+            raise StorageUnavailable(
+                f"database unavailable: {error or 'write timed out'}"
+            ) from error
+
+    async def read_conversation(self, conversation_id: int) -> Conversation | None:
+        """get_conversation, in a thread: the event loop never waits on the database."""
+        return await asyncio.to_thread(self.get_conversation, conversation_id)
+
+    async def read_page(self, query: PageQuery) -> ConversationPage:
+        """A page of a product's conversations and its counts, read in a thread."""
+        return await asyncio.to_thread(self._read_page, query)
+
+    def _read_page(self, query: PageQuery) -> ConversationPage:
+        with self.reading():
+            return listing.read_page(query)
+
+    async def page_token_secret(self) -> bytes:
+        """The key page tokens are signed with, shared by every replica through the database."""
+        if self._page_token_secret is None:
+            self._page_token_secret = await asyncio.to_thread(self._read_secret, "page_token")
+        return self._page_token_secret
+
+    def _read_secret(self, name: str) -> bytes:
+        with self.reading():
+            return bytes.fromhex(ServiceSecretRow.get_by_id(name).value)
+
+    def get_conversation(self, conversation_id: int) -> Conversation | None:
+        with self.reading():
+            return conversations.get_conversation(conversation_id)
+
+    def count_conversations(self) -> int:
+        with self.reading():
+            return conversations.count_conversations()
+
+    def _conversation_writer(self) -> GroupCommit[PendingCreate, StoredCreate]:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = GroupCommit(
+                    self.write_conversations,
+                    max_batch=conversations.MAX_BATCH,
+                    fail_queued_on=StorageUnavailable,
+                )
+            return self._writer
+
+    def write_conversations(self, batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
+        """Write a batch in one statement; every create gets its outcome or its error."""
+        try:
+            with self._write_connection.use() as db:
+                return conversations.insert_conversations(db, batch)
+        except DATABASE_ERRORS as error:
+            failure = as_domain_error(error)
+            if isinstance(failure, StorageUnavailable):
+                self._on_unavailable(error)
+                return [failure] * len(batch)
+            if len(batch) == 1:
+                return [failure]
+            # One bad row fails the whole statement: write each alone, so only it fails.
+            return [outcome for pending in batch for outcome in self.write_conversations([pending])]
+        except StorageUnavailable as error:  # the connection failed while this batch waited
+            return [error] * len(batch)

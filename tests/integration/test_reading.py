@@ -1,0 +1,344 @@
+"""Detail and List on real databases: ownership, pagination, orders, tokens and exact counts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import threading
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.service import conversations
+from server.service.conversations import ListRequest
+from server.service.domain import (
+    Caller,
+    Conversation,
+    ConversationPage,
+    NewConversation,
+    Organisation,
+)
+from server.service.errors import ConversationNotFound, InvalidRequest, OrganisationNotFound
+from server.service.organisations import add_organisation
+from server.storage.models import AnswerRow, ConversationCountRow, ConversationRow
+from server.storage.store import Store
+from tests.support import CALLER, create, store_key
+
+E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
+
+
+def new(
+    sku: str = "AIPTPDV5700", question: str = "How is this product?", **extra: Any
+) -> NewConversation:
+    return NewConversation(
+        trkref="D10", first_name="A shopper", question=question, sku=sku, **extra
+    )
+
+
+def get(store: Store, trkref: str, conversation_id: int, caller: Caller = CALLER) -> Conversation:
+    return asyncio.run(conversations.get_conversation(store, trkref, conversation_id, caller))
+
+
+def page(
+    store: Store, request: ListRequest, caller: Caller = CALLER
+) -> tuple[ConversationPage, str]:
+    return asyncio.run(conversations.list_conversations(store, request, caller))
+
+
+def walk(store: Store, request: ListRequest, caller: Caller = CALLER) -> list[ConversationPage]:
+    """Every page of a List, following the tokens (at most 1,000 pages)."""
+    pages, token = [], ""
+    for _ in range(1000):
+        found, token = page(store, replace(request, page_token=token), caller)
+        pages.append(found)
+        if not token:
+            return pages
+    raise AssertionError("more than 1,000 pages")
+
+
+def clock_at(seconds: int) -> conversations.Clock:
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+        seconds=seconds
+    )
+    return lambda: moment
+
+
+def add_answers(store: Store, conversation_id: int, count: int) -> None:
+    """Answers as the answer writes store them: the rows, and both counts grown with them."""
+    with store.session():
+        conversation = ConversationRow.get_by_id(conversation_id)
+        for n in range(count):
+            AnswerRow.create(
+                conversation=conversation_id,
+                response=f"answer {n}",
+                created_at=datetime.datetime(2026, 2, 1, 0, 0, count - n),
+                first_name="An owner",
+            )
+        ConversationRow.update(answers_count=ConversationRow.answers_count + count).where(
+            ConversationRow.id == conversation_id
+        ).execute()
+        ConversationCountRow.update(answers_count=ConversationCountRow.answers_count + count).where(
+            (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
+            & (ConversationCountRow.sku == conversation.sku)
+            & (ConversationCountRow.locale == conversation.locale)
+        ).execute()
+
+
+# Detail
+
+
+def test_detail_is_the_conversation_as_created_with_its_answers_oldest_first(
+    store: Store, organisation: Organisation
+) -> None:
+    created = create(store, new(), CALLER)
+    assert get(store, "D10", created.id) == created
+    add_answers(store, created.id, 2)
+    found = get(store, "D10", created.id)
+    assert found.answers_count == 2
+    assert [a.response for a in found.answers] == ["answer 1", "answer 0"]
+
+
+def test_detail_is_not_found_alike_for_a_missing_id_another_organisation_and_one_out_of_reach(
+    store: Store, organisation: Organisation
+) -> None:
+    add_organisation(store, E20)
+    both = store_key(store, "both", "D10", "E20")
+    created = create(store, new(), CALLER)
+    messages = set()
+    for trkref, conversation_id, caller in [
+        ("D10", created.id + 1000, CALLER),  # no such id
+        ("E20", created.id, both),  # another organisation's conversation
+        ("E20", created.id, CALLER),  # an organisation out of the key's reach
+    ]:
+        with pytest.raises(ConversationNotFound) as raised:
+            get(store, trkref, conversation_id, caller)
+        messages.add(str(raised.value))
+    assert len(messages) == 1
+
+
+def test_detail_without_trkref_is_invalid(store: Store, organisation: Organisation) -> None:
+    created = create(store, new(), CALLER)
+    with pytest.raises(InvalidRequest) as raised:
+        get(store, "", created.id)
+    assert [v.field for v in raised.value.violations] == ["trkref"]
+
+
+# List
+
+
+def test_list_pages_newest_first_with_the_summary_of_the_whole_product(
+    store: Store, organisation: Organisation
+) -> None:
+    created = [create(store, new(question=f"q{n}"), CALLER, clock_at(n)) for n in range(5)]
+    create(store, new(sku="OTHER"), CALLER)
+    add_answers(store, created[0].id, 2)
+    pages = walk(store, ListRequest("D10", "AIPTPDV5700", page_size=2))
+    assert [[c.id for c in p.conversations] for p in pages] == [
+        [created[4].id, created[3].id],
+        [created[2].id, created[1].id],
+        [created[0].id],
+    ]
+    assert {(p.question_count, p.answers_count) for p in pages} == {(5, 2)}
+    assert pages[-1].conversations[0].answers_count == 2
+
+
+def test_list_filters_by_locale_whatever_its_case(store: Store, organisation: Organisation) -> None:
+    british = create(store, new(locale="en-gb"), CALLER)
+    create(store, new(locale="de-DE"), CALLER)
+    defaulted = create(store, new(), CALLER)  # the organisation's en-GB
+    [only] = walk(store, ListRequest("D10", "AIPTPDV5700", locale="EN-GB"))
+    assert {c.id for c in only.conversations} == {british.id, defaulted.id}
+    assert only.question_count == 2
+
+
+def test_list_orders_by_helpful_most_first_then_newest(
+    store: Store, organisation: Organisation
+) -> None:
+    ids = [create(store, new(), CALLER, clock_at(n)).id for n in range(4)]
+    with store.session():
+        for conversation_id, helpful in zip(ids, [3, 0, 3, 1], strict=True):
+            ConversationRow.update(helpful=helpful).where(
+                ConversationRow.id == conversation_id
+            ).execute()
+    pages = walk(store, ListRequest("D10", "AIPTPDV5700", page_size=1, order_by="helpful desc"))
+    assert [p.conversations[0].id for p in pages] == [ids[2], ids[0], ids[3], ids[1]]
+
+
+def test_list_page_size_defaults_to_20_and_is_at_most_100(
+    store: Store, organisation: Organisation
+) -> None:
+    for n in range(105):
+        create(store, new(question=f"q{n}"), CALLER)
+    assert len(page(store, ListRequest("D10", "AIPTPDV5700"))[0].conversations) == 20
+    assert (
+        len(page(store, ListRequest("D10", "AIPTPDV5700", page_size=1000))[0].conversations) == 100
+    )
+
+
+def test_list_refuses_bad_parameters_all_at_once(store: Store, organisation: Organisation) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        page(store, ListRequest("D10", " ", locale="not a tag", page_size=-1, order_by="id"))
+    fields = [v.field for v in raised.value.violations]
+    assert fields == ["sku", "locale", "page_size", "order_by"]
+
+
+def test_a_page_token_is_bound_to_its_query_and_tamper_evident(
+    store: Store, organisation: Organisation
+) -> None:
+    add_organisation(store, E20)
+    both = store_key(store, "both", "D10", "E20")
+    for n in range(3):
+        create(store, new(), CALLER, clock_at(n))
+    request = ListRequest("D10", "AIPTPDV5700", page_size=1)
+    _, token = page(store, request)
+    assert page(store, replace(request, page_token=token, page_size=2))[0].conversations
+    payload, signature = token.split(".")
+    for changed in [
+        replace(request, page_token=token, sku="OTHER"),
+        replace(request, page_token=token, locale="en-GB"),
+        replace(request, page_token=token, order_by="created_at asc"),
+        replace(request, page_token=token, trkref="E20"),
+        replace(request, page_token=payload[:-2] + "AA." + signature),
+        replace(request, page_token=payload + "." + signature[::-1]),
+        replace(request, page_token="not a token"),
+        replace(request, page_token="é" * 500),
+    ]:
+        with pytest.raises(InvalidRequest) as raised:
+            page(store, changed, both)
+        assert [v.field for v in raised.value.violations] == ["page_token"]
+
+
+def test_a_key_of_another_organisation_sees_nothing_of_its_conversations(
+    store: Store, organisation: Organisation
+) -> None:
+    add_organisation(store, E20)
+    outsider = store_key(store, "outsider", "E20")
+    created = create(store, new(), CALLER)
+    with pytest.raises(ConversationNotFound):
+        get(store, "D10", created.id, outsider)
+    with pytest.raises(OrganisationNotFound):
+        page(store, ListRequest("D10", "AIPTPDV5700"), outsider)
+    [empty] = walk(store, ListRequest("E20", "AIPTPDV5700"), outsider)
+    assert (empty.conversations, empty.question_count) == ((), 0)
+
+
+def test_a_page_costs_the_same_few_queries_however_many_answers(
+    store: Store, organisation: Organisation
+) -> None:
+    for n in range(20):
+        add_answers(store, create(store, new(), CALLER, clock_at(n)).id, 2)
+    page(store, ListRequest("D10", "AIPTPDV5700"))  # reads the page token key once
+    statements: list[str] = []
+    execute = store.db.execute_sql
+
+    def counted(sql: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    store.db.execute_sql = counted  # type: ignore[method-assign]
+    try:
+        found, _ = page(store, ListRequest("D10", "AIPTPDV5700"))
+    finally:
+        store.db.execute_sql = execute  # type: ignore[method-assign]
+    assert sum(len(c.answers) for c in found.conversations) == 40
+    assert len(statements) == 3  # conversations, their answers, the counts
+
+
+def test_walking_while_creating_sees_each_conversation_once_in_order(
+    store: Store, organisation: Organisation
+) -> None:
+    before = [create(store, new(), CALLER, clock_at(n)).id for n in range(30)]
+    later = itertools.count(1000)
+    for order in ("created_at desc", "created_at asc"):
+        seen, token = [], ""
+        for _ in range(100):
+            found, token = page(
+                store,
+                ListRequest("D10", "AIPTPDV5700", page_size=4, page_token=token, order_by=order),
+            )
+            seen += [c.id for c in found.conversations]
+            create(store, new(), CALLER, clock_at(next(later)))  # newer than all before
+            if not token:
+                break
+        assert len(seen) == len(set(seen))
+        assert set(before) <= set(seen)
+        assert seen == sorted(seen, reverse=order.endswith("desc"))
+
+
+def test_summary_equals_a_full_count_after_concurrent_creates(
+    store: Store, organisation: Organisation
+) -> None:
+    skus = ["A", "B", "C"]
+
+    def creating(worker: int) -> None:
+        for n in range(20):
+            create(store, new(sku=skus[(worker + n) % 3], locale=["en-GB", "fr-FR"][n % 2]), CALLER)
+
+    threads = [threading.Thread(target=creating, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for sku in skus:
+        for locale in (None, "en-GB", "fr-FR"):
+            found, _ = page(store, ListRequest("D10", sku, locale=locale))
+            with store.reading():
+                query = ConversationRow.select().where(ConversationRow.sku == sku)
+                if locale:
+                    query = query.where(ConversationRow.locale == locale)
+                assert found.question_count == query.count()
+    assert sum(page(store, ListRequest("D10", s))[0].question_count for s in skus) == 160
+
+
+# Any set, any order, any page size: each conversation exactly once, in order.
+
+_ORDER_KEYS = {
+    "created_at desc": lambda c: (-c.created_at.timestamp(), -c.id),
+    "created_at asc": lambda c: (c.created_at.timestamp(), c.id),
+    "helpful desc": lambda c: (-c.helpful, -c.created_at.timestamp(), -c.id),
+}
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.sampled_from(["en-GB", "fr-FR"])),
+        max_size=25,
+    ),
+    size=st.integers(1, 7),
+    order=st.sampled_from(sorted(_ORDER_KEYS)),
+    locale=st.sampled_from([None, "en-GB", "fr-FR"]),
+)
+def test_paging_yields_the_filtered_set_once_each_in_order(
+    store: Store,
+    organisation: Organisation,
+    rows: list[tuple[int, int, str]],
+    size: int,
+    order: str,
+    locale: str | None,
+) -> None:
+    sku = uuid.uuid4().hex  # a product of this example's own
+    for second, helpful, row_locale in rows:
+        created = create(store, new(sku=sku, locale=row_locale), CALLER, clock_at(second))
+        with store.session():
+            ConversationRow.update(helpful=helpful).where(
+                ConversationRow.id == created.id
+            ).execute()
+    with store.reading():
+        stored = [
+            store.get_conversation(row.id)
+            for row in ConversationRow.select(ConversationRow.id).where(ConversationRow.sku == sku)
+        ]
+    expected = sorted(
+        (c for c in stored if c is not None and locale in (None, c.locale)), key=_ORDER_KEYS[order]
+    )
+    pages = walk(store, ListRequest("D10", sku, locale=locale, page_size=size, order_by=order))
+    assert [c.id for p in pages for c in p.conversations] == [c.id for c in expected]
+    assert {p.question_count for p in pages} == {len(expected)}

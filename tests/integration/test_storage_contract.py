@@ -1,0 +1,221 @@
+"""The unit tests' FakeStorage keeps the Storage port's promises as the Store does.
+
+Each check runs on the fake, and on the Store over SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from server.service.domain import (
+    ORDERS,
+    ApiKey,
+    Conversation,
+    NewConversation,
+    Organisation,
+    PageQuery,
+    PendingCreate,
+    StoredCreate,
+)
+from server.service.errors import (
+    OrganisationExists,
+    OrganisationNotFound,
+    StorageFailed,
+    Unauthenticated,
+)
+from server.service.ports import Storage
+from tests.integration.conftest import open_store
+from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
+from tests.unit.fakes import FakeStorage
+
+AT = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
+NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
+
+
+@pytest.fixture(params=["fake", "sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "fake":
+        yield FakeStorage()
+        return
+    store = open_store(request.param, tmp_path, request)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def key(key_id: str, *trkrefs: str, created_at: datetime.datetime = AT) -> ApiKey:
+    return ApiKey(
+        key_id, frozenset(trkrefs), created_at, None, secret_hash="scrypt$1$1$1$AA==$AA=="
+    )
+
+
+def pending(
+    new: NewConversation = NEW, by: str = CALLER.key_id, at: datetime.datetime = AT
+) -> PendingCreate:
+    return PendingCreate(new, ORGANISATION, at.replace(microsecond=0), by, None)
+
+
+def test_organisations_are_listed_by_trkref_and_each_trkref_is_taken_once(
+    storage: Storage,
+) -> None:
+    storage.add_organisation(Organisation("Z9", "Zed", "fr-FR"))
+    storage.add_organisation(Organisation("A1", "Ay", "en-GB"))
+    with pytest.raises(OrganisationExists):
+        storage.add_organisation(Organisation("A1", "Other", "de-DE"))
+    assert storage.list_organisations() == [
+        Organisation("A1", "Ay", "en-GB"),
+        Organisation("Z9", "Zed", "fr-FR"),
+    ]
+
+
+def test_the_first_organisation_is_added_only_to_an_empty_storage(storage: Storage) -> None:
+    assert storage.add_first_organisation(ORGANISATION) is True
+    assert storage.add_first_organisation(Organisation("E20", "Second", "de-DE")) is False
+    assert storage.list_organisations() == [ORGANISATION]
+
+
+def test_a_known_organisation_is_found_and_an_unknown_one_is_none(storage: Storage) -> None:
+    storage.add_organisation(ORGANISATION)
+    assert asyncio.run(storage.known_organisation("D10")) == ORGANISATION
+    assert asyncio.run(storage.known_organisation("NOPE")) is None
+
+
+def test_keys_are_found_as_stored_and_listed_oldest_first(storage: Storage) -> None:
+    storage.add_organisation(ORGANISATION)
+    storage.add_organisation(Organisation("E20", "Second", "de-DE"))
+    later = key("later", "D10", created_at=AT + datetime.timedelta(seconds=1))
+    both = key("both", "D10", "E20")
+    storage.add_api_key(later)
+    storage.add_api_key(both)
+    assert storage.find_api_key("both") == both
+    assert storage.find_api_key("nope") is None
+    assert storage.list_api_keys() == [both, later]
+
+
+def test_a_key_for_an_unknown_organisation_is_refused_and_not_stored(storage: Storage) -> None:
+    storage.add_organisation(ORGANISATION)
+    with pytest.raises(OrganisationNotFound) as raised:
+        storage.add_api_key(key("k", "D10", "NOPE", "ALSO-NOPE"))
+    assert raised.value.trkref == "ALSO-NOPE"
+    assert storage.list_api_keys() == []
+
+
+def test_a_key_id_is_taken_once(storage: Storage) -> None:
+    storage.add_organisation(ORGANISATION)
+    storage.add_api_key(key("k", "D10"))
+    with pytest.raises(StorageFailed):
+        storage.add_api_key(key("k", "D10"))
+
+
+def test_an_active_key_is_revoked_once(storage: Storage) -> None:
+    storage.add_organisation(ORGANISATION)
+    storage.add_api_key(key("k", "D10"))
+    revoked_at = AT + datetime.timedelta(days=1)
+    assert storage.revoke_api_key("k", revoked_at) is True
+    assert storage.revoke_api_key("k", revoked_at) is False
+    assert storage.revoke_api_key("nope", revoked_at) is False
+    assert storage.find_api_key("k") == replace(key("k", "D10"), revoked_at=revoked_at)
+
+
+def test_a_create_stores_the_conversation_as_asked(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    first, second = insert(storage, pending()), insert(storage, pending())
+    assert second.conversation.id > first.conversation.id
+    assert first == StoredCreate(
+        Conversation(
+            id=first.conversation.id,
+            trkref="D10",
+            sku="S1",
+            first_name="Ann",
+            question="Fits?",
+            locale="en-GB",
+            created_at=AT.replace(microsecond=0),
+            helpful=0,
+            unhelpful=0,
+            embeddable=False,
+            retailer_locale="en-GB",
+        ),
+        request_digest=None,
+    )
+
+
+def test_a_create_of_a_revoked_or_unknown_key_is_unauthenticated(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    store_key(storage, "revoked", "D10")
+    storage.revoke_api_key("revoked", AT)
+    for by in ("revoked", "unknown"):
+        with pytest.raises(Unauthenticated):
+            insert(storage, pending(by=by))
+
+
+def test_a_request_id_of_a_key_stores_once_and_returns_the_first(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    store_key(storage, "other", "D10")
+    asked = replace(NEW, request_id=REQUEST_ID)
+    first = insert(storage, replace(pending(asked), request_digest="first"))
+    again = insert(storage, replace(pending(replace(asked, question="?")), request_digest="other"))
+    theirs = insert(storage, pending(asked, by="other"))
+    assert again == first and first.request_digest == "first"
+    assert theirs.conversation.id != first.conversation.id
+
+
+def test_a_create_for_an_organisation_that_is_gone_fails(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    gone = Organisation("GONE", "Gone", "fr-FR")
+    with pytest.raises(StorageFailed):
+        insert(storage, replace(pending(), organisation=gone))
+
+
+def test_a_stored_conversation_reads_back_and_an_unknown_one_is_none(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    created = insert(storage, pending()).conversation
+    assert asyncio.run(storage.read_conversation(created.id)) == created
+    assert asyncio.run(storage.read_conversation(created.id + 1000)) is None
+
+
+def pages(storage: Storage, order: str, locale: str | None = None) -> list[list[int]]:
+    """The ids of each page of D10's S1 conversations, two a page, in this order."""
+    found, after = [], None
+    for _ in range(10):
+        query = PageQuery("D10", "S1", locale, order, size=2, after=after)
+        page = asyncio.run(storage.read_page(query))
+        assert page.question_count == (2 if locale else 5)
+        found.append([c.id for c in page.conversations])
+        after = page.next_after
+        if after is None:
+            return found
+    raise AssertionError("more pages than conversations")
+
+
+@pytest.mark.parametrize("order", sorted(ORDERS))
+def test_pages_of_a_product_follow_the_order_and_count_all_it_has(
+    storage: Storage, order: str
+) -> None:
+    add_organisation_with_key(storage)
+    # Five about S1, the second and third asked in the same second, two in de-DE.
+    seconds = [0, 1, 1, 2, 3]
+    ids = [
+        insert(
+            storage,
+            pending(
+                replace(NEW, locale="de-DE" if n in (1, 4) else None),
+                at=AT + datetime.timedelta(seconds=second),
+            ),
+        ).conversation.id
+        for n, second in enumerate(seconds)
+    ]
+    insert(storage, pending(replace(NEW, sku="S2")))  # another product
+
+    oldest_first = [[ids[0], ids[1]], [ids[2], ids[3]], [ids[4]]]
+    newest_first = [[ids[4], ids[3]], [ids[2], ids[1]], [ids[0]]]
+    assert pages(storage, order) == (oldest_first if order.endswith(" asc") else newest_first)
+    german = [ids[1], ids[4]] if order.endswith(" asc") else [ids[4], ids[1]]
+    assert pages(storage, order, locale="de-DE") == [german]

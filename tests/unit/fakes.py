@@ -1,0 +1,179 @@
+"""An in-memory Storage for the unit tests of the use cases.
+
+FakeStorage keeps what server.service.ports.Storage promises the way the Store
+does, with plain dicts: the same outcomes, the same domain errors.
+tests/integration/test_storage_contract.py runs one set of checks against it and
+against the Store on SQLite and PostgreSQL, so that it cannot drift from them.
+
+Beyond the port it counts the calls of each method (`calls`), can play a
+database that is down (`unavailable`), and reads back what a create stored.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+from dataclasses import replace
+
+from server.service.domain import (
+    ApiKey,
+    Conversation,
+    ConversationPage,
+    Organisation,
+    PageKey,
+    PageQuery,
+    PendingCreate,
+    StoredCreate,
+)
+from server.service.errors import (
+    OrganisationExists,
+    OrganisationNotFound,
+    StorageFailed,
+    StorageUnavailable,
+    Unauthenticated,
+)
+from server.service.ports import Storage
+from server.storage.listing import page_key
+
+
+class FakeStorage:
+    """What the use cases need of storage, in memory."""
+
+    def __init__(self) -> None:
+        self.organisations: dict[str, Organisation] = {}
+        self.keys: dict[str, ApiKey] = {}
+        self.conversations: dict[int, StoredCreate] = {}
+        # (created_by, request_id) -> id of the conversation stored under it
+        self._requested: dict[tuple[str, str], int] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
+        # True: every call fails as it does on a database that is down.
+        self.unavailable = False
+
+    def _call(self, method: str) -> None:
+        self.calls[method] += 1
+        if self.unavailable:
+            raise StorageUnavailable("database unavailable: the fake is down")
+
+    # Organisations
+
+    def add_organisation(self, organisation: Organisation) -> None:
+        self._call("add_organisation")
+        if organisation.trkref in self.organisations:
+            raise OrganisationExists(organisation.trkref)
+        self.organisations[organisation.trkref] = organisation
+
+    def add_first_organisation(self, organisation: Organisation) -> bool:
+        self._call("add_first_organisation")
+        if self.organisations:
+            return False
+        self.organisations[organisation.trkref] = organisation
+        return True
+
+    def list_organisations(self) -> list[Organisation]:
+        self._call("list_organisations")
+        return [self.organisations[trkref] for trkref in sorted(self.organisations)]
+
+    async def known_organisation(self, trkref: str) -> Organisation | None:
+        self._call("known_organisation")
+        return self.organisations.get(trkref)
+
+    # API keys
+
+    def add_api_key(self, key: ApiKey) -> None:
+        self._call("add_api_key")
+        missing = key.organisations - self.organisations.keys()
+        if missing:
+            raise OrganisationNotFound(sorted(missing)[0])
+        if key.key_id in self.keys:  # the unique index refuses it
+            raise StorageFailed("database error: IntegrityError")
+        self.keys[key.key_id] = key
+
+    def find_api_key(self, key_id: str) -> ApiKey | None:
+        self._call("find_api_key")
+        return self.keys.get(key_id)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        self._call("list_api_keys")
+        return sorted(self.keys.values(), key=lambda key: key.created_at)
+
+    def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool:
+        self._call("revoke_api_key")
+        key = self.keys.get(key_id)
+        if key is None or key.revoked:
+            return False
+        self.keys[key_id] = replace(key, revoked_at=at)
+        return True
+
+    # Conversations
+
+    async def insert_conversation(self, pending: PendingCreate) -> StoredCreate:
+        self._call("insert_conversation")
+        key = self.keys.get(pending.created_by)
+        if key is None or key.revoked:
+            raise Unauthenticated()
+        request_id = pending.new.request_id
+        if request_id is not None and (pending.created_by, request_id) in self._requested:
+            return self.conversations[self._requested[pending.created_by, request_id]]
+        if pending.organisation.trkref not in self.organisations:  # its row fails NOT NULL
+            raise StorageFailed("database error: IntegrityError")
+        stored = StoredCreate(
+            _conversation(len(self.conversations) + 1, pending), pending.request_digest
+        )
+        self.conversations[stored.conversation.id] = stored
+        if request_id is not None:
+            self._requested[pending.created_by, request_id] = stored.conversation.id
+        return stored
+
+    async def read_conversation(self, conversation_id: int) -> Conversation | None:
+        self._call("read_conversation")
+        return self.get_conversation(conversation_id)
+
+    async def read_page(self, query: PageQuery) -> ConversationPage:
+        self._call("read_page")
+        matching = [
+            stored.conversation
+            for stored in self.conversations.values()
+            if (stored.conversation.trkref, stored.conversation.sku) == (query.trkref, query.sku)
+            and query.locale in (None, stored.conversation.locale)
+        ]
+        ascending = query.order.endswith(" asc")
+
+        def key(conversation: Conversation) -> PageKey:
+            return page_key(query.order, conversation)
+
+        ordered = sorted(matching, key=key, reverse=not ascending)
+        after = query.after
+        if after is not None:
+            ordered = [c for c in ordered if (key(c) > after if ascending else key(c) < after)]
+        page = tuple(ordered[: query.size])
+        more = len(ordered) > query.size
+        return ConversationPage(
+            page,
+            question_count=len(matching),
+            answers_count=sum(c.answers_count for c in matching),
+            next_after=key(page[-1]) if more else None,
+        )
+
+    async def page_token_secret(self) -> bytes:
+        self._call("page_token_secret")
+        return b"the fake's page token secret...."
+
+    def get_conversation(self, conversation_id: int) -> Conversation | None:
+        stored = self.conversations.get(conversation_id)
+        return None if stored is None else stored.conversation
+
+    def count_conversations(self) -> int:
+        return len(self.conversations)
+
+
+def _conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
+    """What a create stores: what was asked, for the organisation, with nothing voted yet."""
+    new, org = pending.new, pending.organisation
+    asked = (new.sku, new.first_name, new.question, new.locale or org.locale)
+    at = pending.created_at.astimezone(datetime.UTC)
+    # helpful 0, unhelpful 0, not embeddable; then the organisation's locale.
+    return Conversation(conversation_id, org.trkref, *asked, at, 0, 0, False, org.locale)
+
+
+# mypy checks that the fake meets the port.
+_: type[Storage] = FakeStorage
