@@ -16,12 +16,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from server.service import conversations
+from server.service import answers, conversations, votes
 from server.service.authentication import hash_secret
 from server.service.domain import (
+    Answer,
     ApiKey,
     Caller,
     Conversation,
+    NewAnswer,
     NewConversation,
     Organisation,
     PendingCreate,
@@ -129,6 +131,21 @@ def create(
 ) -> Conversation:
     """create_conversation run to completion on an event loop of this thread's own."""
     return asyncio.run(conversations.create_conversation(store, new, caller, clock))
+
+
+def answer(
+    store: Storage,
+    new: NewAnswer,
+    caller: Caller,
+    clock: conversations.Clock = conversations.utc_now,
+) -> Answer:
+    """create_answer run to completion on an event loop of this thread's own."""
+    return asyncio.run(answers.create_answer(store, new, caller, clock))
+
+
+def vote(store: Storage, caller: Caller, **asked: object) -> None:
+    """votes.vote run to completion on an event loop of this thread's own."""
+    asyncio.run(votes.vote(store, caller, **asked))  # type: ignore[arg-type]
 
 
 def insert(store: Storage, pending: PendingCreate) -> StoredCreate:

@@ -12,6 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.service.errors import (
+    AnswerNotFound,
     ApiKeyNotFound,
     ConversationNotFound,
     DomainError,
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,  # HTTP 401
     OrganisationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     ConversationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
+    AnswerNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     ApiKeyNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
+
+from google.protobuf import empty_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.api.auth import current_caller
 from server.api.errors import Context, maps_domain_errors
-from server.api.messages import conversation_message, page_message
-from server.service import conversations, domain
+from server.api.messages import answer_message, conversation_message, page_message
+from server.service import answers, conversations, domain, votes
 from server.service.domain import Caller
-from server.service.errors import FieldViolation, InvalidConversation
+from server.service.errors import (
+    FieldViolation,
+    InvalidAnswer,
+    InvalidArgument,
+    InvalidConversation,
+)
 from server.service.ports import Storage
 
 IDEMPOTENCY_KEY = "idempotency-key"
@@ -63,13 +71,91 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
         page, token = await conversations.list_conversations(self._store, asked, self._caller())
         return page_message(page, token)
 
+    @maps_domain_errors
+    async def CreateAnswer(self, request: pb.CreateAnswerRequest, context: Context) -> pb.Answer:
+        a = request.answer
+        new = domain.NewAnswer(
+            trkref=request.trkref,
+            conversation_id=request.conversation_id,
+            response=a.response,
+            first_name=a.first_name,
+            response_type=a.response_type,
+            town=a.town,
+            job_title=a.job_title if a.HasField("job_title") else None,
+            reviewer_segment=a.reviewer_segment,
+            review_url=a.review_url,
+            review_locale=a.review_locale,
+            reviewer_facebook_url=(
+                a.reviewer_facebook_url if a.HasField("reviewer_facebook_url") else None
+            ),
+            retailer_name=a.retailer_name if a.HasField("retailer_name") else None,
+            retailer_image_url=a.retailer_image_url if a.HasField("retailer_image_url") else None,
+            request_id=_request_id(a, context, InvalidAnswer),
+        )
+        created = await answers.create_answer(self._store, new, self._caller())
+        return answer_message(created)
 
-def _request_id(request: pb.CreateConversationRequest, context: Context) -> str | None:
+    @maps_domain_errors
+    async def IncrementConversationHelpful(
+        self, request: pb.IncrementConversationHelpfulRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._vote("conversation", "helpful", request)
+
+    @maps_domain_errors
+    async def IncrementConversationUnhelpful(
+        self, request: pb.IncrementConversationUnhelpfulRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._vote("conversation", "unhelpful", request)
+
+    @maps_domain_errors
+    async def IncrementAnswerHelpful(
+        self, request: pb.IncrementAnswerHelpfulRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._vote("answer", "helpful", request)
+
+    @maps_domain_errors
+    async def IncrementAnswerUnhelpful(
+        self, request: pb.IncrementAnswerUnhelpfulRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._vote("answer", "unhelpful", request)
+
+    async def _vote(self, target: str, counter: str, request: VoteRequest) -> empty_pb2.Empty:
+        await votes.vote(
+            self._store,
+            self._caller(),
+            target=target,
+            target_id=request.id,
+            counter=counter,
+            trkref=request.trkref,
+            voter_id=request.voter_id,
+        )
+        return empty_pb2.Empty()
+
+
+class VoteRequest(Protocol):
+    """What the four vote requests share."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def trkref(self) -> str: ...
+    @property
+    def voter_id(self) -> str: ...
+
+
+class Idempotent(Protocol):
+    @property
+    def request_id(self) -> str: ...
+
+
+def _request_id(
+    request: Idempotent,
+    context: Context,
+    invalid: Callable[[list[FieldViolation]], InvalidArgument] = InvalidConversation,
+) -> str | None:
     """The request_id field, or the Idempotency-Key header REST clients may send instead."""
     headers = [v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY]
     header = headers[0] if headers and isinstance(headers[0], str) else ""
     if request.request_id and header and header != request.request_id:
-        raise InvalidConversation(
-            [FieldViolation("request_id", "differs from the Idempotency-Key header")]
-        )
+        raise invalid([FieldViolation("request_id", "differs from the Idempotency-Key header")])
     return request.request_id or header or None

@@ -37,6 +37,69 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class NewAnswer:
+    """What an owner of the product or the retailer sends to answer a conversation.
+
+    Optional texts are "" or None when not given; `request_id`, when given, makes
+    the create idempotent for the caller's key.
+    """
+
+    trkref: str
+    conversation_id: int
+    response: str
+    first_name: str
+    response_type: str = ""
+    town: str = ""
+    job_title: str | None = None
+    reviewer_segment: str = ""
+    review_url: str = ""
+    review_locale: str = ""
+    reviewer_facebook_url: str | None = None
+    retailer_name: str | None = None
+    retailer_image_url: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingAnswer:
+    """An answer to write: what was asked, by whom, and when."""
+
+    new: NewAnswer
+    created_at: datetime.datetime
+    created_by: str
+    request_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer a create stored, or the one its request_id had stored before, with the
+    digest of the request that stored it."""
+
+    answer: Answer
+    request_digest: str | None
+
+
+# What a vote counts on, and which way.
+VOTE_TARGETS = ("conversation", "answer")
+VOTE_COUNTERS = ("helpful", "unhelpful")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One vote: +1 on a counter of a conversation or an answer of the organisation `trkref`.
+
+    With a `voter_id`, the voter counts once per target, whichever way it voted.
+    """
+
+    target: str  # one of VOTE_TARGETS
+    target_id: int
+    counter: str  # one of VOTE_COUNTERS
+    trkref: str
+    voted_by: str  # the API key that sent it
+    voter_id: str | None = None
+
+
+@dataclass(frozen=True)
 class NewConversation:
     """What a shopper sends to ask a question; `locale` None means the organisation's.
 

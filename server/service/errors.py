@@ -31,6 +31,11 @@ class InvalidConversation(InvalidArgument):
         super().__init__("conversation", violations)
 
 
+class InvalidAnswer(InvalidArgument):
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("answer", violations)
+
+
 class InvalidRequest(InvalidArgument):
     """A read's parameters are malformed (a List's sku, page size, order or token)."""
 
@@ -60,6 +65,13 @@ class ConversationNotFound(DomainError):
         self.conversation_id = conversation_id
         # Nor the id: the answer to every such request is the same, byte for byte.
         super().__init__("the conversation does not exist or you are not authorised to access it")
+
+
+class AnswerNotFound(DomainError):
+    # As ConversationNotFound: one message, whatever the reason, without the id.
+    def __init__(self, answer_id: int) -> None:
+        self.answer_id = answer_id
+        super().__init__("the answer does not exist or you are not authorised to access it")
 
 
 class OrganisationExists(DomainError):
@@ -92,11 +104,11 @@ class ApiKeyNotFound(DomainError):
 class RequestIdReused(DomainError):
     """A request_id already used by this key for a different request."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, what: str = "question") -> None:
         self.request_id = request_id
         super().__init__(
             f"request_id {request_id!r} was already used for a different request; "
-            "use a new request_id for a new question"
+            f"use a new request_id for a new {what}"
         )
 
 

@@ -11,8 +11,11 @@ from server.service.domain import (
     ConversationPage,
     Organisation,
     PageQuery,
+    PendingAnswer,
     PendingCreate,
+    StoredAnswer,
     StoredCreate,
+    Vote,
 )
 
 
@@ -42,3 +45,12 @@ class Storage(Protocol):
     async def read_page(self, query: PageQuery) -> ConversationPage: ...
 
     async def page_token_secret(self) -> bytes: ...
+
+    async def insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
+        """Store an answer; None when its conversation is not one of its organisation's."""
+        ...
+
+    async def record_vote(self, vote: Vote) -> bool:
+        """Count a vote (once per voter_id and target); False when the target is not one of
+        its organisation's."""
+        ...

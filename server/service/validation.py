@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 
 from server.service.errors import FieldViolation
@@ -40,6 +41,45 @@ def check_text(
     elif (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(value):
         allowed = " other than line breaks and tabs" if multiline else ""
         violations.append(FieldViolation(field, f"must not contain control characters{allowed}"))
+
+
+def check_optional_text(
+    violations: list[FieldViolation], field: str, value: str | None, *, max_length: int
+) -> None:
+    """An optional, bounded text: empty or absent, or without control characters."""
+    if not value:
+        return
+    if len(value) > max_length:
+        violations.append(
+            FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
+        )
+    elif _CONTROL.search(value):
+        violations.append(FieldViolation(field, "must not contain control characters"))
+
+
+URL_MAX = 2048
+
+
+def check_url(violations: list[FieldViolation], field: str, value: str | None) -> None:
+    """An optional URL: empty or absent, or an absolute http(s) URL of at most URL_MAX."""
+    if not value:
+        return
+    if len(value) > URL_MAX:
+        violations.append(
+            FieldViolation(field, f"must be at most {URL_MAX} characters, got {len(value)}")
+        )
+        return
+    try:
+        parts = urllib.parse.urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed port or IPv6 address
+        valid = False
+    if not valid or _CONTROL.search(value) or any(c.isspace() for c in value):
+        violations.append(
+            FieldViolation(
+                field, "must be an absolute http or https URL such as https://example.com/"
+            )
+        )
 
 
 def check_locale(violations: list[FieldViolation], field: str, value: str) -> None:

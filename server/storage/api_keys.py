@@ -67,11 +67,13 @@ def revoke_api_key(key_id: str, at: datetime.datetime) -> bool:
     return bool(updated)
 
 
-def active_keys(key_ids: set[str]) -> set[str]:
-    """Which of these keys are not revoked."""
+def active_keys(key_ids: set[str], db: peewee.Database | None = None) -> set[str]:
+    """Which of these keys are not revoked; on `db` when given (a writer's transaction)."""
     active = ApiKeyRow.select(ApiKeyRow.key_id).where(
         ApiKeyRow.key_id.in_(sorted(key_ids)) & ApiKeyRow.revoked_at.is_null()
     )
+    if db is not None:
+        active = active.bind(db)
     return {row.key_id for row in active}
 
 

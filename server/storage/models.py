@@ -70,7 +70,8 @@ class ConversationRow(BaseModel):
 
 class AnswerRow(BaseModel):
     id = peewee.AutoField()
-    conversation = peewee.ForeignKeyField(ConversationRow, backref="answers")
+    # Indexed with created_at and id below: a conversation's answers, oldest first.
+    conversation = peewee.ForeignKeyField(ConversationRow, backref="answers", index=False)
     response = peewee.TextField()
     created_at = peewee.DateTimeField()
     first_name = peewee.CharField(max_length=100)
@@ -85,9 +86,32 @@ class AnswerRow(BaseModel):
     response_type = peewee.CharField(max_length=20, default="owner")
     retailer_name = peewee.CharField(max_length=200, null=True)
     retailer_image_url = peewee.CharField(max_length=2048, null=True)
+    # Idempotent creates, as on conversations.
+    created_by = peewee.CharField(max_length=64, null=True)
+    request_id = peewee.CharField(max_length=36, null=True)
+    request_digest = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "answer"
+        indexes = (
+            (("conversation", "created_at", "id"), False),
+            (("created_by", "request_id"), True),
+        )
+
+
+class VoteRow(BaseModel):
+    """A vote that carried a voter_id: the voter counts once per target (a conversation or
+    an answer). Votes without one are only counted."""
+
+    id = peewee.AutoField()
+    target = peewee.CharField(max_length=12)  # "conversation" or "answer"
+    target_id = peewee.IntegerField()
+    voter_id = peewee.CharField(max_length=100)
+    created_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "vote"
+        indexes = ((("target", "target_id", "voter_id"), True),)
 
 
 class ConversationCountRow(BaseModel):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import peewee
 
@@ -22,16 +23,22 @@ from server.service.domain import (
     ConversationPage,
     Organisation,
     PageQuery,
+    PendingAnswer,
     PendingCreate,
+    StoredAnswer,
     StoredCreate,
+    Vote,
 )
 from server.service.errors import StorageUnavailable
-from server.storage import api_keys, conversations, listing, organisations
+from server.storage import answers, api_keys, conversations, listing, organisations, votes
 from server.storage.database import DEFAULT_TIMEOUT, SharedConnection, connect
 from server.storage.errors import DATABASE_ERRORS, OnUnavailable, as_domain_error, translated
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 # A batch's statements each wait at most the database timeout and then fail;
 # a caller waiting this many times that long on its create means something is stuck.
@@ -67,6 +74,7 @@ class Store:
         self._organisations: dict[str, Organisation] = {}
         self._writer_lock = threading.Lock()
         self._writer: GroupCommit[PendingCreate, StoredCreate] | None = None
+        self._vote_writer: GroupCommit[Vote, bool] | None = None
         self._page_token_secret: bytes | None = None
         database.initialize(db)
 
@@ -86,9 +94,11 @@ class Store:
     def close(self) -> None:
         """Write the creates still queued, then close every connection."""
         with self._writer_lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close(self.write_timeout)
+            writers = [self._writer, self._vote_writer]
+            self._writer = self._vote_writer = None
+        for writer in writers:
+            if writer is not None:
+                writer.close(self.write_timeout)
         self._write_connection.close()
         self.db.close_all()  # type: ignore[attr-defined]  # a pooled database
 
@@ -231,6 +241,45 @@ class Store:
         with self.reading():
             return conversations.count_conversations()
 
+    # Answers and votes
+
+    async def insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
+        """Store an answer on the write connection, in a thread; None when its conversation
+        is not one of its organisation's."""
+        return await asyncio.to_thread(self._insert_answer, pending)
+
+    def _insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
+        with self.writing() as db:
+            return answers.insert_answer(db, pending)
+
+    async def record_vote(self, vote: Vote) -> bool:
+        """Count a vote; returns once the batch holding it has committed. False when its
+        target is not one of its organisation's.
+
+        Concurrent votes share one transaction (group commit), as creates do.
+        """
+        try:
+            return await self._votes_writer().submit(vote, self.write_timeout)
+        except (TimeoutError, Closed) as error:
+            raise StorageUnavailable(
+                f"database unavailable: {error or 'write timed out'}"
+            ) from error
+
+    def write_votes(self, batch: list[Vote]) -> Sequence[bool | Exception]:
+        """Count a batch of votes in one transaction; every vote gets its outcome or its error."""
+        now = datetime.datetime.now(datetime.UTC)
+        return self._write_batch(lambda db, part: votes.record_votes(db, part, now), batch)
+
+    def _votes_writer(self) -> GroupCommit[Vote, bool]:
+        with self._writer_lock:
+            if self._vote_writer is None:
+                self._vote_writer = GroupCommit(
+                    self.write_votes,
+                    max_batch=votes.MAX_BATCH,
+                    fail_queued_on=StorageUnavailable,
+                )
+            return self._vote_writer
+
     def _conversation_writer(self) -> GroupCommit[PendingCreate, StoredCreate]:
         with self._writer_lock:
             if self._writer is None:
@@ -243,9 +292,18 @@ class Store:
 
     def write_conversations(self, batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
         """Write a batch in one statement; every create gets its outcome or its error."""
+        return self._write_batch(conversations.insert_conversations, batch)
+
+    def _write_batch(
+        self,
+        write: Callable[[peewee.Database, list[Item]], Sequence[Outcome | Exception]],
+        batch: list[Item],
+    ) -> Sequence[Outcome | Exception]:
+        """A group commit's batch, written on the write connection: each item gets its
+        outcome, or the error that failed it alone, or the batch's."""
         try:
             with self._write_connection.use() as db:
-                return conversations.insert_conversations(db, batch)
+                return write(db, batch)
         except DATABASE_ERRORS as error:
             failure = as_domain_error(error)
             if isinstance(failure, StorageUnavailable):
@@ -253,7 +311,7 @@ class Store:
                 return [failure] * len(batch)
             if len(batch) == 1:
                 return [failure]
-            # One bad row fails the whole statement: write each alone, so only it fails.
-            return [outcome for pending in batch for outcome in self.write_conversations([pending])]
+            # One bad row fails the whole transaction: write each alone, so only it fails.
+            return [outcome for item in batch for outcome in self._write_batch(write, [item])]
         except StorageUnavailable as error:  # the connection failed while this batch waited
             return [error] * len(batch)

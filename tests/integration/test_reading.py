@@ -20,14 +20,15 @@ from server.service.domain import (
     Caller,
     Conversation,
     ConversationPage,
+    NewAnswer,
     NewConversation,
     Organisation,
 )
 from server.service.errors import ConversationNotFound, InvalidRequest, OrganisationNotFound
 from server.service.organisations import add_organisation
-from server.storage.models import AnswerRow, ConversationCountRow, ConversationRow
+from server.storage.models import AnswerRow, ConversationRow
 from server.storage.store import Store
-from tests.support import CALLER, create, store_key
+from tests.support import CALLER, answer, create, store_key, vote
 
 E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
 
@@ -68,25 +69,15 @@ def clock_at(seconds: int) -> conversations.Clock:
     return lambda: moment
 
 
-def add_answers(store: Store, conversation_id: int, count: int) -> None:
-    """Answers as the answer writes store them: the rows, and both counts grown with them."""
-    with store.session():
-        conversation = ConversationRow.get_by_id(conversation_id)
-        for n in range(count):
-            AnswerRow.create(
-                conversation=conversation_id,
-                response=f"answer {n}",
-                created_at=datetime.datetime(2026, 2, 1, 0, 0, count - n),
-                first_name="An owner",
-            )
-        ConversationRow.update(answers_count=ConversationRow.answers_count + count).where(
-            ConversationRow.id == conversation_id
-        ).execute()
-        ConversationCountRow.update(answers_count=ConversationCountRow.answers_count + count).where(
-            (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
-            & (ConversationCountRow.sku == conversation.sku)
-            & (ConversationCountRow.locale == conversation.locale)
-        ).execute()
+def add_answers(store: Store, conversation_id: int, count: int, trkref: str = "D10") -> None:
+    """`count` answers through the use case, each older than the one before."""
+    for n in range(count):
+        answer(
+            store,
+            NewAnswer(trkref, conversation_id, response=f"answer {n}", first_name="An owner"),
+            CALLER,
+            clock_at(10_000 - n),
+        )
 
 
 # Detail
@@ -270,20 +261,25 @@ def test_walking_while_creating_sees_each_conversation_once_in_order(
         assert seen == sorted(seen, reverse=order.endswith("desc"))
 
 
-def test_summary_equals_a_full_count_after_concurrent_creates(
+def test_summary_equals_a_full_count_after_concurrent_creates_answers_and_votes(
     store: Store, organisation: Organisation
 ) -> None:
     skus = ["A", "B", "C"]
 
-    def creating(worker: int) -> None:
+    def writing(worker: int) -> None:
         for n in range(20):
-            create(store, new(sku=skus[(worker + n) % 3], locale=["en-GB", "fr-FR"][n % 2]), CALLER)
+            sku, locale = skus[(worker + n) % 3], ["en-GB", "fr-FR"][n % 2]
+            created = create(store, new(sku=sku, locale=locale), CALLER)
+            for _ in range(n % 3):
+                add_answers(store, created.id, 1)
+            vote(store, CALLER, target="conversation", target_id=created.id,
+                 counter="helpful", trkref="D10")  # fmt: skip
 
-    threads = [threading.Thread(target=creating, args=(w,)) for w in range(8)]
+    threads = [threading.Thread(target=writing, args=(w,)) for w in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(60)
+        thread.join(120)
     for sku in skus:
         for locale in (None, "en-GB", "fr-FR"):
             found, _ = page(store, ListRequest("D10", sku, locale=locale))
@@ -291,8 +287,18 @@ def test_summary_equals_a_full_count_after_concurrent_creates(
                 query = ConversationRow.select().where(ConversationRow.sku == sku)
                 if locale:
                     query = query.where(ConversationRow.locale == locale)
-                assert found.question_count == query.count()
-    assert sum(page(store, ListRequest("D10", s))[0].question_count for s in skus) == 160
+                answered = (
+                    AnswerRow.select()
+                    .join(ConversationRow)
+                    .where(ConversationRow.id.in_(query.select(ConversationRow.id)))
+                )
+                assert (found.question_count, found.answers_count) == (
+                    query.count(),
+                    answered.count(),
+                )
+    summaries = [page(store, ListRequest("D10", s))[0] for s in skus]
+    assert sum(s.question_count for s in summaries) == 160
+    assert sum(s.answers_count for s in summaries) == 8 * (7 * 0 + 7 * 1 + 6 * 2)
 
 
 # Any set, any order, any page size: each conversation exactly once, in order.

@@ -17,11 +17,14 @@ from server.service.domain import (
     ORDERS,
     ApiKey,
     Conversation,
+    NewAnswer,
     NewConversation,
     Organisation,
     PageQuery,
+    PendingAnswer,
     PendingCreate,
     StoredCreate,
+    Vote,
 )
 from server.service.errors import (
     OrganisationExists,
@@ -219,3 +222,77 @@ def test_pages_of_a_product_follow_the_order_and_count_all_it_has(
     assert pages(storage, order) == (oldest_first if order.endswith(" asc") else newest_first)
     german = [ids[1], ids[4]] if order.endswith(" asc") else [ids[4], ids[1]]
     assert pages(storage, order, locale="de-DE") == [german]
+
+
+# Answers and votes
+
+
+def answer_to(conversation_id: int, by: str = CALLER.key_id, **changes: object) -> PendingAnswer:
+    new = NewAnswer("D10", conversation_id, response="Yes.", first_name="Bo", response_type="owner")
+    return PendingAnswer(replace(new, **changes), AT.replace(microsecond=0), by)  # type: ignore[arg-type]
+
+
+def test_an_answer_is_stored_counted_and_read_back_oldest_first(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    later = replace(answer_to(conversation.id), created_at=AT + datetime.timedelta(seconds=5))
+    second = asyncio.run(storage.insert_answer(later))
+    first = asyncio.run(storage.insert_answer(answer_to(conversation.id, town="Leeds")))
+    assert first is not None and second is not None
+    assert (first.answer.town, first.answer.helpful, first.answer.response_type) == (
+        "Leeds",
+        0,
+        "owner",
+    )
+    found = asyncio.run(storage.read_conversation(conversation.id))
+    assert found is not None
+    assert (found.answers, found.answers_count) == ((first.answer, second.answer), 2)
+    page = asyncio.run(storage.read_page(PageQuery("D10", "S1", None, "created_at desc", 5)))
+    assert page.answers_count == 2 and page.conversations[0].answers == found.answers
+
+
+def test_an_answer_to_a_conversation_of_another_organisation_is_none(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    elsewhere = answer_to(conversation.id, trkref="E20")
+    assert asyncio.run(storage.insert_answer(elsewhere)) is None
+    assert asyncio.run(storage.insert_answer(answer_to(conversation.id + 1000))) is None
+
+
+def test_an_answer_request_id_stores_once_and_a_revoked_key_stores_none(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    asked = replace(answer_to(conversation.id, request_id=REQUEST_ID), request_digest="first")
+    first = asyncio.run(storage.insert_answer(asked))
+    again = asyncio.run(storage.insert_answer(replace(asked, request_digest="other")))
+    assert first is not None and again == first and again.request_digest == "first"
+    store_key(storage, "revoked", "D10")
+    storage.revoke_api_key("revoked", AT)
+    with pytest.raises(Unauthenticated):
+        asyncio.run(storage.insert_answer(answer_to(conversation.id, by="revoked")))
+    found = asyncio.run(storage.read_conversation(conversation.id))
+    assert found is not None and found.answers_count == 1
+
+
+def test_votes_count_once_per_voter_and_only_on_their_organisation(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    stored = asyncio.run(storage.insert_answer(answer_to(conversation.id)))
+    assert stored is not None
+
+    def vote(target: str, target_id: int, counter: str, **extra: str) -> bool:
+        asked = Vote(target, target_id, counter, extra.pop("trkref", "D10"), CALLER.key_id, **extra)
+        return asyncio.run(storage.record_vote(asked))
+
+    assert vote("conversation", conversation.id, "helpful")
+    assert vote("conversation", conversation.id, "helpful")
+    assert vote("conversation", conversation.id, "unhelpful", voter_id="v1")
+    assert vote("conversation", conversation.id, "helpful", voter_id="v1")  # counts nothing
+    assert vote("answer", stored.answer.id, "helpful", voter_id="v1")  # another target
+    assert not vote("conversation", conversation.id, "helpful", trkref="E20")
+    assert not vote("answer", stored.answer.id, "helpful", trkref="E20")
+    assert not vote("answer", stored.answer.id + 1000, "helpful")
+    found = asyncio.run(storage.read_conversation(conversation.id))
+    assert found is not None
+    assert (found.helpful, found.unhelpful) == (2, 1)
+    assert (found.answers[0].helpful, found.answers[0].unhelpful) == (1, 0)

@@ -16,14 +16,18 @@ import datetime
 from dataclasses import replace
 
 from server.service.domain import (
+    Answer,
     ApiKey,
     Conversation,
     ConversationPage,
     Organisation,
     PageKey,
     PageQuery,
+    PendingAnswer,
     PendingCreate,
+    StoredAnswer,
     StoredCreate,
+    Vote,
 )
 from server.service.errors import (
     OrganisationExists,
@@ -45,6 +49,12 @@ class FakeStorage:
         self.conversations: dict[int, StoredCreate] = {}
         # (created_by, request_id) -> id of the conversation stored under it
         self._requested: dict[tuple[str, str], int] = {}
+        self.answers: dict[int, StoredAnswer] = {}
+        # answer id -> id of its conversation
+        self._answered: dict[int, int] = {}
+        self._requested_answers: dict[tuple[str, str], int] = {}
+        # (target, target id, voter_id) of the votes that carried a voter_id
+        self._voters: set[tuple[str, int, str]] = set()
         self.calls: collections.Counter[str] = collections.Counter()
         # True: every call fails as it does on a database that is down.
         self.unavailable = False
@@ -130,11 +140,13 @@ class FakeStorage:
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         self._call("read_page")
+        every = [self.get_conversation(i) for i in self.conversations]
         matching = [
-            stored.conversation
-            for stored in self.conversations.values()
-            if (stored.conversation.trkref, stored.conversation.sku) == (query.trkref, query.sku)
-            and query.locale in (None, stored.conversation.locale)
+            c
+            for c in every
+            if c is not None
+            and (c.trkref, c.sku) == (query.trkref, query.sku)
+            and query.locale in (None, c.locale)
         ]
         ascending = query.order.endswith(" asc")
 
@@ -160,7 +172,76 @@ class FakeStorage:
 
     def get_conversation(self, conversation_id: int) -> Conversation | None:
         stored = self.conversations.get(conversation_id)
-        return None if stored is None else stored.conversation
+        if stored is None:
+            return None
+        answers = tuple(
+            self.answers[a].answer
+            for a, c in sorted(self._answered.items())
+            if c == conversation_id
+        )
+        answers = tuple(sorted(answers, key=lambda a: (a.created_at, a.id)))
+        return replace(stored.conversation, answers=answers, answers_count=len(answers))
+
+    # Answers and votes
+
+    async def insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
+        self._call("insert_answer")
+        new = pending.new
+        conversation = self.get_conversation(new.conversation_id)
+        if conversation is None or conversation.trkref != new.trkref:
+            return None
+        key = self.keys.get(pending.created_by)
+        if key is None or key.revoked:
+            raise Unauthenticated()
+        if (
+            new.request_id is not None
+            and (pending.created_by, new.request_id) in self._requested_answers
+        ):
+            return self.answers[self._requested_answers[pending.created_by, new.request_id]]
+        answer_id = len(self.answers) + 1
+        stored = StoredAnswer(_answer(answer_id, pending), pending.request_digest)
+        self.answers[answer_id] = stored
+        self._answered[answer_id] = new.conversation_id
+        if new.request_id is not None:
+            self._requested_answers[pending.created_by, new.request_id] = answer_id
+        return stored
+
+    async def record_vote(self, vote: Vote) -> bool:
+        self._call("record_vote")
+        key = self.keys.get(vote.voted_by)
+        if key is None or key.revoked:
+            raise Unauthenticated()
+        if vote.target == "conversation":
+            found = self.conversations.get(vote.target_id)
+            trkref = None if found is None else found.conversation.trkref
+        else:
+            conversation_id = self._answered.get(vote.target_id)
+            trkref = (
+                None
+                if conversation_id is None
+                else self.conversations[conversation_id].conversation.trkref
+            )
+        if trkref != vote.trkref:
+            return False
+        if vote.voter_id is not None:
+            voter = (vote.target, vote.target_id, vote.voter_id)
+            if voter in self._voters:
+                return True
+            self._voters.add(voter)
+        if vote.target == "conversation":
+            stored = self.conversations[vote.target_id]
+            voted = replace(
+                stored.conversation,
+                **{vote.counter: getattr(stored.conversation, vote.counter) + 1},
+            )
+            self.conversations[vote.target_id] = replace(stored, conversation=voted)
+        else:
+            answered = self.answers[vote.target_id]
+            voted_answer = replace(
+                answered.answer, **{vote.counter: getattr(answered.answer, vote.counter) + 1}
+            )
+            self.answers[vote.target_id] = replace(answered, answer=voted_answer)
+        return True
 
     def count_conversations(self) -> int:
         return len(self.conversations)
@@ -173,6 +254,28 @@ def _conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
     at = pending.created_at.astimezone(datetime.UTC)
     # helpful 0, unhelpful 0, not embeddable; then the organisation's locale.
     return Conversation(conversation_id, org.trkref, *asked, at, 0, 0, False, org.locale)
+
+
+def _answer(answer_id: int, pending: PendingAnswer) -> Answer:
+    """What an answer create stores: what was sent, with nothing voted yet."""
+    new = pending.new
+    return Answer(
+        id=answer_id,
+        response=new.response,
+        created_at=pending.created_at.astimezone(datetime.UTC),
+        first_name=new.first_name,
+        town=new.town,
+        job_title=new.job_title,
+        reviewer_segment=new.reviewer_segment,
+        helpful=0,
+        unhelpful=0,
+        review_url=new.review_url,
+        review_locale=new.review_locale,
+        reviewer_facebook_url=new.reviewer_facebook_url,
+        response_type=new.response_type,
+        retailer_name=new.retailer_name,
+        retailer_image_url=new.retailer_image_url,
+    )
 
 
 # mypy checks that the fake meets the port.

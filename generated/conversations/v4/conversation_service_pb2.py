@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+conversations/v4/conversation_service.proto\x12\x10\x63onversations.v4\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x19\x43reateConversationRequest\x12\x14\n\x06trkref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nfirst_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08question\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06locale\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x03sku\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x06 \x01(\tB\t\n\x07_locale\"\x83\x02\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\r\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07helpful\x18\x05 \x01(\r\x12\x11\n\tunhelpful\x18\x06 \x01(\r\x12\x12\n\nembeddable\x18\x07 \x01(\x08\x12\x17\n\x0fretailer_locale\x18\x08 \x01(\t\x12)\n\x07\x61nswers\x18\t \x03(\x0b\x32\x18.conversations.v4.Answer\x12\x15\n\ranswers_count\x18\n \x01(\r\"\xc2\x03\n\x06\x41nswer\x12\n\n\x02id\x18\x01 \x01(\r\x12\x10\n\x08response\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nfirst_name\x18\x04 \x01(\t\x12\x0c\n\x04town\x18\x05 \x01(\t\x12\x16\n\tjob_title\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10reviewer_segment\x18\x07 \x01(\t\x12\x0f\n\x07helpful\x18\x08 \x01(\r\x12\x11\n\tunhelpful\x18\t \x01(\r\x12\x12\n\nreview_url\x18\n \x01(\t\x12\x15\n\rreview_locale\x18\x0b \x01(\t\x12\"\n\x15reviewer_facebook_url\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x15\n\rresponse_type\x18\r \x01(\t\x12\x1a\n\rretailer_name\x18\x0e \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12retailer_image_url\x18\x0f \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_job_titleB\x18\n\x16_reviewer_facebook_urlB\x10\n\x0e_retailer_nameB\x15\n\x13_retailer_image_url\"@\n\x16GetConversationRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x9c\x01\n\x18ListConversationsRequest\x12\x14\n\x06trkref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06locale\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x10\n\x08order_by\x18\x06 \x01(\tB\t\n\x07_locale\"\xa3\x01\n\x19ListConversationsResponse\x12\x36\n\x07summary\x18\x01 \x01(\x0b\x32%.conversations.v4.ConversationSummary\x12\x35\n\rconversations\x18\x02 \x03(\x0b\x32\x1e.conversations.v4.Conversation\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"D\n\x13\x43onversationSummary\x12\x16\n\x0equestion_count\x18\x01 \x01(\r\x12\x15\n\ranswers_count\x18\x02 \x01(\r2\xcc\x03\n\x13\x43onversationService\x12\x96\x01\n\x12\x43reateConversation\x12+.conversations.v4.CreateConversationRequest\x1a\x1e.conversations.v4.Conversation\"3\x82\xd3\xe4\x93\x02-\"(/v4/organisations/{trkref}/conversations:\x01*\x12{\n\x0fGetConversation\x12(.conversations.v4.GetConversationRequest\x1a\x1e.conversations.v4.Conversation\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v4/conversations/{id}\x12\x9e\x01\n\x11ListConversations\x12*.conversations.v4.ListConversationsRequest\x1a+.conversations.v4.ListConversationsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v4/organisations/{trkref}/conversationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+conversations/v4/conversation_service.proto\x12\x10\x63onversations.v4\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x19\x43reateConversationRequest\x12\x14\n\x06trkref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nfirst_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08question\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06locale\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x03sku\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x06 \x01(\tB\t\n\x07_locale\"\x83\x02\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\r\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07helpful\x18\x05 \x01(\r\x12\x11\n\tunhelpful\x18\x06 \x01(\r\x12\x12\n\nembeddable\x18\x07 \x01(\x08\x12\x17\n\x0fretailer_locale\x18\x08 \x01(\t\x12)\n\x07\x61nswers\x18\t \x03(\x0b\x32\x18.conversations.v4.Answer\x12\x15\n\ranswers_count\x18\n \x01(\r\"\xc2\x03\n\x06\x41nswer\x12\n\n\x02id\x18\x01 \x01(\r\x12\x10\n\x08response\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nfirst_name\x18\x04 \x01(\t\x12\x0c\n\x04town\x18\x05 \x01(\t\x12\x16\n\tjob_title\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10reviewer_segment\x18\x07 \x01(\t\x12\x0f\n\x07helpful\x18\x08 \x01(\r\x12\x11\n\tunhelpful\x18\t \x01(\r\x12\x12\n\nreview_url\x18\n \x01(\t\x12\x15\n\rreview_locale\x18\x0b \x01(\t\x12\"\n\x15reviewer_facebook_url\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x15\n\rresponse_type\x18\r \x01(\t\x12\x1a\n\rretailer_name\x18\x0e \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12retailer_image_url\x18\x0f \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_job_titleB\x18\n\x16_reviewer_facebook_urlB\x10\n\x0e_retailer_nameB\x15\n\x13_retailer_image_url\"@\n\x16GetConversationRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x9c\x01\n\x18ListConversationsRequest\x12\x14\n\x06trkref\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06locale\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x10\n\x08order_by\x18\x06 \x01(\tB\t\n\x07_locale\"\xa3\x01\n\x19ListConversationsResponse\x12\x36\n\x07summary\x18\x01 \x01(\x0b\x32%.conversations.v4.ConversationSummary\x12\x35\n\rconversations\x18\x02 \x03(\x0b\x32\x1e.conversations.v4.Conversation\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"D\n\x13\x43onversationSummary\x12\x16\n\x0equestion_count\x18\x01 \x01(\r\x12\x15\n\ranswers_count\x18\x02 \x01(\r\"}\n\x13\x43reateAnswerRequest\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x1b.conversations.v4.NewAnswerB\x04\xe2\x41\x01\x02\"\x85\x03\n\tNewAnswer\x12\x16\n\x08response\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nfirst_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rresponse_type\x18\x03 \x01(\t\x12\x0c\n\x04town\x18\x04 \x01(\t\x12\x16\n\tjob_title\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10reviewer_segment\x18\x06 \x01(\t\x12\x12\n\nreview_url\x18\x07 \x01(\t\x12\x15\n\rreview_locale\x18\x08 \x01(\t\x12\"\n\x15reviewer_facebook_url\x18\t \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rretailer_name\x18\n \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12retailer_image_url\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x12\n\nrequest_id\x18\x0c \x01(\tB\x0c\n\n_job_titleB\x18\n\x16_reviewer_facebook_urlB\x10\n\x0e_retailer_nameB\x15\n\x13_retailer_image_url\"_\n#IncrementConversationHelpfulRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08voter_id\x18\x03 \x01(\t\"a\n%IncrementConversationUnhelpfulRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08voter_id\x18\x03 \x01(\t\"Y\n\x1dIncrementAnswerHelpfulRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08voter_id\x18\x03 \x01(\t\"[\n\x1fIncrementAnswerUnhelpfulRequest\x12\x10\n\x02id\x18\x01 \x01(\rB\x04\xe2\x41\x01\x02\x12\x14\n\x06trkref\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08voter_id\x18\x03 \x01(\t2\xe5\t\n\x13\x43onversationService\x12\x96\x01\n\x12\x43reateConversation\x12+.conversations.v4.CreateConversationRequest\x1a\x1e.conversations.v4.Conversation\"3\x82\xd3\xe4\x93\x02-\"(/v4/organisations/{trkref}/conversations:\x01*\x12{\n\x0fGetConversation\x12(.conversations.v4.GetConversationRequest\x1a\x1e.conversations.v4.Conversation\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v4/conversations/{id}\x12\x9e\x01\n\x11ListConversations\x12*.conversations.v4.ListConversationsRequest\x1a+.conversations.v4.ListConversationsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v4/organisations/{trkref}/conversations\x12\x8c\x01\n\x0c\x43reateAnswer\x12%.conversations.v4.CreateAnswerRequest\x1a\x18.conversations.v4.Answer\";\x82\xd3\xe4\x93\x02\x35\"+/v4/conversations/{conversation_id}/answers:\x06\x61nswer\x12\x9f\x01\n\x1cIncrementConversationHelpful\x12\x35.conversations.v4.IncrementConversationHelpfulRequest\x1a\x16.google.protobuf.Empty\"0\x82\xd3\xe4\x93\x02*\"(/v4/conversations/{id}/increment_helpful\x12\xa5\x01\n\x1eIncrementConversationUnhelpful\x12\x37.conversations.v4.IncrementConversationUnhelpfulRequest\x1a\x16.google.protobuf.Empty\"2\x82\xd3\xe4\x93\x02,\"*/v4/conversations/{id}/increment_unhelpful\x12\x9a\x01\n\x16IncrementAnswerHelpful\x12/.conversations.v4.IncrementAnswerHelpfulRequest\x1a\x16.google.protobuf.Empty\"7\x82\xd3\xe4\x93\x02\x31\"//v4/conversation_answers/{id}/increment_helpful\x12\xa0\x01\n\x18IncrementAnswerUnhelpful\x12\x31.conversations.v4.IncrementAnswerUnhelpfulRequest\x1a\x16.google.protobuf.Empty\"9\x82\xd3\xe4\x93\x02\x33\"1/v4/conversation_answers/{id}/increment_unhelpfulb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,26 +51,74 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCONVERSATIONSREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
   _globals['_LISTCONVERSATIONSREQUEST'].fields_by_name['sku']._loaded_options = None
   _globals['_LISTCONVERSATIONSREQUEST'].fields_by_name['sku']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['trkref']._loaded_options = None
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['answer']._loaded_options = None
+  _globals['_CREATEANSWERREQUEST'].fields_by_name['answer']._serialized_options = b'\342A\001\002'
+  _globals['_NEWANSWER'].fields_by_name['response']._loaded_options = None
+  _globals['_NEWANSWER'].fields_by_name['response']._serialized_options = b'\342A\001\002'
+  _globals['_NEWANSWER'].fields_by_name['first_name']._loaded_options = None
+  _globals['_NEWANSWER'].fields_by_name['first_name']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST'].fields_by_name['trkref']._loaded_options = None
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST'].fields_by_name['trkref']._loaded_options = None
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTANSWERHELPFULREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_INCREMENTANSWERHELPFULREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTANSWERHELPFULREQUEST'].fields_by_name['trkref']._loaded_options = None
+  _globals['_INCREMENTANSWERHELPFULREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST'].fields_by_name['trkref']._loaded_options = None
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST'].fields_by_name['trkref']._serialized_options = b'\342A\001\002'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['CreateConversation']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['CreateConversation']._serialized_options = b'\202\323\344\223\002-\"(/v4/organisations/{trkref}/conversations:\001*'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['GetConversation']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['GetConversation']._serialized_options = b'\202\323\344\223\002\030\022\026/v4/conversations/{id}'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['ListConversations']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['ListConversations']._serialized_options = b'\202\323\344\223\002*\022(/v4/organisations/{trkref}/conversations'
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=162
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=332
-  _globals['_CONVERSATION']._serialized_start=335
-  _globals['_CONVERSATION']._serialized_end=594
-  _globals['_ANSWER']._serialized_start=597
-  _globals['_ANSWER']._serialized_end=1047
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1049
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1113
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1116
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1272
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1275
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1438
-  _globals['_CONVERSATIONSUMMARY']._serialized_start=1440
-  _globals['_CONVERSATIONSUMMARY']._serialized_end=1508
-  _globals['_CONVERSATIONSERVICE']._serialized_start=1511
-  _globals['_CONVERSATIONSERVICE']._serialized_end=1971
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['CreateAnswer']._loaded_options = None
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['CreateAnswer']._serialized_options = b'\202\323\344\223\0025\"+/v4/conversations/{conversation_id}/answers:\006answer'
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementConversationHelpful']._loaded_options = None
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementConversationHelpful']._serialized_options = b'\202\323\344\223\002*\"(/v4/conversations/{id}/increment_helpful'
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementConversationUnhelpful']._loaded_options = None
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementConversationUnhelpful']._serialized_options = b'\202\323\344\223\002,\"*/v4/conversations/{id}/increment_unhelpful'
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementAnswerHelpful']._loaded_options = None
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementAnswerHelpful']._serialized_options = b'\202\323\344\223\0021\"//v4/conversation_answers/{id}/increment_helpful'
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementAnswerUnhelpful']._loaded_options = None
+  _globals['_CONVERSATIONSERVICE'].methods_by_name['IncrementAnswerUnhelpful']._serialized_options = b'\202\323\344\223\0023\"1/v4/conversation_answers/{id}/increment_unhelpful'
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=191
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=361
+  _globals['_CONVERSATION']._serialized_start=364
+  _globals['_CONVERSATION']._serialized_end=623
+  _globals['_ANSWER']._serialized_start=626
+  _globals['_ANSWER']._serialized_end=1076
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1078
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1142
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1145
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1301
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1304
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1467
+  _globals['_CONVERSATIONSUMMARY']._serialized_start=1469
+  _globals['_CONVERSATIONSUMMARY']._serialized_end=1537
+  _globals['_CREATEANSWERREQUEST']._serialized_start=1539
+  _globals['_CREATEANSWERREQUEST']._serialized_end=1664
+  _globals['_NEWANSWER']._serialized_start=1667
+  _globals['_NEWANSWER']._serialized_end=2056
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST']._serialized_start=2058
+  _globals['_INCREMENTCONVERSATIONHELPFULREQUEST']._serialized_end=2153
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST']._serialized_start=2155
+  _globals['_INCREMENTCONVERSATIONUNHELPFULREQUEST']._serialized_end=2252
+  _globals['_INCREMENTANSWERHELPFULREQUEST']._serialized_start=2254
+  _globals['_INCREMENTANSWERHELPFULREQUEST']._serialized_end=2343
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST']._serialized_start=2345
+  _globals['_INCREMENTANSWERUNHELPFULREQUEST']._serialized_end=2436
+  _globals['_CONVERSATIONSERVICE']._serialized_start=2439
+  _globals['_CONVERSATIONSERVICE']._serialized_end=3692
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -126,3 +127,81 @@ class ConversationSummary(_message.Message):
     question_count: int
     answers_count: int
     def __init__(self, question_count: _Optional[int] = ..., answers_count: _Optional[int] = ...) -> None: ...
+
+class CreateAnswerRequest(_message.Message):
+    __slots__ = ("conversation_id", "trkref", "answer")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: int
+    trkref: str
+    answer: NewAnswer
+    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., answer: _Optional[_Union[NewAnswer, _Mapping]] = ...) -> None: ...
+
+class NewAnswer(_message.Message):
+    __slots__ = ("response", "first_name", "response_type", "town", "job_title", "reviewer_segment", "review_url", "review_locale", "reviewer_facebook_url", "retailer_name", "retailer_image_url", "request_id")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TOWN_FIELD_NUMBER: _ClassVar[int]
+    JOB_TITLE_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_URL_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_LOCALE_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FACEBOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    RETAILER_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETAILER_IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    response: str
+    first_name: str
+    response_type: str
+    town: str
+    job_title: str
+    reviewer_segment: str
+    review_url: str
+    review_locale: str
+    reviewer_facebook_url: str
+    retailer_name: str
+    retailer_image_url: str
+    request_id: str
+    def __init__(self, response: _Optional[str] = ..., first_name: _Optional[str] = ..., response_type: _Optional[str] = ..., town: _Optional[str] = ..., job_title: _Optional[str] = ..., reviewer_segment: _Optional[str] = ..., review_url: _Optional[str] = ..., review_locale: _Optional[str] = ..., reviewer_facebook_url: _Optional[str] = ..., retailer_name: _Optional[str] = ..., retailer_image_url: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class IncrementConversationHelpfulRequest(_message.Message):
+    __slots__ = ("id", "trkref", "voter_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    voter_id: str
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
+
+class IncrementConversationUnhelpfulRequest(_message.Message):
+    __slots__ = ("id", "trkref", "voter_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    voter_id: str
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
+
+class IncrementAnswerHelpfulRequest(_message.Message):
+    __slots__ = ("id", "trkref", "voter_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    voter_id: str
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
+
+class IncrementAnswerUnhelpfulRequest(_message.Message):
+    __slots__ = ("id", "trkref", "voter_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    voter_id: str
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from conversations.v4 import conversation_service_pb2 as conversations_dot_v4_dot_conversation__service__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -27,7 +28,8 @@ if _version_not_supported:
 
 class ConversationServiceStub:
     """ConversationService serves the questions shoppers ask about a product
-    (conversations) with their answers: create, read one, and list.
+    (conversations) with their answers: create, read one, list, answer, and vote
+    questions and answers helpful or not.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Every method names the organisation: reading a conversation by id
@@ -37,8 +39,8 @@ class ConversationServiceStub:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
-    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -63,11 +65,37 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.SerializeToString,
                 response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.FromString,
                 _registered_method=True)
+        self.CreateAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/CreateAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.Answer.FromString,
+                _registered_method=True)
+        self.IncrementConversationHelpful = channel.unary_unary(
+                '/conversations.v4.ConversationService/IncrementConversationHelpful',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationHelpfulRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.IncrementConversationUnhelpful = channel.unary_unary(
+                '/conversations.v4.ConversationService/IncrementConversationUnhelpful',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationUnhelpfulRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.IncrementAnswerHelpful = channel.unary_unary(
+                '/conversations.v4.ConversationService/IncrementAnswerHelpful',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerHelpfulRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.IncrementAnswerUnhelpful = channel.unary_unary(
+                '/conversations.v4.ConversationService/IncrementAnswerUnhelpful',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
     """ConversationService serves the questions shoppers ask about a product
-    (conversations) with their answers: create, read one, and list.
+    (conversations) with their answers: create, read one, list, answer, and vote
+    questions and answers helpful or not.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Every method names the organisation: reading a conversation by id
@@ -77,8 +105,8 @@ class ConversationServiceServicer:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
-    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -126,6 +154,73 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAnswer(self, request, context):
+        """Answers the question of the conversation `conversation_id` of the
+        organisation `trkref`: an owner of the product (`response_type` `owner`)
+        or the retailer (`retailer`). Returns the answer as stored; it then shows
+        in GetConversation and ListConversations (oldest first) and counts in
+        `answers_count` and the List summary.
+
+        NOT_FOUND when the conversation does not exist, belongs to another
+        organisation than `trkref`, or `trkref` is one the key may not reach: one
+        identical error in all three cases.
+
+        REST: POST /v4/conversations/{conversation_id}/answers?trkref=D10 with the
+        answer (NewAnswer) as the JSON body.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IncrementConversationHelpful(self, request, context):
+        """Adds one to the conversation's `helpful` count. With a `voter_id`, a voter
+        counts once per conversation, whichever way it voted: a repeat changes
+        nothing and succeeds, so a retry is safe. Without one, every call counts.
+
+        NOT_FOUND as for GetConversation.
+
+        REST: POST /v4/conversations/{id}/increment_helpful?trkref=D10, answered
+        202 Accepted with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IncrementConversationUnhelpful(self, request, context):
+        """Adds one to the conversation's `unhelpful` count; otherwise as
+        IncrementConversationHelpful.
+
+        REST: POST /v4/conversations/{id}/increment_unhelpful?trkref=D10, answered
+        202 Accepted with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IncrementAnswerHelpful(self, request, context):
+        """Adds one to the answer's `helpful` count. With a `voter_id`, a voter counts
+        once per answer, whichever way it voted. NOT_FOUND when the answer does not
+        exist, answers a conversation of another organisation than `trkref`, or
+        `trkref` is one the key may not reach: one identical error.
+
+        REST: POST /v4/conversation_answers/{id}/increment_helpful?trkref=D10,
+        answered 202 Accepted with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IncrementAnswerUnhelpful(self, request, context):
+        """Adds one to the answer's `unhelpful` count; otherwise as
+        IncrementAnswerHelpful.
+
+        REST: POST /v4/conversation_answers/{id}/increment_unhelpful?trkref=D10,
+        answered 202 Accepted with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +239,31 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.FromString,
                     response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.SerializeToString,
             ),
+            'CreateAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.Answer.SerializeToString,
+            ),
+            'IncrementConversationHelpful': grpc.unary_unary_rpc_method_handler(
+                    servicer.IncrementConversationHelpful,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationHelpfulRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'IncrementConversationUnhelpful': grpc.unary_unary_rpc_method_handler(
+                    servicer.IncrementConversationUnhelpful,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationUnhelpfulRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'IncrementAnswerHelpful': grpc.unary_unary_rpc_method_handler(
+                    servicer.IncrementAnswerHelpful,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerHelpfulRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'IncrementAnswerUnhelpful': grpc.unary_unary_rpc_method_handler(
+                    servicer.IncrementAnswerUnhelpful,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'conversations.v4.ConversationService', rpc_method_handlers)
@@ -154,7 +274,8 @@ def add_ConversationServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ConversationService:
     """ConversationService serves the questions shoppers ask about a product
-    (conversations) with their answers: create, read one, and list.
+    (conversations) with their answers: create, read one, list, answer, and vote
+    questions and answers helpful or not.
 
     A retailer (organisation) is identified by its `trkref`, a product by its
     `sku`. Every method names the organisation: reading a conversation by id
@@ -164,8 +285,8 @@ class ConversationService:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation reused
-    for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -240,6 +361,141 @@ class ConversationService:
             '/conversations.v4.ConversationService/ListConversations',
             conversations_dot_v4_dot_conversation__service__pb2.ListConversationsRequest.SerializeToString,
             conversations_dot_v4_dot_conversation__service__pb2.ListConversationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/CreateAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.Answer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IncrementConversationHelpful(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/IncrementConversationHelpful',
+            conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationHelpfulRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IncrementConversationUnhelpful(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/IncrementConversationUnhelpful',
+            conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationUnhelpfulRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IncrementAnswerHelpful(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/IncrementAnswerHelpful',
+            conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerHelpfulRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IncrementAnswerUnhelpful(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/IncrementAnswerUnhelpful',
+            conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,138 @@
+"""The statements that store an answer and keep its conversation's counts exact."""
+
+from __future__ import annotations
+
+import datetime
+
+import peewee
+
+from server.service.domain import Answer, PendingAnswer, StoredAnswer
+from server.service.errors import Unauthenticated
+from server.storage.api_keys import active_keys
+from server.storage.conversations import answer_from_row
+from server.storage.models import (
+    AnswerRow,
+    ConversationCountRow,
+    ConversationRow,
+    OrganisationRow,
+    naive_utc,
+)
+
+
+def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer | None:
+    """Store an answer and count it on its conversation and product, in one transaction.
+
+    None when the conversation is not one of the organisation's. A key revoked
+    before the transaction stores nothing. An answer whose (created_by,
+    request_id) is taken stores nothing and gets what is stored under it: the
+    unique index decides, so concurrent retries cannot both insert.
+    """
+    new = pending.new
+    with db.atomic():
+        conversation = (
+            ConversationRow.select(
+                ConversationRow.id,
+                ConversationRow.organisation,
+                ConversationRow.sku,
+                ConversationRow.locale,
+            )
+            .join(OrganisationRow)
+            .where(
+                (ConversationRow.id == new.conversation_id) & (OrganisationRow.trkref == new.trkref)
+            )
+            .bind(db)
+            .get_or_none()
+        )
+        if conversation is None:
+            return None
+        if not active_keys({pending.created_by}, db):
+            raise Unauthenticated()
+        if new.request_id is not None:
+            stored = find_requested(db, pending.created_by, new.request_id)
+            if stored is not None:
+                return stored
+        inserted = db.execute(  # type: ignore[no-untyped-call]
+            AnswerRow.insert(_row(pending))
+            .on_conflict(
+                conflict_target=(AnswerRow.created_by, AnswerRow.request_id), action="NOTHING"
+            )
+            .returning(AnswerRow.id)
+        )
+        answer_ids = [row[0] for row in inserted]
+        if not answer_ids:  # a concurrent retry stored it first
+            assert new.request_id is not None
+            return find_requested(db, pending.created_by, new.request_id)
+        _count_answer(db, conversation)
+    return StoredAnswer(_new_answer(answer_ids[0], pending), pending.request_digest)
+
+
+def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
+    """One more answer on the conversation and on its product's counts."""
+    db.execute(  # type: ignore[no-untyped-call]
+        ConversationRow.update(answers_count=ConversationRow.answers_count + 1).where(
+            ConversationRow.id == conversation.id
+        )
+    )
+    db.execute(  # type: ignore[no-untyped-call]
+        ConversationCountRow.update(answers_count=ConversationCountRow.answers_count + 1).where(
+            (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
+            & (ConversationCountRow.sku == conversation.sku)
+            & (ConversationCountRow.locale == conversation.locale)
+        )
+    )
+
+
+def _row(pending: PendingAnswer) -> dict[peewee.Field, object]:
+    new = pending.new
+    return {
+        AnswerRow.conversation: new.conversation_id,
+        AnswerRow.response: new.response,
+        AnswerRow.created_at: naive_utc(pending.created_at),
+        AnswerRow.first_name: new.first_name,
+        AnswerRow.town: new.town,
+        AnswerRow.job_title: new.job_title,
+        AnswerRow.reviewer_segment: new.reviewer_segment,
+        AnswerRow.helpful: 0,
+        AnswerRow.unhelpful: 0,
+        AnswerRow.review_url: new.review_url,
+        AnswerRow.review_locale: new.review_locale,
+        AnswerRow.reviewer_facebook_url: new.reviewer_facebook_url,
+        AnswerRow.response_type: new.response_type,
+        AnswerRow.retailer_name: new.retailer_name,
+        AnswerRow.retailer_image_url: new.retailer_image_url,
+        AnswerRow.created_by: pending.created_by,
+        AnswerRow.request_id: new.request_id,
+        AnswerRow.request_digest: pending.request_digest,
+    }
+
+
+def _new_answer(answer_id: int, pending: PendingAnswer) -> Answer:
+    new = pending.new
+    return Answer(
+        id=answer_id,
+        response=new.response,
+        created_at=pending.created_at.astimezone(datetime.UTC),
+        first_name=new.first_name,
+        town=new.town,
+        job_title=new.job_title,
+        reviewer_segment=new.reviewer_segment,
+        helpful=0,
+        unhelpful=0,
+        review_url=new.review_url,
+        review_locale=new.review_locale,
+        reviewer_facebook_url=new.reviewer_facebook_url,
+        response_type=new.response_type,
+        retailer_name=new.retailer_name,
+        retailer_image_url=new.retailer_image_url,
+    )
+
+
+def find_requested(db: peewee.Database, created_by: str, request_id: str) -> StoredAnswer | None:
+    """The answer this key created with this request_id, and its request digest."""
+    row = (
+        AnswerRow.select()
+        .where((AnswerRow.created_by == created_by) & (AnswerRow.request_id == request_id))
+        .bind(db)
+        .get_or_none()
+    )
+    return None if row is None else StoredAnswer(answer_from_row(row), row.request_digest)
