@@ -46,7 +46,7 @@ def empty_postgres(url: str) -> None:
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE answer, conversation, api_key_organisation, api_key, organisation "
+                "TRUNCATE vote, answer, conversation, api_key_organisation, api_key, organisation "
                 "RESTART IDENTITY CASCADE"
             )
     finally:
