@@ -8,6 +8,7 @@ is stored is exactly what was sent.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,124 @@ def test_rest_answers_2xx_or_4xx_json(
     else:
         assert 400 <= response.status < 500, payload
         assert payload["message"]
+
+
+# Answers and votes
+
+ANSWERS = st.fixed_dictionaries(
+    {"response": around(5000), "first_name": around(100)},
+    optional={
+        "response_type": st.one_of(st.sampled_from(["owner", "retailer", ""]), around(20)),
+        "town": around(100),
+        "job_title": around(100),
+        "reviewer_segment": around(100),
+        "review_url": st.one_of(st.just("https://example.com/r"), around(2048)),
+        "review_locale": st.one_of(around(35), st.sampled_from(["en-GB", "zh-Hant-TW"])),
+        "reviewer_facebook_url": around(2048),
+        "retailer_name": around(200),
+        "retailer_image_url": around(2048),
+        "request_id": st.one_of(st.uuids().map(str), st.text(CHARACTERS, max_size=40)),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def conversation_id(service: tuple[ServiceProcess, str, str]) -> int:
+    """A conversation of D10 to answer and vote on."""
+    process, _, authorization = service
+    body = {"first_name": "A shopper", "question": "Hostile?", "sku": "HOSTILE"}
+    created = http(
+        "POST",
+        process.base_url + "/v4/organisations/D10/conversations",
+        json.dumps(body),
+        {"content-type": "application/json", "authorization": authorization},
+    )
+    assert created.status == 200, created.body
+    return int(created.json()["id"])
+
+
+def assert_answer_stored_as_sent(url: str, conversation_id: int, sent: dict[str, Any]) -> None:
+    stored = stored_conversation(url, conversation_id)
+    assert stored is not None
+    [found] = [a for a in stored.answers if a.response == sent["response"]][-1:]
+    assert (found.first_name, found.town) == (sent["first_name"], sent.get("town", ""))
+    assert found.response_type == (sent.get("response_type") or "owner")
+    assert stored.answers_count == len(stored.answers)
+
+
+@HYPOTHESIS
+@given(sent=ANSWERS)
+def test_answers_over_grpc_are_ok_or_invalid_argument(
+    service: tuple[ServiceProcess, str, str], conversation_id: int, sent: dict[str, Any]
+) -> None:
+    process, url, authorization = service
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        try:
+            stub.CreateAnswer(
+                pb.CreateAnswerRequest(
+                    conversation_id=conversation_id, trkref="D10", answer=pb.NewAnswer(**sent)
+                ),
+                timeout=10,
+                metadata=[("authorization", authorization)],
+            )
+        except grpc.RpcError as error:
+            call: Any = error
+            assert call.code() in ALLOWED_GRPC, call.details()
+            assert call.details()
+            return
+    assert_answer_stored_as_sent(url, conversation_id, sent)
+
+
+@HYPOTHESIS
+@given(
+    sent=ANSWERS,
+    raw=st.one_of(st.none(), st.binary(max_size=200), st.text(max_size=200)),
+)
+def test_answers_over_rest_are_2xx_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    sent: dict[str, Any],
+    raw: bytes | str | None,
+) -> None:
+    process, url, authorization = service
+    body: bytes | str = json.dumps(sent) if raw is None else raw
+    response = http(
+        "POST",
+        f"{process.base_url}/v4/conversations/{conversation_id}/answers?trkref=D10",
+        body,
+        {"content-type": "application/json", "authorization": authorization},
+    )
+    assert response.headers["content-type"] == "application/json"
+    payload = response.json()
+    if response.status == 200:
+        assert_answer_stored_as_sent(url, conversation_id, json.loads(body))
+    else:
+        assert 400 <= response.status < 500, payload
+        assert payload["message"]
+
+
+@HYPOTHESIS
+@given(
+    voter_id=st.one_of(st.text(CHARACTERS, max_size=120), around(100)),
+    trkref=st.one_of(st.just("D10"), st.text(CHARACTERS, max_size=40)),
+    target=st.sampled_from(["conversations", "conversation_answers"]),
+)
+def test_votes_over_rest_are_202_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    voter_id: str,
+    trkref: str,
+    target: str,
+) -> None:
+    process, _, authorization = service
+    query = urllib.parse.urlencode({"trkref": trkref, "voter_id": voter_id})
+    response = http(
+        "POST",
+        f"{process.base_url}/v4/{target}/{conversation_id}/increment_helpful?{query}",
+        None,
+        {"authorization": authorization},
+    )
+    assert response.headers["content-type"] == "application/json"
+    assert response.status == 202 or 400 <= response.status < 500, response.body
+    assert response.status != 202 or response.json() == {}
