@@ -42,8 +42,12 @@ def test_a_migration_waits_for_a_lock_as_long_as_its_database_timeout() -> None:
             store.migrate()
             with store.db.connection_context():
                 Runner(store.db, str(MIGRATIONS)).down(latest)
-        holder = psycopg2.connect(url)  # a long query reading the table, say
-        holder.cursor().execute("LOCK TABLE conversation IN ACCESS SHARE MODE")
+        # A long query reading every table, say: whichever the migration alters, it waits.
+        holder = psycopg2.connect(url)
+        cursor = holder.cursor()
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = ", ".join(f'"{name}"' for (name,) in cursor.fetchall())
+        cursor.execute(f"LOCK TABLE {tables} IN ACCESS SHARE MODE")
         try:
             command = [SERVICE, "migrate", "--database-url", url]
             refused = subprocess.run(command, capture_output=True, text=True, timeout=60)

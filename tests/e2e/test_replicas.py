@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import os
 import signal
@@ -9,6 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import grpc
+
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import logs
 from tests.databases import empty_postgres
 from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create
@@ -91,3 +96,39 @@ def test_creates_spread_over_two_replicas_and_survive_stopping_one(
     print(f"spread {spread}; {len(calls)} calls, {len(failures)} refused")  # pytest -s shows it
     assert {call.outcome for call in failures} <= {"HTTP 503", "HTTP 499"}
     assert not [call for call in failures if call.question in stored]
+
+
+def test_votes_on_two_replicas_add_up_exactly(postgres_url: str, tmp_path: Path) -> None:
+    empty_postgres(postgres_url)
+    metadata = (("authorization", basic_authorization(*organisation_with_key(postgres_url))),)
+    replicas = [ServiceProcess(tmp_path, ["--database-url", postgres_url]) for _ in range(2)]
+    with replicas[0], replicas[1]:
+        channels = [grpc.insecure_channel(r.address) for r in replicas]
+        stubs = [pb_grpc.ConversationServiceStub(c) for c in channels]
+        question = stubs[0].CreateConversation(
+            pb.CreateConversationRequest(trkref="D10", first_name="A", question="Q?", sku="S"),
+            metadata=metadata,
+            timeout=10,
+        )
+
+        def voting(thread: int) -> None:
+            for n in range(100):
+                # Each voter votes once on each replica, at about the same time.
+                for voter_id in ("", f"voter-{thread}-{n // 2}"):
+                    stubs[(thread + n) % 2].IncrementConversationHelpful(
+                        pb.IncrementConversationHelpfulRequest(
+                            id=question.id, trkref="D10", voter_id=voter_id
+                        ),
+                        metadata=metadata,
+                        timeout=30,
+                    )
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(voting, range(8)))
+        found = stubs[1].GetConversation(
+            pb.GetConversationRequest(id=question.id, trkref="D10"), metadata=metadata, timeout=10
+        )
+        for channel in channels:
+            channel.close()
+    # 800 anonymous votes, and 400 voters who voted twice each.
+    assert found.helpful == 800 + 400

@@ -275,3 +275,23 @@ def test_concurrent_votes_are_never_lost_nor_doubled(
     with store.reading():
         voters = VoteRow.select().where(VoteRow.target_id == question.id).count()
     assert voters == (0 if added == 3200 and not voter(0, 0) else added)
+
+
+def test_votes_and_answers_share_the_key_s_rate_limit(
+    start: Callable[..., RunningServer], d10: Metadata
+) -> None:
+    limited = start(rate_limit=0.001, rate_burst=3)
+    with grpc.insecure_channel(f"127.0.0.1:{limited.port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        question = stub.CreateConversation(QUESTION, metadata=d10)
+        vote = pb.IncrementConversationHelpfulRequest(id=question.id, trkref="D10")
+        stub.IncrementConversationHelpful(vote, metadata=d10)
+        answer = pb.CreateAnswerRequest(
+            conversation_id=question.id, trkref="D10", answer=OWNER_ANSWER
+        )
+        stub.CreateAnswer(answer, metadata=d10)
+        refused = [
+            code_of(functools.partial(stub.IncrementConversationHelpful, vote, metadata=d10)),
+            code_of(functools.partial(stub.CreateAnswer, answer, metadata=d10)),
+        ]
+    assert [code for code, _ in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
