@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import time
 import uuid
@@ -268,6 +269,8 @@ def test_envoy_stops_when_the_service_is_killed(tmp_path: Path) -> None:
         found = re.search(r"Envoy pid (\d+)", service.log())
         assert found is not None
         envoy_pid = int(found.group(1))
+        arguments = Path(f"/proc/{envoy_pid}/cmdline").read_bytes().split(b"\0")
+        envoy_dir = Path(arguments[arguments.index(b"--config-path") + 1].decode()).parent
         service.process.send_signal(signal.SIGKILL)
         service.process.wait(timeout=30)
         deadline = time.monotonic() + 15
@@ -276,6 +279,7 @@ def test_envoy_stops_when_the_service_is_killed(tmp_path: Path) -> None:
         envoy_alive = Path(f"/proc/{envoy_pid}").exists()
         if envoy_alive:  # do not leave it behind: stop it by its PID
             os.kill(envoy_pid, signal.SIGKILL)
+    shutil.rmtree(envoy_dir)  # the service, killed, could not remove it
     assert not envoy_alive
 
 
