@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,11 +20,11 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import metrics
 from server.api.auth import AuthInterceptor
-from server.api.interceptors import AccessLogInterceptor
+from server.api.interceptors import AccessLogInterceptor, ConcurrencyLimit, access_log
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.config import Config
-from server.rest.envoy import EnvoyFailed, EnvoyProcess, render_config, split_address, start_envoy
+from server.rest.envoy import EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
@@ -33,6 +35,12 @@ log = logging.getLogger(__name__)
 
 # Answers are small; reflection answers (descriptors) are the largest.
 MAX_SEND_BYTES = 4 * 1024 * 1024
+# Request metadata a call may carry: above what Envoy passes on (16 KiB of headers, at most
+# 100 of them, each counted 32 bytes more by HTTP/2), so that Envoy answers larger ones (431).
+MAX_METADATA_BYTES = 32 * 1024
+# Concurrent calls (HTTP/2 streams) one connection may open; a client that wants more
+# opens more connections, as Envoy does.
+MAX_STREAMS_PER_CONNECTION = 100
 
 
 @dataclass
@@ -70,15 +78,22 @@ async def start_server(config: Config, store: Store) -> RunningServer:
         interceptors=[
             AccessLogInterceptor(),
             metrics.MetricsInterceptor(),
+            # Inside the observers, so that each refusal is logged and counted as a call.
+            ConcurrencyLimit(
+                config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
+            ),
             AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
         ],
         options=[
             ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+            ("grpc.max_allowed_incoming_connections", config.max_connections),
             # Without this a second server on the same port starts silently.
             ("grpc.so_reuseport", 0),
         ],
-        maximum_concurrent_rpcs=config.max_concurrent_calls or None,
     )
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), server)
     health_servicer = health.aio.HealthServicer()
@@ -149,18 +164,30 @@ def _loopback_address(grpc_address: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def start_rest_proxy(config: Config, upstream: str) -> EnvoyProcess:
-    yaml = render_config(
+def start_rest_proxy(config: Config, upstream: str) -> SupervisedEnvoy:
+    """Envoy in front of the gRPC server, started again whenever it dies."""
+    listener = Listener(
         config.http_address,
-        [upstream],
         max_request_bytes=config.max_request_bytes,
+        request_timeout=config.http_request_timeout,
+        tls_cert=config.http_tls_cert,
+        tls_key=config.http_tls_key,
     )
-    return start_envoy(yaml, workers=config.envoy_workers)
+    proxy = SupervisedEnvoy(
+        listener,
+        [upstream],
+        workers=config.envoy_workers,
+        on_restart=metrics.count_envoy_restart,
+        on_refusal=log_envoy_refusal,
+    )
+    proxy.start()
+    return proxy
 
 
-async def _set_when_exits(proxy: EnvoyProcess, event: asyncio.Event) -> None:
-    await asyncio.to_thread(proxy.process.wait)
-    event.set()
+def log_envoy_refusal(entry: dict[str, Any]) -> None:
+    """A request Envoy answered itself with an error: an access log line, and counted."""
+    access_log.info(json.dumps({"event": "http_refused", **entry}))
+    metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
 
 
 def start_metrics(config: Config) -> metrics.MetricsServer | None:
@@ -174,7 +201,7 @@ def start_metrics(config: Config) -> metrics.MetricsServer | None:
 
 
 async def drain(
-    running: RunningServer, proxy: EnvoyProcess | None, grace: float, delay: float = 0.0
+    running: RunningServer, proxy: SupervisedEnvoy | None, grace: float, delay: float = 0.0
 ) -> None:
     """Finish the calls in flight, taking no new ones, within `grace` seconds.
 
@@ -195,8 +222,8 @@ async def drain(
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; returns the exit code.
 
-    With REST on, Envoy runs beside the gRPC server; if it dies, the service
-    stops and exits non-zero rather than serving gRPC alone.
+    With REST on, Envoy runs beside the gRPC server; if it dies, it is started
+    again (the gRPC server and its calls go on).
     """
     store = prepare_database(config)
     try:
@@ -213,7 +240,7 @@ async def _serve(config: Config, store: Store) -> int:
     )
     running = await start_server(config, store)
     log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
-    proxy: EnvoyProcess | None = None
+    proxy: SupervisedEnvoy | None = None
     stopping = stop_requested_async()
     if config.rest:
         try:
@@ -225,9 +252,8 @@ async def _serve(config: Config, store: Store) -> int:
         log.info(
             "REST serving on %s (Envoy gRPC-JSON transcoder, Envoy pid %d)",
             config.http_address,
-            proxy.process.pid,
+            proxy.pid,
         )
-        envoy_watch = asyncio.create_task(_set_when_exits(proxy, stopping))
     metrics_server = start_metrics(config)
 
     def report_database(available: bool) -> None:  # in the watcher's thread
@@ -238,20 +264,13 @@ async def _serve(config: Config, store: Store) -> int:
     await asyncio.to_thread(watcher.start)
 
     await stopping.wait()
-    envoy_died = proxy is not None and proxy.process.poll() is not None
-    if proxy is not None and envoy_died:
-        log.error("Envoy exited with code %s; stopping", proxy.process.returncode)
     await asyncio.to_thread(watcher.stop)
-    if envoy_died:
-        await running.stop(0)
-    else:
-        await drain(running, proxy, config.grace_period, config.drain_delay)
+    await drain(running, proxy, config.grace_period, config.drain_delay)
     if proxy is not None:
         await asyncio.to_thread(proxy.stop)
-        await envoy_watch  # done: Envoy has exited
     # Calls cut off by the grace period may have queued creates: write them.
     await asyncio.to_thread(store.close)
     if metrics_server is not None:
         metrics_server.stop()
     log.info("stopped")
-    return 1 if envoy_died else 0
+    return 0

@@ -37,13 +37,21 @@ def serve(args: argparse.Namespace) -> int:
 def proxy(args: argparse.Namespace) -> int:
     """Serve REST (and gRPC) through Envoy's gRPC-JSON transcoder, balanced round-robin over
     the replicas given by --upstream (each a `serve --no-rest`), until SIGTERM or SIGINT; then
-    stop taking connections and finish the requests in flight."""
-    return envoy.run_proxy(
+    stop taking connections and finish the requests in flight. Envoy is started again
+    whenever it dies."""
+    listener = envoy.Listener(
         args.http_address,
+        max_request_bytes=args.max_request_bytes,
+        request_timeout=args.http_request_timeout,
+        tls_cert=args.http_tls_cert,
+        tls_key=args.http_tls_key,
+        grpc_passthrough=True,
+    )
+    return envoy.run_proxy(
+        listener,
         args.upstream,
         admin_address=args.admin_address,
         workers=args.envoy_workers,
-        max_request_bytes=args.max_request_bytes,
         grace_period=args.grace_period,
         stopping=stop_requested(),
     )
@@ -132,10 +140,12 @@ def parser() -> argparse.ArgumentParser:
     )
     proxy_parser.add_argument(
         "--admin-address",
-        default="127.0.0.1:0",
-        help="HOST:PORT of Envoy's admin interface (default %(default)s: a free port)",
+        metavar="HOST:PORT",
+        help="Envoy's admin interface on HOST:PORT, which every local user can reach (default: "
+        "a unix socket in a directory only this user can enter)",
     )
-    for name in ("http_address", "envoy_workers", "grace_period", "max_request_bytes"):
+    proxy_options = ("http_address", "envoy_workers", "grace_period", "max_request_bytes")
+    for name in (*proxy_options, "http_request_timeout", "http_tls_cert", "http_tls_key"):
         _config_option(proxy_parser, name)
 
     _database_command(commands, "migrate", "apply pending database migrations", migrate)

@@ -79,6 +79,24 @@ class Config:
         "off when not given)",
         metavar="[HOST:]PORT",
     )
+    # Hardening of the edges against callers without a key (docs/operations.md, Hardening).
+    http_request_timeout: float = option(
+        10.0,
+        "seconds a REST client has to send a request's headers and body; slower ones get "
+        "HTTP 408 from Envoy and never reach the service",
+    )
+    max_streams: int = option(
+        100,
+        "long-lived gRPC streams (health Watch, reflection) open at once, outside "
+        "--max-concurrent-calls; more are refused with RESOURCE_EXHAUSTED",
+    )
+    max_connections: int = option(
+        1000, "connections the gRPC port accepts at once (100 concurrent streams each)"
+    )
+    http_tls_cert: Path | None = option(
+        None, "PEM certificate (chain) of the REST port: serve REST over TLS (HTTPS)"
+    )
+    http_tls_key: Path | None = option(None, "PEM private key of --http-tls-cert")
 
     @property
     def embedded(self) -> bool:

@@ -32,6 +32,18 @@ DATABASE_UP = Gauge(
     "1 when the last health probe of the database succeeded, 0 when it failed",
 )
 
+REFUSALS = Counter(
+    "conversation_service_refusals",
+    "Requests refused for a limit before any work: by the gRPC server (where=grpc, reason the "
+    "limit) or by Envoy (where=envoy, reason Envoy's response code details, status the HTTP "
+    "status); the refused gRPC calls are in conversation_service_calls_total as well",
+    ["where", "reason", "status"],
+)
+ENVOY_RESTARTS = Counter(
+    "conversation_service_envoy_restarts",
+    "Times Envoy died and the service started it again",
+)
+
 
 class MetricsInterceptor(CallObserver):
     """Counts every call by method and status code and records how long it took."""
@@ -43,6 +55,18 @@ class MetricsInterceptor(CallObserver):
 
 def count_database_error(error: BaseException) -> None:
     DATABASE_ERRORS.labels(type(error).__name__).inc()
+
+
+def count_grpc_refusal(method: str, limit: str) -> None:
+    REFUSALS.labels("grpc", limit, "RESOURCE_EXHAUSTED").inc()
+
+
+def count_envoy_refusal(reason: str, status: str) -> None:
+    REFUSALS.labels("envoy", reason[:80], status).inc()
+
+
+def count_envoy_restart(exit_code: int) -> None:
+    ENVOY_RESTARTS.inc()
 
 
 def report_database(available: bool) -> None:

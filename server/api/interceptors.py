@@ -77,6 +77,29 @@ def _stream_response(
     return logged
 
 
+# A behavior wrapped: the handler's function, and the one calling it.
+Rewrap = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _rewrapped(handler: Handler, unary_response: Rewrap, stream_response: Rewrap) -> Handler:
+    """The handler with its behavior wrapped, by the kind of its response."""
+    kinds = {
+        "unary_unary": (grpc.unary_unary_rpc_method_handler, unary_response),
+        "stream_unary": (grpc.stream_unary_rpc_method_handler, unary_response),
+        "unary_stream": (grpc.unary_stream_rpc_method_handler, stream_response),
+        "stream_stream": (grpc.stream_stream_rpc_method_handler, stream_response),
+    }
+    for attribute, (make_handler, wrap) in kinds.items():
+        behavior = getattr(handler, attribute)
+        if behavior is not None:
+            return make_handler(
+                wrap(behavior),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the handler of each method it applies to, building each wrapper once.
 
@@ -116,21 +139,11 @@ class CallObserver(WrappingInterceptor):
         raise NotImplementedError
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
-        kinds = {
-            "unary_unary": (grpc.unary_unary_rpc_method_handler, _unary_response),
-            "stream_unary": (grpc.stream_unary_rpc_method_handler, _unary_response),
-            "unary_stream": (grpc.unary_stream_rpc_method_handler, _stream_response),
-            "stream_stream": (grpc.stream_stream_rpc_method_handler, _stream_response),
-        }
-        for attribute, (make_handler, wrap) in kinds.items():
-            behavior = getattr(handler, attribute)
-            if behavior is not None:
-                return make_handler(
-                    wrap(self.observe, method, behavior),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return _rewrapped(
+            handler,
+            lambda behavior: _unary_response(self.observe, method, behavior),
+            lambda behavior: _stream_response(self.observe, method, behavior),
+        )
 
 
 class AccessLogInterceptor(CallObserver):
@@ -146,4 +159,87 @@ class AccessLogInterceptor(CallObserver):
                     "duration_ms": round(seconds * 1000, 3),
                 }
             )
+        )
+
+
+class Budget:
+    """Calls that may run at once (`limit`, 0 for no limit) and those running.
+
+    Taken and given back on the event loop only: no lock.
+    """
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self) -> bool:
+        if self.limit and self.in_use >= self.limit:
+            return False
+        self.in_use += 1
+        return True
+
+    def give_back(self) -> None:
+        self.in_use -= 1
+
+
+# What a limit is told of each call it refuses: the method and the budget's name.
+Refused = Callable[[str, str], None]
+
+REFUSED_DETAILS = "the service is at its limit of calls at once; retry shortly"
+
+
+def _limited_unary(budget: Budget, refused: Refused, method: str, behavior: Any) -> Any:
+    async def limited(request: Any, context: Context) -> Any:
+        if not budget.take():
+            refused(method, budget.name)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
+        try:
+            return await behavior(request, context)
+        finally:
+            budget.give_back()
+
+    return limited
+
+
+def _limited_stream(budget: Budget, refused: Refused, method: str, behavior: Any) -> Any:
+    if not inspect.isasyncgenfunction(behavior):
+        return _limited_unary(budget, refused, method, behavior)  # it writes with context.write()
+
+    async def limited(request: Any, context: Context) -> AsyncIterator[Any]:
+        if not budget.take():
+            refused(method, budget.name)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
+        try:
+            async for response in behavior(request, context):
+                yield response
+        finally:
+            budget.give_back()
+
+    return limited
+
+
+class ConcurrencyLimit(WrappingInterceptor):
+    """Refuses at once, with RESOURCE_EXHAUSTED, a call over its budget of calls at once.
+
+    Streaming methods (the long-lived streams: health Watch, reflection) have a
+    small budget of their own, so that holding them open never takes the budget of the
+    service's calls. A call counts from the moment its request has arrived until
+    it ends; `refused` is told of each refusal (the observers outside this
+    interceptor log and count the call itself).
+    """
+
+    def __init__(self, max_calls: int, max_streams: int, refused: Refused) -> None:
+        super().__init__()
+        self.calls = Budget("max_concurrent_calls", max_calls)
+        self.streams = Budget("max_streams", max_streams)
+        self._refused = refused
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        streaming = handler.request_streaming or handler.response_streaming
+        budget = self.streams if streaming else self.calls
+        return _rewrapped(
+            handler,
+            lambda behavior: _limited_unary(budget, self._refused, method, behavior),
+            lambda behavior: _limited_stream(budget, self._refused, method, behavior),
         )
