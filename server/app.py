@@ -38,9 +38,11 @@ MAX_SEND_BYTES = 4 * 1024 * 1024
 # Request metadata a call may carry: above what Envoy passes on (16 KiB of headers, at most
 # 100 of them, each counted 32 bytes more by HTTP/2), so that Envoy answers larger ones (431).
 MAX_METADATA_BYTES = 32 * 1024
-# Concurrent calls (HTTP/2 streams) one connection may open; a client that wants more
-# opens more connections, as Envoy does.
-MAX_STREAMS_PER_CONNECTION = 100
+# Concurrent calls (HTTP/2 streams) one connection may open. Well above what one client
+# keeps in flight: grpc counts a stream until both ends have closed it, so a client that
+# reuses its streams at once (64 threads on one channel) was refused at a limit of 100.
+# --max-concurrent-calls bounds the calls of all connections together.
+MAX_STREAMS_PER_CONNECTION = 1000
 
 
 @dataclass
