@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import envoy
+from swagger_ui_bundle import swagger_ui_path
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.config import Config
@@ -36,6 +37,14 @@ SETPRIV = shutil.which("setpriv")
 TEMPLATE = Path(__file__).with_name("envoy.yaml.template")
 # Beside the generated module; importlib.resources cannot read namespace packages.
 DESCRIPTOR_SET = Path(pb.__file__).with_name("conversation_service.binpb")
+# The API explorer at /docs: its page, Swagger UI's files (the swagger-ui-bundle
+# package) and the REST API's description, generated beside the generated package.
+DOCS_PAGE = Path(__file__).with_name("docs.html")
+SWAGGER_UI = Path(str(swagger_ui_path))
+OPENAPI = Path(pb.__file__).parents[2] / "openapi.json"
+SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+# Where Envoy's spans go: the `otlp` cluster, over OTLP gRPC.
+ENVOY_SERVICE_NAME = "conversation-service-envoy"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -53,8 +62,10 @@ def render_config(
     admin: str = "127.0.0.1:0",
     max_request_bytes: int = Config.max_request_bytes,
     descriptor_set: Path = DESCRIPTOR_SET,
+    otlp_endpoint: str | None = None,
 ) -> str:
-    """Envoy's YAML configuration: REST on `listen`, balanced over the gRPC `upstreams`."""
+    """Envoy's YAML configuration: REST on `listen`, balanced over the gRPC `upstreams`;
+    its spans exported to `otlp_endpoint` (OTLP gRPC, plaintext) when given."""
     listen_host, listen_port = split_address(listen)
     admin_host, admin_port = split_address(admin)
     endpoints = []
@@ -72,7 +83,47 @@ def render_config(
         UPSTREAM_LB_ENDPOINTS="[" + ", ".join(endpoints) + "]",
         DESCRIPTOR_PATH=descriptor_set,
         MAX_REQUEST_BYTES=max_request_bytes,
+        DOCS_PAGE=DOCS_PAGE,
+        SWAGGER_UI=SWAGGER_UI,
+        OPENAPI_PATH=OPENAPI,
+        DOCS_MAX_BYTES=max(
+            path.stat().st_size
+            for path in (DOCS_PAGE, OPENAPI, *(SWAGGER_UI / name for name in SWAGGER_UI_FILES))
+        ),
+        **_tracing(otlp_endpoint),
     )
+
+
+def otlp_host_port(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an OTLP gRPC endpoint: HOST:PORT or http://HOST:PORT."""
+    scheme, _, rest = endpoint.rpartition("://")
+    if scheme not in ("", "http"):
+        raise ValueError(f"OTLP endpoint {endpoint!r}: only plaintext (http://) is supported")
+    return split_address(rest.rstrip("/"))
+
+
+def _tracing(otlp_endpoint: str | None) -> dict[str, str]:
+    """The HTTP connection manager's tracer and the cluster it exports to, as flow YAML."""
+    if otlp_endpoint is None:
+        off = "# no tracing: no --otlp-endpoint"
+        return {"TRACING": off, "OTLP_CLUSTER": off}
+    host, port = otlp_host_port(otlp_endpoint)
+    tracer = (
+        "{ provider: { name: envoy.tracers.opentelemetry, typed_config: { "
+        '"@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig, '
+        "grpc_service: { envoy_grpc: { cluster_name: otlp }, timeout: 1s }, "
+        f"service_name: {ENVOY_SERVICE_NAME} }} }} }}"
+    )
+    cluster = (
+        "- { name: otlp, type: STRICT_DNS, dns_lookup_family: V4_PREFERRED, connect_timeout: 1s, "
+        "typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3."
+        'HttpProtocolOptions: { "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.'
+        "HttpProtocolOptions, "
+        "explicit_http_config: { http2_protocol_options: {} } } }, "
+        "load_assignment: { cluster_name: otlp, endpoints: [{ lb_endpoints: [{ endpoint: { "
+        f"address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }} }}] }}] }} }}"
+    )
+    return {"TRACING": f"tracing: {tracer}", "OTLP_CLUSTER": cluster}
 
 
 class EnvoyFailed(RuntimeError):
@@ -182,12 +233,17 @@ def run_proxy(
     workers: int = 1,
     max_request_bytes: int = Config.max_request_bytes,
     grace_period: float = 10.0,
+    otlp_endpoint: str | None = None,
     stopping: threading.Event,
 ) -> int:
     """Run Envoy in front of `upstreams` until `stopping` is set, then drain it; returns the
     exit code (1 when Envoy fails to start or exits on its own)."""
     yaml = render_config(
-        http_address, upstreams, admin=admin_address, max_request_bytes=max_request_bytes
+        http_address,
+        upstreams,
+        admin=admin_address,
+        max_request_bytes=max_request_bytes,
+        otlp_endpoint=otlp_endpoint,
     )
     try:
         proxy = start_envoy(yaml, workers=workers)
