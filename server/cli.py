@@ -45,6 +45,7 @@ def proxy(args: argparse.Namespace) -> int:
         workers=args.envoy_workers,
         max_request_bytes=args.max_request_bytes,
         grace_period=args.grace_period,
+        otlp_endpoint=args.otlp_endpoint,
         stopping=stop_requested(),
     )
 
@@ -135,7 +136,13 @@ def parser() -> argparse.ArgumentParser:
         default="127.0.0.1:0",
         help="HOST:PORT of Envoy's admin interface (default %(default)s: a free port)",
     )
-    for name in ("http_address", "envoy_workers", "grace_period", "max_request_bytes"):
+    for name in (
+        "http_address",
+        "envoy_workers",
+        "grace_period",
+        "max_request_bytes",
+        "otlp_endpoint",
+    ):
         _config_option(proxy_parser, name)
 
     _database_command(commands, "migrate", "apply pending database migrations", migrate)

@@ -79,6 +79,12 @@ class Config:
         "off when not given)",
         metavar="[HOST:]PORT",
     )
+    otlp_endpoint: str | None = option(
+        None,
+        "export OpenTelemetry traces (the service's and Envoy's spans) over OTLP gRPC to "
+        "HOST:PORT, in plaintext; the standard OTEL_* variables apply (off when not given)",
+        metavar="[http://]HOST:PORT",
+    )
 
     @property
     def embedded(self) -> bool:
