@@ -8,14 +8,18 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
+from conversations.v4 import conversation_service_pb2 as pb
+from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from tests.e2e.browser import chromium
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, http
 from tests.e2e.test_rest import CONVERSATIONS, SEED_BODY
-from tests.support import basic_authorization
+from tests.support import basic, basic_authorization
 
 IMAGES = Path(__file__).parents[2] / "docs" / "images"
 # A REST client's own span, as W3C Trace Context.
@@ -97,6 +101,29 @@ def test_a_rest_create_is_one_trace_of_envoy_service_and_database_spans(
     assert SEED_BODY["question"] not in everything
     assert "Basic " not in everything and DEMO_CREDENTIALS[1] not in everything
     save_trace_image(spans)
+
+
+def test_a_grpc_caller_traceparent_is_continued_by_the_service(
+    traced: ServiceProcess, receiver: OtlpReceiver
+) -> None:
+    trace_id, caller_span = "5af7651916cd43dd8448eb211c80319d", "c7ad6b7169203332"
+    metadata = (
+        *basic(*DEMO_CREDENTIALS),
+        ("traceparent", f"00-{trace_id}-{caller_span}-01"),
+    )
+    with grpc.insecure_channel(traced.address) as channel:
+        stub: Any = pb_grpc.ConversationServiceStub(channel)
+        stub.CreateConversation(
+            pb.CreateConversationRequest(trkref="D10", **SEED_BODY), metadata=metadata, timeout=10
+        )
+
+    spans = receiver.wait_for(
+        lambda spans: sum(s.trace_id == trace_id for s in spans) >= 2, timeout=10
+    )
+    by_name = {s.span.name: s for s in spans if s.trace_id == trace_id}
+
+    assert by_name[SERVICE_SPAN].parent_span_id == caller_span
+    assert by_name["INSERT conversations"].parent_span_id == by_name[SERVICE_SPAN].span_id
 
 
 def test_the_access_log_line_carries_the_request_and_trace_ids(
