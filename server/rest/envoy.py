@@ -43,7 +43,7 @@ DOCS_PAGE = Path(__file__).with_name("docs.html")
 SWAGGER_UI = Path(str(swagger_ui_path))
 OPENAPI = Path(pb.__file__).parents[2] / "openapi.json"
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
-# Where Envoy's spans go: the `otlp` cluster, over OTLP gRPC.
+# The service.name of Envoy's spans, which it exports to the `otlp` cluster over OTLP gRPC.
 ENVOY_SERVICE_NAME = "conversation-service-envoy"
 
 
