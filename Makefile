@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench generate check-contract lint typecheck pytest postgres-server
+.PHONY: run test bench generate check-contract lint typecheck pytest postgres-server chromium
 
 # The bench extra too: mypy checks bench/ with the rest.
 $(BIN)/.installed: pyproject.toml
@@ -42,10 +42,15 @@ typecheck: $(BIN)/.installed
 
 # The tests use the PostgreSQL on 127.0.0.1:5432, or, when nothing answers there, a
 # private cluster that tests/postgres_cluster.py starts for the run and removes after.
-pytest: $(BIN)/.installed postgres-server
+pytest: $(BIN)/.installed postgres-server chromium
 	$(BIN)/python -m tests.postgres_cluster -- $(BIN)/pytest
 
 # The server binaries (initdb, pg_ctl): the private cluster and the fault tests run them.
 postgres-server:
 	@(ls /usr/lib/postgresql/*/bin/initdb || command -v initdb) >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
+
+# Debian's chromium: the API explorer's test drives it headless (through Playwright, which
+# downloads no browser of its own).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)

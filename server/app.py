@@ -20,7 +20,12 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import metrics
 from server.api.auth import AuthInterceptor
-from server.api.interceptors import AccessLogInterceptor, ConcurrencyLimit, access_log
+from server.api.interceptors import (
+    AccessLogInterceptor,
+    ConcurrencyLimit,
+    access_log,
+    traceparent_trace_id,
+)
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.config import Config
@@ -30,6 +35,7 @@ from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
 from server.storage.health import DatabaseHealthWatcher
 from server.storage.store import Store
+from server.tracing import Tracing, current_trace_id, start_tracing
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +73,22 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_server(config: Config, store: Store) -> RunningServer:
+async def start_server(
+    config: Config, store: Store, tracing: Tracing | None = None
+) -> RunningServer:
     """Start serving on config.grpc_address, in the running event loop; the store's
-    database must be migrated.
+    database must be migrated. With `tracing`, every call but health checks is a span.
 
     Every call is served on the event loop; what waits on the database waits in
     other threads (the group commit's writer, the loop's default executor).
     Health reports NOT_SERVING until mark_serving().
     """
     authenticator = Authenticator(store, config.rate_limit, config.rate_burst)
+    traced = [] if tracing is None else tracing.server_interceptors(f"/{SERVICE_NAME}/")
     server = grpc.aio.server(
         interceptors=[
-            AccessLogInterceptor(),
+            *traced,
+            AccessLogInterceptor(traceparent_trace_id if tracing is None else current_trace_id),
             metrics.MetricsInterceptor(),
             # Inside the observers, so that each refusal is logged and counted as a call.
             ConcurrencyLimit(
@@ -134,13 +144,15 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-def prepare_database(config: Config) -> Store:
-    """Open the database, apply pending migrations, and seed the embedded demo organisation."""
+def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
+    """Open the database, apply pending migrations, and seed the embedded demo organisation.
+    With `tracing`, the calls' waits on the database are spans."""
     store = Store.open(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
         timeout=config.database_timeout,
         on_unavailable=metrics.count_database_error,
+        tracer=None if tracing is None else tracing.tracer("server.storage"),
     )
     applied = store.migrate()
     if applied:
@@ -181,6 +193,7 @@ def start_rest_proxy(config: Config, upstream: str) -> SupervisedEnvoy:
         workers=config.envoy_workers,
         on_restart=metrics.count_envoy_restart,
         on_refusal=log_envoy_refusal,
+        otlp_endpoint=config.otlp_endpoint,
     )
     proxy.start()
     return proxy
@@ -227,20 +240,27 @@ def serve(config: Config) -> int:
     With REST on, Envoy runs beside the gRPC server; if it dies, it is started
     again (the gRPC server and its calls go on).
     """
-    store = prepare_database(config)
+    tracing = start_tracing(config)
     try:
-        return asyncio.run(_serve(config, store))
+        store = prepare_database(config, tracing)
+        try:
+            return asyncio.run(_serve(config, store, tracing))
+        finally:
+            store.close()  # closed already, unless serving failed
     finally:
-        store.close()  # closed already, unless serving failed
+        if tracing is not None:
+            tracing.shutdown()
 
 
-async def _serve(config: Config, store: Store) -> int:
+async def _serve(config: Config, store: Store, tracing: Tracing | None) -> int:
     loop = asyncio.get_running_loop()
     # Where database reads wait: keys and organisations not seen before.
     loop.set_default_executor(
         futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
     )
-    running = await start_server(config, store)
+    running = await start_server(config, store, tracing)
+    if config.otlp_endpoint is not None:
+        log.info("exporting traces over OTLP to %s", config.otlp_endpoint)
     log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
     proxy: SupervisedEnvoy | None = None
     stopping = stop_requested_async()

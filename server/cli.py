@@ -53,6 +53,7 @@ def proxy(args: argparse.Namespace) -> int:
         admin_address=args.admin_address,
         workers=args.envoy_workers,
         grace_period=args.grace_period,
+        otlp_endpoint=args.otlp_endpoint,
         stopping=stop_requested(),
     )
 
@@ -144,8 +145,10 @@ def parser() -> argparse.ArgumentParser:
         help="Envoy's admin interface on HOST:PORT, which every local user can reach (default: "
         "a unix socket in a directory only this user can enter)",
     )
-    proxy_options = ("http_address", "envoy_workers", "grace_period", "max_request_bytes")
-    for name in (*proxy_options, "http_request_timeout", "http_tls_cert", "http_tls_key"):
+    for name in (
+        *("http_address", "envoy_workers", "grace_period", "max_request_bytes"),
+        *("http_request_timeout", "http_tls_cert", "http_tls_key", "otlp_endpoint"),
+    ):
         _config_option(proxy_parser, name)
 
     _database_command(commands, "migrate", "apply pending database migrations", migrate)

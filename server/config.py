@@ -91,12 +91,18 @@ class Config:
         "--max-concurrent-calls; more are refused with RESOURCE_EXHAUSTED",
     )
     max_connections: int = option(
-        1000, "connections the gRPC port accepts at once (100 concurrent streams each)"
+        1000, "connections the gRPC port accepts at once (1,000 concurrent calls each)"
     )
     http_tls_cert: Path | None = option(
         None, "PEM certificate (chain) of the REST port: serve REST over TLS (HTTPS)"
     )
     http_tls_key: Path | None = option(None, "PEM private key of --http-tls-cert")
+    otlp_endpoint: str | None = option(
+        None,
+        "export OpenTelemetry traces (the service's and Envoy's spans) over OTLP gRPC to "
+        "HOST:PORT, in plaintext; the standard OTEL_* variables apply (off when not given)",
+        metavar="[http://]HOST:PORT",
+    )
 
     @property
     def embedded(self) -> bool:

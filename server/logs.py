@@ -15,9 +15,12 @@ import sys
 import threading
 from typing import TextIO
 
-from server.api.interceptors import access_log
+from server.api.interceptors import access_log, call_ids
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A line logged while a call is served names the call (CallIdsFilter); the
+# access log's lines, JSON objects, hold the same ids as fields.
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(call_ids)s%(message)s"
+ACCESS_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Seconds an access log line may wait to be written. A process killed with
 # SIGKILL loses the lines of its last FLUSH_INTERVAL; one that exits writes them.
 FLUSH_INTERVAL = 0.2
@@ -70,10 +73,25 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 continue  # its lines are lost, as a StreamHandler's would be
 
 
+class CallIdsFilter(logging.Filter):
+    """Gives each record `call_ids`: "request_id=... trace_id=... " while a call is served
+    (in its task, or a thread working for it), else ""."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = call_ids.get()
+        record.call_ids = (
+            "" if ids is None else f"request_id={ids.request_id} trace_id={ids.trace_id or '-'} "
+        )
+        return True
+
+
 def configure_logging() -> None:
-    """INFO and above on stderr; the access log in batches, on the same stream."""
+    """INFO and above on stderr, each line of a call with its ids; the access log in batches,
+    on the same stream."""
     logging.basicConfig(level=logging.INFO, format=FORMAT)
+    for root_handler in logging.getLogger().handlers:
+        root_handler.addFilter(CallIdsFilter())
     handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(logging.Formatter(ACCESS_FORMAT))
     access_log.addHandler(handler)
     access_log.propagate = False

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
@@ -21,8 +25,47 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # What an interceptor's continuation does: find the handler of a call, if any.
 HandlerLookup = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 
+
+@dataclass(frozen=True, slots=True)
+class CallIds:
+    """What ties a log line to its call: the request id, and the trace id when there is one."""
+
+    request_id: str
+    trace_id: str | None
+
+
+# The ids of the call being served, for each of its log lines. Each call runs in
+# an asyncio task of its own, so what a call sets here leaves with it.
+call_ids: contextvars.ContextVar[CallIds | None] = contextvars.ContextVar("call_ids", default=None)
+
+Metadata = Iterable[tuple[str, str | bytes]]
+# Where a call's trace id comes from: its metadata, or (with tracing on) its span.
+TraceIdOf = Callable[[dict[str, str]], "str | None"]
+
+REQUEST_ID = "x-request-id"  # set by Envoy on every request it passes on
+REQUEST_ID_MAX = 128
+# W3C Trace Context: version-traceid-parentid-flags.
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+NO_TRACE = "0" * 32
+
+
+def traceparent_trace_id(metadata: dict[str, str]) -> str | None:
+    """The trace id of the call's `traceparent` metadata, when it has a valid one."""
+    found = TRACEPARENT.fullmatch(metadata.get("traceparent", ""))
+    return found.group(1) if found and found.group(1) != NO_TRACE else None
+
+
+def identify_call(metadata: Metadata, trace_id_of: TraceIdOf = traceparent_trace_id) -> CallIds:
+    """The call's ids: its x-request-id (a new UUID when it has none) and trace id."""
+    headers = {k: v for k, v in metadata if isinstance(v, str)}
+    request_id = headers.get(REQUEST_ID, "")[:REQUEST_ID_MAX] or str(uuid.uuid4())
+    return CallIds(request_id, trace_id_of(headers))
+
+
 # What an observer is told of each call: method, status code, seconds taken.
 Observe = Callable[[str, grpc.StatusCode, float], None]
+# What an observer is told as each call starts: its context.
+Begin = Callable[[Context], None]
 
 
 def _finish_call(
@@ -42,9 +85,10 @@ def _finish_call(
 
 
 def _unary_response(
-    observe: Observe, method: str, behavior: Callable[..., Any]
+    begin: Begin, observe: Observe, method: str, behavior: Callable[..., Any]
 ) -> Callable[..., Any]:
     async def logged(request: Any, context: Context) -> Any:
+        begin(context)
         started, failed = time.perf_counter(), None
         try:
             return await behavior(request, context)
@@ -58,12 +102,14 @@ def _unary_response(
 
 
 def _stream_response(
-    observe: Observe, method: str, behavior: Callable[..., Any]
+    begin: Begin, observe: Observe, method: str, behavior: Callable[..., Any]
 ) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behavior):
-        return _unary_response(observe, method, behavior)  # it writes with context.write()
+        # It writes with context.write().
+        return _unary_response(begin, observe, method, behavior)
 
     async def logged(request: Any, context: Context) -> AsyncIterator[Any]:
+        begin(context)
         started, failed = time.perf_counter(), None
         try:
             async for response in behavior(request, context):
@@ -133,7 +179,11 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
 
 
 class CallObserver(WrappingInterceptor):
-    """Tells observe() the method, status code and duration of every call."""
+    """Tells begin() of every call as it starts, and observe() its method, status code and
+    duration as it ends."""
+
+    def begin(self, context: Context) -> None:
+        pass
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         raise NotImplementedError
@@ -141,15 +191,24 @@ class CallObserver(WrappingInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         return _rewrapped(
             handler,
-            lambda behavior: _unary_response(self.observe, method, behavior),
-            lambda behavior: _stream_response(self.observe, method, behavior),
+            lambda behavior: _unary_response(self.begin, self.observe, method, behavior),
+            lambda behavior: _stream_response(self.begin, self.observe, method, behavior),
         )
 
 
 class AccessLogInterceptor(CallObserver):
-    """Logs method, status code and duration of every call as one JSON line."""
+    """Logs method, status code, duration and ids of every call as one JSON line; gives
+    every other log line of the call its ids (call_ids)."""
+
+    def __init__(self, trace_id_of: TraceIdOf = traceparent_trace_id) -> None:
+        super().__init__()
+        self._trace_id_of = trace_id_of
+
+    def begin(self, context: Context) -> None:
+        call_ids.set(identify_call(context.invocation_metadata() or (), self._trace_id_of))
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        ids = call_ids.get()
         access_log.info(
             json.dumps(
                 {
@@ -157,6 +216,8 @@ class AccessLogInterceptor(CallObserver):
                     "method": method,
                     "code": code.name,
                     "duration_ms": round(seconds * 1000, 3),
+                    "request_id": ids and ids.request_id,
+                    "trace_id": ids and ids.trace_id,
                 }
             )
         )

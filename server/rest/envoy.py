@@ -28,6 +28,7 @@ from typing import Any
 
 import envoy
 from google.api import annotations_pb2
+from swagger_ui_bundle import swagger_ui_path
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.config import Config
@@ -42,6 +43,14 @@ SETPRIV = shutil.which("setpriv")
 TEMPLATE = Path(__file__).with_name("envoy.yaml.template")
 # Beside the generated module; importlib.resources cannot read namespace packages.
 DESCRIPTOR_SET = Path(pb.__file__).with_name("conversation_service.binpb")
+# The API explorer at /docs: its page, Swagger UI's files (the swagger-ui-bundle
+# package) and the REST API's description, generated beside the generated package.
+DOCS_PAGE = Path(__file__).with_name("docs.html")
+SWAGGER_UI = Path(str(swagger_ui_path))
+OPENAPI = Path(pb.__file__).parents[2] / "openapi.json"
+SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+# The service.name of Envoy's spans, which it exports to the `otlp` cluster over OTLP gRPC.
+ENVOY_SERVICE_NAME = "conversation-service-envoy"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -127,9 +136,11 @@ def render_config(
     admin: str | Path,
     refusal_log: Path,
     descriptor_set: Path = DESCRIPTOR_SET,
+    otlp_endpoint: str | None = None,
 ) -> str:
     """Envoy's YAML configuration: REST on the listener, balanced over the gRPC `upstreams`;
-    the admin interface on a unix socket (a Path) or on HOST:PORT."""
+    the admin interface on a unix socket (a Path) or on HOST:PORT; its spans exported to
+    `otlp_endpoint` (OTLP gRPC, plaintext) when given."""
     listen_host, listen_port = split_address(listener.address)
     if isinstance(admin, Path):  # mode 0600 (384): only its owner may connect
         admin_address = f"{{ pipe: {{ path: {admin}, mode: 384 }} }}"
@@ -166,7 +177,47 @@ def render_config(
         GRPC_ROUTE=GRPC_ROUTE if listener.grpc_passthrough else "",
         PATH_FIELD_RULES=path_field_rules(),
         REFUSAL_LOG=refusal_log,
+        DOCS_PAGE=DOCS_PAGE,
+        SWAGGER_UI=SWAGGER_UI,
+        OPENAPI_PATH=OPENAPI,
+        DOCS_MAX_BYTES=max(
+            path.stat().st_size
+            for path in (DOCS_PAGE, OPENAPI, *(SWAGGER_UI / name for name in SWAGGER_UI_FILES))
+        ),
+        **_tracing(otlp_endpoint),
     )
+
+
+def otlp_host_port(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an OTLP gRPC endpoint: HOST:PORT or http://HOST:PORT."""
+    scheme, _, rest = endpoint.rpartition("://")
+    if scheme not in ("", "http"):
+        raise ValueError(f"OTLP endpoint {endpoint!r}: only plaintext (http://) is supported")
+    return split_address(rest.rstrip("/"))
+
+
+def _tracing(otlp_endpoint: str | None) -> dict[str, str]:
+    """The HTTP connection manager's tracer and the cluster it exports to, as flow YAML."""
+    if otlp_endpoint is None:
+        off = "# no tracing: no --otlp-endpoint"
+        return {"TRACING": off, "OTLP_CLUSTER": off}
+    host, port = otlp_host_port(otlp_endpoint)
+    tracer = (
+        "{ provider: { name: envoy.tracers.opentelemetry, typed_config: { "
+        '"@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig, '
+        "grpc_service: { envoy_grpc: { cluster_name: otlp }, timeout: 1s }, "
+        f"service_name: {ENVOY_SERVICE_NAME} }} }} }}"
+    )
+    cluster = (
+        "- { name: otlp, type: STRICT_DNS, dns_lookup_family: V4_PREFERRED, connect_timeout: 1s, "
+        "typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3."
+        'HttpProtocolOptions: { "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.'
+        "HttpProtocolOptions, "
+        "explicit_http_config: { http2_protocol_options: {} } } }, "
+        "load_assignment: { cluster_name: otlp, endpoints: [{ lb_endpoints: [{ endpoint: { "
+        f"address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }} }}] }}] }} }}"
+    )
+    return {"TRACING": f"tracing: {tracer}", "OTLP_CLUSTER": cluster}
 
 
 class EnvoyFailed(RuntimeError):
@@ -212,13 +263,20 @@ class SupervisedEnvoy:
         workers: int = 1,
         on_restart: Callable[[int], None] = lambda code: None,
         on_refusal: Callable[[dict[str, Any]], None] = lambda entry: None,
+        otlp_endpoint: str | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="conversation-envoy-"))
         self._admin: str | Path = admin if admin is not None else self.workdir / "admin.sock"
         self._refusal_log = self.workdir / "refusals"
         self._config_path = self.workdir / "envoy.yaml"
         self._config_path.write_text(
-            render_config(listener, upstreams, admin=self._admin, refusal_log=self._refusal_log)
+            render_config(
+                listener,
+                upstreams,
+                admin=self._admin,
+                refusal_log=self._refusal_log,
+                otlp_endpoint=otlp_endpoint,
+            )
         )
         self._workers = workers
         self._on_restart = on_restart
@@ -422,6 +480,7 @@ def run_proxy(
     admin_address: str | None = None,
     workers: int = 1,
     grace_period: float = 10.0,
+    otlp_endpoint: str | None = None,
     stopping: threading.Event,
 ) -> int:
     """Run Envoy in front of `upstreams` (started again whenever it dies) until `stopping`
@@ -432,6 +491,7 @@ def run_proxy(
         admin=admin_address,
         workers=workers,
         on_refusal=lambda entry: log.warning("refused by Envoy: %s", json.dumps(entry)),
+        otlp_endpoint=otlp_endpoint,
     )
     try:
         proxy.start()

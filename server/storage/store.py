@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
 import peewee
+from opentelemetry import trace
 
 from server.service.domain import (
     ApiKey,
@@ -44,9 +45,16 @@ Outcome = TypeVar("Outcome")
 # a caller waiting this many times that long on its create means something is stuck.
 WRITE_TIMEOUT_FACTOR = 5
 
+Result = TypeVar("Result")
+
 
 def _ignore(error: BaseException) -> None:
     pass
+
+
+def _system(db: peewee.Database) -> str:
+    """The database's name in OpenTelemetry's conventions (db.system.name)."""
+    return "postgresql" if isinstance(db, peewee.PostgresqlDatabase) else "sqlite"
 
 
 class Store:
@@ -63,7 +71,9 @@ class Store:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         on_unavailable: OnUnavailable = _ignore,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        """`tracer`: when given, each wait of a call on the database is a span of its own."""
         self.db = db
         self.timeout = timeout
         self._write_connection = write_connection
@@ -76,6 +86,8 @@ class Store:
         self._writer: GroupCommit[PendingCreate, StoredCreate] | None = None
         self._vote_writer: GroupCommit[Vote, bool] | None = None
         self._page_token_secret: bytes | None = None
+        self._tracer = tracer
+        self._span_attributes = {"db.system.name": _system(db)}
         database.initialize(db)
 
     @classmethod
@@ -86,10 +98,13 @@ class Store:
         sqlite_synchronous: str = "FULL",
         timeout: float = DEFAULT_TIMEOUT,
         on_unavailable: OnUnavailable = _ignore,
+        tracer: trace.Tracer | None = None,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://..."""
         db, write_connection = connect(url, sqlite_synchronous=sqlite_synchronous, timeout=timeout)
-        return cls(db, write_connection, timeout=timeout, on_unavailable=on_unavailable)
+        return cls(
+            db, write_connection, timeout=timeout, on_unavailable=on_unavailable, tracer=tracer
+        )
 
     def close(self) -> None:
         """Write the creates still queued, then close every connection."""
@@ -101,6 +116,27 @@ class Store:
                 writer.close(self.write_timeout)
         self._write_connection.close()
         self.db.close_all()  # type: ignore[attr-defined]  # a pooled database
+
+    def _traced(self, operation: str, wait: Awaitable[Result]) -> Awaitable[Result]:
+        """`wait` in a span named for its statement ("INSERT conversations") when tracing;
+        else `wait` itself, untouched."""
+        if self._tracer is None:
+            return wait
+        return self._in_span(self._tracer, operation, wait)
+
+    async def _in_span(
+        self, tracer: trace.Tracer, operation: str, wait: Awaitable[Result]
+    ) -> Result:
+        verb, _, table = operation.partition(" ")
+        attributes = {
+            **self._span_attributes,
+            "db.operation.name": verb,
+            "db.collection.name": table,
+        }
+        with tracer.start_as_current_span(
+            operation, kind=trace.SpanKind.CLIENT, attributes=attributes
+        ):
+            return await wait
 
     @property
     def write_timeout(self) -> float:
@@ -202,10 +238,14 @@ class Store:
 
         Concurrent calls share one statement (group commit), written by the writer's
         own thread. A create whose (created_by, request_id) is taken stores nothing
-        and returns what is stored under it.
+        and returns what is stored under it. Traced, its span is the caller's wait for
+        the batch holding it, from queued to committed: a span per call, not per batch.
         """
+        writer = self._conversation_writer()
         try:
-            return await self._conversation_writer().submit(pending, self.write_timeout)
+            return await self._traced(
+                "INSERT conversations", writer.submit(pending, self.write_timeout)
+            )
         except (TimeoutError, Closed) as error:
             raise StorageUnavailable(
                 f"database unavailable: {error or 'write timed out'}"
@@ -213,11 +253,13 @@ class Store:
 
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, in a thread: the event loop never waits on the database."""
-        return await asyncio.to_thread(self.get_conversation, conversation_id)
+        return await self._traced(
+            "SELECT conversations", asyncio.to_thread(self.get_conversation, conversation_id)
+        )
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         """A page of a product's conversations and its counts, read in a thread."""
-        return await asyncio.to_thread(self._read_page, query)
+        return await self._traced("SELECT conversations", asyncio.to_thread(self._read_page, query))
 
     def _read_page(self, query: PageQuery) -> ConversationPage:
         with self.reading():
@@ -246,7 +288,7 @@ class Store:
     async def insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
         """Store an answer on the write connection, in a thread; None when its conversation
         is not one of its organisation's."""
-        return await asyncio.to_thread(self._insert_answer, pending)
+        return await self._traced("INSERT answers", asyncio.to_thread(self._insert_answer, pending))
 
     def _insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
         with self.writing() as db:
@@ -259,7 +301,8 @@ class Store:
         Concurrent votes share one transaction (group commit), as creates do.
         """
         try:
-            return await self._votes_writer().submit(vote, self.write_timeout)
+            writer = self._votes_writer()
+            return await self._traced("UPDATE votes", writer.submit(vote, self.write_timeout))
         except (TimeoutError, Closed) as error:
             raise StorageUnavailable(
                 f"database unavailable: {error or 'write timed out'}"

@@ -5,12 +5,14 @@ Every test here is marked `e2e`: `pytest -m "not e2e"` leaves them out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.databases import empty_postgres
+from tests.e2e.browser import DOCS_IMAGES
 
 E2E = Path(__file__).parent
 
@@ -30,3 +32,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = request.getfixturevalue("postgres_url")
     empty_postgres(url)
     yield url
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests save screenshots: docs/images/ with SCREENSHOTS_TO_DOCS=1 (to update the
+    documentation's pictures), else a temporary directory, so a run leaves the checkout as is."""
+    if os.environ.get("SCREENSHOTS_TO_DOCS") == "1":
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
