@@ -17,7 +17,7 @@ import datetime
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,11 +36,14 @@ from server.storage.models import (
     OrganisationRow,
     ServiceSecretRow,
 )
+from server.storage.store import Store
 from tests.databases import POSTGRES_ADMIN_URL
-from tests.support import ORGANISATION, opened_store, organisation_with_key
+from tests.support import ORGANISATION, organisation_with_key
 
 LARGE_SKU, LARGE_COUNT = "BENCH-1M", 1_000_000
 SMALL_SKU, SMALL_COUNT = "BENCH-10", 10
+PRODUCTS = ((LARGE_SKU, LARGE_COUNT), (SMALL_SKU, SMALL_COUNT))
+LABEL = "the 1M-conversation data set"
 # Rows per INSERT ... SELECT; each chunk commits and moves the progress bar.
 CHUNK = 50_000
 # Part of the file and database names: a data set of another shape gets another name.
@@ -88,52 +91,18 @@ _VALUES = (
     "{org}, {p}, 'Shopper ' || i, 'Question ' || i || ': does it fit the 2019 model?', "
     "CASE WHEN i % 10 = 0 THEN 'fr-FR' ELSE 'en-GB' END, i % 50, i % 7, {p}, {p}"
 )
-_COUNTS = (
-    "INSERT INTO conversation_count (organisation_id, sku, locale, question_count, answers_count)"
-    " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count) FROM conversation"
-    " WHERE organisation_id = {org} AND sku IN ({p}, {p}) GROUP BY organisation_id, sku, locale"
-)
 
 
 def _organisation_sql(p: str) -> str:
     return f"(SELECT id FROM organisation WHERE trkref = {p})"
 
 
-class _Generator:
-    """Inserts the generated rows of one database through a DB-API cursor."""
+def _insert_sql(postgres: bool) -> str:
+    """The INSERT of the conversations first to last (the series) about a product.
 
-    param = "?"
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-
-    def insert_sql(self) -> str:
-        raise NotImplementedError
-
-    def insert(self, sku: str, first: int, last: int) -> None:
-        params = (ORGANISATION.trkref, sku, False, ORGANISATION.locale)
-        self.cursor.execute(self.insert_sql(), (first, last, *params, FIRST_CREATED))
-
-    def count(self) -> None:
-        p = self.param
-        sql = _COUNTS.format(org=_organisation_sql(p), p=p)
-        self.cursor.execute(sql, (ORGANISATION.trkref, LARGE_SKU, SMALL_SKU))
-
-
-class _SqliteGenerator(_Generator):
-    def insert_sql(self) -> str:
-        values = _VALUES.format(org=_organisation_sql("?"), p="?")
-        return (
-            "WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)"
-            f" INSERT INTO conversation ({_COLUMNS}) SELECT {values},"
-            " datetime(?, '+' || (i / 2) || ' seconds') FROM s"
-        )
-
-
-class _PostgresGenerator(_Generator):
-    param = "%s"
-
-    def insert_sql(self) -> str:
+    Parameters: trkref, sku, embeddable, retailer_locale, FIRST_CREATED, first, last.
+    """
+    if postgres:
         # psycopg2 takes `%` for a parameter: the modulo operator is `%%`.
         values = _VALUES.replace(" % ", " %% ").format(org=_organisation_sql("%s"), p="%s")
         return (
@@ -141,25 +110,49 @@ class _PostgresGenerator(_Generator):
             " %s::timestamp + (i / 2) * interval '1 second'"
             " FROM generate_series(%s, %s) AS s(i)"
         )
+    values = _VALUES.format(org=_organisation_sql("?"), p="?")
+    return (
+        f"INSERT INTO conversation ({_COLUMNS}) SELECT {values},"
+        " datetime(?, '+' || (i / 2) || ' seconds') FROM"
+        " (WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)"
+        " SELECT i FROM s)"
+    )
 
-    def insert(self, sku: str, first: int, last: int) -> None:
-        # generate_series' bounds come last in this statement.
-        params = (ORGANISATION.trkref, sku, False, ORGANISATION.locale, FIRST_CREATED)
-        self.cursor.execute(self.insert_sql(), (*params, first, last))
 
-
-def _generate(generator: _Generator, commit: Any, label: str) -> None:
-    """Both products' rows, a chunk a transaction, then their counts."""
-    progress = Progress(label, LARGE_COUNT + SMALL_COUNT)
-    for sku, total in ((LARGE_SKU, LARGE_COUNT), (SMALL_SKU, SMALL_COUNT)):
-        for first in range(1, total + 1, CHUNK):
-            last = min(total, first + CHUNK - 1)
-            generator.insert(sku, first, last)
+def generate(
+    cursor: Any,
+    *,
+    postgres: bool,
+    commit: Callable[[], None],
+    products: Sequence[tuple[str, int]] = PRODUCTS,
+    chunk: int = CHUNK,
+    label: str = "",
+) -> None:
+    """Insert each (sku, count) product's conversations of ORGANISATION through a DB-API
+    cursor, `chunk` rows a statement, committing after each; then their counts."""
+    progress = Progress(label, sum(count for _, count in products)) if label else None
+    insert = _insert_sql(postgres)
+    for sku, total in products:
+        for first in range(1, total + 1, chunk):
+            last = min(total, first + chunk - 1)
+            params = (ORGANISATION.trkref, sku, False, ORGANISATION.locale, FIRST_CREATED)
+            cursor.execute(insert, (*params, first, last))
             commit()
-            progress.advance(last - first + 1)
-    generator.count()
+            if progress is not None:
+                progress.advance(last - first + 1)
+    p = "%s" if postgres else "?"
+    skus = ", ".join(p for _ in products)
+    cursor.execute(
+        "INSERT INTO conversation_count"
+        " (organisation_id, sku, locale, question_count, answers_count)"
+        " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count) FROM conversation"
+        f" WHERE organisation_id = {_organisation_sql(p)} AND sku IN ({skus})"
+        " GROUP BY organisation_id, sku, locale",
+        (ORGANISATION.trkref, *(sku for sku, _ in products)),
+    )
     commit()
-    progress.close()
+    if progress is not None:
+        progress.close()
 
 
 def sqlite_dataset() -> str:
@@ -183,7 +176,7 @@ def sqlite_dataset() -> str:
                 connection.execute("COMMIT")
                 connection.execute("BEGIN")
 
-            _generate(_SqliteGenerator(connection.cursor()), commit, "SQLite, 1M conversations")
+            generate(connection.cursor(), postgres=False, commit=commit, label=f"SQLite, {LABEL}")
             connection.execute("COMMIT")
             connection.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -209,10 +202,11 @@ def postgres_dataset() -> str:
     organisation_with_key(f"{base}/{building}")  # migrates, adds the organisation
     connection = psycopg2.connect(f"{base}/{building}", connect_timeout=5)
     try:
-        _generate(
-            _PostgresGenerator(connection.cursor()),
-            connection.commit,
-            "PostgreSQL, 1M conversations",
+        generate(
+            connection.cursor(),
+            postgres=True,
+            commit=connection.commit,
+            label=f"PostgreSQL, {LABEL}",
         )
         connection.autocommit = True
         connection.cursor().execute("VACUUM ANALYZE")
@@ -244,33 +238,35 @@ class Targets:
     page_first_id: int
 
 
-def targets(database_url: str, sku: str, depth: int, page_size: int = 20) -> Targets:
+def targets(sku: str, depth: int, page_size: int = 20) -> Targets:
     """A conversation in the middle of `sku`, and the token of the page `depth` pages deep
     (depth 0: the page after the first conversation), made with the service's own key and
-    page-token code, as the service would have issued it at the end of the page before."""
-    with opened_store(database_url) as store, store.reading():
-        in_order = (
-            ConversationRow.select()
-            .join(OrganisationRow)
-            .where((OrganisationRow.trkref == ORGANISATION.trkref) & (ConversationRow.sku == sku))
-            .order_by(ConversationRow.created_at.desc(), ConversationRow.id.desc())
-        )
-        before = max(1, depth * page_size)
-        last, first = in_order.offset(before - 1).limit(2)
-        # Not .get(): it would read from the first row.
-        (middle,) = in_order.offset(in_order.count() // 2).limit(1)
-        secret = bytes.fromhex(ServiceSecretRow.get_by_id("page_token").value)
+    page-token code, as the service would have issued it at the end of the page before.
+
+    Reads the database the models are bound to (a Store's, in its `reading()`).
+    """
+    in_order = (
+        ConversationRow.select()
+        .join(OrganisationRow)
+        .where((OrganisationRow.trkref == ORGANISATION.trkref) & (ConversationRow.sku == sku))
+        .order_by(ConversationRow.created_at.desc(), ConversationRow.id.desc())
+    )
+    before = max(1, depth * page_size)
+    last, first = in_order.offset(before - 1).limit(2)
+    # Not .get(): it would read from the first row.
+    (middle,) = in_order.offset(in_order.count() // 2).limit(1)
+    secret = bytes.fromhex(ServiceSecretRow.get_by_id("page_token").value)
     conversation = conversation_from_row(last, ORGANISATION.trkref, ())
     query = PageQuery(ORGANISATION.trkref, sku, None, DEFAULT_ORDER, page_size)
     after = listing.page_key(DEFAULT_ORDER, conversation)
     return Targets(middle.id, page_tokens.issue(secret, query, after), first.id)
 
 
-def seed_answered(database_url: str, sku: str, conversations: int, answers_each: int) -> list[int]:
-    """`conversations` conversations about `sku` with `answers_each` answers each, written
-    straight to storage with their counts, as the service would keep them; their ids."""
+def seed_answered(store: Store, sku: str, conversations: int, answers_each: int) -> list[int]:
+    """`conversations` conversations of ORGANISATION about `sku` with `answers_each` answers
+    each, written straight to storage with their counts, as the service keeps them; their ids."""
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
-    with opened_store(database_url) as store, store.db.atomic():
+    with store.db.atomic():
         organisation = OrganisationRow.get(OrganisationRow.trkref == ORGANISATION.trkref)
         ids = []
         for i in range(conversations):

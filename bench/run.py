@@ -35,7 +35,13 @@ from conversations.v4 import conversation_service_pb2 as pb
 from server import logs
 from tests.databases import fresh_postgres
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, free_port
-from tests.support import basic_authorization, create_key, organisation_with_key, stored_count
+from tests.support import (
+    basic_authorization,
+    create_key,
+    opened_store,
+    organisation_with_key,
+    stored_count,
+)
 
 STREAMS = 16
 WARM_UP_SECONDS = 3
@@ -202,7 +208,8 @@ def run_all(workdir: Path) -> list[Row]:
     # A fresh embedded database gets the demo organisation and its demo key.
     demo = basic_authorization(*DEMO_CREDENTIALS)
     with service(workdir, sqlite_url) as server:
-        ids = dataset.seed_answered(sqlite_url, ANSWERED_SKU, ANSWERED, ANSWERS_EACH)
+        with opened_store(sqlite_url) as store:
+            ids = dataset.seed_answered(store, ANSWERED_SKU, ANSWERED, ANSWERS_EACH)
         conversation_id = ids[len(ids) // 2]
         rows = measure_grpc(
             server,
@@ -266,8 +273,9 @@ def run_large(workdir: Path) -> list[Pair]:
     for database, url in (("SQLite", dataset.sqlite_dataset()),
                           ("PostgreSQL", dataset.postgres_dataset())):  # fmt: skip
         key = basic_authorization(*create_key(url, "D10"))
-        large = dataset.targets(url, dataset.LARGE_SKU, DEEP_PAGES)
-        small = dataset.targets(url, dataset.SMALL_SKU, 0)
+        with opened_store(url) as store, store.reading():
+            large = dataset.targets(dataset.LARGE_SKU, DEEP_PAGES)
+            small = dataset.targets(dataset.SMALL_SKU, 0)
         calls = [
             ("Detail", get_call(large.conversation_id), get_call(small.conversation_id)),
             ("List first page", list_call(dataset.LARGE_SKU), list_call(dataset.SMALL_SKU)),
