@@ -1,4 +1,5 @@
-"""The benchmark: the real service under h2load (gRPC) and wrk (REST), against a FastAPI peer.
+"""The benchmark: the real service under h2load (gRPC) and wrk (REST), against a FastAPI peer,
+and its reads on a product of a million conversations beside one of ten (bench/dataset.py).
 
 Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`).
 Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
