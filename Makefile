@@ -22,6 +22,8 @@ test: $(BIN)/.installed
 
 # Not part of `make test`: speed is measured here, never in a test. Needs h2load
 # (Debian nghttp2-client) and wrk, installed here, and PostgreSQL on 127.0.0.1:5432.
+# The first run builds the 1,000,000-conversation data set (.cache/bench/ and the
+# PostgreSQL database conversations_bench_1m_v1); later runs reuse it.
 bench: $(BIN)/.installed
 	command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)

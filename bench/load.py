@@ -100,22 +100,24 @@ def merge(results: Sequence[Result]) -> Result:
 
 def wrk(
     url: str,
-    json_body: str,
+    json_body: str | None,
     *,
     connections: int,
     authorization: str,
     count: int = 0,
     seconds: float = 0,
 ) -> Result:
-    """POST `count` JSON bodies (or as many as fit in `seconds`), one thread per connection.
+    """POST `count` JSON bodies (GET when `json_body` is None), or as many as fit in
+    `seconds`, one thread per connection.
 
     Percentiles are those of each request's duration, as h2load's are; a run
     bounded by `seconds` reports none (its threads never finish their quota).
     """
-    script = Path(__file__).with_name("create.lua")
+    script = Path(__file__).with_name("request.lua")
     quota = max(1, count // connections) if count else 1 << 40
     limit = f"{round(seconds) if seconds else TIME_LIMIT_SECONDS}s"
-    env = {**os.environ, "BENCH_BODY": json_body, "BENCH_QUOTA": str(quota)}
+    env = {**os.environ, "BENCH_BODY": json_body or "", "BENCH_QUOTA": str(quota)}
+    env["BENCH_METHOD"] = "GET" if json_body is None else "POST"
     env["BENCH_AUTHORIZATION"] = authorization
     threads = ["-t", str(connections), "-c", str(connections)]
     command = ["wrk", *threads, "-d", limit, "-s", str(script), url]

@@ -1,4 +1,5 @@
--- wrk script: POST the create body; BENCH_QUOTA responses per thread, then stop.
+-- wrk script: BENCH_METHOD (POST with the JSON body BENCH_BODY, or GET) the URL;
+-- BENCH_QUOTA responses per thread, then stop.
 -- With one connection per thread (-t N -c N) a thread has one request in flight,
 -- so stopping right after its last response leaves no request unaccounted for.
 -- wrk itself runs until -d; the bench sends it SIGINT once every thread said done.
@@ -23,9 +24,11 @@ local quota = tonumber(os.getenv("BENCH_QUOTA"))
 local durations = {}
 local started = nil
 local prepared = nil
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
+wrk.method = os.getenv("BENCH_METHOD")
+if os.getenv("BENCH_BODY") ~= "" then
+  wrk.body = os.getenv("BENCH_BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
 if os.getenv("BENCH_AUTHORIZATION") ~= "" then
   wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
 end
