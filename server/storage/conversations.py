@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import datetime
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 import peewee
 
@@ -22,6 +24,7 @@ from server.storage.models import (
     naive_utc,
     utc,
 )
+from server.storage.prepared import Prepared, parameter, prepare, stored_time
 
 # Rows per statement: 13 parameters a row stays far below SQLite's and
 # PostgreSQL's limits on parameters per statement.
@@ -157,17 +160,34 @@ def _count_conversations(db: peewee.Database, products: list[tuple[int, str, str
     """
     if not products:
         return
-    added = collections.Counter(products)
+    added = sorted(collections.Counter(products).items())
+    values = {
+        f"{name}{n}": value
+        for n, ((org, sku, locale), count) in enumerate(added)
+        for name, value in (("org", org), ("sku", sku), ("locale", locale), ("count", count))
+    }
+    _count_statement(db, len(added)).execute(db, values)
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _count_statement(db: peewee.Database, products: int) -> Prepared:
+    """The upsert that adds to `products` products' counts (parameters org0, sku0, ...)."""
     rows = [
-        {"organisation": org, "sku": sku, "locale": locale, "question_count": n}
-        for (org, sku, locale), n in sorted(added.items())
+        {
+            "organisation": parameter(f"org{n}"),
+            "sku": parameter(f"sku{n}"),
+            "locale": parameter(f"locale{n}"),
+            "question_count": parameter(f"count{n}"),
+        }
+        for n in range(products)
     ]
     count = ConversationCountRow.question_count
     key = (ConversationCountRow.organisation, ConversationCountRow.sku, ConversationCountRow.locale)
-    upsert = ConversationCountRow.insert_many(rows).on_conflict(
-        conflict_target=key, update={count: count + EXCLUDED.question_count}
+    return prepare(
+        ConversationCountRow.insert_many(rows).on_conflict(
+            conflict_target=key, update={count: count + EXCLUDED.question_count}
+        )
     )
-    db.execute(upsert)  # type: ignore[no-untyped-call]  # on the batch's connection
 
 
 def _new_conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
@@ -204,22 +224,107 @@ def find_requested(created_by: str, request_id: str) -> StoredCreate | None:
     )
 
 
-def get_conversation(conversation_id: int) -> Conversation | None:
-    row = (
-        ConversationRow.select(ConversationRow, OrganisationRow)
+# A conversation's columns, in the order of Conversation's fields (its trkref apart).
+CONVERSATION_COLUMNS = (
+    ConversationRow.id,
+    ConversationRow.sku,
+    ConversationRow.first_name,
+    ConversationRow.question,
+    ConversationRow.locale,
+    ConversationRow.created_at,
+    ConversationRow.helpful,
+    ConversationRow.unhelpful,
+    ConversationRow.embeddable,
+    ConversationRow.retailer_locale,
+    ConversationRow.answers_count,
+)
+# An answer's columns: its conversation's id, then Answer's fields in order.
+ANSWER_COLUMNS = (
+    AnswerRow.conversation,
+    AnswerRow.id,
+    AnswerRow.response,
+    AnswerRow.created_at,
+    AnswerRow.first_name,
+    AnswerRow.town,
+    AnswerRow.job_title,
+    AnswerRow.reviewer_segment,
+    AnswerRow.helpful,
+    AnswerRow.unhelpful,
+    AnswerRow.review_url,
+    AnswerRow.review_locale,
+    AnswerRow.reviewer_facebook_url,
+    AnswerRow.response_type,
+    AnswerRow.retailer_name,
+    AnswerRow.retailer_image_url,
+)
+
+
+def conversation_from_tuple(
+    row: Sequence[Any], trkref: str, answers: tuple[Answer, ...]
+) -> Conversation:
+    """A conversation from its CONVERSATION_COLUMNS."""
+    id_, sku, first_name, question, locale, created_at, helpful, unhelpful, *rest = row
+    embeddable, retailer_locale, answers_count = rest
+    return Conversation(
+        id_,
+        trkref,
+        sku,
+        first_name,
+        question,
+        locale,
+        stored_time(created_at),
+        helpful,
+        unhelpful,
+        bool(embeddable),
+        retailer_locale,
+        answers,
+        answers_count,
+    )
+
+
+def answers_of(conversation_ids: list[int]) -> dict[int, tuple[Answer, ...]]:
+    """The answers of these conversations, oldest first, in one query."""
+    if not conversation_ids:
+        return {}
+    db = database.obj
+    values = {f"id{n}": conversation_id for n, conversation_id in enumerate(conversation_ids)}
+    found: collections.defaultdict[int, list[Answer]] = collections.defaultdict(list)
+    for conversation_id, id_, response, created_at, *rest in _answers_statement(
+        db, len(conversation_ids)
+    ).run(db, values):
+        found[conversation_id].append(Answer(id_, response, stored_time(created_at), *rest))
+    return {conversation_id: tuple(answers) for conversation_id, answers in found.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _answers_statement(db: peewee.Database, count: int) -> Prepared:
+    """The answers of `count` conversations (parameters id0, id1...), oldest first."""
+    ids = [parameter(f"id{n}") for n in range(count)]
+    return prepare(
+        AnswerRow.select(*ANSWER_COLUMNS)
+        .where(AnswerRow.conversation.in_(ids))
+        .order_by(AnswerRow.conversation, AnswerRow.created_at, AnswerRow.id)
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _conversation_statement(db: peewee.Database) -> Prepared:
+    return prepare(
+        ConversationRow.select(OrganisationRow.trkref, *CONVERSATION_COLUMNS)
         .join(OrganisationRow)
-        .where(ConversationRow.id == conversation_id)
-        .get_or_none()
+        .where(ConversationRow.id == parameter("id"))
     )
-    if row is None:
+
+
+def get_conversation(conversation_id: int) -> Conversation | None:
+    """The conversation with its answers, oldest first; None when there is none."""
+    db = database.obj
+    rows = _conversation_statement(db).run(db, {"id": conversation_id})
+    if not rows:
         return None
-    answers = tuple(
-        answer_from_row(a)
-        for a in AnswerRow.select()
-        .where(AnswerRow.conversation == row.id)
-        .order_by(AnswerRow.created_at, AnswerRow.id)
-    )
-    return conversation_from_row(row, row.organisation.trkref, answers)
+    trkref, *columns = rows[0]
+    answers = answers_of([conversation_id]).get(conversation_id, ())
+    return conversation_from_tuple(columns, trkref, answers)
 
 
 def count_conversations() -> int:

@@ -9,26 +9,35 @@ from __future__ import annotations
 
 import calendar
 import datetime
-from collections import defaultdict
+import functools
 
 import peewee
 
-from server.service.domain import ORDERS, Answer, Conversation, ConversationPage, PageKey, PageQuery
-from server.storage.conversations import answer_from_row, conversation_from_row
-from server.storage.models import AnswerRow, ConversationCountRow, ConversationRow, OrganisationRow
+from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
+from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
+from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
+from server.storage.prepared import Prepared, parameter, prepare
 
 
 def read_page(query: PageQuery) -> ConversationPage:
-    rows = list(_page_rows(query))
+    db = database.obj
+    values: dict[str, object] = {"trkref": query.trkref, "sku": query.sku, "locale": query.locale}
+    if query.after is not None:
+        for column, value in zip(ORDERS[query.order], query.after, strict=True):
+            values[f"after_{column}"] = _stored(column, value)
+    statement = _page_statement(db, query.order, query.locale is not None, query.after is not None)
+    rows = statement.run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
-    answers = answers_of([row.id for row in rows])
+    answers = answers_of([row[0] for row in rows])
     conversations = tuple(
-        conversation_from_row(row, query.trkref, answers.get(row.id, ())) for row in rows
+        conversation_from_tuple(row, query.trkref, answers.get(row[0], ())) for row in rows
     )
-    question_count, answers_count = _counts(query)
+    [(question_count, answers_count)] = _counts_statement(db, query.locale is not None).run(
+        db, values
+    )
     next_after = page_key(query.order, conversations[-1]) if more else None
-    return ConversationPage(conversations, question_count, answers_count, next_after)
+    return ConversationPage(conversations, int(question_count), int(answers_count), next_after)
 
 
 def page_key(order: str, conversation: Conversation) -> PageKey:
@@ -41,43 +50,33 @@ def page_key(order: str, conversation: Conversation) -> PageKey:
     return tuple(values[column] for column in ORDERS[order])
 
 
-def answers_of(conversation_ids: list[int]) -> dict[int, tuple[Answer, ...]]:
-    """The answers of these conversations, oldest first, in one query."""
-    if not conversation_ids:
-        return {}
-    found: defaultdict[int, list[Answer]] = defaultdict(list)
-    rows = (
-        AnswerRow.select()
-        .where(AnswerRow.conversation.in_(conversation_ids))
-        .order_by(AnswerRow.conversation, AnswerRow.created_at, AnswerRow.id)
+def _organisation_id() -> peewee.SelectQuery:
+    return OrganisationRow.select(OrganisationRow.id).where(
+        OrganisationRow.trkref == parameter("trkref")
     )
-    for row in rows:
-        # The foreign key's value, not the conversation (which peewee would query for).
-        found[row.conversation_id].append(answer_from_row(row))  # type: ignore[attr-defined]
-    return {conversation_id: tuple(answers) for conversation_id, answers in found.items()}
 
 
-def _organisation_id(trkref: str) -> peewee.SelectQuery:
-    return OrganisationRow.select(OrganisationRow.id).where(OrganisationRow.trkref == trkref)
-
-
-def _page_rows(query: PageQuery) -> peewee.ModelSelect[ConversationRow]:
-    columns = [getattr(ConversationRow, name) for name in ORDERS[query.order]]
-    ascending = query.order.endswith(" asc")
-    where = (ConversationRow.organisation == _organisation_id(query.trkref)) & (
-        ConversationRow.sku == query.sku
+@functools.lru_cache(maxsize=64)
+def _page_statement(db: peewee.Database, order: str, by_locale: bool, after: bool) -> Prepared:
+    """A page's conversations: one range of the order's index, `limit` rows at most."""
+    columns = [getattr(ConversationRow, name) for name in ORDERS[order]]
+    ascending = order.endswith(" asc")
+    where = (ConversationRow.organisation == _organisation_id()) & (
+        ConversationRow.sku == parameter("sku")
     )
-    if query.locale is not None:
-        where &= ConversationRow.locale == query.locale
-    if query.after is not None:
-        after = [
-            _stored(name, value)
-            for name, value in zip(ORDERS[query.order], query.after, strict=True)
-        ]
+    if by_locale:
+        where &= ConversationRow.locale == parameter("locale")
+    if after:
         position = peewee.Tuple(*columns)
-        where &= position > peewee.Tuple(*after) if ascending else position < peewee.Tuple(*after)
-    order = [column.asc() if ascending else column.desc() for column in columns]
-    return ConversationRow.select().where(where).order_by(*order).limit(query.size + 1)
+        last = peewee.Tuple(*(parameter(f"after_{name}") for name in ORDERS[order]))
+        where &= position > last if ascending else position < last
+    ordering = [column.asc() if ascending else column.desc() for column in columns]
+    return prepare(
+        ConversationRow.select(*CONVERSATION_COLUMNS)
+        .where(where)
+        .order_by(*ordering)
+        .limit(parameter("limit"))
+    )
 
 
 def _stored(column: str, value: int) -> object:
@@ -87,15 +86,17 @@ def _stored(column: str, value: int) -> object:
     return value
 
 
-def _counts(query: PageQuery) -> tuple[int, int]:
-    where = (ConversationCountRow.organisation == _organisation_id(query.trkref)) & (
-        ConversationCountRow.sku == query.sku
+@functools.lru_cache(maxsize=4)
+def _counts_statement(db: peewee.Database, by_locale: bool) -> Prepared:
+    """The conversations and answers of a product (in one locale), from conversation_count."""
+    where = (ConversationCountRow.organisation == _organisation_id()) & (
+        ConversationCountRow.sku == parameter("sku")
     )
-    if query.locale is not None:
-        where &= ConversationCountRow.locale == query.locale
-    sums = ConversationCountRow.select(
-        peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.question_count), 0),
-        peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.answers_count), 0),
-    ).where(where)
-    counts: tuple[int, int] = sums.tuples().get()  # type: ignore[assignment]  # two sums
-    return int(counts[0]), int(counts[1])
+    if by_locale:
+        where &= ConversationCountRow.locale == parameter("locale")
+    return prepare(
+        ConversationCountRow.select(
+            peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.question_count), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.answers_count), 0),
+        ).where(where)
+    )
