@@ -29,13 +29,15 @@ MAX_LINES = 1000
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes whole lines to a stream in batches: when MAX_LINES are waiting, or every
-    `interval` seconds, from a thread of its own; and when flushed or closed."""
+    """Writes whole lines to a stream in batches, from a thread of its own: every
+    `interval` seconds, or as soon as MAX_LINES are waiting; and when flushed or closed."""
 
     def __init__(self, stream: TextIO, interval: float = FLUSH_INTERVAL) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
-        self._closed = threading.Event()
+        self._writing = threading.Lock()  # one writer at a time: the lines stay in order
+        self._stopping = threading.Event()
+        self._full = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_every, args=(interval,), name="log-flush", daemon=True
         )
@@ -47,26 +49,32 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         try:
             self._lines.append(self.format(record) + self.terminator)
             if len(self._lines) >= MAX_LINES:
-                self.flush()
+                self._full.set()
         except Exception:
             self.handleError(record)
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            if self._lines:
-                lines, self._lines = "".join(self._lines), []
-                self.stream.write(lines)
+        # The lines are taken under the handler's lock, which emit() holds too, and
+        # written under another: a call logging its line never waits on the stream.
+        with self._writing:
+            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                lines, self._lines = self._lines, []
+            if lines:
+                self.stream.write("".join(lines))
             self.stream.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopping.set()
+        self._full.set()
         try:
             self.flush()
         finally:
             super().close()
 
     def _flush_every(self, interval: float) -> None:
-        while not self._closed.wait(interval):
+        while not self._stopping.is_set():
+            self._full.wait(interval)
+            self._full.clear()
             try:
                 self.flush()
             except Exception:  # nowhere to report it: the stream failed
