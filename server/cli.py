@@ -70,7 +70,7 @@ def organisations_list(store: Store, args: argparse.Namespace) -> None:
 
 def keys_create(store: Store, args: argparse.Namespace) -> None:
     """Create an API key for one or more organisations and print its id and secret. The
-    secret is stored only as a salted scrypt hash: copy it now."""
+    secret (256 random bits) is stored only as a keyed digest: copy it now."""
     issued = api_keys.create_key(store, args.organisation)
     print(f"key id: {issued.key_id}")
     print(f"secret: {issued.secret}")

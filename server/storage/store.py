@@ -68,6 +68,7 @@ class Store:
         self._writer_lock = threading.Lock()
         self._writer: GroupCommit[PendingCreate, StoredCreate] | None = None
         self._page_token_secret: bytes | None = None
+        self._api_key_digest_key: bytes | None = None
         database.initialize(db)
 
     @classmethod
@@ -184,6 +185,17 @@ class Store:
         """Mark a key revoked; False when no such key is active."""
         with self.session():
             return api_keys.revoke_api_key(key_id, at)
+
+    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
+        """Store a key's digest in place of its legacy hash; False when the hash changed."""
+        with self.session():
+            return api_keys.replace_secret_hash(key_id, old, new)
+
+    def api_key_digest_key(self) -> bytes:
+        """The key API secrets are digested with, shared by every replica through the database."""
+        if self._api_key_digest_key is None:
+            self._api_key_digest_key = self._read_secret("api_key_digest")
+        return self._api_key_digest_key
 
     # Conversations
 
