@@ -118,7 +118,8 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
 
 
 def prepare_database(config: Config) -> Store:
-    """Open the database, apply pending migrations, and seed the embedded demo organisation."""
+    """Open the database, apply pending migrations, and, when asked (--demo), seed the demo
+    organisation and its key."""
     store = Store.open(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
@@ -128,7 +129,7 @@ def prepare_database(config: Config) -> Store:
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    demo_key = seed_demo(store) if config.embedded else None
+    demo_key = seed_demo(store) if config.demo else None
     if demo_key is not None:
         log.info(
             "created the demo organisation %s and its demo API key: "

@@ -16,7 +16,7 @@ from server.service.domain import ApiKey
 from server.service.errors import ApiKeyNotFound
 from server.service.ports import Storage
 
-# The documented key of the embedded demo setup, for the demo organisation only.
+# The documented key of the demo setup (`serve --demo`), for the demo organisation only.
 DEMO_KEY_ID = "demo"
 DEMO_SECRET = "demo-secret"
 
