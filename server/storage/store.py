@@ -1,15 +1,17 @@
 """The Store: one open database and all that belongs to it, handed to the use cases.
 
 It owns the connection pool, the connection creates are written on, the group
-commit that writes them, the organisations already found, and the timeout every
-wait on the database is bounded by. Each method is one unit of work; every
-database error leaves it as a domain error (server.storage.errors).
+commit that writes them, the organisations already found, the timeout every
+wait on the database is bounded by, and the state of a database fault (logged
+once per fault, health NOT_SERVING while it lasts). Each method is one unit of
+work; every database error leaves it as a domain error (server.storage.errors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,11 +29,28 @@ from server.service.domain import (
 )
 from server.service.errors import StorageUnavailable
 from server.storage import api_keys, conversations, listing, organisations
-from server.storage.database import DEFAULT_TIMEOUT, SharedConnection, connect
-from server.storage.errors import DATABASE_ERRORS, OnUnavailable, as_domain_error, translated
+from server.storage.database import (
+    DEFAULT_TIMEOUT,
+    DatabaseFile,
+    SharedConnection,
+    connect,
+    sqlite_path,
+)
+from server.storage.errors import (
+    DATABASE_ERRORS,
+    FaultPeriods,
+    OnUnavailable,
+    as_domain_error,
+    translated,
+)
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
+
+log = logging.getLogger(__name__)
+
+# The health probe's write while a fault lasts: any row, rewritten with its own value.
+_PROBE_WRITE = "UPDATE service_secret SET value = value WHERE name = %s"
 
 # A batch's statements each wait at most the database timeout and then fail;
 # a caller waiting this many times that long on its create means something is stuck.
@@ -56,11 +75,14 @@ class Store:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         on_unavailable: OnUnavailable = _ignore,
+        file: DatabaseFile | None = None,
     ) -> None:
         self.db = db
         self.timeout = timeout
         self._write_connection = write_connection
-        self._on_unavailable = on_unavailable
+        self._count_unavailable = on_unavailable
+        self._file = file
+        self.faults = FaultPeriods()
         # Organisations already found, by trkref. No code changes or removes an
         # organisation, so one found stays right; a trkref not found is looked up
         # every time, so one added while serving (by the CLI) is found at once.
@@ -81,8 +103,15 @@ class Store:
         on_unavailable: OnUnavailable = _ignore,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://..."""
-        db, write_connection = connect(url, sqlite_synchronous=sqlite_synchronous, timeout=timeout)
-        return cls(db, write_connection, timeout=timeout, on_unavailable=on_unavailable)
+        path = sqlite_path(url)
+        file = None if path is None else DatabaseFile(path)
+        db, write_connection = connect(
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            timeout=timeout,
+            check=file.check if file is not None else lambda: None,
+        )
+        return cls(db, write_connection, timeout=timeout, on_unavailable=on_unavailable, file=file)
 
     def close(self) -> None:
         """Write the creates still queued, then close every connection."""
@@ -100,17 +129,29 @@ class Store:
 
     # Units of work
 
+    def _on_unavailable(self, error: BaseException) -> None:
+        self.faults.failed(error)
+        self._count_unavailable(error)
+
+    def _check_file(self) -> None:
+        if self._file is not None:
+            self._file.check()
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """One unit of work that writes: a pooled connection and a transaction around it."""
-        with translated(self._on_unavailable), self.db.connection_context(), self.db.atomic():
-            yield
+        with translated(self._on_unavailable):
+            self._check_file()
+            with self.db.connection_context(), self.db.atomic():
+                yield
 
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Reads only: a pooled connection, no transaction (nor SQLite's write lock)."""
-        with translated(self._on_unavailable), self.db.connection_context():
-            yield
+        with translated(self._on_unavailable):
+            self._check_file()
+            with self.db.connection_context():
+                yield
 
     @contextmanager
     def writing(self) -> Iterator[peewee.Database]:
@@ -123,15 +164,26 @@ class Store:
 
         It checks what creates need: the connection they are written on, in a write
         transaction. On SQLite that takes the write lock, so a database another
-        process holds locked counts as unavailable, as it is for creates.
+        process holds locked counts as unavailable, as it is for creates. While a
+        fault lasts it also writes (a row rewritten with its own value), and counts as
+        unavailable until such a write succeeds with no call failing since the probe
+        before (see FaultPeriods).
         """
         with self.writing() as db, db.atomic():
-            db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+            if self.faults.failing:
+                db.execute_sql(_PROBE_WRITE.replace("%s", db.param), ("page_token",))  # type: ignore[no-untyped-call]
+            else:
+                db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+        if not self.faults.probe_succeeded():
+            raise StorageUnavailable("database unavailable (writes failing); retry later")
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
         with translated(self._on_unavailable), self.db.connection_context():
-            return apply_migrations(self.db)
+            applied = apply_migrations(self.db)
+        if self._file is not None:
+            self._file.track()
+        return applied
 
     # Organisations
 
@@ -209,9 +261,8 @@ class Store:
         try:
             return await self._conversation_writer().submit(pending, self.write_timeout)
         except (TimeoutError, Closed) as error:
-            raise StorageUnavailable(
-                f"database unavailable: {error or 'write timed out'}"
-            ) from error
+            kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
+            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
 
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, in a thread: the event loop never waits on the database."""
@@ -257,7 +308,9 @@ class Store:
         """Write a batch in one statement; every create gets its outcome or its error."""
         try:
             with self._write_connection.use() as db:
-                return conversations.insert_conversations(db, batch)
+                outcomes = conversations.insert_conversations(db, batch)
+            self.faults.succeeded()
+            return outcomes
         except DATABASE_ERRORS as error:
             failure = as_domain_error(error)
             if isinstance(failure, StorageUnavailable):

@@ -56,5 +56,5 @@ def test_a_migration_waits_for_a_lock_as_long_as_its_database_timeout() -> None:
         output = waiting.communicate(timeout=60)[0]
 
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert "conversation-service: database unavailable: canceling statement" in refused.stderr
+    assert "conversation-service: database unavailable (timed out)" in refused.stderr
     assert waiting.returncode == 0 and output.strip() == f"applied: {latest}"
