@@ -11,7 +11,7 @@ from server.api.errors import Context, maps_domain_errors
 from server.api.messages import conversation_message, page_message
 from server.service import conversations, domain
 from server.service.domain import Caller
-from server.service.errors import FieldViolation, InvalidConversation
+from server.service.errors import FieldViolation, InvalidConversation, Reason
 from server.service.ports import Storage
 
 IDEMPOTENCY_KEY = "idempotency-key"
@@ -65,11 +65,20 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
 
 
 def _request_id(request: pb.CreateConversationRequest, context: Context) -> str | None:
-    """The request_id field, or the Idempotency-Key header REST clients may send instead."""
-    headers = [v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY]
-    header = headers[0] if headers and isinstance(headers[0], str) else ""
-    if request.request_id and header and header != request.request_id:
+    """The request_id field, or the Idempotency-Key header REST clients may send instead;
+    every Idempotency-Key header and the field must agree."""
+    headers = {v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY and v}
+    values = {str(v) for v in headers} | ({request.request_id} if request.request_id else set())
+    if len(values) > 1:
         raise InvalidConversation(
-            [FieldViolation("request_id", "differs from the Idempotency-Key header")]
+            [
+                FieldViolation(
+                    "request_id",
+                    Reason.IDEMPOTENCY_KEY_MISMATCH,
+                    "differs from the Idempotency-Key header"
+                    if request.request_id and headers
+                    else "the Idempotency-Key headers differ",
+                )
+            ]
         )
-    return request.request_id or header or None
+    return values.pop() if values else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -9,11 +10,28 @@ class DomainError(Exception):
     """Base of every error a caller may see; the transport maps each subclass to a status."""
 
 
+class Reason(enum.StrEnum):
+    """Why a field is invalid, for programs (AIP-193: google.rpc.BadRequest.FieldViolation's
+    `reason`); docs/api.md lists them. The description says the same for people."""
+
+    REQUIRED = "REQUIRED"  # missing, empty, or only whitespace and invisible characters
+    TOO_LONG = "TOO_LONG"
+    CONTROL_CHARACTER = "CONTROL_CHARACTER"
+    NOT_A_LANGUAGE_TAG = "NOT_A_LANGUAGE_TAG"
+    NOT_A_TRKREF = "NOT_A_TRKREF"
+    NOT_A_UUID = "NOT_A_UUID"
+    IDEMPOTENCY_KEY_MISMATCH = "IDEMPOTENCY_KEY_MISMATCH"
+    NEGATIVE = "NEGATIVE"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    NOT_A_PAGE_TOKEN = "NOT_A_PAGE_TOKEN"
+
+
 @dataclass(frozen=True)
 class FieldViolation:
-    """One invalid field of a request and why it is invalid."""
+    """One invalid field of a request, why (for programs), and what is wrong (for people)."""
 
     field: str
+    reason: Reason
     description: str
 
 

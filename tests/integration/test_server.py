@@ -149,6 +149,28 @@ def test_idempotency_key_metadata_makes_a_retry_return_the_first_create(
     assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS
 
 
+def test_two_different_idempotency_keys_are_invalid_with_a_reason(
+    channel: grpc.Channel, auth: Metadata, store: Store
+) -> None:
+    stub = pb_grpc.ConversationServiceStub(channel)
+    keys = ("9b2e4f7c-1d3a-4e5b-8c6d-7e8f9a0b1c2d", "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f")
+    metadata = (*auth, *(("idempotency-key", key) for key in keys))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.CreateConversation(ASK, timeout=5, metadata=metadata)
+    same_twice = (*auth, *(("idempotency-key", keys[0]) for _ in range(2)))
+    created = stub.CreateConversation(ASK, timeout=5, metadata=same_twice)
+
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(raised.value)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    assert (violation.field, violation.reason) == ("request_id", "IDEMPOTENCY_KEY_MISMATCH")
+    assert violation.description == "the Idempotency-Key headers differ"
+    assert store.count_conversations() == 1 and created.id == 1
+
+
 def test_health_answers_while_a_create_waits_on_the_database(
     store: Store, channel: grpc.Channel, auth: Metadata
 ) -> None:
