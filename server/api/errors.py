@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from server.service.errors import (
     ApiKeyNotFound,
+    ConversationIdsExhausted,
     ConversationNotFound,
     DomainError,
     InvalidArgument,
@@ -39,6 +40,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
+    ConversationIdsExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
     StorageFailed: grpc.StatusCode.INTERNAL,  # HTTP 500
 }

@@ -118,6 +118,16 @@ class RequestIdReused(DomainError):
         )
 
 
+class ConversationIdsExhausted(DomainError):
+    """No id is left for a new conversation: the contract's ids are uint32."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no more conversations can be stored: conversation ids are 32-bit unsigned integers "
+            "(at most 4294967295 on SQLite, 2147483647 on PostgreSQL) and all are taken"
+        )
+
+
 class StorageUnavailable(DomainError):
     """The database cannot be reached or is busy; the call may be retried."""
 

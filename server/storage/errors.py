@@ -123,6 +123,11 @@ def _fault(error: BaseException) -> tuple[str, BaseException] | None:
     return "unavailable", drivers[0] if drivers else error
 
 
+def sequence_exhausted(error: BaseException) -> bool:
+    """PostgreSQL's sequence of ids has reached its column's maximum (SQLSTATE 2200H)."""
+    return any(getattr(cause, "pgcode", None) == "2200H" for cause in _causes(error))
+
+
 def as_domain_error(error: BaseException) -> StorageUnavailable | StorageFailed:
     """The domain error of a database error; its frames are dropped (see drop_frames)."""
     kind = fault(error)

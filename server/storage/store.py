@@ -27,7 +27,7 @@ from server.service.domain import (
     PendingCreate,
     StoredCreate,
 )
-from server.service.errors import StorageUnavailable
+from server.service.errors import ConversationIdsExhausted, StorageUnavailable
 from server.storage import api_keys, conversations, listing, organisations
 from server.storage.database import (
     DEFAULT_TIMEOUT,
@@ -41,6 +41,8 @@ from server.storage.errors import (
     FaultPeriods,
     OnUnavailable,
     as_domain_error,
+    drop_frames,
+    sequence_exhausted,
     translated,
 )
 from server.storage.group_commit import Closed, GroupCommit
@@ -311,7 +313,12 @@ class Store:
                 outcomes = conversations.insert_conversations(db, batch)
             self.faults.succeeded()
             return outcomes
+        except ConversationIdsExhausted as error:
+            return [error] * len(batch)
         except DATABASE_ERRORS as error:
+            if sequence_exhausted(error):
+                drop_frames(error)
+                return [ConversationIdsExhausted()] * len(batch)
             failure = as_domain_error(error)
             if isinstance(failure, StorageUnavailable):
                 self._on_unavailable(error)
