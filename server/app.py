@@ -18,6 +18,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import metrics
 from server.api.auth import AuthInterceptor
+from server.api.decoding import DecodingInterceptor
 from server.api.interceptors import AccessLogInterceptor
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
@@ -71,6 +72,7 @@ async def start_server(config: Config, store: Store) -> RunningServer:
             AccessLogInterceptor(),
             metrics.MetricsInterceptor(),
             AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
+            DecodingInterceptor(),  # last: the others keep its decoder
         ],
         options=[
             ("grpc.max_receive_message_length", config.max_request_bytes),

@@ -13,9 +13,11 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from server.api.decoding import MALFORMED_MESSAGE
 from server.api.servicer import SERVICE_NAME
 from server.app import RunningServer, start_server
 from server.config import Config
@@ -126,6 +128,32 @@ def test_each_call_logs_one_json_line(
         (method, "UNAUTHENTICATED"),
     ]
     assert all(line["duration_ms"] >= 0 for line in lines)
+
+
+def test_malformed_protobuf_is_invalid_argument_logged_and_counted(
+    channel: grpc.Channel, auth: Metadata, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="conversation_service.access")
+    method = f"/{SERVICE_NAME}/CreateConversation"
+    raw: Any = channel.unary_unary(method)  # bytes in, bytes out
+    garbage = b"\x0a\xff\xff\xff\xff\x0f"  # field 1 with a length past the end
+    with pytest.raises(grpc.RpcError) as anonymous:
+        raw(garbage, timeout=5)
+    with pytest.raises(grpc.RpcError) as raised:
+        raw(garbage, timeout=5, metadata=auth)
+    counted = REGISTRY.get_sample_value(
+        "conversation_service_calls_total", {"method": method, "code": "INVALID_ARGUMENT"}
+    )
+
+    assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED  # credentials first
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == MALFORMED_MESSAGE
+    assert counted is not None and counted >= 1
+    deadline = time.monotonic() + 5
+    while len(access_lines(caplog)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    codes = [(line["method"], line["code"]) for line in access_lines(caplog)]
+    assert (method, "INVALID_ARGUMENT") in codes
 
 
 def test_port_in_use_is_an_error(running: RunningServer, store: Store, on_loop: OnLoop) -> None:
