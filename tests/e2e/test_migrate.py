@@ -42,8 +42,10 @@ def test_a_migration_waits_for_a_lock_as_long_as_its_database_timeout() -> None:
             store.migrate()
             with store.db.connection_context():
                 Runner(store.db, str(MIGRATIONS)).down(latest)
-        holder = psycopg2.connect(url)  # a long query reading the table, say
-        holder.cursor().execute("LOCK TABLE conversation IN ACCESS SHARE MODE")
+        holder = psycopg2.connect(url)  # a long transaction holding locks, say
+        # Locks that the latest migration waits for, whether it changes a table's schema
+        # (conversation) or writes rows (service_secret).
+        holder.cursor().execute("LOCK TABLE conversation, service_secret IN SHARE MODE")
         try:
             command = [SERVICE, "migrate", "--database-url", url]
             refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
