@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 run: $(BIN)/.installed
-	$(BIN)/conversation-service serve
+	$(BIN)/conversation-service serve --demo
 
 test: $(BIN)/.installed
 	$(MAKE) check-contract lint typecheck pytest

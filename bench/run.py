@@ -166,7 +166,7 @@ def measure_rest(
 
 
 def service(workdir: Path, database_url: str, *, rest: bool = False) -> ServiceProcess:
-    return ServiceProcess(workdir, ["--database-url", database_url], rest=rest)
+    return ServiceProcess(workdir, ["--database-url", database_url], rest=rest, demo=True)
 
 
 @contextlib.contextmanager
@@ -206,7 +206,7 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30
 
 def run_all(workdir: Path) -> list[Row]:
     sqlite_url = f"sqlite:///{workdir}/conversations.db"
-    # A fresh embedded database gets the demo organisation and its demo key.
+    # `serve --demo` gives a fresh embedded database the demo organisation and its demo key.
     demo = basic_authorization(*DEMO_CREDENTIALS)
     with service(workdir, sqlite_url) as server:
         with opened_store(sqlite_url) as store:

@@ -15,6 +15,8 @@ from typing import Any
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
+from server.service.errors import Reason
+
 FieldType = descriptor_pb2.FieldDescriptorProto
 SCALARS: dict[int, dict[str, Any]] = {
     FieldType.TYPE_STRING: {"type": "string"},
@@ -42,6 +44,35 @@ ERRORS = {
     "429": "The API key's rate limit is exceeded; retry later",
     "503": "The service or its database is unavailable; retry",
 }
+FIELD_VIOLATION_SCHEMA = {
+    "type": "object",
+    "description": "google.rpc.BadRequest.FieldViolation: one invalid field.",
+    "required": ["field", "description", "reason"],
+    "properties": {
+        "field": {"type": "string", "description": "The field, as the request names it."},
+        "description": {"type": "string", "description": "What is wrong, for people."},
+        "reason": {
+            "type": "string",
+            # Not an enum: a later release may add reasons, and clients must not break.
+            "description": "Why, for programs (AIP-193): one of "
+            + ", ".join(reason.value for reason in Reason)
+            + " (docs/api.md says what each means).",
+        },
+    },
+}
+STATUS_DETAIL_SCHEMA = {
+    "type": "object",
+    "description": "A google.protobuf.Any: `@type` names the message. A "
+    "type.googleapis.com/google.rpc.BadRequest lists every invalid field in field_violations.",
+    "required": ["@type"],
+    "properties": {
+        "@type": {"type": "string"},
+        "field_violations": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/FieldViolation"},
+        },
+    },
+}
 STATUS_SCHEMA = {
     "type": "object",
     "description": "google.rpc.Status: a gRPC status code, a message, and typed details.",
@@ -49,7 +80,10 @@ STATUS_SCHEMA = {
     "properties": {
         "code": {"type": "integer", "format": "int32"},
         "message": {"type": "string"},
-        "details": {"type": "array", "items": {"type": "object"}},
+        "details": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/StatusDetail"},
+        },
     },
 }
 STATUS_REF = "#/components/schemas/Status"
@@ -219,6 +253,8 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                     }
                 paths.setdefault(template, {})[verb] = operation
     builder.schemas["Status"] = STATUS_SCHEMA
+    builder.schemas["StatusDetail"] = STATUS_DETAIL_SCHEMA
+    builder.schemas["FieldViolation"] = FIELD_VIOLATION_SCHEMA
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version},

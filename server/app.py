@@ -20,6 +20,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import metrics
 from server.api.auth import AuthInterceptor
+from server.api.decoding import DecodingInterceptor
 from server.api.interceptors import (
     AccessLogInterceptor,
     ConcurrencyLimit,
@@ -95,6 +96,7 @@ async def start_server(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
             ),
             AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
+            DecodingInterceptor(),  # last: the others keep its decoder
         ],
         options=[
             ("grpc.max_receive_message_length", config.max_request_bytes),
@@ -145,8 +147,8 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
 
 
 def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
-    """Open the database, apply pending migrations, and seed the embedded demo organisation.
-    With `tracing`, the calls' waits on the database are spans."""
+    """Open the database, apply pending migrations, and, when asked (--demo), seed the demo
+    organisation and its key. With `tracing`, the calls' waits on the database are spans."""
     store = Store.open(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
@@ -157,7 +159,7 @@ def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    demo_key = seed_demo(store) if config.embedded else None
+    demo_key = seed_demo(store) if config.demo else None
     if demo_key is not None:
         log.info(
             "created the demo organisation %s and its demo API key: "

@@ -28,9 +28,9 @@ Command = Callable[[argparse.Namespace], int]
 
 def serve(args: argparse.Namespace) -> int:
     """Apply pending migrations and serve ConversationService, health and reflection over gRPC,
-    and REST through Envoy's gRPC-JSON transcoder, until SIGTERM or SIGINT. On a fresh
-    embedded database the demo organisation D10 (en-GB) and its key demo:demo-secret are
-    created."""
+    and REST through Envoy's gRPC-JSON transcoder, until SIGTERM or SIGINT. With --demo, on
+    a database without organisations, the demo organisation D10 (en-GB) and its key
+    demo:demo-secret are created."""
     return app.serve(Config(**{f.name: getattr(args, f.name) for f in fields(Config)}))
 
 
@@ -79,7 +79,7 @@ def organisations_list(store: Store, args: argparse.Namespace) -> None:
 
 def keys_create(store: Store, args: argparse.Namespace) -> None:
     """Create an API key for one or more organisations and print its id and secret. The
-    secret is stored only as a salted scrypt hash: copy it now."""
+    secret (256 random bits) is stored only as a keyed digest: copy it now."""
     issued = api_keys.create_key(store, args.organisation)
     print(f"key id: {issued.key_id}")
     print(f"secret: {issued.secret}")
@@ -210,12 +210,22 @@ _FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(Config)}
 
 def _config_option(parser: argparse.ArgumentParser, name: str) -> None:
     """The option of a Config field: --NAME, or the environment variable
-    CONVERSATION_SERVICE_NAME, then the field's default. A boolean field is a switch,
-    on by default: --no-NAME, or CONVERSATION_SERVICE_NAME=off."""
+    CONVERSATION_SERVICE_NAME, then the field's default. A boolean field is a switch:
+    one on by default is turned off with --no-NAME or CONVERSATION_SERVICE_NAME=off, one
+    off by default turned on with --NAME or CONVERSATION_SERVICE_NAME=on."""
     config_field = _FIELDS[name]
     flag, env = name.replace("_", "-"), ENV_PREFIX + name.upper()
     meaning: str = config_field.metadata["help"]
     kind = _option_type(name)
+    if kind is bool and not config_field.default:
+        parser.add_argument(
+            f"--{flag}",
+            dest=name,
+            action="store_true",
+            default=os.environ.get(env, "off") == "on",
+            help=f"{meaning}; env {env}=on",
+        )
+        return
     if kind is bool:
         parser.add_argument(
             f"--no-{flag}",
@@ -249,7 +259,9 @@ def options_table() -> str:
     for config_field in fields(Config):
         name = config_field.name
         env = ENV_PREFIX + name.upper()
-        if _option_type(name) is bool:
+        if _option_type(name) is bool and not config_field.default:
+            flag, env_value, default = f"--{name.replace('_', '-')}", f"{env}=on", "off"
+        elif _option_type(name) is bool:
             flag, env_value, default = f"--no-{name.replace('_', '-')}", f"{env}=off", "on"
         else:
             flag, env_value = f"--{name.replace('_', '-')}", env

@@ -104,6 +104,14 @@ class Config:
         metavar="[http://]HOST:PORT",
     )
 
+    # Off unless asked for (`make run` asks): a production database that is lost and
+    # recreated must not come back with a documented key.
+    demo: bool = option(
+        False,
+        "create the demo organisation D10 and its key demo:demo-secret on a database without "
+        "organisations",
+    )
+
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")

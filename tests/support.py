@@ -11,13 +11,14 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from server.service import answers, conversations, votes
-from server.service.authentication import hash_secret
+from server.service.authentication import digest_secret
 from server.service.domain import (
     Answer,
     ApiKey,
@@ -60,20 +61,28 @@ def basic(key_id: str, secret: str) -> Metadata:
 
 # Organisations and keys, in-process
 
-# One scrypt hash for every key the tests store directly: hashing is slow on purpose.
+# The secret of every key the tests store directly.
 TEST_SECRET = "test-secret"
-_TEST_SECRET_HASH = hash_secret(TEST_SECRET)
 
 
-def store_key(store: Storage, key_id: str, *trkrefs: str) -> Caller:
-    """An active API key for these stored organisations (secret: TEST_SECRET); its caller."""
+def legacy_scrypt_hash(secret: str, salt: bytes = b"sixteen byte slt") -> str:
+    """A hash as keys issued before digests hold it: scrypt$N$r$p$salt$hash."""
+    n, r, p = 2**14, 8, 1
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    return f"scrypt${n}${r}${p}${encoded[0]}${encoded[1]}"
+
+
+def store_key(store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "") -> Caller:
+    """An active API key for these stored organisations (secret: TEST_SECRET, stored as its
+    digest unless `secret_hash` is given); its caller."""
     store.add_api_key(
         ApiKey(
             key_id=key_id,
             organisations=frozenset(trkrefs),
             created_at=datetime.datetime.now(datetime.UTC),
             revoked_at=None,
-            secret_hash=_TEST_SECRET_HASH,
+            secret_hash=secret_hash or digest_secret(store.api_key_digest_key(), TEST_SECRET),
         )
     )
     return Caller(key_id=key_id, organisations=frozenset(trkrefs))

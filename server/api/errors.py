@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from server.service.errors import (
     AnswerNotFound,
     ApiKeyNotFound,
+    ConversationIdsExhausted,
     ConversationNotFound,
     DomainError,
     InvalidArgument,
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
+    ConversationIdsExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
     StorageFailed: grpc.StatusCode.INTERNAL,  # HTTP 500
 }
@@ -67,7 +69,7 @@ def to_status(error: DomainError) -> grpc.Status:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=v.field, description=v.description, reason=v.reason
                 )
                 for v in error.violations
             ]

@@ -19,6 +19,7 @@ from server.service.errors import (
     InvalidAnswer,
     InvalidArgument,
     InvalidConversation,
+    Reason,
 )
 from server.service.ports import Storage
 
@@ -153,9 +154,20 @@ def _request_id(
     context: Context,
     invalid: Callable[[list[FieldViolation]], InvalidArgument] = InvalidConversation,
 ) -> str | None:
-    """The request_id field, or the Idempotency-Key header REST clients may send instead."""
-    headers = [v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY]
-    header = headers[0] if headers and isinstance(headers[0], str) else ""
-    if request.request_id and header and header != request.request_id:
-        raise invalid([FieldViolation("request_id", "differs from the Idempotency-Key header")])
-    return request.request_id or header or None
+    """The request_id field, or the Idempotency-Key header REST clients may send instead;
+    every Idempotency-Key header and the field must agree."""
+    headers = {v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY and v}
+    values = {str(v) for v in headers} | ({request.request_id} if request.request_id else set())
+    if len(values) > 1:
+        raise invalid(
+            [
+                FieldViolation(
+                    "request_id",
+                    Reason.IDEMPOTENCY_KEY_MISMATCH,
+                    "differs from the Idempotency-Key header"
+                    if request.request_id and headers
+                    else "the Idempotency-Key headers differ",
+                )
+            ]
+        )
+    return values.pop() if values else None

@@ -14,6 +14,7 @@ from server.service.errors import (
     ConversationNotFound,
     FieldViolation,
     InvalidAnswer,
+    Reason,
     RequestIdReused,
 )
 from server.service.ports import Storage
@@ -40,11 +41,17 @@ def validate_new_answer(new: NewAnswer) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", new.trkref)
     if new.conversation_id < 1:
-        violations.append(FieldViolation("conversation_id", "must be at least 1"))
+        violations.append(
+            FieldViolation("conversation_id", Reason.OUT_OF_RANGE, "must be at least 1")
+        )
     check_text(violations, "response", new.response, max_length=RESPONSE_MAX, multiline=True)
     check_text(violations, "first_name", new.first_name, max_length=FIRST_NAME_MAX)
     if new.response_type and new.response_type not in RESPONSE_TYPES:
-        violations.append(FieldViolation("response_type", "must be 'owner' or 'retailer'"))
+        violations.append(
+            FieldViolation(
+                "response_type", Reason.UNKNOWN_RESPONSE_TYPE, "must be 'owner' or 'retailer'"
+            )
+        )
     for name in ("town", "job_title", "reviewer_segment"):
         check_optional_text(violations, name, getattr(new, name), max_length=SHORT_TEXT_MAX)
     check_optional_text(
@@ -57,7 +64,9 @@ def validate_new_answer(new: NewAnswer) -> list[FieldViolation]:
     if new.response_type != "retailer":
         for name in RETAILER_FIELDS:
             if getattr(new, name):
-                violations.append(FieldViolation(name, "is only for retailer answers"))
+                violations.append(
+                    FieldViolation(name, Reason.RETAILER_ONLY, "is only for retailer answers")
+                )
     if new.request_id is not None:
         check_request_id(violations, "request_id", new.request_id)
     return violations

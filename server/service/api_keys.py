@@ -1,7 +1,7 @@
 """Use cases of API keys: issuing, listing and revoking them.
 
-A secret is shown once, when its key is created, and stored only as a salted
-scrypt hash (server.service.authentication checks it).
+A secret is 256 random bits, shown once, when its key is created, and stored only
+as a keyed digest (server.service.authentication checks it).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from server.service.authentication import hash_secret
+from server.service.authentication import digest_secret
 from server.service.domain import ApiKey
 from server.service.errors import ApiKeyNotFound
 from server.service.ports import Storage
 
-# The documented key of the embedded demo setup, for the demo organisation only.
+# The documented key of the demo setup (`serve --demo`), for the demo organisation only.
 DEMO_KEY_ID = "demo"
 DEMO_SECRET = "demo-secret"
 
@@ -48,6 +48,7 @@ def create_key(
     trkrefs = frozenset(organisations)
     issued = IssuedKey(
         key_id=key_id or f"key_{secrets.token_hex(8)}",
+        # 32 bytes: 256 bits, which no one guesses, so one HMAC is all a check needs.
         secret=secret or secrets.token_urlsafe(32),
         organisations=trkrefs,
     )
@@ -56,7 +57,7 @@ def create_key(
         organisations=trkrefs,
         created_at=clock(),
         revoked_at=None,
-        secret_hash=hash_secret(issued.secret),
+        secret_hash=digest_secret(store.api_key_digest_key(), issued.secret),
     )
     store.add_api_key(key)
     return issued

@@ -1,7 +1,10 @@
-"""Authentication of callers by API key: secret hashing, per-key rate limits, the Authenticator.
+"""Authentication of callers by API key: secret digests, per-key rate limits, the Authenticator.
 
-Authentication runs scrypt once per key and process; later calls compare a
-SHA-256 of the presented secret with the remembered one, in constant time.
+Secrets are 256-bit random values the service generates, so guessing one is hopeless
+and a slow password hash buys nothing: a secret is stored as its HMAC-SHA256 under a
+key kept in the database (service_secret `api_key_digest`), and a presented secret
+costs one HMAC and a constant-time comparison. Keys issued before digests keep their
+salted scrypt hash until their first successful use, which replaces it by the digest.
 """
 
 from __future__ import annotations
@@ -9,36 +12,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
+import logging
 import threading
 import time
+from dataclasses import replace
 
-from server.service.domain import Caller
-from server.service.errors import RateLimited, Unauthenticated
+from server.service.domain import ApiKey, Caller
+from server.service.errors import RateLimited, StorageFailed, StorageUnavailable, Unauthenticated
 from server.service.ports import Storage
 
-# scrypt cost: about 16 MiB and tens of milliseconds per verification.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+log = logging.getLogger(__name__)
+
+DIGEST_SCHEME = "hmac-sha256"
+# The scheme of keys issued before digests: scrypt$N$r$p$salt$hash, base64 fields.
+LEGACY_SCHEME = "scrypt"
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def digest_secret(digest_key: bytes, secret: str) -> str:
+    """What is stored of a secret: hmac-sha256$HEX, keyed by the service's digest key."""
+    mac = hmac.new(digest_key, secret.encode(), hashlib.sha256).hexdigest()
+    return f"{DIGEST_SCHEME}${mac}"
 
 
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    """scrypt$N$r$p$salt$hash, base64 fields."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=SCRYPT_MAXMEM
-    )
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+def is_digest(stored: str) -> bool:
+    return stored.startswith(DIGEST_SCHEME + "$")
 
 
-def secret_matches(secret: str, stored: str) -> bool:
-    """Constant-time check of a secret against its stored scrypt hash."""
+def legacy_secret_matches(secret: str, stored: str) -> bool:
+    """Constant-time check of a secret against a salted scrypt hash (tens of ms of CPU)."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != LEGACY_SCHEME:
+            return False
         expected = base64.b64decode(digest)
         actual = hashlib.scrypt(
             secret.encode(),
@@ -50,7 +56,7 @@ def secret_matches(secret: str, stored: str) -> bool:
         )
     except ValueError:
         return False
-    return scheme == "scrypt" and hmac.compare_digest(actual, expected)
+    return hmac.compare_digest(actual, expected)
 
 
 class TokenBucket:
@@ -69,11 +75,6 @@ class TokenBucket:
             self._tokens -= 1
             return True
 
-    def has_tokens(self) -> bool:
-        with self._lock:
-            self._refill()
-            return self._tokens >= 1
-
     def _refill(self) -> None:
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
@@ -83,71 +84,103 @@ class TokenBucket:
 class Authenticator:
     """Turns presented credentials into a Caller, within a per-key rate limit.
 
-    A key is read and its secret checked with scrypt once per process; later
-    calls compare a SHA-256 of the secret with the remembered one, in constant
-    time, without asking the database. A key's organisations never change once
-    it is issued. Its revocation is enforced where a key does something: the
-    statement that stores creates checks, as it stores them, that
-    their keys are still active (server.storage.conversations), so a revoked key
-    creates nothing from the moment it is revoked. A rate of 0 turns the limit off.
+    A key is read from the database once per process and remembered; a presented
+    secret then costs one HMAC and a constant-time comparison, right or wrong, so
+    wrong guesses need no throttle and can never lock the key's owner out. Only a
+    key still holding a legacy scrypt hash costs tens of milliseconds a check: those
+    checks are bounded per key (LEGACY_CHECK_BURST at once, then
+    LEGACY_CHECKS_PER_SECOND), reserved before they run so parallel guesses cannot
+    overrun them, and the first success replaces the hash by the digest.
+
+    A key's organisations never change once it is issued. Its revocation is
+    enforced where a key does something: the statement that stores creates checks,
+    as it stores them, that their keys are still active
+    (server.storage.conversations). A rate of 0 turns the limit off.
     """
 
-    # Wrong secrets tried per key before scrypt is skipped: each check costs tens
-    # of milliseconds of CPU, so guessing must not be a way to load the service.
-    FAILURES_PER_SECOND, FAILURE_BURST = 2.0, 10.0
+    LEGACY_CHECKS_PER_SECOND, LEGACY_CHECK_BURST = 1.0, 4.0
+    # Keys remembered at most; all are forgotten when there would be more.
+    MAX_REMEMBERED = 10_000
 
     def __init__(self, store: Storage, rate: float = 10_000, burst: float = 10_000) -> None:
         self._store = store
         self._rate, self._burst = rate, burst
-        # key id -> (SHA-256 of the secret that matched, the caller it stands for)
-        self._verified: dict[str, tuple[bytes, Caller]] = {}
+        self._digest_key: bytes | None = None
+        # key id -> the key as read, and the caller it stands for
+        self._keys: dict[str, tuple[ApiKey, Caller]] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._failures: dict[str, TokenBucket] = {}
+        self._legacy_checks: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, key_id: str, secret: str) -> Caller:
-        """The caller these credentials stand for; Unauthenticated or RateLimited otherwise."""
+        """The caller these credentials stand for; Unauthenticated or RateLimited otherwise.
+
+        May read the database: call it off the event loop."""
         caller = self.remembered(key_id, secret)
         if caller is not None:
             return caller
-        digest = hashlib.sha256(secret.encode()).digest()
-        key = self._store.find_api_key(key_id)
-        if key is None or key.revoked or not self._may_try(key_id):
+        if self._digest_key is None:
+            self._digest_key = self._store.api_key_digest_key()
+        presented = digest_secret(self._digest_key, secret)
+        known = self._keys.get(key_id) or self._read_key(key_id)
+        if known is None or known[0].revoked:
             raise Unauthenticated()
-        if not secret_matches(secret, key.secret_hash):
-            self._failed(key_id)
-            raise Unauthenticated()
-        caller = Caller(key_id=key.key_id, organisations=key.organisations)
-        with self._lock:
-            self._verified[key_id] = (digest, caller)
+        key, caller = known
+        if is_digest(key.secret_hash):
+            if not hmac.compare_digest(presented, key.secret_hash):
+                raise Unauthenticated()
+        else:
+            self._check_legacy(key, secret, presented)
         self._take(key_id)
         return caller
 
     def remembered(self, key_id: str, secret: str) -> Caller | None:
-        """authenticate() without the database: None for credentials not verified before."""
-        remembered = self._verified.get(key_id)
-        if remembered is None:
+        """authenticate() without the database: the caller, Unauthenticated for a wrong
+        secret of a key read before, None when the key has to be read (or checked) first."""
+        known, digest_key = self._keys.get(key_id), self._digest_key
+        if known is None or digest_key is None or not is_digest(known[0].secret_hash):
             return None
-        if not hmac.compare_digest(remembered[0], hashlib.sha256(secret.encode()).digest()):
-            return None
+        key, caller = known
+        if key.revoked or not hmac.compare_digest(
+            digest_secret(digest_key, secret), key.secret_hash
+        ):
+            raise Unauthenticated()
         self._take(key_id)  # over the limit is refused before the database is asked
-        return remembered[1]
+        return caller
 
     def admit(self, caller: Caller) -> None:
         """Count a call of a caller authenticated before; RateLimited over its key's limit."""
         self._take(caller.key_id)
 
-    def _may_try(self, key_id: str) -> bool:
-        """False while this key has had too many wrong secrets lately."""
-        failures = self._failures.get(key_id)
-        return failures is None or failures.has_tokens()
+    def _read_key(self, key_id: str) -> tuple[ApiKey, Caller] | None:
+        key = self._store.find_api_key(key_id)
+        if key is None:
+            return None
+        return self._remember(key)
 
-    def _failed(self, key_id: str) -> None:
+    def _remember(self, key: ApiKey) -> tuple[ApiKey, Caller]:
+        known = (key, Caller(key_id=key.key_id, organisations=key.organisations))
         with self._lock:
-            failures = self._failures.setdefault(
-                key_id, TokenBucket(self.FAILURES_PER_SECOND, self.FAILURE_BURST)
+            if len(self._keys) >= self.MAX_REMEMBERED:
+                self._keys.clear()
+            self._keys[key.key_id] = known
+        return known
+
+    def _check_legacy(self, key: ApiKey, secret: str, presented: str) -> None:
+        """Check a secret against a key's scrypt hash, within the key's budget of such
+        checks; on success store the digest instead, so that this is the last one."""
+        with self._lock:
+            budget = self._legacy_checks.setdefault(
+                key.key_id, TokenBucket(self.LEGACY_CHECKS_PER_SECOND, self.LEGACY_CHECK_BURST)
             )
-        failures.take()
+        if not budget.take() or not legacy_secret_matches(secret, key.secret_hash):
+            raise Unauthenticated()
+        try:
+            self._store.replace_secret_hash(key.key_id, key.secret_hash, presented)
+        except (StorageUnavailable, StorageFailed) as error:
+            # The scrypt hash still verifies; the next success stores the digest.
+            log.warning("the digest of key %s is not stored yet: %s", key.key_id, error)
+        self._remember(replace(key, secret_hash=presented))
 
     def _take(self, key_id: str) -> None:
         if not self._rate:

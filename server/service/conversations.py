@@ -26,6 +26,7 @@ from server.service.errors import (
     InvalidConversation,
     InvalidRequest,
     OrganisationNotFound,
+    Reason,
     RequestIdReused,
 )
 from server.service.ports import Storage
@@ -150,7 +151,11 @@ async def list_conversations(
             after = page_tokens.read(secret, query, request.page_token, len(ORDERS[query.order]))
         except page_tokens.BadPageToken:
             raise InvalidRequest(
-                [FieldViolation("page_token", "is not a page token of this request")]
+                [
+                    FieldViolation(
+                        "page_token", Reason.NOT_A_PAGE_TOKEN, "is not a page token of this request"
+                    )
+                ]
             ) from None
         query = replace(query, after=after)
     if await store.known_organisation(request.trkref) is None:
@@ -168,11 +173,13 @@ def _page_query(request: ListRequest) -> PageQuery:
     if request.locale is not None:
         check_locale(violations, "locale", request.locale)
     if request.page_size < 0:
-        violations.append(FieldViolation("page_size", "must not be negative"))
+        violations.append(FieldViolation("page_size", Reason.NEGATIVE, "must not be negative"))
     order = " ".join(request.order_by.split()) or DEFAULT_ORDER
     if order not in ORDERS:
         choices = ", ".join(f"'{o}'" for o in ORDERS)
-        violations.append(FieldViolation("order_by", f"must be one of {choices}"))
+        violations.append(
+            FieldViolation("order_by", Reason.UNKNOWN_ORDER, f"must be one of {choices}")
+        )
     if violations:
         raise InvalidRequest(violations)
     size = min(request.page_size or PAGE_SIZE, PAGE_SIZE_MAX)

@@ -141,7 +141,8 @@ class ApiKey:
     organisations: frozenset[str]
     created_at: datetime.datetime
     revoked_at: datetime.datetime | None
-    # scrypt$N$r$p$salt$hash of the secret; never the secret itself.
+    # hmac-sha256$HEX (or, issued before digests, scrypt$N$r$p$salt$hash) of the
+    # secret; never the secret itself.
     secret_hash: str = field(repr=False)
 
     @property

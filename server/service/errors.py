@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -9,11 +10,32 @@ class DomainError(Exception):
     """Base of every error a caller may see; the transport maps each subclass to a status."""
 
 
+class Reason(enum.StrEnum):
+    """Why a field is invalid, for programs (AIP-193: google.rpc.BadRequest.FieldViolation's
+    `reason`); docs/api.md lists them. The description says the same for people."""
+
+    REQUIRED = "REQUIRED"  # missing, empty, or only whitespace and invisible characters
+    TOO_LONG = "TOO_LONG"
+    CONTROL_CHARACTER = "CONTROL_CHARACTER"
+    NOT_A_LANGUAGE_TAG = "NOT_A_LANGUAGE_TAG"
+    NOT_A_TRKREF = "NOT_A_TRKREF"
+    NOT_A_UUID = "NOT_A_UUID"
+    IDEMPOTENCY_KEY_MISMATCH = "IDEMPOTENCY_KEY_MISMATCH"
+    NEGATIVE = "NEGATIVE"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    NOT_A_PAGE_TOKEN = "NOT_A_PAGE_TOKEN"
+    NOT_A_URL = "NOT_A_URL"  # not an absolute http or https URL
+    UNKNOWN_RESPONSE_TYPE = "UNKNOWN_RESPONSE_TYPE"
+    RETAILER_ONLY = "RETAILER_ONLY"  # a field of retailer answers on an owner's answer
+    OUT_OF_RANGE = "OUT_OF_RANGE"  # an id below 1
+
+
 @dataclass(frozen=True)
 class FieldViolation:
-    """One invalid field of a request and why it is invalid."""
+    """One invalid field of a request, why (for programs), and what is wrong (for people)."""
 
     field: str
+    reason: Reason
     description: str
 
 
@@ -109,6 +131,16 @@ class RequestIdReused(DomainError):
         super().__init__(
             f"request_id {request_id!r} was already used for a different request; "
             f"use a new request_id for a new {what}"
+        )
+
+
+class ConversationIdsExhausted(DomainError):
+    """No id is left for a new conversation: the contract's ids are uint32."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no more conversations can be stored: conversation ids are 32-bit unsigned integers "
+            "(at most 4294967295 on SQLite, 2147483647 on PostgreSQL) and all are taken"
         )
 
 

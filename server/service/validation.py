@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import urllib.parse
 import uuid
 
-from server.service.errors import FieldViolation
+from server.service.errors import FieldViolation, Reason
 
 # A BCP 47 language tag in its common form: language, then subtags (`en-GB`,
 # `zh-Hant-TW`, `es-419`).
@@ -32,15 +33,31 @@ def check_text(
     multiline: bool = False,
 ) -> None:
     """A required, bounded text: not blank, no control characters (line breaks if multiline)."""
-    if not value.strip():
-        violations.append(FieldViolation(field, "is required and must not be blank"))
+    if is_blank(value):
+        violations.append(
+            FieldViolation(field, Reason.REQUIRED, "is required and must not be blank")
+        )
     elif len(value) > max_length:
         violations.append(
-            FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
+            FieldViolation(
+                field,
+                Reason.TOO_LONG,
+                f"must be at most {max_length} characters, got {len(value)}",
+            )
         )
     elif (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(value):
         allowed = " other than line breaks and tabs" if multiline else ""
-        violations.append(FieldViolation(field, f"must not contain control characters{allowed}"))
+        violations.append(
+            FieldViolation(
+                field, Reason.CONTROL_CHARACTER, f"must not contain control characters{allowed}"
+            )
+        )
+
+
+def is_blank(value: str) -> bool:
+    """Nothing a reader would see: only whitespace and format characters (Unicode's Cf, such
+    as the zero-width space U+200B, the zero-width joiner U+200D or the BOM U+FEFF)."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in value)
 
 
 def check_optional_text(
@@ -51,10 +68,14 @@ def check_optional_text(
         return
     if len(value) > max_length:
         violations.append(
-            FieldViolation(field, f"must be at most {max_length} characters, got {len(value)}")
+            FieldViolation(
+                field, Reason.TOO_LONG, f"must be at most {max_length} characters, got {len(value)}"
+            )
         )
     elif _CONTROL.search(value):
-        violations.append(FieldViolation(field, "must not contain control characters"))
+        violations.append(
+            FieldViolation(field, Reason.CONTROL_CHARACTER, "must not contain control characters")
+        )
 
 
 URL_MAX = 2048
@@ -66,7 +87,9 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
         return
     if len(value) > URL_MAX:
         violations.append(
-            FieldViolation(field, f"must be at most {URL_MAX} characters, got {len(value)}")
+            FieldViolation(
+                field, Reason.TOO_LONG, f"must be at most {URL_MAX} characters, got {len(value)}"
+            )
         )
         return
     try:
@@ -77,7 +100,9 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
     if not valid or _CONTROL.search(value) or any(c.isspace() for c in value):
         violations.append(
             FieldViolation(
-                field, "must be an absolute http or https URL such as https://example.com/"
+                field,
+                Reason.NOT_A_URL,
+                "must be an absolute http or https URL such as https://example.com/",
             )
         )
 
@@ -85,7 +110,11 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
 def check_locale(violations: list[FieldViolation], field: str, value: str) -> None:
     if len(value) > LOCALE_MAX or not _LANGUAGE_TAG.fullmatch(value):
         violations.append(
-            FieldViolation(field, "must be a language tag such as en-GB (at most 35 characters)")
+            FieldViolation(
+                field,
+                Reason.NOT_A_LANGUAGE_TAG,
+                "must be a language tag such as en-GB (at most 35 characters)",
+            )
         )
 
 
@@ -109,11 +138,12 @@ def canonical_locale(tag: str) -> str:
 
 def check_trkref(violations: list[FieldViolation], field: str, value: str) -> None:
     if not value:
-        violations.append(FieldViolation(field, "is required"))
+        violations.append(FieldViolation(field, Reason.REQUIRED, "is required"))
     elif len(value) > TRKREF_MAX or not _TRKREF.fullmatch(value):
         violations.append(
             FieldViolation(
                 field,
+                Reason.NOT_A_TRKREF,
                 "must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
             )
         )
@@ -124,5 +154,9 @@ def check_request_id(violations: list[FieldViolation], field: str, value: str) -
         uuid.UUID(value)
     except ValueError:
         violations.append(
-            FieldViolation(field, "must be a UUID such as 3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21")
+            FieldViolation(
+                field,
+                Reason.NOT_A_UUID,
+                "must be a UUID such as 3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21",
+            )
         )

@@ -9,6 +9,7 @@ from server.service.errors import (
     DomainError,
     FieldViolation,
     InvalidRequest,
+    Reason,
 )
 from server.service.ports import Storage
 from server.service.validation import check_optional_text, check_trkref
@@ -42,10 +43,10 @@ async def vote(
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", trkref)
     if target_id < 1:
-        violations.append(FieldViolation("id", "must be at least 1"))
+        violations.append(FieldViolation("id", Reason.OUT_OF_RANGE, "must be at least 1"))
     check_optional_text(violations, "voter_id", voter_id, max_length=VOTER_ID_MAX)
     if voter_id and not voter_id.strip():
-        violations.append(FieldViolation("voter_id", "must not be blank"))
+        violations.append(FieldViolation("voter_id", Reason.REQUIRED, "must not be blank"))
     if violations:
         raise InvalidRequest(violations)
     if trkref not in caller.organisations:

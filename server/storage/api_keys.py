@@ -67,6 +67,16 @@ def revoke_api_key(key_id: str, at: datetime.datetime) -> bool:
     return bool(updated)
 
 
+def replace_secret_hash(key_id: str, old: str, new: str) -> bool:
+    """Store `new` as the key's secret hash if it still holds `old`; False otherwise."""
+    updated = (
+        ApiKeyRow.update(secret_hash=new)
+        .where((ApiKeyRow.key_id == key_id) & (ApiKeyRow.secret_hash == old))
+        .execute()
+    )
+    return bool(updated)
+
+
 def active_keys(key_ids: set[str], db: peewee.Database | None = None) -> set[str]:
     """Which of these keys are not revoked; on `db` when given (a writer's transaction)."""
     active = ApiKeyRow.select(ApiKeyRow.key_id).where(

@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from server.service.domain import Answer, Conversation, PendingCreate, StoredCreate
-from server.service.errors import Unauthenticated
+from server.service.errors import ConversationIdsExhausted, Unauthenticated
 from server.storage.api_keys import active_keys
 from server.storage.models import (
     EXCLUDED,
@@ -25,6 +25,10 @@ from server.storage.models import (
     utc,
 )
 from server.storage.prepared import Prepared, parameter, prepare, stored_time
+
+# The largest conversation id: the contract's ids are uint32, which REST clients read as JSON
+# numbers. PostgreSQL's integer column stops its sequence lower, at 2**31 - 1.
+MAX_CONVERSATION_ID = 2**32 - 1
 
 # Rows per statement: 13 parameters a row stays far below SQLite's and
 # PostgreSQL's limits on parameters per statement.
@@ -75,6 +79,8 @@ def insert_conversations(
         cursor = db.execute_sql(_insert_sql(db, len(batch)), params)  # type: ignore[no-untyped-call]
         # Both databases draw the ids in SELECT order, but RETURNING's order is unspecified.
         inserted = sorted(cursor.fetchall())
+        if inserted and inserted[-1][0] > MAX_CONVERSATION_ID:
+            raise ConversationIdsExhausted()  # the rows are rolled back, not stored
         _count_conversations(db, [(org, sku, locale) for _, _, _, org, sku, locale in inserted])
     ids = iter(row[0] for row in inserted)
     # Keys that stored a row are active; a create without request_id is stored

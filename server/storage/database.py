@@ -6,8 +6,9 @@ connection, for a lock, for a statement, for a connection to open.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,7 +17,7 @@ import peewee
 from playhouse import db_url
 
 from server.service.errors import StorageUnavailable
-from server.storage.errors import UNAVAILABLE_ERRORS
+from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault
 
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
@@ -32,10 +33,24 @@ _POOLED_SCHEMES = {
 }
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:///PATH URL; None for PostgreSQL or an in-memory database."""
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("sqlite"):
+        return None
+    path = url.split("://", 1)[1][1:]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def connect(
-    url: str, *, sqlite_synchronous: str = "FULL", timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    timeout: float = DEFAULT_TIMEOUT,
+    check: Callable[[], None] = lambda: None,
 ) -> tuple[peewee.Database, SharedConnection]:
-    """The pooled Database a URL names, and the connection creates are written on."""
+    """The pooled Database a URL names, and the connection creates are written on (which
+    runs `check` before each use)."""
     parsed = urlparse(url)
     scheme = _POOLED_SCHEMES.get(parsed.scheme, parsed.scheme)
     options: dict[str, object] = {
@@ -54,7 +69,7 @@ def connect(
     # Creates are written on a connection of their own, kept open: taking one from
     # the pool and giving it back cost more than the rest of a small batch.
     unpooled = {k: v for k, v in options.items() if k not in _POOL_OPTIONS}
-    return pooled, SharedConnection(db_url.connect(url, thread_safe=False, **unpooled))
+    return pooled, SharedConnection(db_url.connect(url, thread_safe=False, **unpooled), check)
 
 
 def _sqlite_options(timeout: float, synchronous: str) -> dict[str, object]:
@@ -102,8 +117,9 @@ class SharedConnection:
     SQLite's busy handler, in steps of up to 100 ms, long after the probe let go.
     """
 
-    def __init__(self, db: peewee.Database) -> None:
+    def __init__(self, db: peewee.Database, check: Callable[[], None] = lambda: None) -> None:
         self._db = db  # thread_safe=False: one state, whichever thread uses it
+        self._check = check
         self._lock = threading.Lock()
         self._failures = 0
         self._failure = ""
@@ -116,13 +132,15 @@ class SharedConnection:
             if self._failures != failures:
                 # It failed as unavailable while this thread waited for it: do not
                 # wait on a database that is down or locked a second time.
-                raise StorageUnavailable(f"database unavailable: {self._failure}")
+                raise StorageUnavailable(f"database unavailable ({self._failure}); retry later")
             try:
+                self._check()
                 self._db.connect(reuse_if_open=True)
                 yield self._db
             except UNAVAILABLE_ERRORS as error:
                 self._failures += 1
-                self._failure = str(error)  # not the error: its frames hold cursors
+                # Not the error: its frames hold cursors.
+                self._failure = fault(error) or "unavailable"
                 # A PostgreSQL connection that failed may be broken: the next user
                 # opens another. SQLite's (locked, say) is fine, and reopening it
                 # would wait on the lock again for its pragmas.
@@ -133,3 +151,36 @@ class SharedConnection:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class DatabaseFile:
+    """The SQLite file a Store works on, and whether it is still the file at its path.
+
+    SQLite goes on writing to a file deleted while it is open, and all of it is lost
+    at the next start; nor does it notice a file replaced under it. So every unit of
+    work first compares the device and inode at the path with those of the file opened,
+    and fails as unavailable while they differ: the same file put back (a hard link
+    renamed into place) ends the fault; another file is opened by a restart only, since
+    the connections to the old one, closing, would checkpoint and remove a WAL file
+    that now belongs to the new one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+
+    def _at_path(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def track(self) -> None:
+        """From now on, the file at the path is the database (once it exists)."""
+        self._identity = self._at_path()
+
+    def check(self) -> None:
+        """DatabaseFileMoved when the file tracked is no longer the one at its path."""
+        if self._identity is not None and self._at_path() != self._identity:
+            raise DatabaseFileMoved("the database file was deleted or replaced")

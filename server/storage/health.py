@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
 from server.service.errors import StorageUnavailable
-
-log = logging.getLogger(__name__)
 
 
 class DatabaseHealthWatcher:
@@ -16,7 +13,7 @@ class DatabaseHealthWatcher:
 
     `report(True)` when the database answers, `report(False)` when it does not;
     a probe is bounded by the database timeout, so a change is seen within
-    about interval + timeout.
+    about interval + timeout. The Store logs each fault, once (FaultPeriods).
     """
 
     def __init__(
@@ -47,12 +44,8 @@ class DatabaseHealthWatcher:
         try:
             self._ping()
             available = True
-        except StorageUnavailable as error:
+        except StorageUnavailable:
             available = False
-            if self._available is not False:
-                log.warning("database unavailable, reporting NOT_SERVING: %s", error)
-        if available and self._available is False:
-            log.info("database available again, reporting SERVING")
         if available != self._available:
             self._available = available
             self._report(available)

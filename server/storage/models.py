@@ -131,7 +131,8 @@ class ConversationCountRow(BaseModel):
 
 
 class ServiceSecretRow(BaseModel):
-    """Secrets every replica shares, made by the migrations: the key that signs page tokens."""
+    """Secrets every replica shares, made by the migrations: the key that signs page tokens,
+    the key API secrets are digested with."""
 
     name = peewee.CharField(max_length=64, primary_key=True)
     value = peewee.CharField(max_length=128)
@@ -143,7 +144,7 @@ class ServiceSecretRow(BaseModel):
 class ApiKeyRow(BaseModel):
     id = peewee.AutoField()
     key_id = peewee.CharField(max_length=64, unique=True)
-    # scrypt$N$r$p$salt$hash; the secret itself is never stored.
+    # hmac-sha256$HEX, or a legacy scrypt$N$r$p$salt$hash; never the secret itself.
     secret_hash = peewee.CharField(max_length=255)
     created_at = peewee.DateTimeField()
     revoked_at = peewee.DateTimeField(null=True)

@@ -1,15 +1,17 @@
 """The Store: one open database and all that belongs to it, handed to the use cases.
 
 It owns the connection pool, the connection creates are written on, the group
-commit that writes them, the organisations already found, and the timeout every
-wait on the database is bounded by. Each method is one unit of work; every
-database error leaves it as a domain error (server.storage.errors).
+commit that writes them, the organisations already found, the timeout every
+wait on the database is bounded by, and the state of a database fault (logged
+once per fault, health NOT_SERVING while it lasts). Each method is one unit of
+work; every database error leaves it as a domain error (server.storage.errors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,16 +32,34 @@ from server.service.domain import (
     StoredCreate,
     Vote,
 )
-from server.service.errors import StorageUnavailable
+from server.service.errors import ConversationIdsExhausted, StorageUnavailable
 from server.storage import answers, api_keys, conversations, listing, organisations, votes
-from server.storage.database import DEFAULT_TIMEOUT, SharedConnection, connect
-from server.storage.errors import DATABASE_ERRORS, OnUnavailable, as_domain_error, translated
+from server.storage.database import (
+    DEFAULT_TIMEOUT,
+    DatabaseFile,
+    SharedConnection,
+    connect,
+    sqlite_path,
+)
+from server.storage.errors import (
+    DATABASE_ERRORS,
+    FaultPeriods,
+    OnUnavailable,
+    as_domain_error,
+    drop_frames,
+    sequence_exhausted,
+    translated,
+)
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
+log = logging.getLogger(__name__)
+
+# The health probe's write while a fault lasts: any row, rewritten with its own value.
+_PROBE_WRITE = "UPDATE service_secret SET value = value WHERE name = %s"
 
 # A batch's statements each wait at most the database timeout and then fail;
 # a caller waiting this many times that long on its create means something is stuck.
@@ -72,12 +92,15 @@ class Store:
         timeout: float = DEFAULT_TIMEOUT,
         on_unavailable: OnUnavailable = _ignore,
         tracer: trace.Tracer | None = None,
+        file: DatabaseFile | None = None,
     ) -> None:
         """`tracer`: when given, each wait of a call on the database is a span of its own."""
         self.db = db
         self.timeout = timeout
         self._write_connection = write_connection
-        self._on_unavailable = on_unavailable
+        self._count_unavailable = on_unavailable
+        self._file = file
+        self.faults = FaultPeriods()
         # Organisations already found, by trkref. No code changes or removes an
         # organisation, so one found stays right; a trkref not found is looked up
         # every time, so one added while serving (by the CLI) is found at once.
@@ -88,6 +111,7 @@ class Store:
         self._page_token_secret: bytes | None = None
         self._tracer = tracer
         self._span_attributes = {"db.system.name": _system(db)}
+        self._api_key_digest_key: bytes | None = None
         database.initialize(db)
 
     @classmethod
@@ -101,9 +125,21 @@ class Store:
         tracer: trace.Tracer | None = None,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://..."""
-        db, write_connection = connect(url, sqlite_synchronous=sqlite_synchronous, timeout=timeout)
+        path = sqlite_path(url)
+        file = None if path is None else DatabaseFile(path)
+        db, write_connection = connect(
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            timeout=timeout,
+            check=file.check if file is not None else lambda: None,
+        )
         return cls(
-            db, write_connection, timeout=timeout, on_unavailable=on_unavailable, tracer=tracer
+            db,
+            write_connection,
+            timeout=timeout,
+            on_unavailable=on_unavailable,
+            file=file,
+            tracer=tracer,
         )
 
     def close(self) -> None:
@@ -145,17 +181,29 @@ class Store:
 
     # Units of work
 
+    def _on_unavailable(self, error: BaseException) -> None:
+        self.faults.failed(error)
+        self._count_unavailable(error)
+
+    def _check_file(self) -> None:
+        if self._file is not None:
+            self._file.check()
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """One unit of work that writes: a pooled connection and a transaction around it."""
-        with translated(self._on_unavailable), self.db.connection_context(), self.db.atomic():
-            yield
+        with translated(self._on_unavailable):
+            self._check_file()
+            with self.db.connection_context(), self.db.atomic():
+                yield
 
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Reads only: a pooled connection, no transaction (nor SQLite's write lock)."""
-        with translated(self._on_unavailable), self.db.connection_context():
-            yield
+        with translated(self._on_unavailable):
+            self._check_file()
+            with self.db.connection_context():
+                yield
 
     @contextmanager
     def writing(self) -> Iterator[peewee.Database]:
@@ -168,15 +216,26 @@ class Store:
 
         It checks what creates need: the connection they are written on, in a write
         transaction. On SQLite that takes the write lock, so a database another
-        process holds locked counts as unavailable, as it is for creates.
+        process holds locked counts as unavailable, as it is for creates. While a
+        fault lasts it also writes (a row rewritten with its own value), and counts as
+        unavailable until such a write succeeds with no call failing since the probe
+        before (see FaultPeriods).
         """
         with self.writing() as db, db.atomic():
-            db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+            if self.faults.failing:
+                db.execute_sql(_PROBE_WRITE.replace("%s", db.param), ("page_token",))  # type: ignore[no-untyped-call]
+            else:
+                db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
+        if not self.faults.probe_succeeded():
+            raise StorageUnavailable("database unavailable (writes failing); retry later")
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
         with translated(self._on_unavailable), self.db.connection_context():
-            return apply_migrations(self.db)
+            applied = apply_migrations(self.db)
+        if self._file is not None:
+            self._file.track()
+        return applied
 
     # Organisations
 
@@ -231,6 +290,17 @@ class Store:
         with self.session():
             return api_keys.revoke_api_key(key_id, at)
 
+    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
+        """Store a key's digest in place of its legacy hash; False when the hash changed."""
+        with self.session():
+            return api_keys.replace_secret_hash(key_id, old, new)
+
+    def api_key_digest_key(self) -> bytes:
+        """The key API secrets are digested with, shared by every replica through the database."""
+        if self._api_key_digest_key is None:
+            self._api_key_digest_key = self._read_secret("api_key_digest")
+        return self._api_key_digest_key
+
     # Conversations
 
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate:
@@ -247,9 +317,8 @@ class Store:
                 "INSERT conversations", writer.submit(pending, self.write_timeout)
             )
         except (TimeoutError, Closed) as error:
-            raise StorageUnavailable(
-                f"database unavailable: {error or 'write timed out'}"
-            ) from error
+            kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
+            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
 
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, in a thread: the event loop never waits on the database."""
@@ -346,8 +415,15 @@ class Store:
         outcome, or the error that failed it alone, or the batch's."""
         try:
             with self._write_connection.use() as db:
-                return write(db, batch)
+                outcomes = write(db, batch)
+            self.faults.succeeded()
+            return outcomes
+        except ConversationIdsExhausted as error:
+            return [error] * len(batch)
         except DATABASE_ERRORS as error:
+            if sequence_exhausted(error):
+                drop_frames(error)
+                return [ConversationIdsExhausted()] * len(batch)
             failure = as_domain_error(error)
             if isinstance(failure, StorageUnavailable):
                 self._on_unavailable(error)

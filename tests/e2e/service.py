@@ -24,7 +24,7 @@ from tests.support import SERVICE
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
-# The key `serve` creates with the demo organisation on a fresh embedded database.
+# The key `serve --demo` creates with the demo organisation on a database without any.
 DEMO_CREDENTIALS = ("demo", "demo-secret")
 
 
@@ -38,13 +38,20 @@ class ServiceProcess:
     """`conversation-service serve` on a free port; stopped by its PID, never by name."""
 
     def __init__(
-        self, workdir: Path, extra_args: Sequence[str] = (), *, rest: bool = False, **env: str
+        self,
+        workdir: Path,
+        extra_args: Sequence[str] = (),
+        *,
+        rest: bool = False,
+        demo: bool = False,
+        **env: str,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.http_address = f"127.0.0.1:{free_port()}" if rest else None
         rest_args = ["--http-address", self.http_address] if self.http_address else ["--no-rest"]
+        rest_args += ["--demo"] if demo else []
         self.log_path = workdir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(

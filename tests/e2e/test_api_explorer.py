@@ -28,7 +28,7 @@ CREATE_ON_PAGE = """() => {
 
 @pytest.fixture(scope="module")
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with ServiceProcess(tmp_path_factory.mktemp("explorer"), rest=True) as service:
+    with ServiceProcess(tmp_path_factory.mktemp("explorer"), rest=True, demo=True) as service:
         yield service
 
 

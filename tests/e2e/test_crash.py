@@ -32,7 +32,7 @@ def test_kill_9_under_load_loses_no_acknowledged_create(
     if not database_url.startswith("sqlite"):
         authorization = basic_authorization(*organisation_with_key(database_url))
     args = ["--database-url", database_url, "--sqlite-synchronous", synchronous]
-    service = ServiceProcess(tmp_path, args)
+    service = ServiceProcess(tmp_path, args, demo=True)
     with service, Load([grpc_create(service.address, authorization)] * THREADS) as load:
         load.wait_for_successes(150)
         service.process.send_signal(signal.SIGKILL)

@@ -26,7 +26,7 @@ from tests.support import stored_questions
 def test_sigterm_under_load_completes_every_accepted_call_and_exits_zero(
     tmp_path: Path, transport: str
 ) -> None:
-    service = ServiceProcess(tmp_path, rest=True)
+    service = ServiceProcess(tmp_path, rest=True, demo=True)
     with service:
         envoy_pid = int(re.findall(r"Envoy pid (\d+)", service.log())[0])
         create = (

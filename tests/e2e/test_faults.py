@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -107,8 +109,10 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
     assert any(call.outcome == OK and call.started > restarting_at for call in calls)
     assert_acknowledged_stored_once(calls, stored_questions(url))
     assert exit_code == 0
-    assert "database unavailable, reporting NOT_SERVING" in service.log()
-    assert "database available again, reporting SERVING" in service.log()
+    log = fault_log(service)
+    faults = [line for line in log if "database unavailable" in line]
+    assert len(faults) == 1 and "(connection lost)" in faults[0], log
+    assert len([line for line in log if "database available again" in line]) == 1
     assert re.search(
         r'^conversation_service_database_errors_total\{error="\w+"\} [1-9]', scraped, re.M
     )
@@ -127,7 +131,7 @@ sys.stdin.read()
 
 
 def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path)
+    service = ServiceProcess(tmp_path, demo=True)
     database = tmp_path / "var" / "conversations.db"
     with service, Load([grpc_create(service.address)] * 3) as load:
         load.wait_for_successes(30)
@@ -153,3 +157,145 @@ def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path
     during = [c for c in calls if c.started > locked_at + 0.5 and ended(c) < releasing_at]
     assert during and {call.outcome for call in during} == {"UNAVAILABLE"}
     assert_acknowledged_stored_once(calls, stored_questions(f"sqlite:///{database}"))
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a tmpfs of its own, 8 MiB, that a test can fill or make read-only."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        timeout=30,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+def fault_log(service: ServiceProcess) -> list[str]:
+    """The service's log lines other than the access log's."""
+    lines = service.log().splitlines()
+    return [line for line in lines if "conversation_service.access" not in line]
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros to a file in the directory until its filesystem is full."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        chunk = bytes(64 * 1024)
+        for _ in range(100_000):  # far more than the 8 MiB it holds
+            try:
+                out.write(chunk)
+                out.flush()
+            except OSError:
+                break
+    return filler
+
+
+def test_a_full_disk_is_unavailable_not_serving_logged_once_and_recovers(
+    small_filesystem: Path,
+) -> None:
+    database = small_filesystem / "conversations.db"
+    url = f"sqlite:///{database}"
+    service = ServiceProcess(small_filesystem.parent, ["--database-url", url], demo=True)
+    with service, Load([grpc_create(service.address)] * 4) as load:
+        load.wait_for_successes(30)
+        filler = fill(small_filesystem)
+        full_at = time.monotonic()
+        wait_for_health(service.address, NOT_SERVING)
+        time.sleep(2)
+        freeing_at = time.monotonic()
+        filler.unlink()
+        wait_for_health(service.address, SERVING)
+        load.wait_for_successes(30)
+        calls = load.stop()
+        log = fault_log(service)
+
+    during = [c for c in calls if c.started > full_at + 0.5 and ended(c) < freeing_at]
+    assert during and {call.outcome for call in during} == {"UNAVAILABLE"}
+    assert {call.outcome for call in calls} == {OK, "UNAVAILABLE"}
+    assert_acknowledged_stored_once(calls, stored_questions(url))
+    faults = [line for line in log if "database unavailable" in line]
+    recoveries = [line for line in log if "database available again" in line]
+    # A line when the fault begins and one, with the count, when it ends; no traceback.
+    assert len(faults) == len(recoveries) == 1, log
+    assert "(disk full)" in faults[0]
+    assert re.search(r"SERVING: [1-9]\d* failures in", recoveries[0])
+    assert "Traceback" not in "\n".join(log)
+
+
+def test_a_read_only_database_is_unavailable_and_recovers(
+    own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = own_postgres.url
+    authorization = basic_authorization(*organisation_with_key(url))
+
+    def read_only(on: bool) -> None:
+        # What a failover to a standby does to writes: every transaction read-only.
+        admin = psycopg2.connect(url)
+        try:
+            admin.autocommit = True
+            value = "on" if on else "off"
+            admin.cursor().execute(f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+            admin.cursor().execute("SELECT pg_reload_conf()")
+        finally:
+            admin.close()
+
+    service = ServiceProcess(tmp_path, ["--database-url", url], rest=True)
+    with (
+        service,
+        Load(
+            [grpc_create(service.address, authorization)] * 2
+            + [rest_create(service.base_url, authorization)]
+        ) as load,
+    ):
+        load.wait_for_successes(30)
+        read_only(True)
+        read_only_at = time.monotonic()
+        try:
+            wait_for_health(service.address, NOT_SERVING)
+            time.sleep(2)
+            writable_at = time.monotonic()
+        finally:
+            read_only(False)
+        wait_for_health(service.address, SERVING)
+        load.wait_for_successes(30)
+        calls = load.stop()
+        log = fault_log(service)
+
+    during = [c for c in calls if c.started > read_only_at + 0.5 and ended(c) < writable_at]
+    assert during and {call.outcome for call in during} == {"UNAVAILABLE", "HTTP 503"}
+    assert {call.outcome for call in calls} == {OK, "UNAVAILABLE", "HTTP 503"}
+    assert_acknowledged_stored_once(calls, stored_questions(url))
+    faults = [line for line in log if "database unavailable" in line]
+    assert len(faults) == 1 and "(read-only)" in faults[0], log
+
+
+def test_a_deleted_database_file_acknowledges_nothing_until_it_is_back(tmp_path: Path) -> None:
+    database = tmp_path / "var" / "conversations.db"
+    kept = tmp_path / "kept.db"
+    service = ServiceProcess(tmp_path, demo=True)
+    with service, Load([grpc_create(service.address)] * 3) as load:
+        load.wait_for_successes(30)
+        os.link(database, kept)  # what an operator restores it from: the same file
+        database.unlink()
+        deleted_at = time.monotonic()
+        wait_for_health(service.address, NOT_SERVING)
+        time.sleep(1)
+        restoring_at = time.monotonic()
+        os.rename(kept, database)
+        wait_for_health(service.address, SERVING)
+        load.wait_for_successes(30)
+        calls = load.stop()
+        log = fault_log(service)
+
+    # Not one create is acknowledged into the unlinked file, where a restart would lose it.
+    while_gone = [c for c in calls if c.started > deleted_at and ended(c) < restoring_at]
+    assert while_gone and {call.outcome for call in while_gone} == {"UNAVAILABLE"}
+    assert_acknowledged_stored_once(calls, stored_questions(f"sqlite:///{database}"))
+    assert any("(database file deleted or replaced)" in line for line in log), log

@@ -86,7 +86,7 @@ def wait_for_log(service: ServiceProcess, text: str, timeout: float = 10) -> str
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """REST on a fresh embedded database: the demo organisation D10, and E20."""
     workdir = tmp_path_factory.mktemp("hardening")
-    with ServiceProcess(workdir, rest=True) as service:
+    with ServiceProcess(workdir, rest=True, demo=True) as service:
         database = f"sqlite:///{workdir}/var/conversations.db"
         added = cli(database, "organisations", "add", "E20", "--name", "Rival", "--locale", "en-US")
         assert added.returncode == 0, added.stderr
@@ -182,7 +182,7 @@ def test_mutual_tls_cannot_be_bypassed_through_the_rest_port_which_can_serve_tls
         "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(clients_ca),
         "--http-tls-cert", str(cert), "--http-tls-key", str(key),
     ]  # fmt: skip
-    service = ServiceProcess(tmp_path, tls, rest=True)
+    service = ServiceProcess(tmp_path, tls, rest=True, demo=True)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     url = f"https://{service.http_address}/v4/organisations/D10/conversations"
@@ -236,7 +236,9 @@ def test_oversized_headers_are_431_without_a_listing(rest: ServiceProcess) -> No
 
 
 def test_429_says_when_to_retry(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path, ["--rate-limit", "0.001", "--rate-burst", "1"], rest=True) as svc:
+    with ServiceProcess(
+        tmp_path, ["--rate-limit", "0.001", "--rate-burst", "1"], rest=True, demo=True
+    ) as svc:
         url = svc.base_url + "/v4/organisations/D10/conversations"
         first, limited = (http("POST", url, CREATE_BODY, JSON) for _ in range(2))
 
@@ -374,7 +376,7 @@ SLOW_BODIES, WATCHES, REFLECTIONS = 2000, 1000, 1000
 def test_slow_bodies_and_held_streams_without_a_key_leave_creates_served(tmp_path: Path) -> None:
     metrics_port = free_port()
     args = ["--metrics-address", str(metrics_port), "--http-request-timeout", "300"]
-    with ServiceProcess(tmp_path, args, rest=True) as service:
+    with ServiceProcess(tmp_path, args, rest=True, demo=True) as service:
         creates = [grpc_create(service.address)] * 2 + [rest_create(service.base_url)] * 2
         with Load(creates) as warming_up:
             warming_up.wait_for_successes(100)
@@ -415,7 +417,7 @@ def test_slow_bodies_and_held_streams_without_a_key_leave_creates_served(tmp_pat
 def test_slow_request_is_408_and_refusals_are_logged_and_counted(tmp_path: Path) -> None:
     metrics_port = free_port()
     args = ["--metrics-address", str(metrics_port), "--http-request-timeout", "1"]
-    with ServiceProcess(tmp_path, args, rest=True) as service:
+    with ServiceProcess(tmp_path, args, rest=True, demo=True) as service:
         slow = SlowBodies(service.http_address or "", 1)
         try:
             slow.sockets[0].settimeout(30)
@@ -468,7 +470,9 @@ def test_envoy_admin_is_a_unix_socket_only_the_service_reaches(rest: ServiceProc
 
 def test_envoy_killed_under_grpc_load_is_started_again_and_no_call_fails(tmp_path: Path) -> None:
     metrics_port = free_port()
-    with ServiceProcess(tmp_path, ["--metrics-address", str(metrics_port)], rest=True) as service:
+    with ServiceProcess(
+        tmp_path, ["--metrics-address", str(metrics_port)], rest=True, demo=True
+    ) as service:
         create_over_rest = rest_create(service.base_url)
         with Load([grpc_create(service.address)] * 6) as load:
             load.wait_for_successes(200)

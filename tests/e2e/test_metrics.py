@@ -12,7 +12,7 @@ CREATE = "/conversations.v4.ConversationService/CreateConversation"
 
 def test_metrics_count_calls_by_method_and_code(tmp_path: Path) -> None:
     port = free_port()
-    with ServiceProcess(tmp_path, ["--metrics-address", str(port)]) as service:
+    with ServiceProcess(tmp_path, ["--metrics-address", str(port)], demo=True) as service:
         create = grpc_create(service.address)
         outcomes = [create("first")[0], create("second")[0], create("")[0]]
         scraped = http("GET", f"http://127.0.0.1:{port}/metrics")
@@ -31,6 +31,6 @@ def test_metrics_count_calls_by_method_and_code(tmp_path: Path) -> None:
 
 
 def test_metrics_are_off_by_default(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path) as service:
+    with ServiceProcess(tmp_path, demo=True) as service:
         log = service.log()
     assert "metrics on" not in log

@@ -30,7 +30,7 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with ServiceProcess(tmp_path_factory.mktemp("openapi"), rest=True) as service:
+    with ServiceProcess(tmp_path_factory.mktemp("openapi"), rest=True, demo=True) as service:
         yield service
 
 

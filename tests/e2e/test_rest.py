@@ -55,7 +55,7 @@ JSON = {"content-type": "application/json", "authorization": DEMO}
 @pytest.fixture(scope="module")
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The service with REST on, on a fresh embedded database (demo organisation D10)."""
-    with ServiceProcess(tmp_path_factory.mktemp("rest"), rest=True) as service:
+    with ServiceProcess(tmp_path_factory.mktemp("rest"), rest=True, demo=True) as service:
         yield service
 
 
@@ -212,7 +212,9 @@ def test_other_retailers_organisation_is_404_byte_identical_to_none(rest: Servic
 
 
 def test_rate_limit_is_429(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path, ["--rate-limit", "0.001", "--rate-burst", "2"], rest=True) as svc:
+    with ServiceProcess(
+        tmp_path, ["--rate-limit", "0.001", "--rate-burst", "2"], rest=True, demo=True
+    ) as svc:
         statuses = [post(svc, CONVERSATIONS, SEED_BODY).status for _ in range(4)]
         limited = post(svc, CONVERSATIONS, SEED_BODY)
     assert statuses == [200, 200, 429, 429]
@@ -225,7 +227,7 @@ def test_health_of_the_grpc_port_needs_no_credentials(rest: ServiceProcess) -> N
 
 
 def test_rest_is_on_by_default_and_stops_with_the_service(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path, rest=True) as service:
+    with ServiceProcess(tmp_path, rest=True, demo=True) as service:
         assert post(service, CONVERSATIONS, SEED_BODY).status == 200
         exit_code = service.stop()
     assert exit_code == 0
@@ -265,7 +267,7 @@ def test_request_id_and_header_must_agree(rest: ServiceProcess) -> None:
 
 
 def test_envoy_stops_when_the_service_is_killed(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path, rest=True) as service:
+    with ServiceProcess(tmp_path, rest=True, demo=True) as service:
         found = re.search(r"Envoy pid (\d+)", service.log())
         assert found is not None
         envoy_pid = int(found.group(1))

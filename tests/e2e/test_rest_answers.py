@@ -34,7 +34,7 @@ VOTES = [
 @pytest.fixture(scope="module")
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The service with REST on, on a fresh embedded database (demo organisation D10)."""
-    with ServiceProcess(tmp_path_factory.mktemp("answers"), rest=True) as service:
+    with ServiceProcess(tmp_path_factory.mktemp("answers"), rest=True, demo=True) as service:
         yield service
 
 

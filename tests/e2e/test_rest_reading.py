@@ -20,7 +20,7 @@ CONVERSATIONS = "/v4/organisations/D10/conversations"
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The service with REST on, on a fresh embedded database (demo organisation D10),
     holding three conversations about AIPTPDV5700 and one about another product."""
-    with ServiceProcess(tmp_path_factory.mktemp("reading"), rest=True) as service:
+    with ServiceProcess(tmp_path_factory.mktemp("reading"), rest=True, demo=True) as service:
         for n, (sku, locale) in enumerate(
             [
                 ("AIPTPDV5700", "en-GB"),

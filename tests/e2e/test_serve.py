@@ -31,7 +31,8 @@ CREATE = "conversations.v4.ConversationService/CreateConversation"
 
 @pytest.fixture
 def credentials(database_url: str) -> tuple[str, str]:
-    """A key for D10: the demo key on a fresh embedded database, else one made with the CLI."""
+    """A key for D10: the demo key (`serve --demo`) on a fresh embedded database, else one made
+    with the CLI."""
     if database_url.startswith("sqlite"):
         return DEMO_CREDENTIALS
     return organisation_with_key(database_url)
@@ -48,7 +49,9 @@ def service(
 ) -> Iterator[ServiceProcess]:
     """`serve` started on the database; the test waits for it with `with service:`. Stopped
     by its PID after the test, whether or not the test did."""
-    process = ServiceProcess(tmp_path, ["--database-url", database_url])
+    process = ServiceProcess(
+        tmp_path, ["--database-url", database_url], demo=database_url.startswith("sqlite")
+    )
     try:
         yield process
     finally:
@@ -130,7 +133,7 @@ def test_python_client_create_is_stored(
 
 def test_fresh_embedded_database_gets_the_demo_organisation_and_key(tmp_path: Path) -> None:
     demo = [f"authorization: {basic_authorization(*DEMO_CREDENTIALS)}"]
-    with ServiceProcess(tmp_path) as service:
+    with ServiceProcess(tmp_path, demo=True) as service:
         created = grpcurl(service.address, CREATE, data=SEED_JSON, headers=demo)
     assert "demo API key" in service.log()
     assert created.returncode == 0, created.stderr
@@ -165,6 +168,17 @@ def test_migrate_reports_what_it_applied(database_url: str) -> None:
         every = sorted(path.stem for path in MIGRATIONS.glob("[0-9]*.py"))
         assert every[:3] == ["0001_initial", "0002_api_keys", "0003_idempotent_creates"]
         assert first.stdout == f"applied: {', '.join(every)}\n"
+
+
+def test_without_demo_a_fresh_database_gets_no_organisation_nor_key(tmp_path: Path) -> None:
+    demo = [f"authorization: {basic_authorization(*DEMO_CREDENTIALS)}"]
+    with ServiceProcess(tmp_path) as service:
+        refused = grpcurl(service.address, CREATE, data=SEED_JSON, headers=demo)
+    database_url = f"sqlite:///{tmp_path}/var/conversations.db"
+    assert "Code: Unauthenticated" in refused.stderr
+    assert "demo" not in service.log()
+    assert cli(database_url, "keys", "list").stdout == ""
+    assert cli(database_url, "organisations", "list").stdout == ""
 
 
 def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def traced(
         tmp_path_factory.mktemp("traced"),
         ["--otlp-endpoint", receiver.endpoint],
         rest=True,
+        demo=True,
         OTEL_BSP_SCHEDULE_DELAY="100",
     ) as service:
         yield service

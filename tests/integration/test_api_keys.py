@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from server.service.errors import (
     Unauthenticated,
 )
 from server.storage.store import Store
-from tests.support import CALLER, create
+from tests.support import CALLER, TEST_SECRET, create, legacy_scrypt_hash, store_key
 
 NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 
@@ -134,21 +133,31 @@ def test_rate_zero_means_no_limit(store: Store, organisation: Organisation) -> N
         authenticator.admit(caller)
 
 
-def test_secret_is_stored_only_as_a_salted_slow_hash(tmp_path: Path) -> None:
+def test_secret_is_stored_only_as_its_keyed_digest(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path}/keys.db")
     store.migrate()
     organisations.add_organisation(store, Organisation("D10", "Demo", "en-GB"))
     first = api_keys.create_key(store, ["D10"], secret="same")
     second = api_keys.create_key(store, ["D10"])
-    third = api_keys.create_key(store, ["D10"], secret="same")
+    digest_key = store.api_key_digest_key()
     store.close()
 
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
     assert second.secret.encode() not in raw
     assert first.key_id.encode() in raw
     hashes = {k.key_id: k.secret_hash for k in _keys(tmp_path)}
-    assert hashes[first.key_id].startswith("scrypt$16384$8$1$")
-    assert hashes[first.key_id] != hashes[third.key_id]  # salted
+    assert hashes[first.key_id] == authentication.digest_secret(digest_key, "same")
+    assert len(digest_key) == 32
+
+
+def test_each_database_digests_with_its_own_key(tmp_path: Path) -> None:
+    keys = set()
+    for name in ("one", "two"):
+        store = Store.open(f"sqlite:///{tmp_path}/{name}.db")
+        store.migrate()
+        keys.add(store.api_key_digest_key())
+        store.close()
+    assert len(keys) == 2
 
 
 def _keys(tmp_path: Path) -> list[ApiKey]:
@@ -166,27 +175,27 @@ def test_list_shows_creation_time(store: Store, organisation: Organisation) -> N
     assert (listed.key_id, listed.created_at, listed.revoked_at) == ("fixed", moment, None)
 
 
-def test_guessing_secrets_stops_costing_scrypt(
+def test_a_legacy_scrypt_key_verifies_once_then_as_a_digest(
     store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    issued = api_keys.create_key(store, ["D10"])
-    authenticator = Authenticator(store)
+    store_key(store, "legacy", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
     checks: list[str] = []
-    real_check = authentication.secret_matches
+    real_check = authentication.legacy_secret_matches
 
     def counted_check(secret: str, stored: str) -> bool:
         checks.append(secret)
         return real_check(secret, stored)
 
-    monkeypatch.setattr(authentication, "secret_matches", counted_check)
+    monkeypatch.setattr(authentication, "legacy_secret_matches", counted_check)
 
+    assert Authenticator(store).authenticate("legacy", TEST_SECRET).key_id == "legacy"
+    [stored] = [key for key in store.list_api_keys() if key.key_id == "legacy"]
+    assert stored.secret_hash == authentication.digest_secret(
+        store.api_key_digest_key(), TEST_SECRET
+    )
+    later = Authenticator(store)
     for guess in range(25):
         with pytest.raises(Unauthenticated):
-            authenticator.authenticate(issued.key_id, f"guess {guess}")
-
-    assert len(checks) <= Authenticator.FAILURE_BURST + 1  # the rest refused without scrypt
-    # The key's owner is not locked out: another process takes the secret at once,
-    # this one as soon as the failures have drained a little.
-    assert Authenticator(store).authenticate(issued.key_id, issued.secret).key_id == issued.key_id
-    time.sleep(1 / Authenticator.FAILURES_PER_SECOND + 0.1)
-    assert authenticator.authenticate(issued.key_id, issued.secret).key_id == issued.key_id
+            later.authenticate("legacy", f"guess {guess}")
+    assert later.authenticate("legacy", TEST_SECRET).key_id == "legacy"
+    assert checks == [TEST_SECRET]

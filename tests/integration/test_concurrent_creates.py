@@ -262,5 +262,5 @@ def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
         fail.set()
         prober.join(5)
 
-    assert isinstance(error, StorageUnavailable) and "database is locked" in str(error)
+    assert isinstance(error, StorageUnavailable) and "(locked)" in str(error)
     assert not [sql for sql in executed if sql.startswith("INSERT")]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import datetime
 
+import peewee
 import pytest
 
 from server.service import organisations
 from server.service.domain import Caller, NewConversation, Organisation
-from server.service.errors import InvalidConversation, OrganisationNotFound
+from server.service.errors import (
+    ConversationIdsExhausted,
+    InvalidConversation,
+    OrganisationNotFound,
+)
 from server.storage.store import Store
 from tests.support import CALLER, create
 
@@ -147,3 +152,27 @@ def test_values_at_the_bounds_are_stored_as_sent(
     stored = store.get_conversation(created.id)
     assert stored is not None
     assert getattr(stored, field) == (value or "en-GB")
+
+
+def test_no_conversation_is_stored_past_the_last_uint32_id(
+    store: Store, organisation: Organisation
+) -> None:
+    last = create(store, SEED, CALLER)
+    postgres = isinstance(store.db, peewee.PostgresqlDatabase)
+    params: tuple[int, ...]
+    with store.session():
+        if postgres:
+            # The integer column's sequence stops at 2**31 - 1: the last id it gives.
+            sql, params = "ALTER SEQUENCE conversation_id_seq RESTART WITH 2147483647", ()
+        else:
+            sql, params = "UPDATE conversation SET id = ? WHERE id = ?", (2**32 - 1, last.id)
+        store.db.execute_sql(sql, params)  # type: ignore[no-untyped-call]
+    if postgres:
+        assert create(store, SEED, CALLER).id == 2**31 - 1
+    stored = store.count_conversations()
+
+    with pytest.raises(ConversationIdsExhausted) as refused:
+        create(store, SEED, CALLER)
+
+    assert store.count_conversations() == stored
+    assert "conversation ids are 32-bit unsigned integers" in str(refused.value)

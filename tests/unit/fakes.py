@@ -114,6 +114,18 @@ class FakeStorage:
         self.keys[key_id] = replace(key, revoked_at=at)
         return True
 
+    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
+        self._call("replace_secret_hash")
+        key = self.keys.get(key_id)
+        if key is None or key.secret_hash != old:
+            return False
+        self.keys[key_id] = replace(key, secret_hash=new)
+        return True
+
+    def api_key_digest_key(self) -> bytes:
+        self._call("api_key_digest_key")
+        return b"the fake's api key digest key..."
+
     # Conversations
 
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate:

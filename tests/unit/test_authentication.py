@@ -4,36 +4,38 @@ over the in-memory FakeStorage."""
 from __future__ import annotations
 
 import datetime
+import hmac
+import threading
 import time
 
 import pytest
 
 from server.service import authentication
-from server.service.authentication import Authenticator, TokenBucket, hash_secret, secret_matches
+from server.service.authentication import (
+    Authenticator,
+    TokenBucket,
+    digest_secret,
+    legacy_secret_matches,
+)
 from server.service.domain import Caller
 from server.service.errors import RateLimited, StorageUnavailable, Unauthenticated
-from tests.support import CALLER, TEST_SECRET, store_key
+from tests.support import CALLER, TEST_SECRET, legacy_scrypt_hash, store_key
 from tests.unit.fakes import FakeStorage
 
 
-def test_secret_matches_is_exact() -> None:
-    stored = hash_secret("s3cret")
-    assert secret_matches("s3cret", stored)
-    assert not secret_matches("s3cret ", stored)
-    assert not secret_matches("s3cret", "garbage")
+def test_a_secret_is_stored_as_its_keyed_digest() -> None:
+    stored = digest_secret(b"k" * 32, "s3cret")
+    assert stored == "hmac-sha256$" + hmac.new(b"k" * 32, b"s3cret", "sha256").hexdigest()
+    assert "s3cret" not in stored
+    assert digest_secret(b"another key.....", "s3cret") != stored
 
 
-def test_each_hash_of_a_secret_is_salted_and_names_its_scrypt_cost() -> None:
-    first, second = hash_secret("same"), hash_secret("same")
-    assert first != second
-    assert first.startswith("scrypt$16384$8$1$") and second.startswith("scrypt$16384$8$1$")
-    assert secret_matches("same", first) and secret_matches("same", second)
-    assert "same" not in first
-
-
-def test_a_hash_with_another_scheme_never_matches() -> None:
-    stored = hash_secret("s3cret")
-    assert not secret_matches("s3cret", stored.replace("scrypt$", "bcrypt$", 1))
+def test_a_legacy_scrypt_hash_still_verifies_exactly() -> None:
+    stored = legacy_scrypt_hash("s3cret")
+    assert legacy_secret_matches("s3cret", stored)
+    assert not legacy_secret_matches("s3cret ", stored)
+    assert not legacy_secret_matches("s3cret", "garbage")
+    assert not legacy_secret_matches("s3cret", stored.replace("scrypt$", "bcrypt$", 1))
 
 
 class Clock:
@@ -62,13 +64,6 @@ def test_a_bucket_gives_its_burst_at_once_then_its_rate(clock: Clock) -> None:
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
 
 
-def test_has_tokens_takes_none(clock: Clock) -> None:
-    bucket = TokenBucket(rate=1, burst=1)
-    assert bucket.has_tokens() and bucket.has_tokens()
-    assert bucket.take()
-    assert not bucket.has_tokens()
-
-
 def test_credentials_verified_once_are_remembered_without_reading_the_key_again(
     store: FakeStorage,
 ) -> None:
@@ -80,7 +75,8 @@ def test_credentials_verified_once_are_remembered_without_reading_the_key_again(
     assert authenticator.remembered(CALLER.key_id, TEST_SECRET) == CALLER
     assert authenticator.authenticate(CALLER.key_id, TEST_SECRET) == CALLER
     assert store.calls["find_api_key"] == reads
-    assert authenticator.remembered(CALLER.key_id, "another secret") is None
+    with pytest.raises(Unauthenticated):  # a wrong secret of a key read before
+        authenticator.remembered(CALLER.key_id, "another secret")
 
 
 def test_a_revoked_or_unknown_key_is_unauthenticated(store: FakeStorage) -> None:
@@ -112,24 +108,72 @@ def test_admitted_calls_count_against_the_key_s_rate(store: FakeStorage, clock: 
     authenticator.admit(Caller("other", frozenset({"D10"})))
 
 
-def test_a_key_guessed_at_too_often_is_refused_unchecked_and_other_keys_are_not(
-    store: FakeStorage, clock: Clock, monkeypatch: pytest.MonkeyPatch
+def test_wrong_guesses_cost_one_digest_each_and_never_lock_the_owner_out(
+    store: FakeStorage,
 ) -> None:
-    store_key(store, "other", "D10")
     authenticator = Authenticator(store)
-    for _ in range(int(Authenticator.FAILURE_BURST)):
+    for guess in range(1000):
         with pytest.raises(Unauthenticated):
-            authenticator.authenticate(CALLER.key_id, "a guess")
+            authenticator.authenticate(CALLER.key_id, f"guess {guess}")
+    assert store.calls["find_api_key"] == 1  # read once, then remembered
+    assert authenticator.authenticate(CALLER.key_id, TEST_SECRET) == CALLER
+    with pytest.raises(Unauthenticated):
+        authenticator.remembered(CALLER.key_id, "one more guess")
+    assert authenticator.remembered(CALLER.key_id, TEST_SECRET) == CALLER
+
+
+@pytest.fixture
+def scrypt_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The secrets checked against a legacy scrypt hash, in order."""
     checked: list[str] = []
 
     def counted(secret: str, stored: str) -> bool:
         checked.append(secret)
-        return secret_matches(secret, stored)
+        return legacy_secret_matches(secret, stored)
 
-    monkeypatch.setattr(authentication, "secret_matches", counted)
-    with pytest.raises(Unauthenticated):  # even the right secret, until the guesses drain
-        authenticator.authenticate(CALLER.key_id, TEST_SECRET)
+    monkeypatch.setattr(authentication, "legacy_secret_matches", counted)
+    return checked
+
+
+def test_a_legacy_key_becomes_a_digest_at_its_first_success(
+    store: FakeStorage, scrypt_checks: list[str]
+) -> None:
+    store_key(store, "legacy", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
+    authenticator = Authenticator(store)
+    assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"
+    assert store.keys["legacy"].secret_hash == digest_secret(
+        store.api_key_digest_key(), TEST_SECRET
+    )
+    # Another process reads the digest: no scrypt any more, for the owner or a guesser.
+    other = Authenticator(store)
+    assert other.authenticate("legacy", TEST_SECRET).key_id == "legacy"
+    with pytest.raises(Unauthenticated):
+        other.authenticate("legacy", "a guess")
+    assert scrypt_checks == [TEST_SECRET]
+
+
+def test_parallel_guesses_at_a_legacy_key_run_no_more_scrypt_checks_than_its_burst(
+    store: FakeStorage, scrypt_checks: list[str], clock: Clock
+) -> None:
+    store_key(store, "legacy", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
+    store_key(store, "other", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
+    authenticator = Authenticator(store)
+    refused: list[str] = []
+
+    def guess(n: int) -> None:
+        try:
+            authenticator.authenticate("legacy", f"guess {n}")
+        except Unauthenticated:
+            refused.append(f"guess {n}")
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(refused) == 64
+    assert len(scrypt_checks) == Authenticator.LEGACY_CHECK_BURST
+    # Another key's budget is its own; this one's refills with time.
     assert authenticator.authenticate("other", TEST_SECRET).key_id == "other"
-    assert checked == [TEST_SECRET]  # the other key's check only
-    clock.now += 1 / Authenticator.FAILURES_PER_SECOND
-    assert authenticator.authenticate(CALLER.key_id, TEST_SECRET) == CALLER
+    clock.now += 1 / Authenticator.LEGACY_CHECKS_PER_SECOND
+    assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"

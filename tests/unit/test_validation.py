@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.service.errors import FieldViolation
-from server.service.validation import check_text
+from server.service.errors import FieldViolation, Reason
+from server.service.validation import check_locale, check_request_id, check_text, check_trkref
 
 # Unicode's control characters (category Cc), every one of them: C0, DEL and C1.
 CONTROLS = [chr(code) for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
@@ -81,3 +82,42 @@ def test_any_character_is_refused_exactly_when_it_is_a_control_character(
     char: str, multiline: bool
 ) -> None:
     assert refused(char, multiline=multiline) == should_refuse(char, multiline=multiline)
+
+
+@pytest.mark.parametrize(
+    "invisible",
+    ["\u200b", "\u200b\u200c\u200d", "\ufeff", " \u2060 ", "\u200e\u200f", "\u00ad"],
+)
+def test_a_text_of_only_zero_width_or_format_characters_is_blank(invisible: str) -> None:
+    violations: list[FieldViolation] = []
+    check_text(violations, "first_name", invisible, max_length=100)
+    assert violations == [
+        FieldViolation("first_name", Reason.REQUIRED, "is required and must not be blank")
+    ]
+
+
+def test_a_format_character_inside_a_visible_text_is_kept() -> None:
+    violations: list[FieldViolation] = []
+    check_text(violations, "first_name", "Ann\u200dMarie", max_length=100)
+    assert violations == []
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "reason"),
+    [
+        (lambda v, x: check_text(v, "f", x, max_length=3), "", Reason.REQUIRED),
+        (lambda v, x: check_text(v, "f", x, max_length=3), "four", Reason.TOO_LONG),
+        (lambda v, x: check_text(v, "f", x, max_length=3), "a\x07", Reason.CONTROL_CHARACTER),
+        (lambda v, x: check_locale(v, "f", x), "english", Reason.NOT_A_LANGUAGE_TAG),
+        (lambda v, x: check_trkref(v, "f", x), "", Reason.REQUIRED),
+        (lambda v, x: check_trkref(v, "f", x), "D 10", Reason.NOT_A_TRKREF),
+        (lambda v, x: check_request_id(v, "f", x), "nope", Reason.NOT_A_UUID),
+    ],
+)
+def test_every_violation_names_its_reason(
+    check: Callable[[list[FieldViolation], str], None], value: str, reason: Reason
+) -> None:
+    violations: list[FieldViolation] = []
+    check(violations, value)
+    assert [(v.field, v.reason) for v in violations] == [("f", reason)]
+    assert reason.value.isupper() and " " not in reason.value
