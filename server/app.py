@@ -18,11 +18,12 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import metrics
+from server import logs, metrics
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
 from server.api.interceptors import (
     AccessLogInterceptor,
+    CallObservers,
     ConcurrencyLimit,
     access_log,
     traceparent_trace_id,
@@ -89,8 +90,13 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=[
             *traced,
-            AccessLogInterceptor(traceparent_trace_id if tracing is None else current_trace_id),
-            metrics.MetricsInterceptor(),
+            CallObservers(
+                AccessLogInterceptor(
+                    traceparent_trace_id if tracing is None else current_trace_id,
+                    logs.access_writer(),
+                ),
+                metrics.MetricsInterceptor(),
+            ),
             # Inside the observers, so that each refusal is logged and counted as a call.
             ConcurrencyLimit(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Iterator
 
@@ -101,3 +102,18 @@ def test_a_stream_that_fails_never_fails_the_caller() -> None:
     finally:
         with pytest.raises(OSError):  # only flush() and close() say so
             handler.close()
+
+
+def test_a_line_written_directly_reads_as_a_formatted_record(
+    stream: Writes, handler: logs.BatchingStreamHandler
+) -> None:
+    handler.setFormatter(logging.Formatter(logs.ACCESS_FORMAT))
+    formatted = handler.format(
+        logging.LogRecord("access", logging.INFO, __file__, 1, "m", (), None)
+    )
+    handler.write_line("access", "m")
+    handler.flush()
+
+    [written] = stream.writes
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m\n", written)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m", formatted)

@@ -1,0 +1,44 @@
+"""The access log line: the JSON object json.dumps would write, built from parts."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from server.api.interceptors import AccessLogInterceptor, CallIds, call_ids
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        None,
+        CallIds("3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21", None),
+        CallIds("req-1", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        CallIds('a "quoted" \\ id \u2028 é \x00', None),  # a caller's own x-request-id
+    ],
+)
+def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
+    lines: list[str] = []
+    observer = AccessLogInterceptor(write=lines.append)
+    call_ids.set(ids)
+
+    observer.observe(
+        "/conversations.v4.ConversationService/GetConversation",
+        grpc.StatusCode.NOT_FOUND,
+        0.0012344,
+    )
+
+    assert lines == [
+        json.dumps(
+            {
+                "event": "rpc",
+                "method": "/conversations.v4.ConversationService/GetConversation",
+                "code": "NOT_FOUND",
+                "duration_ms": 1.234,
+                "request_id": ids and ids.request_id,
+                "trace_id": ids and ids.trace_id,
+            }
+        )
+    ]
