@@ -25,46 +25,35 @@ def _set_time(timestamp: Timestamp, value: datetime.datetime) -> None:
 # another's constructor is copied, and a page's answers were copied twice.
 
 
+def _answer_fields(answer: domain.Answer) -> dict[str, object]:
+    return {
+        "id": answer.id,
+        "response": answer.response,
+        "first_name": answer.first_name,
+        "town": answer.town,
+        "job_title": answer.job_title,
+        "reviewer_segment": answer.reviewer_segment,
+        "helpful": answer.helpful,
+        "unhelpful": answer.unhelpful,
+        "review_url": answer.review_url,
+        "review_locale": answer.review_locale,
+        "reviewer_facebook_url": answer.reviewer_facebook_url,
+        "response_type": answer.response_type,
+        "retailer_name": answer.retailer_name,
+        "retailer_image_url": answer.retailer_image_url,
+    }
+
+
 def _add_answers(
     answers: RepeatedCompositeFieldContainer[pb.Answer], conversation: domain.Conversation
 ) -> None:
     for answer in conversation.answers:
-        message = answers.add(
-            id=answer.id,
-            response=answer.response,
-            first_name=answer.first_name,
-            town=answer.town,
-            job_title=answer.job_title,
-            reviewer_segment=answer.reviewer_segment,
-            helpful=answer.helpful,
-            unhelpful=answer.unhelpful,
-            review_url=answer.review_url,
-            review_locale=answer.review_locale,
-            reviewer_facebook_url=answer.reviewer_facebook_url,
-            response_type=answer.response_type,
-            retailer_name=answer.retailer_name,
-            retailer_image_url=answer.retailer_image_url,
-        )
+        message = answers.add(**_answer_fields(answer))
         _set_time(message.created_at, answer.created_at)
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
-    message = pb.Answer(
-        id=answer.id,
-        response=answer.response,
-        first_name=answer.first_name,
-        town=answer.town,
-        job_title=answer.job_title,
-        reviewer_segment=answer.reviewer_segment,
-        helpful=answer.helpful,
-        unhelpful=answer.unhelpful,
-        review_url=answer.review_url,
-        review_locale=answer.review_locale,
-        reviewer_facebook_url=answer.reviewer_facebook_url,
-        response_type=answer.response_type,
-        retailer_name=answer.retailer_name,
-        retailer_image_url=answer.retailer_image_url,
-    )
+    message = pb.Answer(**_answer_fields(answer))  # type: ignore[arg-type]
     _set_time(message.created_at, answer.created_at)
     return message
 

@@ -69,6 +69,27 @@ class PendingAnswer:
     created_by: str
     request_digest: str | None = None
 
+    def stored(self, answer_id: int) -> Answer:
+        """The answer as stored under `answer_id`: what was sent, with nothing voted yet."""
+        new = self.new
+        return Answer(
+            id=answer_id,
+            response=new.response,
+            created_at=self.created_at.astimezone(datetime.UTC),
+            first_name=new.first_name,
+            town=new.town,
+            job_title=new.job_title,
+            reviewer_segment=new.reviewer_segment,
+            helpful=0,
+            unhelpful=0,
+            review_url=new.review_url,
+            review_locale=new.review_locale,
+            reviewer_facebook_url=new.reviewer_facebook_url,
+            response_type=new.response_type,
+            retailer_name=new.retailer_name,
+            retailer_image_url=new.retailer_image_url,
+        )
+
 
 @dataclass(frozen=True)
 class StoredAnswer:

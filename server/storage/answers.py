@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
-
 import peewee
 
-from server.service.domain import Answer, PendingAnswer, StoredAnswer
+from server.service.domain import PendingAnswer, StoredAnswer
 from server.service.errors import Unauthenticated
 from server.storage.api_keys import active_keys
 from server.storage.conversations import answer_from_row
@@ -63,7 +61,7 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
             assert new.request_id is not None
             return find_requested(db, pending.created_by, new.request_id)
         _count_answer(db, conversation)
-    return StoredAnswer(_new_answer(answer_ids[0], pending), pending.request_digest)
+    return StoredAnswer(pending.stored(answer_ids[0]), pending.request_digest)
 
 
 def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
@@ -104,27 +102,6 @@ def _row(pending: PendingAnswer) -> dict[peewee.Field, object]:
         AnswerRow.request_id: new.request_id,
         AnswerRow.request_digest: pending.request_digest,
     }
-
-
-def _new_answer(answer_id: int, pending: PendingAnswer) -> Answer:
-    new = pending.new
-    return Answer(
-        id=answer_id,
-        response=new.response,
-        created_at=pending.created_at.astimezone(datetime.UTC),
-        first_name=new.first_name,
-        town=new.town,
-        job_title=new.job_title,
-        reviewer_segment=new.reviewer_segment,
-        helpful=0,
-        unhelpful=0,
-        review_url=new.review_url,
-        review_locale=new.review_locale,
-        reviewer_facebook_url=new.reviewer_facebook_url,
-        response_type=new.response_type,
-        retailer_name=new.retailer_name,
-        retailer_image_url=new.retailer_image_url,
-    )
 
 
 def find_requested(db: peewee.Database, created_by: str, request_id: str) -> StoredAnswer | None:

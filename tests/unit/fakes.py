@@ -16,7 +16,6 @@ import datetime
 from dataclasses import replace
 
 from server.service.domain import (
-    Answer,
     ApiKey,
     Conversation,
     ConversationPage,
@@ -211,7 +210,7 @@ class FakeStorage:
         ):
             return self.answers[self._requested_answers[pending.created_by, new.request_id]]
         answer_id = len(self.answers) + 1
-        stored = StoredAnswer(_answer(answer_id, pending), pending.request_digest)
+        stored = StoredAnswer(pending.stored(answer_id), pending.request_digest)
         self.answers[answer_id] = stored
         self._answered[answer_id] = new.conversation_id
         if new.request_id is not None:
@@ -266,28 +265,6 @@ def _conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
     at = pending.created_at.astimezone(datetime.UTC)
     # helpful 0, unhelpful 0, not embeddable; then the organisation's locale.
     return Conversation(conversation_id, org.trkref, *asked, at, 0, 0, False, org.locale)
-
-
-def _answer(answer_id: int, pending: PendingAnswer) -> Answer:
-    """What an answer create stores: what was sent, with nothing voted yet."""
-    new = pending.new
-    return Answer(
-        id=answer_id,
-        response=new.response,
-        created_at=pending.created_at.astimezone(datetime.UTC),
-        first_name=new.first_name,
-        town=new.town,
-        job_title=new.job_title,
-        reviewer_segment=new.reviewer_segment,
-        helpful=0,
-        unhelpful=0,
-        review_url=new.review_url,
-        review_locale=new.review_locale,
-        reviewer_facebook_url=new.reviewer_facebook_url,
-        response_type=new.response_type,
-        retailer_name=new.retailer_name,
-        retailer_image_url=new.retailer_image_url,
-    )
 
 
 # mypy checks that the fake meets the port.
