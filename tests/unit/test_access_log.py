@@ -22,13 +22,15 @@ from server.api.interceptors import AccessLogInterceptor, CallIds, call_ids
 def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
     lines: list[str] = []
     observer = AccessLogInterceptor(write=lines.append)
-    call_ids.set(ids)
-
-    observer.observe(
-        "/conversations.v4.ConversationService/GetConversation",
-        grpc.StatusCode.NOT_FOUND,
-        0.0012344,
-    )
+    token = call_ids.set(ids)
+    try:
+        observer.observe(
+            "/conversations.v4.ConversationService/GetConversation",
+            grpc.StatusCode.NOT_FOUND,
+            0.0012344,
+        )
+    finally:
+        call_ids.reset(token)
 
     assert lines == [
         json.dumps(
