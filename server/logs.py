@@ -11,6 +11,8 @@ line at once.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import sys
 import threading
 from typing import TextIO
@@ -55,7 +57,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             if self._lines:
                 lines, self._lines = "".join(self._lines), []
-                self.stream.write(lines)
+                write_whole_lines(self.stream, lines)
             self.stream.flush()
 
     def close(self) -> None:
@@ -71,6 +73,30 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
             except Exception:  # nowhere to report it: the stream failed
                 continue  # its lines are lost, as a StreamHandler's would be
+
+
+def write_whole_lines(stream: TextIO, lines: str) -> None:
+    """Write `lines` so that no other process's write lands inside one of them.
+
+    Processes that share a pipe (the server processes of `serve --processes N`,
+    Envoy) have a write of at most PIPE_BUF bytes kept whole; a longer write may be
+    split among theirs. A stream with a file descriptor gets the lines in writes
+    of whole lines of at most PIPE_BUF bytes each (a longer line alone).
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        stream.write(lines)
+        return
+    stream.flush()  # what the stream holds goes first
+    data = lines.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+    view, start = memoryview(data), 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + select.PIPE_BUF) + 1
+        if end <= start:  # a line longer than PIPE_BUF
+            end = data.find(b"\n", start) + 1 or len(data)
+        while start < end:
+            start += os.write(fd, view[start:end])
 
 
 class CallIdsFilter(logging.Filter):
