@@ -165,20 +165,25 @@ class ServerProcess:
     def _run_once(self) -> int:
         """Start the process, wait until it serves and then until it exits; its exit code."""
         ours, theirs = socket.socketpair()
-        with self._lock:
+        with self._lock, theirs:
             if self._draining.is_set():
+                ours.close()
                 return 0
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.worker", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                # Its own session: a Ctrl-C in the terminal reaches `serve` alone,
-                # which then stops every process in order.
-                start_new_session=True,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "server.worker", str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()],
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    # Its own session: a Ctrl-C in the terminal reaches `serve` alone,
+                    # which then stops every process in order.
+                    start_new_session=True,
+                )
+            except OSError as error:  # no process to wait for: as one that failed at once
+                ours.close()
+                self.failure = f"not started: {error}"
+                return 1
         process = self.process
-        theirs.close()
         control = Connection(ours.detach())
         try:
             if self._serves(control, process):
