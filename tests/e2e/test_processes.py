@@ -156,8 +156,31 @@ def test_sigterm_drains_every_process_and_exits_zero(tmp_path: Path) -> None:
     assert_acknowledged_stored_once(calls, stored)
     for number in (1, 2):
         assert f"server process {number} stopped" in log
-    for pid in [*pids, envoy]:
-        assert not Path(f"/proc/{pid}").exists()
+    assert [pid for pid in [*pids, envoy] if is_running(pid)] == []
+
+
+def test_the_processes_exit_when_serve_is_killed(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path, ["--processes", "2"], rest=True)
+    with service:
+        pids = serving_pids(service.log())
+        envoy = int(re.findall(r"Envoy pid (\d+)", service.log())[0])
+        service.process.send_signal(signal.SIGKILL)
+        service.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(is_running(pid) for pid in [*pids, envoy]):
+            time.sleep(0.1)
+
+    assert [pid for pid in [*pids, envoy] if is_running(pid)] == []
+    assert "server process 1 stopped" in service.log()
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process runs (an exited child of a dead parent is reaped by init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_one_process_is_the_serve_process_itself(tmp_path: Path) -> None:
