@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,11 @@ class RunningServer:
 
 
 async def start_server(
-    config: Config, store: Store, tracing: Tracing | None = None
+    config: Config,
+    store: Store,
+    tracing: Tracing | None = None,
+    *,
+    local_address: str | None = None,
 ) -> RunningServer:
     """Start serving on config.grpc_address, in the running event loop; the store's
     database must be migrated. With `tracing`, every call but health checks is a span.
@@ -84,6 +89,10 @@ async def start_server(
     Every call is served on the event loop; what waits on the database waits in
     other threads (the group commit's writer, the loop's default executor).
     Health reports NOT_SERVING until mark_serving().
+
+    With `local_address` (unix:PATH), the server is one of `serve --processes N`:
+    it shares its port with the others (SO_REUSEPORT), and the local Envoy reaches
+    it, and it alone, in plaintext at `local_address`.
     """
     authenticator = Authenticator(store, config.rate_limit, config.rate_burst)
     traced = [] if tracing is None else tracing.server_interceptors(f"/{SERVICE_NAME}/")
@@ -111,8 +120,9 @@ async def start_server(
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ("grpc.max_allowed_incoming_connections", config.max_connections),
-            # Without this a second server on the same port starts silently.
-            ("grpc.so_reuseport", 0),
+            # Without this a second server on the same port starts silently;
+            # the processes of one `serve` share theirs on purpose.
+            ("grpc.so_reuseport", 0 if local_address is None else 1),
         ],
     )
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), server)
@@ -134,9 +144,12 @@ async def start_server(
         port = server.add_insecure_port(config.grpc_address)
     else:
         port = server.add_secure_port(config.grpc_address, credentials)
-    local_address = _loopback_address(config.grpc_address, port)
-    if credentials is not None and config.rest:
+    if local_address is not None:
+        server.add_insecure_port(local_address)
+    elif credentials is not None and config.rest:
         local_address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    else:
+        local_address = _loopback_address(config.grpc_address, port)
     await server.start()
     return RunningServer(server, health_servicer, port, local_address)
 
@@ -152,16 +165,21 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
-    """Open the database, apply pending migrations, and, when asked (--demo), seed the demo
-    organisation and its key. With `tracing`, the calls' waits on the database are spans."""
-    store = Store.open(
+def open_store(config: Config, tracing: Tracing | None = None) -> Store:
+    """The Store of config's database. With `tracing`, the calls' waits on it are spans."""
+    return Store.open(
         config.database_url,
         sqlite_synchronous=config.sqlite_synchronous,
         timeout=config.database_timeout,
         on_unavailable=metrics.count_database_error,
         tracer=None if tracing is None else tracing.tracer("server.storage"),
     )
+
+
+def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
+    """Open the database, apply pending migrations, and, when asked (--demo), seed the demo
+    organisation and its key. With `tracing`, the calls' waits on the database are spans."""
+    store = open_store(config, tracing)
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -186,8 +204,8 @@ def _loopback_address(grpc_address: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def start_rest_proxy(config: Config, upstream: str) -> SupervisedEnvoy:
-    """Envoy in front of the gRPC server, started again whenever it dies."""
+def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvoy:
+    """Envoy in front of the gRPC server (or its processes), started again whenever it dies."""
     listener = Listener(
         config.http_address,
         max_request_bytes=config.max_request_bytes,
@@ -197,7 +215,7 @@ def start_rest_proxy(config: Config, upstream: str) -> SupervisedEnvoy:
     )
     proxy = SupervisedEnvoy(
         listener,
-        [upstream],
+        upstreams,
         workers=config.envoy_workers,
         on_restart=metrics.count_envoy_restart,
         on_refusal=log_envoy_refusal,
@@ -213,11 +231,12 @@ def log_envoy_refusal(entry: dict[str, Any]) -> None:
     metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
 
 
-def start_metrics(config: Config) -> metrics.MetricsServer | None:
-    """Serve Prometheus metrics when an address is configured."""
+def start_metrics(config: Config, processes: Path | None = None) -> metrics.MetricsServer | None:
+    """Serve Prometheus metrics when an address is configured: this process's, or with
+    `processes` (their multiprocess directory) those of `serve --processes N`."""
     if config.metrics_address is None:
         return None
-    server = metrics.start_metrics_server(config.metrics_address)
+    server = metrics.start_metrics_server(config.metrics_address, processes)
     host, _ = metrics.metrics_host_port(config.metrics_address)
     log.info("metrics on http://%s:%d/metrics", host, server.port)
     return server
@@ -274,7 +293,7 @@ async def _serve(config: Config, store: Store, tracing: Tracing | None) -> int:
     stopping = stop_requested_async()
     if config.rest:
         try:
-            proxy = await asyncio.to_thread(start_rest_proxy, config, running.local_address)
+            proxy = await asyncio.to_thread(start_rest_proxy, config, [running.local_address])
         except EnvoyFailed as error:
             log.error("REST proxy failed to start: %s", error)
             await running.stop(grace=0)

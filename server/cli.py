@@ -11,7 +11,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
-from server import app
+from server import app, workers
 from server.config import Config
 from server.logs import configure_logging
 from server.rest import envoy
@@ -31,7 +31,12 @@ def serve(args: argparse.Namespace) -> int:
     and REST through Envoy's gRPC-JSON transcoder, until SIGTERM or SIGINT. With --demo, on
     a database without organisations, the demo organisation D10 (en-GB) and its key
     demo:demo-secret are created."""
-    return app.serve(Config(**{f.name: getattr(args, f.name) for f in fields(Config)}))
+    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
+    if config.processes < 0:
+        print("conversation-service: --processes must be 0 (the default) or more", file=sys.stderr)
+        return 2
+    count = config.process_count()
+    return app.serve(config) if count == 1 else workers.serve(config, count)
 
 
 def proxy(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import select
 import sys
 import threading
 import time
@@ -41,6 +43,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._lines: list[str] = []
         self._second, self._stamp = -1, ""  # the time of the last line, to the second
+        # After the logger's name in write_line()'s lines: "[PID]" when processes share a stream.
+        self.name_suffix = ""
         self._writing = threading.Lock()  # one writer at a time: the lines stay in order
         self._stopping = threading.Event()
         self._full = threading.Event()
@@ -67,7 +71,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if second != self._second:
             self._second = second
             self._stamp = time.strftime(TIME_FORMAT, time.localtime(now))
-        line = f"{self._stamp},{int((now - second) * 1000):03d} INFO {name} {message}\n"
+        stamp = f"{self._stamp},{int((now - second) * 1000):03d}"
+        line = f"{stamp} INFO {name}{self.name_suffix} {message}\n"
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             self._lines.append(line)
             full = len(self._lines) >= MAX_LINES
@@ -81,7 +86,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 lines, self._lines = self._lines, []
             if lines:
-                self.stream.write("".join(lines))
+                write_whole_lines(self.stream, "".join(lines))
             self.stream.flush()
 
     def close(self) -> None:
@@ -100,6 +105,30 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
             except Exception:  # nowhere to report it: the stream failed
                 continue  # its lines are lost, as a StreamHandler's would be
+
+
+def write_whole_lines(stream: TextIO, lines: str) -> None:
+    """Write `lines` so that no other process's write lands inside one of them.
+
+    Processes that share a pipe (the server processes of `serve --processes N`,
+    Envoy) have a write of at most PIPE_BUF bytes kept whole; a longer write may be
+    split among theirs. A stream with a file descriptor gets the lines in writes
+    of whole lines of at most PIPE_BUF bytes each (a longer line alone).
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        stream.write(lines)
+        return
+    stream.flush()  # what the stream holds goes first
+    data = lines.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+    view, start = memoryview(data), 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + select.PIPE_BUF) + 1
+        if end <= start:  # a line longer than PIPE_BUF
+            end = data.find(b"\n", start) + 1 or len(data)
+        while start < end:
+            start += os.write(fd, view[start:end])
 
 
 class CallIdsFilter(logging.Filter):

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from server.api.interceptors import CallObserver
 
@@ -30,6 +45,8 @@ DATABASE_ERRORS = Counter(
 DATABASE_UP = Gauge(
     "conversation_service_database_up",
     "1 when the last health probe of the database succeeded, 0 when it failed",
+    # With several server processes: 1 only when every live process's last probe succeeded.
+    multiprocess_mode="livemin",
 )
 
 REFUSALS = Counter(
@@ -42,6 +59,17 @@ REFUSALS = Counter(
 ENVOY_RESTARTS = Counter(
     "conversation_service_envoy_restarts",
     "Times Envoy died and the service started it again",
+)
+PROCESS_RESTARTS = Counter(
+    "conversation_service_process_restarts",
+    "Times a gRPC server process of `serve --processes N` exited and serve started it again",
+)
+# What the supervising process of `serve --processes N` counts itself; the server
+# processes count the rest, in prometheus_client's multiprocess files.
+SUPERVISOR_METRICS = frozenset(
+    family.name
+    for metric in (REFUSALS, ENVOY_RESTARTS, PROCESS_RESTARTS)
+    for family in metric.describe()
 )
 
 
@@ -69,8 +97,47 @@ def count_envoy_restart(exit_code: int) -> None:
     ENVOY_RESTARTS.inc()
 
 
+def count_process_restart(exit_code: int) -> None:
+    PROCESS_RESTARTS.inc()
+
+
 def report_database(available: bool) -> None:
     DATABASE_UP.set(1 if available else 0)
+
+
+class ProcessesCollector(Collector):
+    """The metrics of `serve --processes N` as one set: those of the server processes, from
+    prometheus_client's multiprocess files in `directory`, and the supervisor's own.
+
+    A sample both have (a counter the server processes never increase) is added up.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._files = MultiProcessCollector(None, path=str(directory))
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        samples: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
+        own = (family for family in REGISTRY.collect() if family.name in SUPERVISOR_METRICS)
+        for family in itertools.chain(self._files.collect(), own):
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type)
+                samples[family.name] = {}
+            merged = samples[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                before = merged.get(key)
+                merged[key] = (
+                    sample if before is None else sample._replace(value=before.value + sample.value)
+                )
+        for name, family in families.items():
+            family.samples = list(samples[name].values())
+            yield family
+
+
+def forget_process(pid: int, directory: Path) -> None:
+    """A server process has exited: its gauges leave the live* aggregations (its counters stay)."""
+    multiprocess.mark_process_dead(pid, str(directory))
 
 
 @dataclass
@@ -94,8 +161,14 @@ def metrics_host_port(address: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-def start_metrics_server(address: str) -> MetricsServer:
-    """Serve GET /metrics in the Prometheus text format on `address` ([HOST:]PORT)."""
+def start_metrics_server(address: str, processes: Path | None = None) -> MetricsServer:
+    """Serve GET /metrics in the Prometheus text format on `address` ([HOST:]PORT): this
+    process's metrics, or with `processes` (a multiprocess directory) those of every server
+    process of `serve --processes N` and this one's (ProcessesCollector)."""
     host, port = metrics_host_port(address)
-    server, thread = start_http_server(port, addr=host)
+    registry = REGISTRY
+    if processes is not None:
+        registry = CollectorRegistry()
+        registry.register(ProcessesCollector(processes))
+    server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server, thread)

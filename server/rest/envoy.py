@@ -49,6 +49,8 @@ DOCS_PAGE = Path(__file__).with_name("docs.html")
 SWAGGER_UI = Path(str(swagger_ui_path))
 OPENAPI = Path(pb.__file__).parents[2] / "openapi.json"
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+# An upstream listening on a unix socket: unix:PATH, as grpc writes it.
+UNIX_PREFIX = "unix:"
 # The service.name of Envoy's spans, which it exports to the `otlp` cluster over OTLP gRPC.
 ENVOY_SERVICE_NAME = "conversation-service-envoy"
 
@@ -149,13 +151,7 @@ def render_config(
         admin_address = (
             f"{{ socket_address: {{ address: {admin_host}, port_value: {admin_port} }} }}"
         )
-    endpoints = []
-    for upstream in upstreams:
-        host, port = split_address(upstream)
-        endpoints.append(
-            "{ endpoint: { address: { socket_address: "
-            f"{{ address: {host}, port_value: {port} }} }} }} }}"
-        )
+    endpoints = [_endpoint(upstream) for upstream in upstreams]
     transport_socket = ""
     if listener.tls_cert is not None and listener.tls_key is not None:
         transport_socket = (
@@ -171,6 +167,7 @@ def render_config(
         TRANSPORT_SOCKET=transport_socket,
         ADMIN_ADDRESS=admin_address,
         UPSTREAM_LB_ENDPOINTS="[" + ", ".join(endpoints) + "]",
+        CLUSTER_TYPE=_cluster_type(upstreams),
         DESCRIPTOR_PATH=descriptor_set,
         MAX_REQUEST_BYTES=listener.max_request_bytes,
         REQUEST_TIMEOUT=f"{listener.request_timeout:g}",
@@ -186,6 +183,21 @@ def render_config(
         ),
         **_tracing(otlp_endpoint),
     )
+
+
+def _endpoint(upstream: str) -> str:
+    """An upstream as an Envoy endpoint: HOST:PORT, or unix:PATH (a worker of `serve`)."""
+    if upstream.startswith(UNIX_PREFIX):
+        address = f"{{ pipe: {{ path: {upstream.removeprefix(UNIX_PREFIX)} }} }}"
+    else:
+        host, port = split_address(upstream)
+        address = f"{{ socket_address: {{ address: {host}, port_value: {port} }} }}"
+    return f"{{ endpoint: {{ address: {address} }} }}"
+
+
+def _cluster_type(upstreams: Sequence[str]) -> str:
+    """How Envoy finds the upstreams: unix sockets as they are, names through DNS."""
+    return "STATIC" if all(u.startswith(UNIX_PREFIX) for u in upstreams) else "STRICT_DNS"
 
 
 def otlp_host_port(endpoint: str) -> tuple[str, int]:

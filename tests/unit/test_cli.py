@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from server import app
+from server import app, workers
 from server.cli import parse
 from server.config import Config
 
 
 def serve_config(argv: Sequence[str]) -> Config:
     """The Config `serve` would run with, for this command line (nothing is served)."""
-    args = parse(argv)
-    configs: list[Config] = []
+    return serve_call(argv)[0]
 
-    def serving(config: Config) -> int:
-        configs.append(config)
+
+def serve_call(argv: Sequence[str]) -> tuple[Config, int]:
+    """The Config `serve` would run with and its number of server processes (nothing is
+    served): one runs in the process itself (app.serve), more under server.workers."""
+    args = parse(argv)
+    calls: list[tuple[Config, int]] = []
+
+    def serving(config: Config, count: int = 1) -> int:
+        calls.append((config, count))
         return 0
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(app, "serve", serving)
+        patch.setattr(workers, "serve", serving)
         assert args.run(args) == 0
-    [config] = configs
-    return config
+    [call] = calls
+    return call
 
 
 def test_serve_defaults_are_the_configs() -> None:
@@ -70,3 +78,22 @@ def test_environment_variables_stand_for_flags(monkeypatch: pytest.MonkeyPatch) 
 def test_a_malformed_value_is_refused() -> None:
     with pytest.raises(SystemExit):
         parse(["serve", "--workers", "many"])
+
+
+def test_one_process_by_default_on_sqlite_and_one_per_core_on_postgres() -> None:
+    assert serve_call(["serve"])[1] == 1
+    postgres = ["serve", "--database-url", "postgresql://db/conversations"]
+    assert serve_call(postgres)[1] == len(os.sched_getaffinity(0))
+
+
+def test_processes_given_are_the_processes_run() -> None:
+    config, count = serve_call(["serve", "--processes", "3"])
+    assert (config.processes, count) == (3, 3)
+    postgres = ["serve", "--database-url", "postgresql://db/conversations", "--processes", "1"]
+    assert serve_call(postgres)[1] == 1
+
+
+def test_a_negative_process_count_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse(["serve", "--processes", "-1"])
+    assert args.run(args) == 2
+    assert "--processes must be 0" in capsys.readouterr().err

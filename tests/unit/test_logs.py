@@ -1,10 +1,16 @@
-"""The access log's handler writes whole lines in batches, at most an interval late."""
+"""The access log's handler writes whole lines in batches, at most an interval late, and
+never lets another process's write land inside a line."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
 import re
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -117,3 +123,50 @@ def test_a_line_written_directly_reads_as_a_formatted_record(
     [written] = stream.writes
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m\n", written)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m", formatted)
+
+
+# A process that writes LINES access log lines through the handler to its stderr.
+WRITER = """
+import logging, sys
+from server.logs import BatchingStreamHandler
+handler = BatchingStreamHandler(sys.stderr, interval=60)
+name, lines = sys.argv[1], int(sys.argv[2])
+for n in range(lines):
+    line = (name, n, "x" * 200)
+    handler.handle(logging.LogRecord("access", 20, "", 1, "%s %05d %s", line, None))
+handler.flush()
+"""
+LINES = 3 * logs.MAX_LINES
+
+
+def test_processes_sharing_a_pipe_never_split_each_others_lines() -> None:
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, select.PIPE_BUF)  # full at once: writers wait
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, name, str(LINES)], stderr=write_end)
+        for name in ("a", "b")
+    ]
+    os.close(write_end)
+    time.sleep(0.5)  # both have a batch waiting to be written
+    output = read_until_closed(read_end, timeout=60)
+    codes = [writer.wait(timeout=10) for writer in writers]
+
+    assert codes == [0, 0]
+    expected = [f"{name} {n:05d} {'x' * 200}" for name in ("a", "b") for n in range(LINES)]
+    assert sorted(output.decode().splitlines()) == expected
+
+
+def read_until_closed(fd: int, timeout: float) -> bytes:
+    """Everything written to a pipe until every writer has closed it, within `timeout` s."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        raise TimeoutError(f"the writers did not finish within {timeout} s")
+    finally:
+        os.close(fd)
