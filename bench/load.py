@@ -106,9 +106,12 @@ def wrk(
     authorization: str,
     count: int = 0,
     seconds: float = 0,
+    method: str = "",
+    status: int = 200,
 ) -> Result:
-    """POST `count` JSON bodies (GET when `json_body` is None), or as many as fit in
-    `seconds`, one thread per connection.
+    """POST `count` JSON bodies (GET when `json_body` is None, or `method` when given), or
+    as many as fit in `seconds`, one thread per connection. A response of any other
+    status than `status` is an error.
 
     Percentiles are those of each request's duration, as h2load's are; a run
     bounded by `seconds` reports none (its threads never finish their quota).
@@ -117,8 +120,9 @@ def wrk(
     quota = max(1, count // connections) if count else 1 << 40
     limit = f"{round(seconds) if seconds else TIME_LIMIT_SECONDS}s"
     env = {**os.environ, "BENCH_BODY": json_body or "", "BENCH_QUOTA": str(quota)}
-    env["BENCH_METHOD"] = "GET" if json_body is None else "POST"
+    env["BENCH_METHOD"] = method or ("GET" if json_body is None else "POST")
     env["BENCH_AUTHORIZATION"] = authorization
+    env["BENCH_STATUS"] = str(status)
     threads = ["-t", str(connections), "-c", str(connections)]
     command = ["wrk", *threads, "-d", limit, "-s", str(script), url]
     durations_us: list[int] = []
@@ -141,7 +145,7 @@ def wrk(
     p50, p99 = _percentiles(durations_us)
     return Result(
         requests=fields["requests"] + fields["socket_errors"],
-        succeeded=fields["requests"] - fields["status_errors"],
+        succeeded=fields["requests"] - fields["unexpected_status"],
         seconds=fields["duration_us"] / 1e6,
         p50_ms=p50,
         p99_ms=p99,

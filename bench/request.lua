@@ -1,8 +1,10 @@
--- wrk script: BENCH_METHOD (POST with the JSON body BENCH_BODY, or GET) the URL;
+-- wrk script: BENCH_METHOD (POST with the JSON body BENCH_BODY or none, or GET) the URL;
 -- BENCH_QUOTA responses per thread, then stop.
 -- With one connection per thread (-t N -c N) a thread has one request in flight,
 -- so stopping right after its last response leaves no request unaccounted for.
 -- wrk itself runs until -d; the bench sends it SIGINT once every thread said done.
+-- A response whose status is not BENCH_STATUS is an error (wrk's own status errors
+-- are those of 400 and above only, and a vote answers 202).
 --
 -- Each thread times its own requests and prints them: wrk's percentiles are
 -- corrected for coordinated omission, h2load's are not, and the bench compares
@@ -21,6 +23,10 @@ local function now_us()
 end
 
 local quota = tonumber(os.getenv("BENCH_QUOTA"))
+local expected = tonumber(os.getenv("BENCH_STATUS"))
+-- Global: the main state reads each thread's count in done().
+unexpected = 0
+local threads = {}
 local durations = {}
 local started = nil
 local prepared = nil
@@ -28,9 +34,15 @@ wrk.method = os.getenv("BENCH_METHOD")
 if os.getenv("BENCH_BODY") ~= "" then
   wrk.body = os.getenv("BENCH_BODY")
   wrk.headers["Content-Type"] = "application/json"
+elseif wrk.method == "POST" then
+  wrk.headers["Content-Length"] = "0"
 end
 if os.getenv("BENCH_AUTHORIZATION") ~= "" then
   wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
+end
+
+function setup(thread)
+  threads[#threads + 1] = thread
 end
 
 function request()
@@ -41,6 +53,9 @@ end
 
 function response(status, headers, body)
   durations[#durations + 1] = now_us() - started
+  if status ~= expected then
+    unexpected = unexpected + 1
+  end
   if #durations == quota then
     io.write("BENCH durations_us " .. table.concat(durations, ",") .. "\n")
     io.write("BENCH thread done\n")
@@ -51,6 +66,10 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("BENCH summary requests=%d duration_us=%d socket_errors=%d status_errors=%d\n",
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status))
+  local unexpected_status = 0
+  for _, thread in ipairs(threads) do
+    unexpected_status = unexpected_status + thread:get("unexpected")
+  end
+  io.write(string.format("BENCH summary requests=%d duration_us=%d socket_errors=%d unexpected_status=%d\n",
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, unexpected_status))
 end
