@@ -80,7 +80,15 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
     url = own_postgres.url
     authorization = basic_authorization(*organisation_with_key(url))
     metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
-    args = ["--database-url", url, "--metrics-address", metrics_url.split("/")[2]]
+    # One server process: its fault is logged once (each process logs its own).
+    args = [
+        "--database-url",
+        url,
+        "--processes",
+        "1",
+        "--metrics-address",
+        metrics_url.split("/")[2],
+    ]
     service = ServiceProcess(tmp_path, args, rest=True)
     with (
         service,
@@ -246,7 +254,7 @@ def test_a_read_only_database_is_unavailable_and_recovers(
         finally:
             admin.close()
 
-    service = ServiceProcess(tmp_path, ["--database-url", url], rest=True)
+    service = ServiceProcess(tmp_path, ["--database-url", url, "--processes", "1"], rest=True)
     with (
         service,
         Load(
