@@ -13,6 +13,8 @@ GET, LIST, GET_REST, LIST_REST, STRONG_PEER = range(6, 11)
 VOTE_SQLITE, VOTE_POSTGRES, VOTE_REST, CREATE_MEMORY = range(11, 15)
 # serve --processes 2: two server processes on the one port.
 CREATE_SQLITE_2, CREATE_POSTGRES_2 = range(15, 17)
+# The API explorer's page, which Envoy serves.
+DOCS_PAGE = 17
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 

@@ -213,6 +213,27 @@ def measure_rest(
     return Row(name, result, counted() - counted_before)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used itself (user and system), not its children's."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_docs_page(server: ServiceProcess) -> Row:
+    """GETs of the API explorer's page, which Envoy answers itself: the row's name says
+    the CPU the `serve` process (not Envoy, its child) used a page meanwhile."""
+    before = cpu_seconds(server.process.pid)
+    row = measure_rest("", f"{server.base_url}/docs", None, "")
+    assert row.result is not None
+    used = cpu_seconds(server.process.pid) - before
+    per_page_us = used / max(row.result.requests, 1) * 1e6
+    name = (
+        f"{report.DOCS_PAGE} REST API explorer page /docs (served by Envoy; the service's "
+        f"CPU meanwhile: {used * 1e3:.0f} ms, {per_page_us:.2f} µs a page)"
+    )
+    return replace(row, name=name)
+
+
 def measure_memory(
     server: ServiceProcess, authorization: str, database_url: str
 ) -> tuple[Row, list[memory.Footprint]]:
@@ -356,6 +377,7 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             measure_rest(f"{report.LIST_REST} REST List first page via Envoy, SQLite",
                          f"{base}{REST_PATH}?sku={ANSWERED_SKU}", None, demo),
         ]  # fmt: skip
+        rows.append(measure_docs_page(server))
     peers = (
         (report.NAIVE_PEER, "naive FastAPI peer Create, SQLite (sync endpoint, thread pool, "
          "a transaction per request)", "bench.peer", sqlite_url),

@@ -45,7 +45,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._second, self._stamp = -1, ""  # the time of the last line, to the second
         # After the logger's name in write_line()'s lines: "[PID]" when processes share a stream.
         self.name_suffix = ""
-        self._writing = threading.Lock()  # one writer at a time: the lines stay in order
+        # Batches taken and batches written: one writer at a time, in order.
+        self._taken = self._written = 0
+        self._turns = threading.Condition(threading.Lock())
         self._stopping = threading.Event()
         self._full = threading.Event()
         self._flusher = threading.Thread(
@@ -80,14 +82,23 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._full.set()
 
     def flush(self) -> None:
-        # The lines are taken under the handler's lock, which emit() holds too, and
-        # written under another: a call logging its line never waits on the stream.
-        with self._writing:
-            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                lines, self._lines = self._lines, []
+        # The lines are taken under the handler's lock, which emit() holds too, and written
+        # without it: a call logging its line never waits on the stream. Batches are
+        # written in the order they were taken, one at a time; the turn is waited for
+        # outside the handler's lock (which logging.shutdown() holds around flush()).
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            lines, self._lines = self._lines, []
+            turn, self._taken = self._taken, self._taken + 1
+        with self._turns:
+            self._turns.wait_for(lambda: self._written == turn)
+        try:
             if lines:
                 write_whole_lines(self.stream, "".join(lines))
             self.stream.flush()
+        finally:
+            with self._turns:
+                self._written += 1
+                self._turns.notify_all()
 
     def close(self) -> None:
         self._stopping.set()
