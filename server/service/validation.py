@@ -37,14 +37,16 @@ def check_text(
         violations.append(
             FieldViolation(field, Reason.REQUIRED, "is required and must not be blank")
         )
-    elif len(value) > max_length:
-        violations.append(
-            FieldViolation(
-                field,
-                Reason.TOO_LONG,
-                f"must be at most {max_length} characters, got {len(value)}",
-            )
-        )
+    else:
+        _check_bounded(violations, field, value, max_length, multiline)
+
+
+def _check_bounded(
+    violations: list[FieldViolation], field: str, value: str, max_length: int, multiline: bool
+) -> None:
+    """At most `max_length` characters, no control characters (line breaks if multiline)."""
+    if len(value) > max_length:
+        violations.append(_too_long(field, value, max_length))
     elif (_CONTROL_BUT_LINE_BREAKS if multiline else _CONTROL).search(value):
         allowed = " other than line breaks and tabs" if multiline else ""
         violations.append(
@@ -52,6 +54,12 @@ def check_text(
                 field, Reason.CONTROL_CHARACTER, f"must not contain control characters{allowed}"
             )
         )
+
+
+def _too_long(field: str, value: str, max_length: int) -> FieldViolation:
+    return FieldViolation(
+        field, Reason.TOO_LONG, f"must be at most {max_length} characters, got {len(value)}"
+    )
 
 
 def is_blank(value: str) -> bool:
@@ -64,18 +72,8 @@ def check_optional_text(
     violations: list[FieldViolation], field: str, value: str | None, *, max_length: int
 ) -> None:
     """An optional, bounded text: empty or absent, or without control characters."""
-    if not value:
-        return
-    if len(value) > max_length:
-        violations.append(
-            FieldViolation(
-                field, Reason.TOO_LONG, f"must be at most {max_length} characters, got {len(value)}"
-            )
-        )
-    elif _CONTROL.search(value):
-        violations.append(
-            FieldViolation(field, Reason.CONTROL_CHARACTER, "must not contain control characters")
-        )
+    if value:
+        _check_bounded(violations, field, value, max_length, multiline=False)
 
 
 URL_MAX = 2048
@@ -86,11 +84,7 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
     if not value:
         return
     if len(value) > URL_MAX:
-        violations.append(
-            FieldViolation(
-                field, Reason.TOO_LONG, f"must be at most {URL_MAX} characters, got {len(value)}"
-            )
-        )
+        violations.append(_too_long(field, value, URL_MAX))
         return
     try:
         parts = urllib.parse.urlsplit(value)

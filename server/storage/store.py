@@ -313,14 +313,7 @@ class Store:
         and returns what is stored under it. Traced, its span is the caller's wait for
         the batch holding it, from queued to committed: a span per call, not per batch.
         """
-        writer = self._conversation_writer()
-        try:
-            return await self._traced(
-                "INSERT conversations", writer.submit(pending, self.write_timeout)
-            )
-        except (TimeoutError, Closed) as error:
-            kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
-            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
+        return await self._submit("INSERT conversations", self._conversation_writer(), pending)
 
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, off the event loop (see _read)."""
@@ -379,13 +372,18 @@ class Store:
 
         Concurrent votes share one transaction (group commit), as creates do.
         """
+        return await self._submit("UPDATE votes", self._votes_writer(), vote)
+
+    async def _submit(
+        self, operation: str, writer: GroupCommit[Item, Outcome], item: Item
+    ) -> Outcome:
+        """`item`'s outcome once its batch has committed (traced as `operation`); a write
+        that outlasts write_timeout, or a writer shutting down, is StorageUnavailable."""
         try:
-            writer = self._votes_writer()
-            return await self._traced("UPDATE votes", writer.submit(vote, self.write_timeout))
+            return await self._traced(operation, writer.submit(item, self.write_timeout))
         except (TimeoutError, Closed) as error:
-            raise StorageUnavailable(
-                f"database unavailable: {error or 'write timed out'}"
-            ) from error
+            kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
+            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
 
     def write_votes(self, batch: list[Vote]) -> Sequence[bool | Exception]:
         """Count a batch of votes in one transaction; every vote gets its outcome or its error."""
