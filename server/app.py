@@ -26,11 +26,13 @@ from server.api.interceptors import (
     AccessLogInterceptor,
     CallObservers,
     ConcurrencyLimit,
+    InterceptedServer,
     access_log,
     traceparent_trace_id,
 )
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
+from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
 from server.rest.envoy import EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator
@@ -95,10 +97,26 @@ async def start_server(
     it, and it alone, in plaintext at `local_address`.
     """
     authenticator = Authenticator(store, config.rate_limit, config.rate_burst)
-    traced = [] if tracing is None else tracing.server_interceptors(f"/{SERVICE_NAME}/")
     server = grpc.aio.server(
-        interceptors=[
-            *traced,
+        # With tracing, OpenTelemetry's span of each call is outermost: every wrapper runs in it.
+        interceptors=None if tracing is None else [tracing.server_interceptor()],
+        options=[
+            ("grpc.max_receive_message_length", config.max_request_bytes),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+            ("grpc.max_allowed_incoming_connections", config.max_connections),
+            # Without this a second server on the same port starts silently;
+            # the processes of one `serve` share theirs on purpose.
+            ("grpc.so_reuseport", 0 if local_address is None else 1),
+        ],
+    )
+    # Every handler registered through `intercepted` is wrapped once, here, by each of these.
+    intercepted = InterceptedServer(
+        server,
+        [
+            *([] if tracing is None else [SpanAttributesInterceptor(f"/{SERVICE_NAME}/")]),
             CallObservers(
                 AccessLogInterceptor(
                     traceparent_trace_id if tracing is None else current_trace_id,
@@ -113,26 +131,16 @@ async def start_server(
             AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
-        options=[
-            ("grpc.max_receive_message_length", config.max_request_bytes),
-            ("grpc.max_send_message_length", MAX_SEND_BYTES),
-            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-            ("grpc.max_allowed_incoming_connections", config.max_connections),
-            # Without this a second server on the same port starts silently;
-            # the processes of one `serve` share theirs on purpose.
-            ("grpc.so_reuseport", 0 if local_address is None else 1),
-        ],
     )
-    pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), server)
+    registrar = intercepted.registrar
+    pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), registrar)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
         enable_documented_reflection(
-            server,
+            registrar,
             (SERVICE_NAME, health.SERVICE_NAME),
             # Beside the generated module; importlib.resources cannot read namespace packages.
             Path(pb.__file__).with_name("conversation_service.binpb"),

@@ -76,9 +76,20 @@ SUPERVISOR_METRICS = frozenset(
 class MetricsInterceptor(CallObserver):
     """Counts every call by method and status code and records how long it took."""
 
+    def __init__(self) -> None:
+        # Each method's and code's metrics, looked up once (the methods are the registered ones).
+        self._calls: dict[tuple[str, grpc.StatusCode], Counter] = {}
+        self._seconds: dict[str, Histogram] = {}
+
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        CALLS.labels(method, code.name).inc()
-        CALL_SECONDS.labels(method).observe(seconds)
+        calls = self._calls.get((method, code))
+        if calls is None:
+            calls = self._calls[method, code] = CALLS.labels(method, code.name)
+        calls.inc()
+        histogram = self._seconds.get(method)
+        if histogram is None:
+            histogram = self._seconds[method] = CALL_SECONDS.labels(method)
+        histogram.observe(seconds)
 
 
 def count_database_error(error: BaseException) -> None:

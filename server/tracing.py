@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from server.api.interceptors import NO_TRACE
-from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
 from server.rest.envoy import otlp_host_port
 
@@ -38,15 +37,15 @@ class Tracing:
     def tracer(self, name: str) -> trace.Tracer:
         return self.provider.get_tracer(name)
 
-    def server_interceptors(self, service_prefix: str) -> list[grpc.aio.ServerInterceptor]:
-        """A span per call (W3C `traceparent` metadata continued; health checks left out),
-        with the organisation of the calls under `service_prefix`. They go first: the
-        interceptors after them run inside the span."""
+    def server_interceptor(self) -> grpc.aio.ServerInterceptor:
+        """A span per call (W3C `traceparent` metadata continued; health checks left out).
+        It goes first: the service's interceptors run inside the span, and one of them
+        (SpanAttributesInterceptor) names the call's organisation on it."""
         spans: grpc.aio.ServerInterceptor = aio_server_interceptor(
             tracer_provider=self.provider,
             filter_=filters.negate(filters.service_name(HEALTH_SERVICE)),
         )
-        return [spans, SpanAttributesInterceptor(service_prefix)]
+        return spans
 
     def shutdown(self) -> None:
         """Export the spans still waiting, then stop."""

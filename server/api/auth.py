@@ -62,7 +62,6 @@ class AuthInterceptor(WrappingInterceptor):
     MAX_REMEMBERED = 10_000
 
     def __init__(self, authenticator: Authenticator, prefix: str) -> None:
-        super().__init__()
         self._authenticator = authenticator
         self._prefix = prefix
         # The callers of `authorization` values verified before: the same value is the
@@ -72,7 +71,7 @@ class AuthInterceptor(WrappingInterceptor):
     def applies_to(self, method: str) -> bool:
         return method.startswith(self._prefix)
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
             raise TypeError("only unary-unary methods are authenticated")
         behavior: Any = handler.unary_unary  # a coroutine function, not as typed

@@ -26,7 +26,7 @@ class DecodingInterceptor(WrappingInterceptor):
 
     Put it last, innermost: the interceptors around it keep its decoder and see the call."""
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         decode, behavior = handler.request_deserializer, handler.unary_unary
         if decode is None or behavior is None:
             return handler

@@ -1,4 +1,5 @@
-"""Server interceptors: a base that wraps each method's handler once; the call observers."""
+"""Server interceptors, each wrapping a method's handler once, as it is registered; the call
+observers and the concurrency limit."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import contextvars
 import inspect
 import json
 import logging
+import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc
 
@@ -22,8 +24,6 @@ access_log = logging.getLogger("conversation_service.access")
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-# What an interceptor's continuation does: find the handler of a call, if any.
-HandlerLookup = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +55,30 @@ def traceparent_trace_id(metadata: dict[str, str]) -> str | None:
     return found.group(1) if found and found.group(1) != NO_TRACE else None
 
 
-def identify_call(metadata: Metadata, trace_id_of: TraceIdOf = traceparent_trace_id) -> CallIds:
-    """The call's ids: its x-request-id (a new UUID when it has none) and trace id."""
+class RequestIds:
+    """Request ids for calls that bring none: random UUIDs (version 4), drawn from a
+    generator seeded once from the system's randomness, so that an id costs no system
+    call. As unique as uuid.uuid4()'s; a request id need not be unpredictable."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+
+    def __call__(self) -> str:
+        bits = self._random.getrandbits(128)
+        bits = bits & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
+        bits = bits & ~(0xC000 << 48) | (0x8000 << 48)  # the RFC 4122 variant
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def identify_call(
+    metadata: Metadata,
+    trace_id_of: TraceIdOf = traceparent_trace_id,
+    new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> CallIds:
+    """The call's ids: its x-request-id (a new one when it has none) and trace id."""
     headers = {k: v for k, v in metadata if isinstance(v, str)}
-    request_id = headers.get(REQUEST_ID, "")[:REQUEST_ID_MAX] or str(uuid.uuid4())
+    request_id = headers.get(REQUEST_ID, "")[:REQUEST_ID_MAX] or new_request_id()
     return CallIds(request_id, trace_id_of(headers))
 
 
@@ -146,36 +166,75 @@ def _rewrapped(handler: Handler, unary_response: Rewrap, stream_response: Rewrap
     return handler
 
 
-class WrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the handler of each method it applies to, building each wrapper once.
+class WrappingInterceptor:
+    """Wraps the handler of each method it applies to, once, as the method is registered
+    on an InterceptedServer.
 
-    intercept_service runs for every call: it only looks the wrapper up.
+    Unlike grpc.aio's interceptors, which look each call's handler up again
+    through a coroutine per interceptor, a call meets only the wrappers.
     """
-
-    def __init__(self) -> None:
-        # method -> (the handler found, the one wrapping it)
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     def applies_to(self, method: str) -> bool:
         return True
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         raise NotImplementedError
 
-    async def intercept_service(
-        self,
-        continuation: HandlerLookup,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not self.applies_to(method):
-            return handler
+
+class InterceptedServer:
+    """A grpc.aio server as the generated add_*_to_server functions see it: each handler
+    registered through it is wrapped by every interceptor that applies to its method,
+    the first interceptor outermost."""
+
+    def __init__(
+        self, server: grpc.aio.Server, interceptors: Sequence[WrappingInterceptor]
+    ) -> None:
+        self.server = server
+        self._interceptors = tuple(interceptors)
+        # method -> (the handler registered, the one wrapping it)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def wrapped(self, method: str, handler: Handler) -> Handler:
+        """The handler of `method` wrapped, built once for each handler registered."""
         found, wrapped = self._wrapped.get(method, (None, None))
-        if found is not handler or wrapped is None:
-            wrapped = self._wrap(method, handler)
-            self._wrapped[method] = (handler, wrapped)
+        if found is handler and wrapped is not None:
+            return wrapped
+        wrapped = handler
+        for interceptor in reversed(self._interceptors):
+            if interceptor.applies_to(method):
+                wrapped = interceptor.wrap(method, wrapped)
+        self._wrapped[method] = (handler, wrapped)
         return wrapped
+
+    @property
+    def registrar(self) -> grpc.aio.Server:
+        """This object, where the generated add_*_to_server functions take a server: they
+        call only the two methods below."""
+        return cast(grpc.aio.Server, self)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        self.server.add_registered_method_handlers(
+            service, {name: self.wrapped(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )
+
+    def add_generic_rpc_handlers(self, generic_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers(
+            tuple(_WrappedGenericHandler(self, handler) for handler in generic_handlers)
+        )
+
+
+class _WrappedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose handlers come wrapped by an InterceptedServer."""
+
+    def __init__(self, intercepted: InterceptedServer, handler: grpc.GenericRpcHandler) -> None:
+        self._intercepted = intercepted
+        self._handler = handler
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._handler.service(handler_call_details)
+        if handler is None:
+            return None
+        return self._intercepted.wrapped(handler_call_details.method, handler)
 
 
 class CallObserver(WrappingInterceptor):
@@ -188,7 +247,7 @@ class CallObserver(WrappingInterceptor):
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         raise NotImplementedError
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         return _rewrapped(
             handler,
             lambda behavior: _unary_response(self.begin, self.observe, method, behavior),
@@ -199,12 +258,11 @@ class CallObserver(WrappingInterceptor):
 class CallObservers(CallObserver):
     """Several observers behind one wrapper: each is told of every call, in order.
 
-    One interceptor instead of one per observer: each costs the call a lookup
-    of its handler and a layer of coroutine.
+    One interceptor instead of one per observer: each would cost the call a layer
+    of coroutine and a clock reading.
     """
 
     def __init__(self, *observers: CallObserver) -> None:
-        super().__init__()
         self._observers = observers
 
     def begin(self, context: Context) -> None:
@@ -230,13 +288,14 @@ class AccessLogInterceptor(CallObserver):
         trace_id_of: TraceIdOf = traceparent_trace_id,
         write: Callable[[str], None] = access_log.info,
     ) -> None:
-        super().__init__()
         self._trace_id_of = trace_id_of
         self._write = write
+        self._new_request_id = RequestIds()
         self._heads: dict[str, str] = {}  # method -> the line up to its code
 
     def begin(self, context: Context) -> None:
-        call_ids.set(identify_call(context.invocation_metadata() or (), self._trace_id_of))
+        metadata = context.invocation_metadata() or ()
+        call_ids.set(identify_call(metadata, self._trace_id_of, self._new_request_id))
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         head = self._heads.get(method)
@@ -328,12 +387,11 @@ class ConcurrencyLimit(WrappingInterceptor):
     """
 
     def __init__(self, max_calls: int, max_streams: int, refused: Refused) -> None:
-        super().__init__()
         self.calls = Budget("max_concurrent_calls", max_calls)
         self.streams = Budget("max_streams", max_streams)
         self._refused = refused
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         streaming = handler.request_streaming or handler.response_streaming
         budget = self.streams if streaming else self.calls
         return _rewrapped(

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 
 def _without_json_names(
@@ -88,4 +88,7 @@ def enable_documented_reflection(
 ) -> None:
     """Serve reflection for service_names from descriptor_set (plus extra_files, undocumented)."""
     pool: Any = _DocumentedPool(descriptor_set, *extra_files)
-    reflection.enable_server_reflection((*service_names, reflection.SERVICE_NAME), server, pool)
+    # What reflection.enable_server_reflection() does for a grpc.aio server, which it
+    # recognises by its class: `server` may be an InterceptedServer's registrar.
+    servicer = reflection.aio.ReflectionServicer((*service_names, reflection.SERVICE_NAME), pool)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -19,13 +19,12 @@ class SpanAttributesInterceptor(WrappingInterceptor):
     credential nor a question's text."""
 
     def __init__(self, prefix: str) -> None:
-        super().__init__()
         self._prefix = prefix
 
     def applies_to(self, method: str) -> bool:
         return method.startswith(self._prefix)
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
             return handler
         behavior: Any = handler.unary_unary  # a coroutine function, not as typed

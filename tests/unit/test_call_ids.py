@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from server.api.interceptors import CallIds, call_ids, identify_call
+from server.api.interceptors import CallIds, RequestIds, call_ids, identify_call
 from server.logs import FORMAT, CallIdsFilter
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -23,6 +23,16 @@ def test_a_call_without_a_request_id_gets_a_new_uuid_and_no_trace() -> None:
 
     assert uuid.UUID(ids.request_id)
     assert ids.trace_id is None
+
+
+def test_new_request_ids_are_distinct_version_4_uuids() -> None:
+    new_request_id = RequestIds()
+    ids = [identify_call((), new_request_id=new_request_id).request_id for _ in range(50_000)]
+
+    assert len(set(ids)) == len(ids)
+    for request_id in ids[:1000]:
+        parsed = uuid.UUID(request_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, request_id)
 
 
 def test_a_malformed_or_empty_traceparent_gives_no_trace_id() -> None:
