@@ -54,6 +54,6 @@ def prepare(query: peewee.Query) -> Prepared:
 
 def stored_time(value: datetime.datetime | str) -> datetime.datetime:
     """A timestamp column as read: SQLite gives its text, PostgreSQL a naive datetime, both UTC."""
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value)
+    if isinstance(value, str):  # a naive UTC datetime's text: read with its offset at once
+        return datetime.datetime.fromisoformat(value + "+00:00")
     return value.replace(tzinfo=datetime.UTC)

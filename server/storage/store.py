@@ -318,24 +318,35 @@ class Store:
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, off the event loop (see _read)."""
         return await self._traced(
-            "SELECT conversations", self._read(self.get_conversation, conversation_id)
+            "SELECT conversations", self._read(conversations.get_conversation, conversation_id)
         )
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         """A page of a product's conversations and its counts (see _read)."""
-        return await self._traced("SELECT conversations", self._read(self._read_page, query))
+        return await self._traced("SELECT conversations", self._read(listing.read_page, query))
 
     async def _read(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read in a thread: the event loop never waits on a PostgreSQL round trip. On
         SQLite, on the loop: a read of the embedded file is tens of µs of CPU and never
         waits for a writer (WAL), less than handing it to a thread and back."""
         if self._embedded:
-            return read(arg)
-        return await asyncio.to_thread(read, arg)
+            with self._reading_on_this_thread():
+                return read(arg)
+        return await asyncio.to_thread(self._read_pooled, read, arg)
 
-    def _read_page(self, query: PageQuery) -> ConversationPage:
+    def _read_pooled(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         with self.reading():
-            return listing.read_page(query)
+            return read(arg)
+
+    @contextmanager
+    def _reading_on_this_thread(self) -> Iterator[None]:
+        """Reads on the connection this thread keeps open (the event loop's, on SQLite):
+        taking one from the pool and giving it back cost as much as a Detail's queries."""
+        with translated(self._on_unavailable):
+            self._check_file()
+            if self.db.is_closed():
+                self.db.connect()
+            yield
 
     async def page_token_secret(self) -> bytes:
         """The key page tokens are signed with, shared by every replica through the database."""

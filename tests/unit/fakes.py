@@ -191,7 +191,7 @@ class FakeStorage:
             if c == conversation_id
         )
         answers = tuple(sorted(answers, key=lambda a: (a.created_at, a.id)))
-        return replace(stored.conversation, answers=answers, answers_count=len(answers))
+        return stored.conversation._replace(answers=answers, answers_count=len(answers))
 
     # Answers and votes
 
@@ -241,15 +241,14 @@ class FakeStorage:
             self._voters.add(voter)
         if vote.target == "conversation":
             stored = self.conversations[vote.target_id]
-            voted = replace(
-                stored.conversation,
-                **{vote.counter: getattr(stored.conversation, vote.counter) + 1},
+            voted = stored.conversation._replace(
+                **{vote.counter: getattr(stored.conversation, vote.counter) + 1}
             )
             self.conversations[vote.target_id] = replace(stored, conversation=voted)
         else:
             answered = self.answers[vote.target_id]
-            voted_answer = replace(
-                answered.answer, **{vote.counter: getattr(answered.answer, vote.counter) + 1}
+            voted_answer = answered.answer._replace(
+                **{vote.counter: getattr(answered.answer, vote.counter) + 1}
             )
             self.answers[vote.target_id] = replace(answered, answer=voted_answer)
         return True
