@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from conversations.v4 import conversation_service_pb2 as pb
@@ -21,60 +20,70 @@ def _set_time(timestamp: Timestamp, value: datetime.datetime) -> None:
         timestamp.nanos = since.microseconds * 1000
 
 
-# Messages are filled in place (RepeatedCompositeContainer.add): a message handed to
-# another's constructor is copied, and a page's answers were copied twice.
+# Messages are filled in place, a field at a time (RepeatedCompositeContainer.add(),
+# then attributes): a message handed to another's constructor is copied, and keyword
+# arguments cost a dict per message. Fields at their default are left alone, as
+# proto3 leaves them; the optional ones are set unless None. A List page's message
+# took about a third less time than with keyword arguments.
 
 
-def _answer_fields(answer: domain.Answer) -> dict[str, object]:
-    return {
-        "id": answer.id,
-        "response": answer.response,
-        "first_name": answer.first_name,
-        "town": answer.town,
-        "job_title": answer.job_title,
-        "reviewer_segment": answer.reviewer_segment,
-        "helpful": answer.helpful,
-        "unhelpful": answer.unhelpful,
-        "review_url": answer.review_url,
-        "review_locale": answer.review_locale,
-        "reviewer_facebook_url": answer.reviewer_facebook_url,
-        "response_type": answer.response_type,
-        "retailer_name": answer.retailer_name,
-        "retailer_image_url": answer.retailer_image_url,
-    }
+def _fill_answer(message: pb.Answer, answer: domain.Answer) -> None:
+    message.id = answer.id
+    message.response = answer.response
+    _set_time(message.created_at, answer.created_at)
+    message.first_name = answer.first_name
+    if answer.town:
+        message.town = answer.town
+    if answer.job_title is not None:
+        message.job_title = answer.job_title
+    if answer.reviewer_segment:
+        message.reviewer_segment = answer.reviewer_segment
+    if answer.helpful:
+        message.helpful = answer.helpful
+    if answer.unhelpful:
+        message.unhelpful = answer.unhelpful
+    if answer.review_url:
+        message.review_url = answer.review_url
+    if answer.review_locale:
+        message.review_locale = answer.review_locale
+    if answer.reviewer_facebook_url is not None:
+        message.reviewer_facebook_url = answer.reviewer_facebook_url
+    if answer.response_type:
+        message.response_type = answer.response_type
+    if answer.retailer_name is not None:
+        message.retailer_name = answer.retailer_name
+    if answer.retailer_image_url is not None:
+        message.retailer_image_url = answer.retailer_image_url
 
 
-def _add_answers(
-    answers: RepeatedCompositeFieldContainer[pb.Answer], conversation: domain.Conversation
-) -> None:
+def _fill_conversation(message: pb.Conversation, conversation: domain.Conversation) -> None:
+    message.id = conversation.id
+    message.first_name = conversation.first_name
+    message.question = conversation.question
+    _set_time(message.created_at, conversation.created_at)
+    if conversation.helpful:
+        message.helpful = conversation.helpful
+    if conversation.unhelpful:
+        message.unhelpful = conversation.unhelpful
+    if conversation.embeddable:
+        message.embeddable = True
+    message.retailer_locale = conversation.retailer_locale
+    if conversation.answers_count:
+        message.answers_count = conversation.answers_count
+    add_answer = message.answers.add
     for answer in conversation.answers:
-        message = answers.add(**_answer_fields(answer))
-        _set_time(message.created_at, answer.created_at)
+        _fill_answer(add_answer(), answer)
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
-    message = pb.Answer(**_answer_fields(answer))  # type: ignore[arg-type]
-    _set_time(message.created_at, answer.created_at)
+    message = pb.Answer()
+    _fill_answer(message, answer)
     return message
 
 
-def _conversation_fields(conversation: domain.Conversation) -> dict[str, object]:
-    return {
-        "id": conversation.id,
-        "first_name": conversation.first_name,
-        "question": conversation.question,
-        "helpful": conversation.helpful,
-        "unhelpful": conversation.unhelpful,
-        "embeddable": conversation.embeddable,
-        "retailer_locale": conversation.retailer_locale,
-        "answers_count": conversation.answers_count,
-    }
-
-
 def conversation_message(conversation: domain.Conversation) -> pb.Conversation:
-    message = pb.Conversation(**_conversation_fields(conversation))  # type: ignore[arg-type]
-    _set_time(message.created_at, conversation.created_at)
-    _add_answers(message.answers, conversation)
+    message = pb.Conversation()
+    _fill_conversation(message, conversation)
     return message
 
 
@@ -84,8 +93,7 @@ def page_message(
     response = pb.ListConversationsResponse(next_page_token=next_page_token)
     response.summary.question_count = page.question_count
     response.summary.answers_count = page.answers_count
+    add_conversation = response.conversations.add
     for conversation in page.conversations:
-        message = response.conversations.add(**_conversation_fields(conversation))
-        _set_time(message.created_at, conversation.created_at)
-        _add_answers(message.answers, conversation)
+        _fill_conversation(add_conversation(), conversation)
     return response
