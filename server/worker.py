@@ -22,7 +22,7 @@ from typing import Any
 
 from server import logs, metrics
 from server.api.interceptors import access_log
-from server.app import RunningServer, drain, open_store, start_server
+from server.app import RunningServer, drain, freeze_startup_objects, open_store, start_server
 from server.config import Config
 from server.signals import stop_requested_async
 from server.storage.health import DatabaseHealthWatcher
@@ -109,6 +109,7 @@ async def serve(
         futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
     )
     running = await start_server(config, store, tracing, local_address=local_address)
+    freeze_startup_objects()
     health = Health(running)
     commands: asyncio.Queue[Any] = asyncio.Queue()
     loop.add_reader(control.fileno(), _receive, loop, control, commands)
