@@ -1,6 +1,6 @@
 """The ceiling: a bare grpc.aio server answering the standard Health service, nothing else.
 
-The same grpcio as the service, on the default asyncio event loop, with no
+The same grpcio and the same event loop (uvloop) as the service, with no
 interceptors, no server options and no other service: what a gRPC call costs in
 this process before any of the service's own work. The bench measures its
 Health/Check with the same h2load command as the service's.
@@ -9,10 +9,10 @@ Run: `python -m bench.ceiling HOST PORT`.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 
@@ -28,7 +28,7 @@ async def serve(address: str) -> None:
 
 def main() -> None:
     host, port = sys.argv[1:3]
-    asyncio.run(serve(f"{host}:{port}"))
+    uvloop.run(serve(f"{host}:{port}"))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -44,6 +45,8 @@ from server.storage.store import Store
 from server.tracing import Tracing, current_trace_id, start_tracing
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 # Answers are small; reflection answers (descriptors) are the largest.
 MAX_SEND_BYTES = 4 * 1024 * 1024
@@ -161,6 +164,13 @@ async def start_server(
         local_address = _loopback_address(config.grpc_address, port)
     await server.start()
     return RunningServer(server, health_servicer, port, local_address)
+
+
+def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
+    """Run `main` on uvloop's event loop, as every server process does: grpc.aio does its
+    per-call work on the loop, and uvloop's, in C, answers about a fifth more calls a
+    second than asyncio's own."""
+    return uvloop.run(main)
 
 
 def freeze_startup_objects() -> None:
@@ -287,7 +297,7 @@ def serve(config: Config) -> int:
     try:
         store = prepare_database(config, tracing)
         try:
-            return asyncio.run(_serve(config, store, tracing))
+            return run_event_loop(_serve(config, store, tracing))
         finally:
             store.close()  # closed already, unless serving failed
     finally:

@@ -22,7 +22,14 @@ from typing import Any
 
 from server import logs, metrics
 from server.api.interceptors import access_log
-from server.app import RunningServer, drain, freeze_startup_objects, open_store, start_server
+from server.app import (
+    RunningServer,
+    drain,
+    freeze_startup_objects,
+    open_store,
+    run_event_loop,
+    start_server,
+)
 from server.config import Config
 from server.signals import stop_requested_async
 from server.storage.health import DatabaseHealthWatcher
@@ -73,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         store = open_store(config, tracing)
         try:
-            return asyncio.run(serve(config, number, local_address, store, tracing, control))
+            return run_event_loop(serve(config, number, local_address, store, tracing, control))
         finally:
             store.close()  # closed already, unless serving failed
     finally:
