@@ -33,13 +33,12 @@ from server import metrics
 from server.app import prepare_database, start_metrics, start_rest_proxy
 from server.config import Config
 from server.rest.envoy import (
-    RESTART_DELAYS,
-    RESTART_RESET,
     UNIX_PREFIX,
     EnvoyFailed,
     SupervisedEnvoy,
     split_address,
 )
+from server.restarts import RestartBackoff
 from server.signals import stop_requested
 from server.worker import DRAINING, READY, SERVING, STOP, name_the_process_in_log_lines
 
@@ -138,7 +137,7 @@ class ServerProcess:
         return process.returncode
 
     def _supervise(self) -> None:
-        delay = RESTART_DELAYS[0]
+        backoff = RestartBackoff()
         while True:
             started = time.monotonic()
             code = self._run_once()
@@ -148,8 +147,8 @@ class ServerProcess:
                 self.failure = self.failure or f"exited with code {code} while starting"
                 self._started.set()
                 return
-            if time.monotonic() - started > RESTART_RESET:
-                delay = RESTART_DELAYS[0]
+            backoff.ran_for(time.monotonic() - started)
+            delay = backoff.next_delay()
             log.error(
                 "server process %d (pid %d) exited with code %s; starting it again in %.1f s",
                 self.number,
@@ -160,7 +159,6 @@ class ServerProcess:
             metrics.count_process_restart(code)
             if self._draining.wait(delay):
                 return
-            delay = min(2 * delay, RESTART_DELAYS[1])
 
     def _run_once(self) -> int:
         """Start the process, wait until it serves and then until it exits; its exit code."""

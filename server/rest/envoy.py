@@ -32,6 +32,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.config import Config
+from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +249,6 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-# Seconds between Envoy's death and its next start: doubled at each death in a row, up to
-# the maximum; back to the first once it has run for RESTART_RESET seconds.
-RESTART_DELAYS = (0.1, 5.0)
-RESTART_RESET = 30.0
-
-
 class SupervisedEnvoy:
     """Envoy as a child process, started again whenever it dies, until stop().
 
@@ -374,22 +369,22 @@ class SupervisedEnvoy:
             self._started.set()
             return
         self._started.set()
-        delay = RESTART_DELAYS[0]
+        backoff = RestartBackoff()
         while True:
             started = time.monotonic()
             code = process.wait()
             if self._stopping.is_set():
                 return
-            if time.monotonic() - started > RESTART_RESET:
-                delay = RESTART_DELAYS[0]
+            backoff.ran_for(time.monotonic() - started)
+            delay = backoff.next_delay()
             log.error("Envoy exited with code %s; starting it again in %.1f s", code, delay)
             self._on_restart(code)
             while not self._stopping.wait(delay):
-                delay = min(2 * delay, RESTART_DELAYS[1])
                 try:
                     process = self._spawn(ready_timeout)
                     break
                 except EnvoyFailed as error:
+                    delay = backoff.next_delay()
                     log.error("Envoy did not start again: %s; next try in %.1f s", error, delay)
             else:
                 return
