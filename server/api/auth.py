@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from server.api.errors import Context, abort_with_error
-from server.api.interceptors import Handler, WrappingInterceptor
+from server.api.interceptors import Handler, WrappingInterceptor, call_metadata
 from server.service.authentication import Authenticator
 from server.service.domain import Caller
 from server.service.errors import DomainError, Unauthenticated
@@ -78,7 +78,12 @@ class AuthInterceptor(WrappingInterceptor):
 
         async def authenticated(request: Any, context: Context) -> Any:
             try:
-                caller = await self._caller(authorization(context.invocation_metadata() or ()))
+                header = authorization(call_metadata(context))
+                caller = self._callers.get(header)
+                if caller is None:
+                    caller = await self._new_caller(header)
+                else:
+                    self._authenticator.admit(caller)
             except DomainError as error:
                 await abort_with_error(context, error)
             token = _current_caller.set(caller)
@@ -93,12 +98,9 @@ class AuthInterceptor(WrappingInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    async def _caller(self, header: str) -> Caller:
-        """Who presents this `authorization` value, within the key's rate limit."""
-        caller = self._callers.get(header)
-        if caller is not None:
-            self._authenticator.admit(caller)
-            return caller
+    async def _new_caller(self, header: str) -> Caller:
+        """Who presents this `authorization` value, not seen before (or forgotten), within
+        the key's rate limit. A value seen before is looked up without a coroutine."""
         credentials = parse_basic(header)
         # A key seen before is checked in memory; a new one is read in a thread.
         caller = self._authenticator.remembered(*credentials)

@@ -13,8 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeAlias, cast
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import grpc
 
@@ -26,8 +25,7 @@ access_log = logging.getLogger("conversation_service.access")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
-@dataclass(frozen=True, slots=True)
-class CallIds:
+class CallIds(NamedTuple):
     """What ties a log line to its call: the request id, and the trace id when there is one."""
 
     request_id: str
@@ -39,6 +37,22 @@ class CallIds:
 call_ids: contextvars.ContextVar[CallIds | None] = contextvars.ContextVar("call_ids", default=None)
 
 Metadata = Iterable[tuple[str, str | bytes]]
+
+# The metadata of the call being served, as the outermost wrapper read it: grpc.aio
+# builds the whole tuple again at each invocation_metadata(), about 10 µs a call, and
+# the access log, the authentication and the servicer each need it.
+_call_metadata: contextvars.ContextVar[Metadata | None] = contextvars.ContextVar(
+    "call_metadata", default=None
+)
+
+
+def call_metadata(context: Context) -> Metadata:
+    """The invocation metadata of the call being served: as the call observers read it
+    once, or from `context` where none did."""
+    metadata = _call_metadata.get()
+    return context.invocation_metadata() or () if metadata is None else metadata
+
+
 # Where a call's trace id comes from: its metadata, or (with tracing on) its span.
 TraceIdOf = Callable[[dict[str, str]], "str | None"]
 
@@ -77,7 +91,8 @@ def identify_call(
     new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> CallIds:
     """The call's ids: its x-request-id (a new one when it has none) and trace id."""
-    headers = {k: v for k, v in metadata if isinstance(v, str)}
+    # Only binary (-bin) metadata has bytes values, and neither id is binary.
+    headers = cast(dict[str, str], dict(metadata))
     request_id = headers.get(REQUEST_ID, "")[:REQUEST_ID_MAX] or new_request_id()
     return CallIds(request_id, trace_id_of(headers))
 
@@ -108,6 +123,7 @@ def _unary_response(
     begin: Begin, observe: Observe, method: str, behavior: Callable[..., Any]
 ) -> Callable[..., Any]:
     async def logged(request: Any, context: Context) -> Any:
+        _call_metadata.set(context.invocation_metadata() or ())
         begin(context)
         started, failed = time.perf_counter(), None
         try:
@@ -129,6 +145,7 @@ def _stream_response(
         return _unary_response(begin, observe, method, behavior)
 
     async def logged(request: Any, context: Context) -> AsyncIterator[Any]:
+        _call_metadata.set(context.invocation_metadata() or ())
         begin(context)
         started, failed = time.perf_counter(), None
         try:
@@ -294,7 +311,7 @@ class AccessLogInterceptor(CallObserver):
         self._heads: dict[str, str] = {}  # method -> the line up to its code
 
     def begin(self, context: Context) -> None:
-        metadata = context.invocation_metadata() or ()
+        metadata = call_metadata(context)
         call_ids.set(identify_call(metadata, self._trace_id_of, self._new_request_id))
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:

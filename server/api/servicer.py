@@ -11,6 +11,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.api.auth import current_caller
 from server.api.errors import Context, maps_domain_errors
+from server.api.interceptors import call_metadata
 from server.api.messages import answer_message, conversation_message, page_message
 from server.service import answers, conversations, domain, votes
 from server.service.domain import Caller
@@ -156,7 +157,7 @@ def _request_id(
 ) -> str | None:
     """The request_id field, or the Idempotency-Key header REST clients may send instead;
     every Idempotency-Key header and the field must agree."""
-    headers = {v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_KEY and v}
+    headers = {v for k, v in call_metadata(context) if k == IDEMPOTENCY_KEY and v}
     values = {str(v) for v in headers} | ({request.request_id} if request.request_id else set())
     if len(values) > 1:
         raise invalid(
