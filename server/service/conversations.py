@@ -87,21 +87,28 @@ async def create_conversation(
         raise OrganisationNotFound(new.trkref)
     # Whole seconds: the v4 API shows `created_at` as 2014-10-07T14:17:56Z.
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
-    if new.request_id is not None:
-        new = replace(new, request_id=str(uuid.UUID(new.request_id)))
-    digest = request_digest(new) if new.request_id else None
+    request_id = None if new.request_id is None else str(uuid.UUID(new.request_id))
+    digest = None if request_id is None else request_digest(new)
     organisation = await store.known_organisation(new.trkref)
     if organisation is None:
         raise OrganisationNotFound(new.trkref)
-    # Stored in one case, so that a List filters it whatever case it was sent in.
-    new = replace(new, locale=canonical_locale(new.locale or organisation.locale))
+    # The request as stored: its locale in one case, so that a List filters it whatever
+    # case it was sent in, and its request_id in one form.
+    stored_new = NewConversation(
+        new.trkref,
+        new.first_name,
+        new.question,
+        new.sku,
+        canonical_locale(new.locale or organisation.locale),
+        request_id,
+    )
     stored = await store.insert_conversation(
-        PendingCreate(new, organisation, created_at, caller.key_id, digest)
+        PendingCreate(stored_new, organisation, created_at, caller.key_id, digest)
     )
     # A retry gets the conversation its request_id created; another request, an error.
     if stored.request_digest != digest:
-        assert new.request_id is not None
-        raise RequestIdReused(new.request_id)
+        assert request_id is not None
+        raise RequestIdReused(request_id)
     return stored.conversation
 
 

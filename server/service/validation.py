@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import urllib.parse
@@ -65,6 +66,8 @@ def _too_long(field: str, value: str, max_length: int) -> FieldViolation:
 def is_blank(value: str) -> bool:
     """Nothing a reader would see: only whitespace and format characters (Unicode's Cf, such
     as the zero-width space U+200B, the zero-width joiner U+200D or the BOM U+FEFF)."""
+    if value[:1].isalnum():  # most values: no generator needed
+        return False
     return all(c.isspace() or unicodedata.category(c) == "Cf" for c in value)
 
 
@@ -112,6 +115,7 @@ def check_locale(violations: list[FieldViolation], field: str, value: str) -> No
         )
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_locale(tag: str) -> str:
     """A language tag in the case BCP 47 recommends (en-GB, zh-Hant-TW): tags that differ
     only in case are the same tag, and are stored and compared in this form."""

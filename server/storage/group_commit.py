@@ -118,6 +118,7 @@ class GroupCommit(Generic[Item, Outcome]):
         self._ready = threading.Condition(self._lock)  # items queued, or closed
         self._idle = threading.Condition(self._lock)  # nothing queued or being written
         self._writing = False
+        self._waiting = False  # the writer waits for items
         self._closed = False
         self._thread: threading.Thread | None = None
         self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
@@ -144,7 +145,8 @@ class GroupCommit(Generic[Item, Outcome]):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._thread.start()
-            self._ready.notify()
+            if self._waiting:  # else the writer is busy, and takes the queue when done
+                self._ready.notify()
             deadlines = self._deadlines.get(loop)
             if deadlines is None:
                 deadlines = self._deadlines[loop] = _Deadlines()
@@ -177,7 +179,9 @@ class GroupCommit(Generic[Item, Outcome]):
                     if self._closed:
                         self._thread = None
                         return
+                    self._waiting = True
                     self._ready.wait()
+                    self._waiting = False
                 batch = [
                     self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
                 ]
