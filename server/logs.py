@@ -77,7 +77,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         line = f"{stamp} INFO {name}{self.name_suffix} {message}\n"
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             self._lines.append(line)
-            full = len(self._lines) >= MAX_LINES
+            full = len(self._lines) == MAX_LINES  # wakes the flusher once, which takes them all
         if full:
             self._full.set()
 

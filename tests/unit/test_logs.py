@@ -59,11 +59,15 @@ def test_lines_wait_then_go_in_one_write(
     assert stream.writes == ["call 0\ncall 1\ncall 2\n"]
 
 
+@pytest.mark.parametrize("through", ["logging", "write_line"])
 def test_a_full_batch_is_written_at_once_by_the_flusher(
-    stream: Writes, handler: logs.BatchingStreamHandler
+    stream: Writes, handler: logs.BatchingStreamHandler, through: str
 ) -> None:
     for n in range(logs.MAX_LINES):
-        handler.handle(record(n))
+        if through == "logging":
+            handler.handle(record(n))
+        else:
+            handler.write_line("conversation_service.access", f"call {n}")
     deadline = time.monotonic() + 5  # long before the handler's interval (60 s)
     while not stream.writes and time.monotonic() < deadline:
         time.sleep(0.01)
