@@ -70,6 +70,16 @@ def test_callers_queued_while_the_writer_is_busy_share_one_batch() -> None:
     assert [recorder.batches[0], sorted(recorder.batches[1])] == [[0], list(range(1, 9))]
 
 
+def test_an_idle_writer_is_woken_by_each_new_item() -> None:
+    recorder = Recorder()
+    writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
+    for item in range(3):
+        assert submit(writer, item, 5) == item * 10
+        time.sleep(0.05)  # the writer has gone back to waiting
+    writer.close(5)
+    assert recorder.batches == [[0], [1], [2]]
+
+
 def test_an_item_failing_fails_only_its_caller() -> None:
     recorder = Recorder(fail=lambda item: ValueError(item) if item == 2 else None)
     writer: GroupCommit[int, int] = GroupCommit(recorder, max_batch=100)
