@@ -294,11 +294,16 @@ def answers_of(conversation_ids: list[int]) -> dict[int, tuple[Answer, ...]]:
         return {}
     db = database.obj
     values = {f"id{n}": conversation_id for n, conversation_id in enumerate(conversation_ids)}
-    found: collections.defaultdict[int, list[Answer]] = collections.defaultdict(list)
-    for conversation_id, id_, response, created_at, *rest in _answers_statement(
-        db, len(conversation_ids)
-    ).run(db, values):
-        found[conversation_id].append(Answer(id_, response, stored_time(created_at), *rest))
+    found: dict[int, list[Answer]] = {}
+    # A page reads tens of answers: each is made from its row in place (_make, no keywords).
+    make = Answer._make
+    for row in _answers_statement(db, len(conversation_ids)).run(db, values):
+        answer = make((row[1], row[2], stored_time(row[3]), *row[4:]))
+        answers = found.get(row[0])
+        if answers is None:
+            found[row[0]] = [answer]
+        else:
+            answers.append(answer)
     return {conversation_id: tuple(answers) for conversation_id, answers in found.items()}
 
 
