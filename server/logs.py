@@ -59,9 +59,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # Called with the handler's lock held, as flush() takes it. A line that
         # fails is reported by handleError and never fails the caller's call.
         try:
-            self._lines.append(self.format(record) + self.terminator)
-            if len(self._lines) >= MAX_LINES:
-                self._full.set()
+            self._add(self.format(record) + self.terminator)
         except Exception:
             self.handleError(record)
 
@@ -76,9 +74,13 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         stamp = f"{self._stamp},{int((now - second) * 1000):03d}"
         line = f"{stamp} INFO {name}{self.name_suffix} {message}\n"
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            self._lines.append(line)
-            full = len(self._lines) == MAX_LINES  # wakes the flusher once, which takes them all
-        if full:
+            self._add(line)
+
+    def _add(self, line: str) -> None:
+        """Queue a line, with the handler's lock held; the line that fills a batch wakes
+        the flusher, once: it takes every line queued by then."""
+        self._lines.append(line)
+        if len(self._lines) == MAX_LINES:
             self._full.set()
 
     def flush(self) -> None:
