@@ -65,14 +65,17 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
 
 
 def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
-    """One more answer on the conversation and on its product's counts."""
+    """One more answer on the conversation and on its product's counts and revision."""
     db.execute(  # type: ignore[no-untyped-call]
         ConversationRow.update(answers_count=ConversationRow.answers_count + 1).where(
             ConversationRow.id == conversation.id
         )
     )
     db.execute(  # type: ignore[no-untyped-call]
-        ConversationCountRow.update(answers_count=ConversationCountRow.answers_count + 1).where(
+        ConversationCountRow.update(
+            answers_count=ConversationCountRow.answers_count + 1,
+            revision=ConversationCountRow.revision + 1,
+        ).where(
             (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
             & (ConversationCountRow.sku == conversation.sku)
             & (ConversationCountRow.locale == conversation.locale)

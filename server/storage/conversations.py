@@ -159,7 +159,8 @@ def _insert_sql(db: peewee.Database, rows: int) -> str:
 
 
 def _count_conversations(db: peewee.Database, products: list[tuple[int, str, str]]) -> None:
-    """Add the conversations just inserted to their products' counts, in one statement.
+    """Add the conversations just inserted to their products' counts, and one to their
+    revisions, in one statement.
 
     The rows are upserted in key order, so that concurrent writers lock them in
     the same order and never deadlock.
@@ -184,14 +185,16 @@ def _count_statement(db: peewee.Database, products: int) -> Prepared:
             "sku": parameter(f"sku{n}"),
             "locale": parameter(f"locale{n}"),
             "question_count": parameter(f"count{n}"),
+            "revision": 1,
         }
         for n in range(products)
     ]
-    count = ConversationCountRow.question_count
+    count, revision = ConversationCountRow.question_count, ConversationCountRow.revision
     key = (ConversationCountRow.organisation, ConversationCountRow.sku, ConversationCountRow.locale)
     return prepare(
         ConversationCountRow.insert_many(rows).on_conflict(
-            conflict_target=key, update={count: count + EXCLUDED.question_count}
+            conflict_target=key,
+            update={count: count + EXCLUDED.question_count, revision: revision + 1},
         )
     )
 

@@ -116,7 +116,8 @@ class VoteRow(BaseModel):
 
 class ConversationCountRow(BaseModel):
     """How many conversations and answers a product has in one locale, kept exact by the
-    transactions that write them, so that a List summary never counts rows."""
+    transactions that write them, so that a List summary never counts rows; and its
+    revision, which every write that changes a List of the product adds to."""
 
     id = peewee.AutoField()
     organisation = peewee.ForeignKeyField(OrganisationRow, index=False)
@@ -124,6 +125,7 @@ class ConversationCountRow(BaseModel):
     locale = peewee.CharField(max_length=35)
     question_count = peewee.IntegerField(default=0)
     answers_count = peewee.IntegerField(default=0)
+    revision = peewee.BigIntegerField(default=0)
 
     class Meta:
         table_name = "conversation_count"

@@ -3,7 +3,8 @@
 Each counter grows by one atomic `SET helpful = helpful + n` per target and
 batch, never by a read-modify-write in Python, so votes from any number of
 replicas add up exactly. A voter_id is recorded in `vote` under a unique index:
-the insert that finds it taken counts nothing.
+the insert that finds it taken counts nothing. The revision of each product whose
+counters grow grows by one, for the List pages replicas keep.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import peewee
 from server.service.domain import Vote
 from server.service.errors import Unauthenticated
 from server.storage.api_keys import active_keys
-from server.storage.models import AnswerRow, ConversationRow, OrganisationRow, VoteRow, naive_utc
+from server.storage.models import (
+    AnswerRow,
+    ConversationCountRow,
+    ConversationRow,
+    OrganisationRow,
+    VoteRow,
+    naive_utc,
+)
 
 # Votes per batch: the ids of a batch's targets go in one IN (...) list.
 MAX_BATCH = 256
@@ -25,6 +33,8 @@ _TABLES: dict[str, type[ConversationRow] | type[AnswerRow]] = {
     "conversation": ConversationRow,
     "answer": AnswerRow,
 }
+# A product's row in conversation_count: organisation id, sku, locale.
+Product = tuple[int, str, str]
 
 
 def record_votes(
@@ -33,8 +43,9 @@ def record_votes(
     """Count a batch of votes in one transaction; each vote's outcome: True when its
     target is one of its organisation's (counted, or a voter's repeat), False when not.
 
-    Rows are locked in one order (voters, then targets by table and id), so
-    concurrent batches on several replicas never deadlock.
+    Rows are locked in one order (voters, then targets by table and id, then products
+    by key, as creates lock them), so concurrent batches on several replicas never
+    deadlock.
     """
     with db.atomic():
         active = active_keys({v.voted_by for v in batch}, db)
@@ -42,9 +53,10 @@ def record_votes(
         outcomes: list[bool | Exception] = []
         valid: list[Vote] = []
         for v in batch:
+            owner = owners.get((v.target, v.target_id))
             if v.voted_by not in active:
                 outcomes.append(Unauthenticated())
-            elif owners.get((v.target, v.target_id)) != v.trkref:
+            elif owner is None or owner[0] != v.trkref:
                 outcomes.append(False)
             else:
                 outcomes.append(True)
@@ -62,25 +74,48 @@ def record_votes(
             db.execute(  # type: ignore[no-untyped-call]
                 table.update({column: column + n}).where(table.id == target_id)
             )
+        _revise(db, sorted({owners[target, target_id][1] for target, target_id, _ in increments}))
     return outcomes
 
 
-def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], str]:
-    """The trkref of each target of the batch that exists."""
+def _revise(db: peewee.Database, products: list[Product]) -> None:
+    """One more revision of each of these products, in the order given."""
+    revision = ConversationCountRow.revision
+    for organisation_id, sku, locale in products:
+        db.execute(  # type: ignore[no-untyped-call]
+            ConversationCountRow.update({revision: revision + 1}).where(
+                (ConversationCountRow.organisation == organisation_id)
+                & (ConversationCountRow.sku == sku)
+                & (ConversationCountRow.locale == locale)
+            )
+        )
+
+
+def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tuple[str, Product]]:
+    """The trkref and the product of each target of the batch that exists."""
+    owner = (
+        OrganisationRow.trkref,
+        ConversationRow.organisation,
+        ConversationRow.sku,
+        ConversationRow.locale,
+    )
     queries = {
-        "conversation": ConversationRow.select(ConversationRow.id, OrganisationRow.trkref)
+        "conversation": ConversationRow.select(ConversationRow.id, *owner)
         .join(OrganisationRow)
         .where(ConversationRow.id.in_(_ids(batch, "conversation"))),
-        "answer": AnswerRow.select(AnswerRow.id, OrganisationRow.trkref)
+        "answer": AnswerRow.select(AnswerRow.id, *owner)
         .join(ConversationRow)
         .join(OrganisationRow)
         .where(AnswerRow.id.in_(_ids(batch, "answer"))),
     }
-    owners: dict[tuple[str, int], str] = {}
+    owners: dict[tuple[str, int], tuple[str, Product]] = {}
     for target, query in queries.items():
         if _ids(batch, target):
             rows = db.execute(query)  # type: ignore[no-untyped-call]
-            owners.update(((target, target_id), trkref) for target_id, trkref in rows)
+            owners.update(
+                ((target, target_id), (trkref, (organisation_id, sku, locale)))
+                for target_id, trkref, organisation_id, sku, locale in rows
+            )
     return owners
 
 
