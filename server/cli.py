@@ -32,9 +32,13 @@ def serve(args: argparse.Namespace) -> int:
     a database without organisations, the demo organisation D10 (en-GB) and its key
     demo:demo-secret are created."""
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
-    if config.processes < 0:
-        print("conversation-service: --processes must be 0 (the default) or more", file=sys.stderr)
-        return 2
+    for name, value in (
+        ("processes", config.processes),
+        ("page-cache-mib", config.page_cache_mib),
+    ):
+        if value < 0:
+            print(f"conversation-service: --{name} must be 0 or more", file=sys.stderr)
+            return 2
     count = config.process_count()
     return app.serve(config) if count == 1 else workers.serve(config, count)
 

@@ -1,8 +1,9 @@
-"""Reading conversations a page at a time: one index range a page, its answers, the counts.
+"""Reading conversations a page at a time: the counts, one index range a page, its answers.
 
-A page costs three queries whatever its depth: the conversations after the
-last key of the page before (keyset pagination, never OFFSET), their answers,
-and the product's counts from conversation_count.
+A page costs three queries whatever its depth: the product's counts and revision
+from conversation_count, the conversations after the last key of the page before
+(keyset pagination, never OFFSET), and their answers. A page the PageCache holds
+under the counts and revision just read costs the first query only.
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ import peewee
 from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
 from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
 from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
+from server.storage.page_cache import PageCache
 from server.storage.prepared import Prepared, parameter, prepare
 
 
-def read_page(query: PageQuery) -> ConversationPage:
+def read_page(query: PageQuery, cache: PageCache) -> ConversationPage:
+    """The page `query` asks for: from `cache` while its product is unchanged."""
     db = database.obj
     values: dict[str, object] = {"trkref": query.trkref, "sku": query.sku, "locale": query.locale}
+    # First: a page read after the stamp is at least as new as the stamp says.
+    [(question_count, answers_count, revision)] = _counts_statement(
+        db, query.locale is not None
+    ).run(db, values)
+    stamp = (int(question_count), int(answers_count), int(revision))
+    kept = cache.get(query, stamp)
+    if kept is not None:
+        return kept
     if query.after is not None:
         for column, value in zip(ORDERS[query.order], query.after, strict=True):
             values[f"after_{column}"] = _stored(column, value)
@@ -33,11 +44,10 @@ def read_page(query: PageQuery) -> ConversationPage:
     conversations = tuple(
         conversation_from_tuple(row, query.trkref, answers.get(row[0], ())) for row in rows
     )
-    [(question_count, answers_count)] = _counts_statement(db, query.locale is not None).run(
-        db, values
-    )
     next_after = page_key(query.order, conversations[-1]) if more else None
-    return ConversationPage(conversations, int(question_count), int(answers_count), next_after)
+    page = ConversationPage(conversations, stamp[0], stamp[1], next_after)
+    cache.put(query, stamp, page)
+    return page
 
 
 def page_key(order: str, conversation: Conversation) -> PageKey:
@@ -88,7 +98,8 @@ def _stored(column: str, value: int) -> object:
 
 @functools.lru_cache(maxsize=4)
 def _counts_statement(db: peewee.Database, by_locale: bool) -> Prepared:
-    """The conversations and answers of a product (in one locale), from conversation_count."""
+    """The conversations, answers and revision of a product (in one locale), from
+    conversation_count: a sum of revisions grows whenever one of them does."""
     where = (ConversationCountRow.organisation == _organisation_id()) & (
         ConversationCountRow.sku == parameter("sku")
     )
@@ -98,5 +109,6 @@ def _counts_statement(db: peewee.Database, by_locale: bool) -> Prepared:
         ConversationCountRow.select(
             peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.question_count), 0),
             peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.answers_count), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.revision), 0),
         ).where(where)
     )

@@ -1,4 +1,5 @@
-"""Two replicas on one PostgreSQL behind `proxy`: creates spread, none lost, none twice."""
+"""Replicas on one PostgreSQL: creates spread over two behind `proxy`, none lost, none twice;
+votes add up; a page one keeps shows what the other writes."""
 
 from __future__ import annotations
 
@@ -132,3 +133,63 @@ def test_votes_on_two_replicas_add_up_exactly(postgres_url: str, tmp_path: Path)
             channel.close()
     # 800 anonymous votes, and 400 voters who voted twice each.
     assert found.helpful == 800 + 400
+
+
+def test_a_page_one_replica_keeps_shows_what_the_other_writes_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    empty_postgres(postgres_url)
+    metadata = (("authorization", basic_authorization(*organisation_with_key(postgres_url))),)
+    replicas = [ServiceProcess(tmp_path, ["--database-url", postgres_url]) for _ in range(2)]
+    with replicas[0], replicas[1]:
+        channels = [grpc.insecure_channel(r.address) for r in replicas]
+        reader, writer = (pb_grpc.ConversationServiceStub(c) for c in channels)
+        asked = pb.ListConversationsRequest(trkref="D10", sku="S")
+
+        def listed() -> pb.ListConversationsResponse:
+            found: pb.ListConversationsResponse = reader.ListConversations(
+                asked, metadata=metadata, timeout=10
+            )
+            return found
+
+        def create(question: str) -> pb.Conversation:
+            request = pb.CreateConversationRequest(
+                trkref="D10", first_name="A", question=question, sku="S"
+            )
+            created: pb.Conversation = writer.CreateConversation(
+                request, metadata=metadata, timeout=10
+            )
+            return created
+
+        first = create("First?")
+        seen = [listed(), listed()]  # the second from the reader's page cache
+        writer.IncrementConversationHelpful(
+            pb.IncrementConversationHelpfulRequest(id=first.id, trkref="D10"),
+            metadata=metadata,
+            timeout=10,
+        )
+        seen.append(listed())
+        answer = pb.NewAnswer(response="Yes.", first_name="An owner")
+        answered = writer.CreateAnswer(
+            pb.CreateAnswerRequest(conversation_id=first.id, trkref="D10", answer=answer),
+            metadata=metadata,
+            timeout=10,
+        )
+        seen.append(listed())
+        writer.IncrementAnswerUnhelpful(
+            pb.IncrementAnswerUnhelpfulRequest(id=answered.id, trkref="D10"),
+            metadata=metadata,
+            timeout=10,
+        )
+        seen.append(listed())
+        second = create("Second?")
+        seen.append(listed())
+        for channel in channels:
+            channel.close()
+    assert seen[0] == seen[1]
+    assert [c.helpful for c in seen[2].conversations] == [1]
+    assert [[a.id for a in c.answers] for c in seen[3].conversations] == [[answered.id]]
+    assert seen[3].summary.answers_count == 1
+    assert seen[4].conversations[0].answers[0].unhelpful == 1
+    assert [c.id for c in seen[5].conversations] == [second.id, first.id]
+    assert seen[5].summary.question_count == 2

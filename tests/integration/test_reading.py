@@ -7,7 +7,9 @@ import datetime
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,8 @@ from server.service.errors import ConversationNotFound, InvalidRequest, Organisa
 from server.service.organisations import add_organisation
 from server.storage.models import AnswerRow, ConversationRow
 from server.storage.store import Store
-from tests.support import CALLER, answer, create, store_key, vote
+from tests.integration.conftest import open_store
+from tests.support import CALLER, add_organisation_with_key, answer, create, store_key, vote
 
 E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
 
@@ -218,12 +221,8 @@ def test_a_key_of_another_organisation_sees_nothing_of_its_conversations(
     assert (empty.conversations, empty.question_count) == ((), 0)
 
 
-def test_a_page_costs_the_same_few_queries_however_many_answers(
-    store: Store, organisation: Organisation
-) -> None:
-    for n in range(20):
-        add_answers(store, create(store, new(), CALLER, clock_at(n)).id, 2)
-    page(store, ListRequest("D10", "AIPTPDV5700"))  # reads the page token key once
+def statements_of(store: Store, read: Callable[[], object]) -> list[str]:
+    """The SQL statements `read` runs on the store's database."""
     statements: list[str] = []
     execute = store.db.execute_sql
 
@@ -233,11 +232,121 @@ def test_a_page_costs_the_same_few_queries_however_many_answers(
 
     store.db.execute_sql = counted  # type: ignore[method-assign]
     try:
-        found, _ = page(store, ListRequest("D10", "AIPTPDV5700"))
+        read()
     finally:
         store.db.execute_sql = execute  # type: ignore[method-assign]
-    assert sum(len(c.answers) for c in found.conversations) == 40
-    assert len(statements) == 3  # conversations, their answers, the counts
+    return statements
+
+
+def test_a_page_costs_the_same_few_queries_however_many_answers(
+    store: Store, organisation: Organisation
+) -> None:
+    for n in range(20):
+        add_answers(store, create(store, new(), CALLER, clock_at(n)).id, 2)
+    page(store, ListRequest("D10", "AIPTPDV5700", order_by="helpful desc"))  # the token key
+    read: list[ConversationPage] = []
+    first = statements_of(
+        store, lambda: read.append(page(store, ListRequest("D10", "AIPTPDV5700"))[0])
+    )
+    assert sum(len(c.answers) for c in read[0].conversations) == 40
+    assert len(first) == 3  # the counts, the conversations, their answers
+    again = statements_of(
+        store, lambda: read.append(page(store, ListRequest("D10", "AIPTPDV5700"))[0])
+    )
+    assert len(again) == 1  # the counts: the page is the one kept
+    assert read[1] == read[0]
+
+
+# The pages a Store keeps: each write that changes a product's pages is seen at once.
+
+
+def _kept_then_read_again(
+    store: Store, write: Callable[[list[Conversation]], object], request: ListRequest
+) -> tuple[ConversationPage, ConversationPage]:
+    before, _ = page(store, request)
+    assert page(store, request)[0] is before  # kept
+    write(list(before.conversations))
+    after, _ = page(store, request)
+    return before, after
+
+
+@pytest.mark.parametrize("order", ["created_at desc", "helpful desc"])
+def test_a_kept_page_is_read_again_after_a_vote_on_a_conversation(
+    store: Store, organisation: Organisation, order: str
+) -> None:
+    for n in range(3):
+        create(store, new(), CALLER, clock_at(n))
+
+    def vote_oldest(shown: list[Conversation]) -> None:
+        vote(store, CALLER, target="conversation", target_id=shown[-1].id, counter="helpful",
+             trkref="D10")  # fmt: skip
+
+    before, after = _kept_then_read_again(
+        store, vote_oldest, ListRequest("D10", "AIPTPDV5700", order_by=order)
+    )
+    voted = before.conversations[-1].id
+    assert {c.id: c.helpful for c in after.conversations}[voted] == 1
+    if order == "helpful desc":
+        assert after.conversations[0].id == voted
+
+
+def test_a_kept_page_is_read_again_after_a_vote_on_an_answer(
+    store: Store, organisation: Organisation
+) -> None:
+    conversation = create(store, new(), CALLER, clock_at(0))
+    add_answers(store, conversation.id, 1)
+
+    def vote_answer(shown: list[Conversation]) -> None:
+        vote(store, CALLER, target="answer", target_id=shown[0].answers[0].id,
+             counter="unhelpful", trkref="D10")  # fmt: skip
+
+    _, after = _kept_then_read_again(store, vote_answer, ListRequest("D10", "AIPTPDV5700"))
+    assert after.conversations[0].answers[0].unhelpful == 1
+
+
+def test_a_kept_page_is_read_again_after_an_answer_or_a_create(
+    store: Store, organisation: Organisation
+) -> None:
+    conversation = create(store, new(locale="fr-FR"), CALLER, clock_at(0))
+    request = ListRequest("D10", "AIPTPDV5700", locale="fr-FR")
+    _, answered = _kept_then_read_again(
+        store, lambda _: add_answers(store, conversation.id, 1), request
+    )
+    assert (answered.answers_count, len(answered.conversations[0].answers)) == (1, 1)
+    _, created = _kept_then_read_again(
+        store, lambda _: create(store, new(locale="fr-FR"), CALLER, clock_at(1)), request
+    )
+    assert [c.id for c in created.conversations][1:] == [conversation.id]
+
+
+def test_a_vote_that_counts_nothing_keeps_the_page(
+    store: Store, organisation: Organisation
+) -> None:
+    conversation = create(store, new(), CALLER, clock_at(0))
+    request = ListRequest("D10", "AIPTPDV5700")
+    asked = {"target": "conversation", "target_id": conversation.id, "counter": "helpful"}
+    vote(store, CALLER, trkref="D10", voter_id="shopper-1", **asked)
+    before, _ = page(store, request)
+    vote(store, CALLER, trkref="D10", voter_id="shopper-1", **asked)  # the same voter again
+    assert page(store, request)[0] is before
+
+
+def test_without_a_page_cache_every_page_is_read(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = open_store(database, tmp_path, request, page_cache_mib=0)
+    try:
+        add_organisation_with_key(store)
+        create(store, new(), CALLER, clock_at(0))
+        page(store, ListRequest("D10", "AIPTPDV5700", order_by="helpful desc"))  # the token key
+        reads = [
+            statements_of(store, lambda: page(store, ListRequest("D10", "AIPTPDV5700")))
+            for _ in range(2)
+        ]
+        assert [len(statements) for statements in reads] == [3, 3]
+        assert len(store.page_cache) == 0
+    finally:
+        store.close()
 
 
 def test_walking_while_creating_sees_each_conversation_once_in_order(
