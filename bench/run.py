@@ -252,10 +252,17 @@ def measure_memory(
 
 
 def service(
-    workdir: Path, database_url: str, *, rest: bool = False, processes: int = 1
+    workdir: Path,
+    database_url: str,
+    *,
+    rest: bool = False,
+    processes: int = 1,
+    page_cache: bool = True,
 ) -> ServiceProcess:
-    """`serve` on this database, with `processes` server processes (one unless asked)."""
+    """`serve` on this database, with `processes` server processes (one unless asked),
+    keeping List pages unless `page_cache` is False."""
     args = ["--database-url", database_url, "--processes", str(processes)]
+    args += [] if page_cache else ["--page-cache-mib", "0"]
     return ServiceProcess(workdir, args, rest=rest, demo=True)
 
 
@@ -333,6 +340,14 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
                 Load(f"{report.GET} gRPC Get, SQLite", get_call(conversation_id)),
                 Load(f"{report.LIST} gRPC List first page, SQLite", list_call(ANSWERED_SKU)),
             ],
+            demo,
+        )  # fmt: skip
+    # The same page read from the database at every call, as after each write to its product.
+    with service(workdir, sqlite_url, page_cache=False) as server:
+        rows += measure_grpc(
+            server,
+            [Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no page cache",
+                  list_call(ANSWERED_SKU))],
             demo,
         )  # fmt: skip
     with postgres_database() as (postgres_url, key), service(workdir, postgres_url) as server:
@@ -418,7 +433,8 @@ class Pair:
 
 def run_large(workdir: Path) -> list[Pair]:
     """Detail, the first List page and a page DEEP_PAGES deep on the product of a million
-    conversations, each beside the same call on the product of ten, on both databases."""
+    conversations, each beside the same call on the product of ten, on both databases;
+    without the page cache, so that every page is read from the indexes."""
     pairs: list[Pair] = []
     for database, url in (("SQLite", dataset.sqlite_dataset()),
                           ("PostgreSQL", dataset.postgres_dataset())):  # fmt: skip
@@ -432,7 +448,7 @@ def run_large(workdir: Path) -> list[Pair]:
             (f"List page {DEEP_PAGES + 1:,}", list_call(dataset.LARGE_SKU, large.page_token),
              list_call(dataset.SMALL_SKU, small.page_token)),
         ]  # fmt: skip
-        with service(workdir, url) as server:
+        with service(workdir, url, page_cache=False) as server:
             check_deep_page(server, key, large)
             rows = [
                 Load(f"{database} {name} {size}", call)
