@@ -199,7 +199,7 @@ def open_store(config: Config, tracing: Tracing | None = None) -> Store:
         timeout=config.database_timeout,
         on_unavailable=metrics.count_database_error,
         tracer=None if tracing is None else tracing.tracer("server.storage"),
-        page_cache_mib=config.page_cache_mib,
+        read_cache_mib=config.read_cache_mib,
     )
 
 

@@ -34,7 +34,7 @@ def serve(args: argparse.Namespace) -> int:
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
     for name, value in (
         ("processes", config.processes),
-        ("page-cache-mib", config.page_cache_mib),
+        ("read-cache-mib", config.read_cache_mib),
     ):
         if value < 0:
             print(f"conversation-service: --{name} must be 0 or more", file=sys.stderr)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.storage.page_cache import DEFAULT_MIB
+from server.storage.read_cache import DEFAULT_MIB
 
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
@@ -57,12 +57,12 @@ class Config:
         "SQLite durability: FULL survives power loss, NORMAL only a crash of the process",
         choices=["FULL", "NORMAL"],
     )
-    # A page is kept with its product's counts and revision, which every write that
-    # changes the product's pages changes; docs/architecture.md, Reading.
-    page_cache_mib: int = option(
+    # A page or a conversation is kept with its product's counts and revision, which
+    # every write that changes what the product's reads show changes (docs/architecture.md).
+    read_cache_mib: int = option(
         DEFAULT_MIB,
-        "MiB of List pages a process keeps, served again while their product is unchanged "
-        "(0: none)",
+        "MiB of List pages and Detail conversations a process keeps, served again while "
+        "their product is unchanged (0: none)",
     )
     rate_limit: float = option(
         10_000.0,

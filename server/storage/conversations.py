@@ -25,6 +25,7 @@ from server.storage.models import (
     utc,
 )
 from server.storage.prepared import Prepared, parameter, prepare, stored_time
+from server.storage.read_cache import ReadCache
 
 # The largest conversation id: the contract's ids are uint32, which REST clients read as JSON
 # numbers. PostgreSQL's integer column stops its sequence lower, at 2**31 - 1.
@@ -323,22 +324,47 @@ def _answers_statement(db: peewee.Database, count: int) -> Prepared:
 
 @functools.lru_cache(maxsize=4)
 def _conversation_statement(db: peewee.Database) -> Prepared:
+    """A conversation, its organisation's trkref and its product's stamp (ReadCache)."""
+    counts = ConversationCountRow
+    product = (
+        (counts.organisation == ConversationRow.organisation)
+        & (counts.sku == ConversationRow.sku)
+        & (counts.locale == ConversationRow.locale)
+    )
     return prepare(
-        ConversationRow.select(OrganisationRow.trkref, *CONVERSATION_COLUMNS)
+        ConversationRow.select(
+            counts.question_count,
+            counts.answers_count,
+            counts.revision,
+            OrganisationRow.trkref,
+            *CONVERSATION_COLUMNS,
+        )
         .join(OrganisationRow)
+        .switch(ConversationRow)
+        .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
         .where(ConversationRow.id == parameter("id"))
     )
 
 
-def get_conversation(conversation_id: int) -> Conversation | None:
-    """The conversation with its answers, oldest first; None when there is none."""
+def get_conversation(conversation_id: int, cache: ReadCache) -> Conversation | None:
+    """The conversation with its answers, oldest first; None when there is none. From
+    `cache` while its product is unchanged."""
     db = database.obj
     rows = _conversation_statement(db).run(db, {"id": conversation_id})
     if not rows:
         return None
-    trkref, *columns = rows[0]
+    question_count, answers_count, revision, trkref, *columns = rows[0]
+    # Without its product's row (never, as the service writes), nothing to check it by.
+    stamp = None if revision is None else (question_count, answers_count, revision)
+    if stamp is not None:
+        kept = cache.get(conversation_id, stamp, Conversation)
+        if kept is not None:
+            return kept
     answers = answers_of([conversation_id]).get(conversation_id, ())
-    return conversation_from_tuple(columns, trkref, answers)
+    conversation = conversation_from_tuple(columns, trkref, answers)
+    if stamp is not None:
+        cache.put(conversation_id, stamp, conversation)
+    return conversation
 
 
 def count_conversations() -> int:

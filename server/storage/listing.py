@@ -2,7 +2,7 @@
 
 A page costs three queries whatever its depth: the product's counts and revision
 from conversation_count, the conversations after the last key of the page before
-(keyset pagination, never OFFSET), and their answers. A page the PageCache holds
+(keyset pagination, never OFFSET), and their answers. A page the ReadCache holds
 under the counts and revision just read costs the first query only.
 """
 
@@ -17,11 +17,11 @@ import peewee
 from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
 from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
 from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
-from server.storage.page_cache import PageCache
 from server.storage.prepared import Prepared, parameter, prepare
+from server.storage.read_cache import ReadCache
 
 
-def read_page(query: PageQuery, cache: PageCache) -> ConversationPage:
+def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     """The page `query` asks for: from `cache` while its product is unchanged."""
     db = database.obj
     values: dict[str, object] = {"trkref": query.trkref, "sku": query.sku, "locale": query.locale}
@@ -30,7 +30,7 @@ def read_page(query: PageQuery, cache: PageCache) -> ConversationPage:
         db, query.locale is not None
     ).run(db, values)
     stamp = (int(question_count), int(answers_count), int(revision))
-    kept = cache.get(query, stamp)
+    kept = cache.get(query, stamp, ConversationPage)
     if kept is not None:
         return kept
     if query.after is not None:

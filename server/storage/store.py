@@ -53,7 +53,7 @@ from server.storage.errors import (
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
-from server.storage.page_cache import DEFAULT_MIB, PageCache
+from server.storage.read_cache import DEFAULT_MIB, ReadCache
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
@@ -95,12 +95,12 @@ class Store:
         on_unavailable: OnUnavailable = _ignore,
         tracer: trace.Tracer | None = None,
         file: DatabaseFile | None = None,
-        page_cache: PageCache | None = None,
+        read_cache: ReadCache | None = None,
     ) -> None:
         """`tracer`: when given, each wait of a call on the database is a span of its own.
-        `page_cache`: where List pages are kept (by default, a PageCache of DEFAULT_MIB)."""
+        `read_cache`: where List pages are kept (by default, a ReadCache of DEFAULT_MIB)."""
         self.db = db
-        self.page_cache = PageCache() if page_cache is None else page_cache
+        self.read_cache = ReadCache() if read_cache is None else read_cache
         self._embedded = isinstance(db, peewee.SqliteDatabase)
         self.timeout = timeout
         self._write_connection = write_connection
@@ -129,10 +129,10 @@ class Store:
         timeout: float = DEFAULT_TIMEOUT,
         on_unavailable: OnUnavailable = _ignore,
         tracer: trace.Tracer | None = None,
-        page_cache_mib: int = DEFAULT_MIB,
+        read_cache_mib: int = DEFAULT_MIB,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://...;
-        it keeps List pages in `page_cache_mib` MiB (PageCache)."""
+        it keeps List pages in `read_cache_mib` MiB (ReadCache)."""
         path = sqlite_path(url)
         file = None if path is None else DatabaseFile(path)
         db, write_connection = connect(
@@ -148,7 +148,7 @@ class Store:
             on_unavailable=on_unavailable,
             file=file,
             tracer=tracer,
-            page_cache=PageCache(page_cache_mib * 2**20),
+            read_cache=ReadCache(read_cache_mib * 2**20),
         )
 
     def close(self) -> None:
@@ -325,15 +325,18 @@ class Store:
     async def read_conversation(self, conversation_id: int) -> Conversation | None:
         """get_conversation, off the event loop (see _read)."""
         return await self._traced(
-            "SELECT conversations", self._read(conversations.get_conversation, conversation_id)
+            "SELECT conversations", self._read(self._get_conversation, conversation_id)
         )
+
+    def _get_conversation(self, conversation_id: int) -> Conversation | None:
+        return conversations.get_conversation(conversation_id, self.read_cache)
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         """A page of a product's conversations and its counts (see _read)."""
         return await self._traced("SELECT conversations", self._read(self._read_page, query))
 
     def _read_page(self, query: PageQuery) -> ConversationPage:
-        return listing.read_page(query, self.page_cache)
+        return listing.read_page(query, self.read_cache)
 
     async def _read(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read in a thread: the event loop never waits on a PostgreSQL round trip. On
@@ -370,7 +373,7 @@ class Store:
 
     def get_conversation(self, conversation_id: int) -> Conversation | None:
         with self.reading():
-            return conversations.get_conversation(conversation_id)
+            return conversations.get_conversation(conversation_id, self.read_cache)
 
     def count_conversations(self) -> int:
         with self.reading():

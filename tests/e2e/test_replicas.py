@@ -1,5 +1,5 @@
 """Replicas on one PostgreSQL: creates spread over two behind `proxy`, none lost, none twice;
-votes add up; a page one keeps shows what the other writes."""
+votes add up; what one keeps shows what the other writes."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_votes_on_two_replicas_add_up_exactly(postgres_url: str, tmp_path: Path)
     assert found.helpful == 800 + 400
 
 
-def test_a_page_one_replica_keeps_shows_what_the_other_writes_at_once(
+def test_what_one_replica_keeps_shows_what_the_other_writes_at_once(
     postgres_url: str, tmp_path: Path
 ) -> None:
     empty_postgres(postgres_url)
@@ -161,14 +161,21 @@ def test_a_page_one_replica_keeps_shows_what_the_other_writes_at_once(
             )
             return created
 
+        def detail() -> pb.Conversation:
+            request = pb.GetConversationRequest(id=first.id, trkref="D10")
+            found: pb.Conversation = reader.GetConversation(request, metadata=metadata, timeout=10)
+            return found
+
         first = create("First?")
-        seen = [listed(), listed()]  # the second from the reader's page cache
+        seen = [listed(), listed()]  # the second from the reader's read cache
+        details = [detail(), detail()]
         writer.IncrementConversationHelpful(
             pb.IncrementConversationHelpfulRequest(id=first.id, trkref="D10"),
             metadata=metadata,
             timeout=10,
         )
         seen.append(listed())
+        details.append(detail())
         answer = pb.NewAnswer(response="Yes.", first_name="An owner")
         answered = writer.CreateAnswer(
             pb.CreateAnswerRequest(conversation_id=first.id, trkref="D10", answer=answer),
@@ -188,6 +195,7 @@ def test_a_page_one_replica_keeps_shows_what_the_other_writes_at_once(
             channel.close()
     assert seen[0] == seen[1]
     assert [c.helpful for c in seen[2].conversations] == [1]
+    assert [d.helpful for d in details] == [0, 0, 1]
     assert [[a.id for a in c.answers] for c in seen[3].conversations] == [[answered.id]]
     assert seen[3].summary.answers_count == 1
     assert seen[4].conversations[0].answers[0].unhelpful == 1

@@ -29,17 +29,17 @@ def database(request: pytest.FixtureRequest) -> str:
 
 
 def open_store(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, page_cache_mib: int = 32
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, read_cache_mib: int = 32
 ) -> Store:
     """An open, migrated, empty Store of this kind: a new SQLite file, or the test run's
     PostgreSQL database emptied."""
     if kind == "sqlite":
-        store = Store.open(f"sqlite:///{tmp_path}/conversations.db", page_cache_mib=page_cache_mib)
+        store = Store.open(f"sqlite:///{tmp_path}/conversations.db", read_cache_mib=read_cache_mib)
         store.migrate()
         return store
     url = request.getfixturevalue("postgres_url")
     empty_postgres(url)
-    return Store.open(url, page_cache_mib=page_cache_mib)
+    return Store.open(url, read_cache_mib=read_cache_mib)
 
 
 @pytest.fixture

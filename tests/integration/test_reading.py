@@ -331,10 +331,30 @@ def test_a_vote_that_counts_nothing_keeps_the_page(
     assert page(store, request)[0] is before
 
 
-def test_without_a_page_cache_every_page_is_read(
+def test_a_kept_detail_costs_one_query_and_is_read_again_after_each_write(
+    store: Store, organisation: Organisation
+) -> None:
+    created = create(store, new(), CALLER, clock_at(0))
+    add_answers(store, created.id, 1)
+    first = get(store, "D10", created.id)
+    assert len(statements_of(store, lambda: get(store, "D10", created.id))) == 1  # kept
+    assert get(store, "D10", created.id) is first
+    vote(store, CALLER, target="conversation", target_id=created.id, counter="helpful",
+         trkref="D10")  # fmt: skip
+    assert get(store, "D10", created.id).helpful == 1
+    vote(store, CALLER, target="answer", target_id=first.answers[0].id, counter="helpful",
+         trkref="D10")  # fmt: skip
+    assert get(store, "D10", created.id).answers[0].helpful == 1
+    add_answers(store, created.id, 1)
+    again = get(store, "D10", created.id)
+    assert (again.answers_count, len(again.answers)) == (2, 2)
+    assert len(statements_of(store, lambda: get(store, "D10", created.id))) == 1
+
+
+def test_without_a_read_cache_every_read_goes_to_the_database(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = open_store(database, tmp_path, request, page_cache_mib=0)
+    store = open_store(database, tmp_path, request, read_cache_mib=0)
     try:
         add_organisation_with_key(store)
         create(store, new(), CALLER, clock_at(0))
@@ -344,7 +364,10 @@ def test_without_a_page_cache_every_page_is_read(
             for _ in range(2)
         ]
         assert [len(statements) for statements in reads] == [3, 3]
-        assert len(store.page_cache) == 0
+        created = create(store, new(), CALLER, clock_at(1))
+        details = [statements_of(store, lambda: get(store, "D10", created.id)) for _ in range(2)]
+        assert [len(statements) for statements in details] == [2, 2]
+        assert len(store.read_cache) == 0
     finally:
         store.close()
 

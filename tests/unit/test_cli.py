@@ -93,13 +93,13 @@ def test_processes_given_are_the_processes_run() -> None:
     assert serve_call(postgres)[1] == 1
 
 
-@pytest.mark.parametrize("option", ["--processes", "--page-cache-mib"])
+@pytest.mark.parametrize("option", ["--processes", "--read-cache-mib"])
 def test_a_negative_count_is_refused(option: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = parse(["serve", option, "-1"])
     assert args.run(args) == 2
     assert f"{option} must be 0 or more" in capsys.readouterr().err
 
 
-def test_the_page_cache_size_given_is_the_one_served() -> None:
-    config, _ = serve_call(["serve", "--page-cache-mib", "0"])
-    assert config.page_cache_mib == 0
+def test_the_read_cache_size_given_is_the_one_served() -> None:
+    config, _ = serve_call(["serve", "--read-cache-mib", "0"])
+    assert config.read_cache_mib == 0

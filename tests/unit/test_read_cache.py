@@ -1,0 +1,93 @@
+"""The read cache: a value per key, served under its stamp only, within its budget."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from server.service.domain import Answer, Conversation, ConversationPage, PageQuery
+from server.storage.read_cache import ROW_BYTES, ReadCache, weight
+
+MOMENT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def query(sku: str = "S") -> PageQuery:
+    return PageQuery("D10", sku, None, "created_at desc", 20)
+
+
+def a_conversation(answers: int = 0, text: str = "?") -> Conversation:
+    answer = Answer(7, text, MOMENT, "An owner", "", None, "", 0, 0, "", "", None, "", None, None)
+    return Conversation(
+        1, "D10", "S", "A shopper", text, "en-GB", MOMENT, 0, 0, False, "en-GB",
+        (answer,) * answers, answers,
+    )  # fmt: skip
+
+
+def a_page(conversations: int = 1, answers: int = 0, text: str = "?") -> ConversationPage:
+    conversation = a_conversation(answers, text)
+    return ConversationPage((conversation,) * conversations, conversations, answers, None)
+
+
+def test_a_value_is_served_under_its_stamp_only() -> None:
+    cache, page = ReadCache(), a_page()
+    cache.put(query(), (1, 0, 1), page)
+    assert cache.get(query(), (1, 0, 1), ConversationPage) is page
+    assert cache.get(query(), (1, 0, 2), ConversationPage) is None  # a write since
+    assert cache.get(query("T"), (1, 0, 1), ConversationPage) is None  # another query
+
+
+def test_pages_and_conversations_are_kept_side_by_side() -> None:
+    cache, page, conversation = ReadCache(), a_page(), a_conversation()
+    cache.put(query(), (1, 0, 1), page)
+    cache.put(1, (1, 0, 1), conversation)
+    assert cache.get(1, (1, 0, 1), Conversation) is conversation
+    assert cache.get(query(), (1, 0, 1), ConversationPage) is page
+    assert cache.get(1, (1, 0, 1), ConversationPage) is None  # a key holds one kind
+
+
+def test_a_key_keeps_one_value_the_last_read() -> None:
+    cache, newer = ReadCache(), a_page(2)
+    cache.put(query(), (1, 0, 1), a_page())
+    cache.put(query(), (2, 0, 2), newer)
+    assert (len(cache), cache.used) == (1, weight(newer))
+    assert cache.get(query(), (1, 0, 1), ConversationPage) is None
+    assert cache.get(query(), (2, 0, 2), ConversationPage) is newer
+
+
+def test_the_values_read_least_lately_go_first_when_the_budget_is_spent() -> None:
+    page = a_page()
+    cache = ReadCache(3 * weight(page))
+    for sku in "ABC":
+        cache.put(query(sku), (1, 0, 1), page)
+    assert cache.get(query("A"), (1, 0, 1), ConversationPage) is page  # B is now the oldest
+    cache.put(query("D"), (1, 0, 1), page)
+    kept = [sku for sku in "ABCD" if cache.get(query(sku), (1, 0, 1), ConversationPage)]
+    assert kept == ["A", "C", "D"]
+    assert cache.used == 3 * weight(page) <= cache.budget
+
+
+def test_a_value_is_weighed_by_its_rows_and_long_texts() -> None:
+    assert weight(a_page(2, 3, text="x" * 1000)) == 2 * (ROW_BYTES + 1000) * 4
+    assert weight(a_conversation(1, text="x" * 10)) == 2 * (ROW_BYTES + 10)
+
+
+def test_a_value_larger_than_the_budget_is_not_kept() -> None:
+    small, large = a_page(), a_page(10, 10, text="x" * 5000)
+    cache = ReadCache(weight(large) - 1)
+    cache.put(query(), (1, 0, 1), small)
+    cache.put(query(), (2, 0, 2), large)
+    assert (len(cache), cache.used) == (0, 0)
+    assert cache.get(query(), (2, 0, 2), ConversationPage) is None
+
+
+def test_a_cache_of_no_bytes_keeps_nothing() -> None:
+    cache = ReadCache(0)
+    cache.put(query(), (1, 0, 1), a_page())
+    assert cache.get(query(), (1, 0, 1), ConversationPage) is None
+    assert len(cache) == 0
+
+
+def test_a_negative_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="0 bytes or more"):
+        ReadCache(-1)
