@@ -257,12 +257,12 @@ def service(
     *,
     rest: bool = False,
     processes: int = 1,
-    page_cache: bool = True,
+    read_cache: bool = True,
 ) -> ServiceProcess:
     """`serve` on this database, with `processes` server processes (one unless asked),
-    keeping List pages unless `page_cache` is False."""
+    keeping List pages unless `read_cache` is False."""
     args = ["--database-url", database_url, "--processes", str(processes)]
-    args += [] if page_cache else ["--page-cache-mib", "0"]
+    args += [] if read_cache else ["--read-cache-mib", "0"]
     return ServiceProcess(workdir, args, rest=rest, demo=True)
 
 
@@ -343,10 +343,10 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             demo,
         )  # fmt: skip
     # The same page read from the database at every call, as after each write to its product.
-    with service(workdir, sqlite_url, page_cache=False) as server:
+    with service(workdir, sqlite_url, read_cache=False) as server:
         rows += measure_grpc(
             server,
-            [Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no page cache",
+            [Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no read cache",
                   list_call(ANSWERED_SKU))],
             demo,
         )  # fmt: skip
@@ -434,7 +434,7 @@ class Pair:
 def run_large(workdir: Path) -> list[Pair]:
     """Detail, the first List page and a page DEEP_PAGES deep on the product of a million
     conversations, each beside the same call on the product of ten, on both databases;
-    without the page cache, so that every page is read from the indexes."""
+    without the read cache, so that every page is read from the indexes."""
     pairs: list[Pair] = []
     for database, url in (("SQLite", dataset.sqlite_dataset()),
                           ("PostgreSQL", dataset.postgres_dataset())):  # fmt: skip
@@ -448,7 +448,7 @@ def run_large(workdir: Path) -> list[Pair]:
             (f"List page {DEEP_PAGES + 1:,}", list_call(dataset.LARGE_SKU, large.page_token),
              list_call(dataset.SMALL_SKU, small.page_token)),
         ]  # fmt: skip
-        with service(workdir, url, page_cache=False) as server:
+        with service(workdir, url, read_cache=False) as server:
             check_deep_page(server, key, large)
             rows = [
                 Load(f"{database} {name} {size}", call)
