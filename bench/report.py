@@ -15,8 +15,9 @@ VOTE_SQLITE, VOTE_POSTGRES, VOTE_REST, CREATE_MEMORY = range(11, 15)
 CREATE_SQLITE_2, CREATE_POSTGRES_2 = range(15, 17)
 # The API explorer's page, which Envoy serves.
 DOCS_PAGE = 17
-# The first List page served with --read-cache-mib 0: read from the database every time.
-LIST_UNCACHED = 18
+# Get and the first List page served with --read-cache-mib 0: read from the database
+# every time.
+LIST_UNCACHED, GET_UNCACHED = 18, 19
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 
@@ -36,6 +37,7 @@ RATIOS: list[tuple[str, int, int, float | None]] = [
     ("REST Vote / Create via Envoy, SQLite", VOTE_REST, CREATE_REST, 0.5),
     ("gRPC Get / Health", GET, HEALTH, 0.6),
     ("gRPC List first page / Health", LIST, HEALTH, 0.3),
+    ("gRPC Get, no read cache / Health", GET_UNCACHED, HEALTH, None),
     ("gRPC List first page, no read cache / Health", LIST_UNCACHED, HEALTH, None),
     ("REST Get via Envoy / Health", GET_REST, HEALTH, None),
     ("REST List first page via Envoy / Health", LIST_REST, HEALTH, None),

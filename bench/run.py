@@ -342,11 +342,13 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             ],
             demo,
         )  # fmt: skip
-    # The same page read from the database at every call, as after each write to its product.
+    # The same reads from the database at every call, as after each write to their product.
     with service(workdir, sqlite_url, read_cache=False) as server:
         rows += measure_grpc(
             server,
-            [Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no read cache",
+            [Load(f"{report.GET_UNCACHED} gRPC Get, SQLite, no read cache",
+                  get_call(conversation_id)),
+             Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no read cache",
                   list_call(ANSWERED_SKU))],
             demo,
         )  # fmt: skip
