@@ -143,10 +143,18 @@ def translated(on_unavailable: OnUnavailable = _ignore) -> Iterator[None]:
     try:
         yield
     except DATABASE_ERRORS as error:
-        domain_error = as_domain_error(error)
-        if isinstance(domain_error, StorageUnavailable):
-            on_unavailable(error)
-        raise domain_error from error
+        raise domain_error(error, on_unavailable) from error
+
+
+def domain_error(
+    error: BaseException, on_unavailable: OnUnavailable = _ignore
+) -> StorageUnavailable | StorageFailed:
+    """The domain error of a database error, told to `on_unavailable` when it is one of
+    unavailability."""
+    found = as_domain_error(error)
+    if isinstance(found, StorageUnavailable):
+        on_unavailable(error)
+    return found
 
 
 def drop_frames(error: BaseException | None) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import peewee
 import pytest
 
-from server.service.domain import Organisation
+from server.service.domain import DEFAULT_ORDER, Organisation, PageQuery
 from server.service.errors import StorageUnavailable
 from server.service.organisations import add_organisation
+from server.storage.database import READ_CHECK_SECONDS
 from server.storage.errors import FaultPeriods, as_domain_error
 from server.storage.store import Store
 
@@ -39,6 +42,26 @@ def test_a_deleted_file_is_unavailable_and_not_recreated(
             assert str(raised.value) == (
                 "database unavailable (database file deleted or replaced); retry later"
             )
+        assert not (tmp_path / "faults.db").exists()
+    finally:
+        sqlite_store.close()
+
+
+def test_detail_and_list_read_the_file_opened_until_their_last_check_is_old(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    query = PageQuery("D10", "S", None, DEFAULT_ORDER, 20)
+    try:
+        asyncio.run(sqlite_store.read_page(query))  # a check passes
+        (tmp_path / "faults.db").unlink()
+        read_at = time.monotonic()
+        page = asyncio.run(sqlite_store.read_page(query))
+        if time.monotonic() - read_at < READ_CHECK_SECONDS / 2:  # not held up meanwhile
+            assert page.question_count == 0  # what the file opened holds
+        time.sleep(READ_CHECK_SECONDS)
+        for read in (sqlite_store.read_page(query), sqlite_store.read_conversation(1)):
+            with pytest.raises(StorageUnavailable, match="deleted or replaced"):
+                asyncio.run(read)
         assert not (tmp_path / "faults.db").exists()
     finally:
         sqlite_store.close()
