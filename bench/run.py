@@ -260,7 +260,7 @@ def service(
     read_cache: bool = True,
 ) -> ServiceProcess:
     """`serve` on this database, with `processes` server processes (one unless asked),
-    keeping List pages unless `read_cache` is False."""
+    keeping what it reads unless `read_cache` is False."""
     args = ["--database-url", database_url, "--processes", str(processes)]
     args += [] if read_cache else ["--read-cache-mib", "0"]
     return ServiceProcess(workdir, args, rest=rest, demo=True)

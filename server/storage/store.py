@@ -99,7 +99,8 @@ class Store:
         read_cache: ReadCache | None = None,
     ) -> None:
         """`tracer`: when given, each wait of a call on the database is a span of its own.
-        `read_cache`: where List pages are kept (by default, a ReadCache of DEFAULT_MIB)."""
+        `read_cache`: where List pages and Detail's conversations are kept (by default,
+        a ReadCache of DEFAULT_MIB)."""
         self.db = db
         self.read_cache = ReadCache() if read_cache is None else read_cache
         self._embedded = isinstance(db, peewee.SqliteDatabase)
@@ -133,7 +134,7 @@ class Store:
         read_cache_mib: int = DEFAULT_MIB,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://...;
-        it keeps List pages in `read_cache_mib` MiB (ReadCache)."""
+        it keeps List pages and Detail's conversations in `read_cache_mib` MiB (ReadCache)."""
         path = sqlite_path(url)
         file = None if path is None else DatabaseFile(path)
         db, write_connection = connect(

@@ -4,7 +4,7 @@ Each counter grows by one atomic `SET helpful = helpful + n` per target and
 batch, never by a read-modify-write in Python, so votes from any number of
 replicas add up exactly. A voter_id is recorded in `vote` under a unique index:
 the insert that finds it taken counts nothing. The revision of each product whose
-counters grow grows by one, for the List pages replicas keep.
+counters grow grows by one, for what replicas keep of their reads.
 """
 
 from __future__ import annotations
