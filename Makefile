@@ -1,18 +1,33 @@
-# The README's two commands are `make run` and `make test`; both build .venv first.
+# The README's two commands are `make run` and `make test`; both build .venv first, from
+# uv.lock only. `make lock` refreshes the lock: a reviewed commit of its own.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# uv, pinned with hashes in scripts/uv-requirements.txt, in a venv of its own.
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# uv uses the machine's Python, never one it would download.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test bench generate check-contract lint typecheck pytest postgres-server chromium
+.PHONY: run test bench lock generate check-contract lint typecheck pytest wheel-test \
+	lint-containerfile postgres-server chromium
 
-# The bench extra too: mypy checks bench/ with the rest.
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+$(UV): scripts/uv-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes -r scripts/uv-requirements.txt
+	touch $@
+
+# Exactly what uv.lock names (runtime, dev and bench), the project itself editable; a
+# package the lock does not name is removed.
+$(BIN)/.installed: $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --quiet
 	touch $@
 
 venv: $(BIN)/.installed
+
+lock: $(UV)
+	$(UV) lock --upgrade
 
 run: $(BIN)/.installed
 	$(BIN)/conversation-service serve --demo

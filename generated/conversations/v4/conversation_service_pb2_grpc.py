@@ -6,7 +6,7 @@ import warnings
 from conversations.v4 import conversation_service_pb2 as conversations_dot_v4_dot_conversation__service__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
