@@ -25,6 +25,8 @@ PROTOS = ROOT / "protos"
 GENERATED = ROOT / "generated"
 # Inside the package, so the server finds it as package data.
 DESCRIPTOR_SET = Path("conversations") / "v4" / "conversation_service.binpb"
+OPENAPI = Path("conversations") / "v4" / "openapi.json"
+GENERATED_BY = "Generated from protos/ by scripts/protos.py."
 BIN = Path(sys.executable).parent
 
 # google/protobuf/*.proto ships with grpcio-tools, google/api/*.proto with
@@ -65,7 +67,12 @@ def generate(out: Path) -> None:
     out.mkdir(parents=True)
     protoc(PROTOS, f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}")
     descriptor_set(PROTOS, out / DESCRIPTOR_SET)
-    (out / "openapi.json").write_text(openapi.render((out / DESCRIPTOR_SET).read_bytes()))
+    (out / OPENAPI).write_text(openapi.render((out / DESCRIPTOR_SET).read_bytes()))
+    # Regular packages, so importlib.resources finds their files (package data).
+    for package in (Path("conversations"), Path("conversations") / "v4"):
+        (out / package / "__init__.py").write_text(
+            '"""Generated from protos/ by scripts/protos.py."""\n'
+        )
 
 
 def differences(expected: Path, actual: Path) -> list[str]:

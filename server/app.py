@@ -19,7 +19,6 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import logs, metrics
 from server.api.auth import AuthInterceptor
@@ -36,6 +35,7 @@ from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
+from server.package_data import DESCRIPTOR_SET
 from server.rest.envoy import EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
@@ -146,8 +146,7 @@ async def start_server(
         enable_documented_reflection(
             registrar,
             (SERVICE_NAME, health.SERVICE_NAME),
-            # Beside the generated module; importlib.resources cannot read namespace packages.
-            Path(pb.__file__).with_name("conversation_service.binpb"),
+            DESCRIPTOR_SET,
             health_pb2.DESCRIPTOR,
             reflection_pb2.DESCRIPTOR,
         )

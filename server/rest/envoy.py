@@ -32,6 +32,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.config import Config
+from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, ENVOY_TEMPLATE, OPENAPI
 from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,9 @@ log = logging.getLogger(__name__)
 # of gRPC threads, which can deadlock or abort the child).
 SETPRIV = shutil.which("setpriv")
 
-TEMPLATE = Path(__file__).with_name("envoy.yaml.template")
-# Beside the generated module; importlib.resources cannot read namespace packages.
-DESCRIPTOR_SET = Path(pb.__file__).with_name("conversation_service.binpb")
 # The API explorer at /docs: its page, Swagger UI's files (the swagger-ui-bundle
-# package) and the REST API's description, generated beside the generated package.
-DOCS_PAGE = Path(__file__).with_name("docs.html")
+# package) and the REST API's description.
 SWAGGER_UI = Path(str(swagger_ui_path))
-OPENAPI = Path(pb.__file__).parents[2] / "openapi.json"
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 # An upstream listening on a unix socket: unix:PATH, as grpc writes it.
 UNIX_PREFIX = "unix:"
@@ -162,7 +158,7 @@ def render_config(
             f"tls_certificates: [{{ certificate_chain: {{ filename: {listener.tls_cert} }}, "
             f"private_key: {{ filename: {listener.tls_key} }} }}] }} }} }}\n      "
         )
-    return string.Template(TEMPLATE.read_text()).substitute(
+    return string.Template(ENVOY_TEMPLATE.read_text()).substitute(
         LISTEN_ADDRESS=listen_host,
         LISTEN_PORT=listen_port,
         TRANSPORT_SOCKET=transport_socket,

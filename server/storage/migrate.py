@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import peewee
 from playhouse.migrations import Runner
 
+from server.package_data import MIGRATIONS
 from server.service.errors import StorageUnavailable
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The key of the PostgreSQL advisory lock migrations take turns under: any constant.
 _MIGRATION_LOCK = 0x636F6E76

@@ -1,5 +1,5 @@
-"""The API explorer at /docs: Swagger UI over generated/openapi.json, served by Envoy, driven
-in headless chromium as a developer would use it."""
+"""The API explorer at /docs: Swagger UI over the generated openapi.json, served by Envoy,
+driven in headless chromium as a developer would use it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page
 
+from server.package_data import OPENAPI
 from tests.e2e.browser import chromium
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, http
 from tests.e2e.test_rest import DOCUMENTED, SEED_BODY
 
 ROOT = Path(__file__).parents[2]
-OPENAPI = ROOT / "generated" / "openapi.json"
 TIMEOUT_MS = 15_000
 # Where the create's block stands on the page, down to the end of the response it shows.
 CREATE_ON_PAGE = """() => {

@@ -1,5 +1,5 @@
 """The contract as a generated client sees it: a client that `openapi-python-client` generates
-from generated/openapi.json, offline, runs the README's example and every error case it can
+from the generated openapi.json, offline, runs the README's example and every error case it can
 send against the real service behind Envoy."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from server.package_data import OPENAPI
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
 
-OPENAPI = Path(__file__).parents[2] / "generated" / "openapi.json"
 GENERATOR = str(Path(sys.executable).parent / "openapi-python-client")
 PACKAGE = "v4_generated_client"
 # The README's create example.

@@ -8,7 +8,7 @@ import time
 import psycopg2
 from playhouse.migrations import Runner
 
-from server.storage.migrate import MIGRATIONS
+from server.package_data import MIGRATIONS
 from tests.databases import fresh_postgres
 from tests.support import SERVICE, opened_store
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +10,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from server.package_data import OPENAPI
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
 from tests.support import basic_authorization
 
-OPENAPI = Path(__file__).parents[2] / "generated" / "openapi.json"
 schema = schemathesis.openapi.from_path(OPENAPI)
 # What the REST API promises: never a 5xx, only documented statuses and content
 # types, bodies as described. Not schemathesis' 405 for unknown methods: the

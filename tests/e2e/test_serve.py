@@ -12,7 +12,7 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server.storage.migrate import MIGRATIONS
+from server.package_data import MIGRATIONS
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, grpcurl
 from tests.support import (
     basic_authorization,
