@@ -10,8 +10,8 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test bench lock generate check-contract lint typecheck pytest wheel-test \
-	lint-containerfile postgres-server chromium
+.PHONY: run test bench lock wheel generate check-contract lint typecheck pytest \
+	postgres-server chromium
 
 $(UV): scripts/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -28,6 +28,11 @@ venv: $(BIN)/.installed
 
 lock: $(UV)
 	$(UV) lock --upgrade
+
+# The wheel and its runtime requirements (from the lock, with hashes) in dist/, as the
+# Containerfile builds them.
+wheel: $(UV)
+	UV=$(UV) sh scripts/package.sh build dist
 
 run: $(BIN)/.installed
 	$(BIN)/conversation-service serve --demo
@@ -53,6 +58,7 @@ check-contract: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check server tests scripts bench
 	$(BIN)/ruff format --check server tests scripts bench
+	$(BIN)/hadolint Containerfile
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy server tests scripts bench

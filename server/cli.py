@@ -11,6 +11,9 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from server import app, workers
 from server.config import Config
 from server.logs import configure_logging
@@ -65,6 +68,23 @@ def proxy(args: argparse.Namespace) -> int:
         otlp_endpoint=args.otlp_endpoint,
         stopping=stop_requested(),
     )
+
+
+def health(args: argparse.Namespace) -> int:
+    """Ask the gRPC health service of the `serve` listening on --grpc-address (plaintext) how
+    it is, print the answer, and exit 0 when it is SERVING, 1 otherwise: a container's
+    health check. A wildcard host (0.0.0.0, [::]) is asked on the loopback address."""
+    address = args.grpc_address.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:")
+    with grpc.insecure_channel(address) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=args.timeout)
+        except grpc.RpcError as error:
+            print(f"{address}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(f"{address}: {status}")
+    return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def migrate(store: Store, args: argparse.Namespace) -> None:
@@ -159,6 +179,12 @@ def parser() -> argparse.ArgumentParser:
         *("http_request_timeout", "http_tls_cert", "http_tls_key", "otlp_endpoint"),
     ):
         _config_option(proxy_parser, name)
+
+    health_parser = _command(commands, "health", "check a running server's health", health)
+    _config_option(health_parser, "grpc_address")
+    health_parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
+    )
 
     _database_command(commands, "migrate", "apply pending database migrations", migrate)
     orgs = commands.add_parser(

@@ -35,7 +35,8 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """`conversation-service serve` on a free port; stopped by its PID, never by name."""
+    """`conversation-service serve` (the venv's, or `command`) on a free port; stopped by its
+    PID, never by name."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class ServiceProcess:
         *,
         rest: bool = False,
         demo: bool = False,
+        command: str = SERVICE,
         **env: str,
     ) -> None:
         self.workdir = workdir
@@ -55,7 +57,7 @@ class ServiceProcess:
         self.log_path = workdir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [SERVICE, "serve", "--grpc-address", self.address, *rest_args, *extra_args],
+            [command, "serve", "--grpc-address", self.address, *rest_args, *extra_args],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,

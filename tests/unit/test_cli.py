@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from server import app, workers
-from server.cli import parse
+from server.cli import main, parse
 from server.config import Config
 
 
@@ -103,3 +104,14 @@ def test_a_negative_count_is_refused(option: str, capsys: pytest.CaptureFixture[
 def test_the_read_cache_size_given_is_the_one_served() -> None:
     config, _ = serve_call(["serve", "--read-cache-mib", "0"])
     assert config.read_cache_mib == 0
+
+
+def test_health_exits_1_and_says_why_when_nothing_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    assert main(["health", "--grpc-address", f"0.0.0.0:{port}", "--timeout", "2"]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith(f"127.0.0.1:{port}: UNAVAILABLE: "), said
