@@ -118,8 +118,8 @@ class Config:
     processes: int = option(
         0,
         "gRPC server processes on the one gRPC port (SO_REUSEPORT), supervised by serve; 0: one "
-        "per core on PostgreSQL, 1 on SQLite, where 2 measured fewer creates/s than 1 (792 to "
-        "1,095, median) and a p99 up to 3x worse, waiting on its one write lock",
+        "per core on PostgreSQL, 1 on SQLite, whose one write lock more processes wait on "
+        "(docs/operations.md)",
     )
 
     # Off unless asked for (`make run` asks): a production database that is lost and

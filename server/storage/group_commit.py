@@ -52,8 +52,8 @@ class _Deadlines:
     """The callers on one event loop that still wait, by deadline; one timer fails those past it.
 
     asyncio.timeout would cost each caller a Timeout and a timer, pushed on and
-    cancelled from the loop's heap of timers, whose handles compare in Python:
-    4 to 5 % of a create's CPU on the loop, measured under load. Holds nothing
+    cancelled from the loop's heap of timers, whose handles compare in Python (its cost is
+    in docs/architecture.md). Holds nothing
     of its loop while no caller waits, so a loop that is gone is forgotten.
     """
 
