@@ -95,20 +95,24 @@ class GetConversationRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ...) -> None: ...
 
 class ListConversationsRequest(_message.Message):
-    __slots__ = ("trkref", "sku", "locale", "page_size", "page_token", "order_by")
+    __slots__ = ("trkref", "sku", "locale", "page_size", "page_token", "order_by", "search", "filter")
     TRKREF_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     LOCALE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     trkref: str
     sku: str
     locale: str
     page_size: int
     page_token: str
     order_by: str
-    def __init__(self, trkref: _Optional[str] = ..., sku: _Optional[str] = ..., locale: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+    search: str
+    filter: str
+    def __init__(self, trkref: _Optional[str] = ..., sku: _Optional[str] = ..., locale: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., search: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListConversationsResponse(_message.Message):
     __slots__ = ("summary", "conversations", "next_page_token")

@@ -139,9 +139,11 @@ class ConversationServiceServicer:
 
     def ListConversations(self, request, context):
         """Lists the conversations about the product `sku` of the organisation
-        `trkref`, optionally only those asked in one locale, a page at a time
-        (AIP-158), with a summary of the whole filtered set. Each conversation
-        carries its answers (oldest first) and `answers_count`.
+        `trkref`, or about every product of the organisation when `sku` is empty,
+        a page at a time (AIP-158), with a summary of the whole filtered set.
+        Optionally only those asked in one locale, those that match a `filter`,
+        and those whose question or answers match the words of `search`. Each
+        conversation carries its answers (oldest first) and `answers_count`.
 
         NOT_FOUND when `trkref` is unknown or one the key may not reach (the same
         error as for every other NOT_FOUND). A product without conversations is
