@@ -69,6 +69,8 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
             order_by=request.order_by,
+            search=request.search,
+            filter=request.filter,
         )
         page, token = await conversations.list_conversations(self._store, asked, self._caller())
         return page_message(page, token)

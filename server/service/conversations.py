@@ -13,6 +13,7 @@ from server.service import page_tokens
 from server.service.domain import (
     DEFAULT_ORDER,
     ORDERS,
+    SEARCH_ORDER,
     Caller,
     Conversation,
     ConversationPage,
@@ -29,7 +30,9 @@ from server.service.errors import (
     Reason,
     RequestIdReused,
 )
+from server.service.filters import BadFilter, parse_filter
 from server.service.ports import Storage
+from server.service.search_words import search_words
 from server.service.validation import (
     canonical_locale,
     check_locale,
@@ -137,18 +140,20 @@ class ListRequest:
     """A List as asked: page_size 0 means the default, order_by "" the default order."""
 
     trkref: str
-    sku: str
+    sku: str = ""  # "" for every product of the organisation
     locale: str | None = None
     page_size: int = 0
     page_token: str = ""
     order_by: str = ""
+    search: str = ""
+    filter: str = ""
 
 
 async def list_conversations(
     store: Storage, request: ListRequest, caller: Caller
 ) -> tuple[ConversationPage, str]:
-    """A page of the conversations about a product, and the token of the next page ("" on
-    the last one)."""
+    """A page of the conversations about a product (or every product of the organisation),
+    and the token of the next page ("" on the last one)."""
     query = _page_query(request)
     if request.trkref not in caller.organisations:
         raise OrganisationNotFound(request.trkref)
@@ -176,19 +181,31 @@ def _page_query(request: ListRequest) -> PageQuery:
     """The query a List asks for; InvalidRequest lists every bad parameter."""
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", request.trkref)
-    check_text(violations, "sku", request.sku, max_length=SKU_MAX)
+    if request.sku:
+        check_text(violations, "sku", request.sku, max_length=SKU_MAX)
     if request.locale is not None:
         check_locale(violations, "locale", request.locale)
     if request.page_size < 0:
         violations.append(FieldViolation("page_size", Reason.NEGATIVE, "must not be negative"))
-    order = " ".join(request.order_by.split()) or DEFAULT_ORDER
+    words = search_words(violations, "search", request.search)
+    default = SEARCH_ORDER if request.search else DEFAULT_ORDER
+    order = " ".join(request.order_by.split()) or default
     if order not in ORDERS:
         choices = ", ".join(f"'{o}'" for o in ORDERS)
         violations.append(
             FieldViolation("order_by", Reason.UNKNOWN_ORDER, f"must be one of {choices}")
         )
+    elif order == SEARCH_ORDER and not request.search:
+        violations.append(
+            FieldViolation("order_by", Reason.SEARCH_REQUIRED, "is 'relevance' only with search")
+        )
+    try:
+        chosen = parse_filter(request.filter)
+    except BadFilter as bad:
+        violations.append(FieldViolation("filter", Reason.INVALID_FILTER, str(bad)))
     if violations:
         raise InvalidRequest(violations)
     size = min(request.page_size or PAGE_SIZE, PAGE_SIZE_MAX)
     locale = None if request.locale is None else canonical_locale(request.locale)
-    return PageQuery(request.trkref, request.sku, locale, order, size)
+    sku = request.sku or None
+    return PageQuery(request.trkref, sku, locale, order, size, search=words, filter=chosen)

@@ -6,6 +6,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from server.service.filters import NO_FILTER, Filter
+
 
 @dataclass(frozen=True)
 class Organisation:
@@ -211,24 +213,33 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "created_at desc": ("created_at", "id"),
     "created_at asc": ("created_at", "id"),
     "helpful desc": ("helpful", "created_at", "id"),
+    "answers_count desc": ("answers_count", "created_at", "id"),
+    # How well a conversation matches the search, as the database ranks it: higher first.
+    "relevance": ("relevance", "created_at", "id"),
 }
 DEFAULT_ORDER = "created_at desc"
+SEARCH_ORDER = "relevance"
 
 # A position in an order: the key of the last conversation of a page, created_at
-# as whole seconds since the epoch.
-PageKey = tuple[int, ...]
+# as whole seconds since the epoch, relevance as the database's float.
+PageKey = tuple[int | float, ...]
 
 
 @dataclass(frozen=True)
 class PageQuery:
-    """One page of the conversations about a product: after `after`, in `order`."""
+    """One page of the conversations about a product (every product of the organisation
+    when `sku` is None) that match `filter` and every word of `search`: after `after`,
+    in `order`."""
 
     trkref: str
-    sku: str
+    sku: str | None
     locale: str | None
     order: str
     size: int
     after: PageKey | None = None
+    # The words searched for, separated by single spaces; "" for no search.
+    search: str = ""
+    filter: Filter = NO_FILTER
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class Reason(enum.StrEnum):
     UNKNOWN_RESPONSE_TYPE = "UNKNOWN_RESPONSE_TYPE"
     RETAILER_ONLY = "RETAILER_ONLY"  # a field of retailer answers on an owner's answer
     OUT_OF_RANGE = "OUT_OF_RANGE"  # an id below 1
+    INVALID_FILTER = "INVALID_FILTER"  # outside the AIP-160 subset a List accepts
+    NOTHING_TO_SEARCH = "NOTHING_TO_SEARCH"  # a search without a letter or digit
+    SEARCH_REQUIRED = "SEARCH_REQUIRED"  # order_by relevance without a search
 
 
 @dataclass(frozen=True)

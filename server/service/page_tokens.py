@@ -1,7 +1,7 @@
 """Page tokens (AIP-158): opaque, signed, and bound to the query that issued them.
 
 A token carries the key of the last conversation of its page and a digest of
-the query (organisation, sku, locale, order); an HMAC with the key every
+the query (organisation, sku, locale, order, search, filter); an HMAC with the key every
 replica shares makes it tamper-evident. A token that does not verify, or that
 comes back with another query, is refused as invalid.
 """
@@ -13,8 +13,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 
 from server.service.domain import PageKey, PageQuery
+from server.service.filters import NO_FILTER
 
 _SIGNATURE_BYTES = 16
 
@@ -24,8 +26,18 @@ class BadPageToken(ValueError):
 
 
 def _query_digest(query: PageQuery) -> str:
-    fields = [query.trkref, query.sku, query.locale, query.order]
+    fields: list[object] = [query.trkref, query.sku, query.locale, query.order]
+    if query.search or query.filter != NO_FILTER:
+        # Appended only when given: tokens issued for a List without them stay valid.
+        fields += [query.search, *query.filter.key()]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
+
+
+def _key_value(value: object) -> bool:
+    """A value a key may hold: a whole number in a 64-bit column, or a finite relevance."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _b64(data: bytes) -> str:
@@ -57,6 +69,6 @@ def read(secret: bytes, query: PageQuery, token: str, key_length: int) -> PageKe
     key = content["k"]
     if content["q"] != _query_digest(query) or len(key) != key_length:
         raise BadPageToken()
-    if not all(isinstance(value, int) and 0 <= value < 2**63 for value in key):
+    if not all(_key_value(value) for value in key):
         raise BadPageToken()
     return tuple(key)

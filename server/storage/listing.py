@@ -1,9 +1,12 @@
 """Reading conversations a page at a time: the counts, one index range a page, its answers.
 
-A page costs three queries whatever its depth: the product's counts and revision
-from conversation_count, the conversations after the last key of the page before
-(keyset pagination, never OFFSET), and their answers. A page the ReadCache holds
-under the counts and revision just read costs the first query only.
+A page costs three queries whatever its depth: the counts of the set it pages through,
+the conversations after the last key of the page before (keyset pagination, never
+OFFSET), and their answers. A product's counts and revision come from
+conversation_count; a page of one product the ReadCache holds under the counts and
+revision just read costs that query only. A search or a filter is counted over the rows
+it matches. An organisation-wide page is never kept: no one product's revision changes
+with every write it would show.
 """
 
 from __future__ import annotations
@@ -11,53 +14,128 @@ from __future__ import annotations
 import calendar
 import datetime
 import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import peewee
 
 from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
+from server.service.filters import NO_FILTER
 from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
-from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
-from server.storage.prepared import Prepared, parameter, prepare
+from server.storage.models import (
+    AnswerRow,
+    ConversationCountRow,
+    ConversationRow,
+    OrganisationRow,
+    database,
+    naive_utc,
+)
+from server.storage.prepared import Prepared, parameter, prepare, stored_time
 from server.storage.read_cache import ReadCache
+from server.storage.search import matches, search_value
+
+# Where each column of an order's key is in a page's rows.
+_KEY_COLUMNS = {"id": 0, "created_at": 5, "helpful": 6, "answers_count": 10, "relevance": 11}
+
+
+class _Shape(NamedTuple):
+    """What a page's SQL depends on; its values are the statement's parameters."""
+
+    order: str
+    by_sku: bool
+    by_locale: bool
+    after: bool
+    search: bool
+    answered: bool | None
+    has_retailer_answer: bool | None
+    created_from: bool
+    created_before: bool
 
 
 def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
-    """The page `query` asks for: from `cache` while its product is unchanged."""
+    """The page `query` asks for: a product's from `cache` while the product is unchanged."""
     db = database.obj
-    values: dict[str, object] = {"trkref": query.trkref, "sku": query.sku, "locale": query.locale}
-    # First: a page read after the stamp is at least as new as the stamp says.
-    [(question_count, answers_count, revision)] = _counts_statement(
-        db, query.locale is not None
-    ).run(db, values)
-    stamp = (int(question_count), int(answers_count), int(revision))
-    kept = cache.get(query, stamp, ConversationPage)
-    if kept is not None:
-        return kept
-    if query.after is not None:
-        for column, value in zip(ORDERS[query.order], query.after, strict=True):
-            values[f"after_{column}"] = _stored(column, value)
-    statement = _page_statement(db, query.order, query.locale is not None, query.after is not None)
-    rows = statement.run(db, {**values, "limit": query.size + 1})
+    shape = _shape(query)
+    values = _values(db, query)
+    stamp = None
+    if query.sku is not None:
+        # First: a page read after the stamp is at least as new as the stamp says.
+        [counts] = _counts_statement(db, True, shape.by_locale).run(db, values)
+        stamp = (int(counts[0]), int(counts[1]), int(counts[2]))
+        kept = cache.get(query, stamp, ConversationPage)
+        if kept is not None:
+            return kept
+    if query.search or query.filter != NO_FILTER:
+        [counts] = _matching_statement(db, shape._replace(after=False)).run(db, values)
+    elif stamp is None:
+        [counts] = _counts_statement(db, False, shape.by_locale).run(db, values)
+    rows = _page_statement(db, shape).run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
     answers = answers_of([row[0] for row in rows])
     conversations = tuple(
-        conversation_from_tuple(row, query.trkref, answers.get(row[0], ())) for row in rows
+        conversation_from_tuple(row[:11], query.trkref, answers.get(row[0], ())) for row in rows
     )
-    next_after = page_key(query.order, conversations[-1]) if more else None
-    page = ConversationPage(conversations, stamp[0], stamp[1], next_after)
-    cache.put(query, stamp, page)
+    next_after = _row_key(query.order, rows[-1]) if more else None
+    page = ConversationPage(conversations, int(counts[0]), int(counts[1]), next_after)
+    if stamp is not None:
+        cache.put(query, stamp, page)
     return page
 
 
-def page_key(order: str, conversation: Conversation) -> PageKey:
+def page_key(order: str, conversation: Conversation, relevance: float = 0.0) -> PageKey:
     """Where a conversation stands in an order."""
     values = {
         "created_at": calendar.timegm(conversation.created_at.utctimetuple()),
         "helpful": conversation.helpful,
+        "answers_count": conversation.answers_count,
         "id": conversation.id,
+        "relevance": relevance,
     }
     return tuple(values[column] for column in ORDERS[order])
+
+
+def _row_key(order: str, row: Sequence[Any]) -> PageKey:
+    """Where a page's row stands in an order."""
+
+    def value(column: str) -> int | float:
+        found = row[_KEY_COLUMNS[column]]
+        if column == "created_at":
+            moment = found if isinstance(found, datetime.datetime) else stored_time(found)
+            return calendar.timegm(moment.utctimetuple())
+        return float(found) if column == "relevance" else int(found)
+
+    return tuple(value(column) for column in ORDERS[order])
+
+
+def _shape(query: PageQuery) -> _Shape:
+    chosen = query.filter
+    return _Shape(
+        query.order,
+        query.sku is not None,
+        query.locale is not None,
+        query.after is not None,
+        bool(query.search),
+        chosen.answered,
+        chosen.has_retailer_answer,
+        chosen.created_from is not None,
+        chosen.created_before is not None,
+    )
+
+
+def _values(db: peewee.Database, query: PageQuery) -> dict[str, object]:
+    """The parameters of a page's statements."""
+    values: dict[str, object] = {"trkref": query.trkref, "sku": query.sku, "locale": query.locale}
+    if query.search:
+        values["search"] = search_value(db, query.search)
+    if query.filter.created_from is not None:
+        values["created_from"] = naive_utc(query.filter.created_from)
+    if query.filter.created_before is not None:
+        values["created_before"] = naive_utc(query.filter.created_before)
+    if query.after is not None:
+        for column, value in zip(ORDERS[query.order], query.after, strict=True):
+            values[f"after_{column}"] = _stored(column, value)
+    return values
 
 
 def _organisation_id() -> peewee.SelectQuery:
@@ -66,43 +144,97 @@ def _organisation_id() -> peewee.SelectQuery:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _page_statement(db: peewee.Database, order: str, by_locale: bool, after: bool) -> Prepared:
-    """A page's conversations: one range of the order's index, `limit` rows at most."""
-    columns = [getattr(ConversationRow, name) for name in ORDERS[order]]
-    ascending = order.endswith(" asc")
-    where = (ConversationRow.organisation == _organisation_id()) & (
-        ConversationRow.sku == parameter("sku")
-    )
-    if by_locale:
+def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, Any]:
+    """The conversations a shape matches, with these columns (and `relevance` last when
+    searching), unordered; and the column of their relevance when searching."""
+    found = matches(db) if shape.search else None
+    selected = [*columns] if found is None else [*columns, found.c.relevance]
+    query = ConversationRow.select(*selected)
+    if found is not None:
+        query = query.join(found, on=ConversationRow.id == found.c.id)
+    where = ConversationRow.organisation == _organisation_id()
+    if shape.by_sku:
+        where &= ConversationRow.sku == parameter("sku")
+    if shape.by_locale:
         where &= ConversationRow.locale == parameter("locale")
-    if after:
-        position = peewee.Tuple(*columns)
-        last = peewee.Tuple(*(parameter(f"after_{name}") for name in ORDERS[order]))
-        where &= position > last if ascending else position < last
+    # A literal 0, not a parameter: both planners then see the partial index's condition.
+    if shape.answered is not None:
+        zero = peewee.SQL("0")
+        where &= (
+            ConversationRow.answers_count > zero
+            if shape.answered
+            else (ConversationRow.answers_count == zero)
+        )
+    if shape.has_retailer_answer is not None:
+        retailer = AnswerRow.select(peewee.SQL("1")).where(
+            (AnswerRow.conversation == ConversationRow.id)
+            & (AnswerRow.response_type == peewee.SQL("'retailer'"))
+        )
+        where &= (
+            peewee.fn.EXISTS(retailer)
+            if shape.has_retailer_answer
+            else (~peewee.fn.EXISTS(retailer))
+        )
+    if shape.created_from:
+        where &= ConversationRow.created_at >= parameter("created_from")
+    if shape.created_before:
+        where &= ConversationRow.created_at < parameter("created_before")
+    if shape.after:
+        key = [_key_column(name, found) for name in ORDERS[shape.order]]
+        position = peewee.Tuple(*key)
+        last = peewee.Tuple(*(parameter(f"after_{name}") for name in ORDERS[shape.order]))
+        where &= position > last if shape.order.endswith(" asc") else position < last
+    return query.where(where), None if found is None else found.c.relevance
+
+
+def _key_column(name: str, found: Any) -> Any:
+    if name == "relevance":
+        assert found is not None
+        return found.c.relevance
+    return getattr(ConversationRow, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _page_statement(db: peewee.Database, shape: _Shape) -> Prepared:
+    """A page's conversations: one range of the order's index, `limit` rows at most."""
+    query, relevance = _matching(db, shape, *CONVERSATION_COLUMNS)
+    ascending = shape.order.endswith(" asc")
+    columns = [
+        relevance if name == "relevance" else getattr(ConversationRow, name)
+        for name in ORDERS[shape.order]
+    ]
     ordering = [column.asc() if ascending else column.desc() for column in columns]
+    return prepare(query.order_by(*ordering).limit(parameter("limit")))
+
+
+@functools.lru_cache(maxsize=64)
+def _matching_statement(db: peewee.Database, shape: _Shape) -> Prepared:
+    """How many conversations a search or filter matches, and their answers."""
+    counted, _ = _matching(db, shape, ConversationRow.answers_count)
+    inner = counted.alias("matching")
     return prepare(
-        ConversationRow.select(*CONVERSATION_COLUMNS)
-        .where(where)
-        .order_by(*ordering)
-        .limit(parameter("limit"))
+        ConversationRow.select(
+            peewee.fn.COUNT(peewee.SQL("*")),
+            peewee.fn.COALESCE(peewee.fn.SUM(inner.c.answers_count), 0),
+        ).from_(inner)
     )
 
 
-def _stored(column: str, value: int) -> object:
+def _stored(column: str, value: int | float) -> object:
     """A key's value as its column holds it."""
     if column == "created_at":
         return datetime.datetime.fromtimestamp(value, datetime.UTC).replace(tzinfo=None)
     return value
 
 
-@functools.lru_cache(maxsize=4)
-def _counts_statement(db: peewee.Database, by_locale: bool) -> Prepared:
-    """The conversations, answers and revision of a product (in one locale), from
-    conversation_count: a sum of revisions grows whenever one of them does."""
-    where = (ConversationCountRow.organisation == _organisation_id()) & (
-        ConversationCountRow.sku == parameter("sku")
-    )
+@functools.lru_cache(maxsize=8)
+def _counts_statement(db: peewee.Database, by_sku: bool, by_locale: bool) -> Prepared:
+    """The conversations, answers and revision of a product or of the whole organisation
+    (in one locale), from conversation_count: a sum of revisions grows whenever one of
+    them does."""
+    where = ConversationCountRow.organisation == _organisation_id()
+    if by_sku:
+        where &= ConversationCountRow.sku == parameter("sku")
     if by_locale:
         where &= ConversationCountRow.locale == parameter("locale")
     return prepare(

@@ -63,9 +63,26 @@ class ConversationRow(BaseModel):
             (("organisation", "sku", "helpful", "created_at", "id"), False),
             (("organisation", "sku", "locale", "created_at", "id"), False),
             (("organisation", "sku", "locale", "helpful", "created_at", "id"), False),
+            (("organisation", "sku", "answers_count", "created_at", "id"), False),
+            # The organisation-wide List's orders (migration 0010).
+            (("organisation", "created_at", "id"), False),
+            (("organisation", "helpful", "created_at", "id"), False),
+            (("organisation", "answers_count", "created_at", "id"), False),
             # NULLs are distinct: only creates with a request_id are constrained.
             (("created_by", "request_id"), True),
         )
+
+
+# A retailer's answering queue: the unanswered conversations of an organisation, by age.
+ConversationRow.add_index(
+    ConversationRow.index(
+        ConversationRow.organisation,
+        ConversationRow.created_at,
+        ConversationRow.id,
+        where=ConversationRow.answers_count == 0,
+        name="conversation_organisation_unanswered",
+    )
+)
 
 
 class AnswerRow(BaseModel):

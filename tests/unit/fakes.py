@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import datetime
+import re
+import unicodedata
 from dataclasses import replace
 
 from server.service.domain import (
@@ -37,6 +39,31 @@ from server.service.errors import (
 )
 from server.service.ports import Storage
 from server.storage.listing import page_key
+
+
+def folded_words(text: str) -> set[str]:
+    """The words of a text as a search sees them: case and accents aside."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return set(re.findall(r"[^\W_]+", plain))
+
+
+def listed(conversation: Conversation, query: PageQuery) -> bool:
+    """Whether a List `query` shows `conversation`, by plain Python."""
+    chosen = query.filter
+    texts = [conversation.question, *(a.response for a in conversation.answers)]
+    found = set().union(*(folded_words(text) for text in texts))
+    return (
+        conversation.trkref == query.trkref
+        and query.sku in (None, conversation.sku)
+        and query.locale in (None, conversation.locale)
+        and chosen.answered in (None, conversation.answers_count > 0)
+        and chosen.has_retailer_answer
+        in (None, any(a.response_type == "retailer" for a in conversation.answers))
+        and (chosen.created_from is None or conversation.created_at >= chosen.created_from)
+        and (chosen.created_before is None or conversation.created_at < chosen.created_before)
+        and folded_words(query.search) <= found
+    )
 
 
 class FakeStorage:
@@ -152,13 +179,7 @@ class FakeStorage:
     async def read_page(self, query: PageQuery) -> ConversationPage:
         self._call("read_page")
         every = [self.get_conversation(i) for i in self.conversations]
-        matching = [
-            c
-            for c in every
-            if c is not None
-            and (c.trkref, c.sku) == (query.trkref, query.sku)
-            and query.locale in (None, c.locale)
-        ]
+        matching = [c for c in every if c is not None and listed(c, query)]
         ascending = query.order.endswith(" asc")
 
         def key(conversation: Conversation) -> PageKey:
