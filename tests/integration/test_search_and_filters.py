@@ -80,7 +80,7 @@ def fill(store: Store) -> list[Conversation]:
                 response=text(rng),
                 first_name="An owner",
                 response_type="retailer" if retailer else "owner",
-                **(extra if retailer else {}),  # type: ignore[arg-type]
+                **(extra if retailer else {}),
             ),
             CALLER,
             at(100 + n),
