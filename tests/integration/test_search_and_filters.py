@@ -23,6 +23,7 @@ from server.service.domain import (
     SEARCH_ORDER,
     Caller,
     Conversation,
+    ConversationPage,
     NewAnswer,
     NewConversation,
     Organisation,
@@ -31,6 +32,7 @@ from server.service.errors import InvalidRequest
 from server.service.organisations import add_organisation
 from server.storage.listing import page_key
 from server.storage.store import Store
+from tests.integration.test_reading import statements_of
 from tests.support import CALLER, add_organisation_with_key, answer, create, store_key
 from tests.unit.fakes import listed
 
@@ -230,3 +232,38 @@ def test_the_answering_queue_sees_a_write_to_any_product_at_once(
 
 def texts(conversation: Conversation) -> list[str]:
     return [conversation.question, *(a.response for a in conversation.answers)]
+
+
+# The read cache
+
+
+def read(store: Store, request: ListRequest) -> ConversationPage:
+    return asyncio.run(conversations.list_conversations(store, request, CALLER))[0]
+
+
+def test_a_searched_and_filtered_page_of_a_product_is_kept_until_the_product_changes(
+    store: Store, stored: list[Conversation]
+) -> None:
+    sku = stored[0].sku
+    request = ListRequest("D10", sku, search="battery", filter="answered = false")
+    first = read(store, request)
+    assert len(statements_of(store, lambda: read(store, request))) == 1  # the stamp only
+    assert read(store, request) is first
+    # Another search of the same product is another key.
+    assert read(store, replace(request, search="cable")) is not first
+    target = next(c for c in stored if c.sku == sku and c.answers_count == 0)
+    answer(store, NewAnswer("D10", target.id, "Yes.", "Bo"), CALLER)
+    after = read(store, request)
+    assert target.id not in [c.id for c in after.conversations]
+    was_listed = target.id in [c.id for c in first.conversations]
+    assert after.question_count == first.question_count - was_listed
+
+
+def test_an_organisation_wide_page_is_never_kept(store: Store, stored: list[Conversation]) -> None:
+    request = ListRequest("D10", page_size=1)
+    before = read(store, request)
+    assert len(statements_of(store, lambda: read(store, request))) >= 3
+    created = create(store, NewConversation("D10", "A", "New?", "S9"), CALLER, at(10_000))
+    after = read(store, request)
+    assert [c.id for c in after.conversations] == [created.id]
+    assert after.question_count == before.question_count + 1
