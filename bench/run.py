@@ -3,7 +3,8 @@ grpc.aio server (the ceiling, bench/ceiling.py) and two FastAPI peers, its votes
 conversation, its memory over many creates, and its reads on a product of a million
 conversations beside one of ten (bench/dataset.py).
 
-Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`).
+Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`;
+`.venv/bin/python -m bench.run organisation` for bench/organisation.py's rows alone).
 Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
 run is bounded by a request count sized from a short warm-up, and by a time limit.
 Every row's percentiles are of its requests' own durations, as h2load logs them
@@ -32,7 +33,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from bench import dataset, load, memory, report
+from bench import dataset, load, memory, organisation, organisation_data, report
 from bench.load import Result
 from bench.report import Row, memory_table, ratios, table
 from conversations.v4 import conversation_service_pb2 as pb
@@ -496,6 +497,18 @@ def large_table(pairs: list[Pair]) -> tuple[str, bool]:
     return "\n".join(lines), all(p.met for p in pairs)
 
 
+def measure_calls(server: ServiceProcess, calls: list[tuple[str, Call]], key: str) -> list[Result]:
+    """The large data set's measurement of calls taking turns on one server."""
+    rows = [Load(name, call) for name, call in calls]
+    measured = measure_grpc(server, rows, key, LARGE_MEASURE_SECONDS, LARGE_WARM_UP_SECONDS)
+    return [row.result for row in measured if row.result is not None]
+
+
+def organisation_table(workdir: Path) -> tuple[str, bool]:
+    """The rows of search, filters and the organisation-wide List (bench/organisation.py)."""
+    return organisation.table(organisation.run(workdir, service, measure_calls, CREATE))
+
+
 def machine() -> str:
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -510,9 +523,15 @@ def machine() -> str:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["organisation"]:  # these rows alone
+        with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
+            text, met = organisation_table(Path(tmp))
+        print(machine(), text, f"every target met: {met}", sep="\n\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
         rows, footprints = run_all(Path(tmp))
         pairs = run_large(Path(tmp))
+        organisation_text, organisation_met = organisation_table(Path(tmp))
     ratio_table, targets_met = ratios(rows)
     memory_row = next(row for row in rows if row.number == report.CREATE_MEMORY)
     assert memory_row.result is not None
@@ -531,7 +550,13 @@ def main() -> int:
     print("", title, pair_table, sep="\n\n")
     rows_ok = all(row.rows_match for row in rows)
     print(f"\nrows stored and votes counted = successful responses in every run: {rows_ok}")
-    print(f"every target met: {targets_met and large_met and memory_met}")
+    title = (
+        f"{organisation.CONVERSATIONS:,} conversations of one organisation over "
+        f"{organisation_data.PRODUCTS:,} products, beside an organisation of ten:"
+    )
+    print("", title, organisation_text, sep="\n\n")
+    every = targets_met and large_met and memory_met and organisation_met
+    print(f"every target met: {every}")
     return 0 if rows_ok else 1
 
 

@@ -15,7 +15,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playhouse.migrations import Runner
 
+from server.package_data import MIGRATIONS
 from server.service import conversations
 from server.service.conversations import ListRequest
 from server.service.domain import (
@@ -42,6 +44,7 @@ ELSEWHERE = "zeppelin"
 SKUS = ["S1", "S2", "S3"]
 LOCALES = ["en-GB", "fr-FR", "ja-JP"]
 START = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
+MIGRATION = "0010_search_and_organisation_lists"
 E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
 
 
@@ -267,3 +270,15 @@ def test_an_organisation_wide_page_is_never_kept(store: Store, stored: list[Conv
     after = read(store, request)
     assert [c.id for c in after.conversations] == [created.id]
     assert after.question_count == before.question_count + 1
+
+
+def test_the_search_migration_reverts_and_applies_again_with_every_text(
+    store: Store, stored: list[Conversation]
+) -> None:
+    runner = Runner(store.db, str(MIGRATIONS))
+    with store.reading():
+        assert runner.down(MIGRATION) == [MIGRATION]
+        assert runner.up() == [MIGRATION]
+    with_kettle = [c.id for c in stored if any("kettle" in t.lower() for t in texts(c))]
+    found = walk(store, ListRequest("D10", search="kettle", order_by="created_at asc"))
+    assert [c.id for c in found] == sorted(with_kettle)

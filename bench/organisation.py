@@ -1,0 +1,229 @@
+"""The bench rows of search, filters and the organisation-wide List (bench/organisation_data.py
+holds their data set):
+
+- a retailer's answering queue (`answered = false`, oldest first) across the organisation,
+  its first page and a page QUEUE_DEEP_PAGES deep, each beside the same call on an
+  organisation of ten (target: within QUEUE_FACTOR);
+- a search within a product of 10,000 conversations, first page, beside Health/Check
+  (target: at least SEARCH_SHARE of its throughput);
+- a search across the organisation for a word in one conversation in a hundred, beside a
+  plain organisation-wide List (printed, no target);
+- Create with the search index and the new indexes beside Create without them (migration
+  0010 reverted), each on a fresh database (target: at least CREATE_SHARE).
+
+Every read runs without the read cache, so that every page is read from the indexes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grpc_health.v1 import health_pb2
+from playhouse.migrations import Runner
+
+from bench import organisation_data as data
+from bench.load import Result, merge
+from conversations.v4 import conversation_service_pb2 as pb
+from server.package_data import MIGRATIONS
+from server.service import page_tokens
+from server.service.domain import PageQuery
+from server.service.filters import parse_filter
+from server.storage.models import ServiceSecretRow
+from server.storage.prepared import stored_time
+from tests.databases import fresh_postgres
+from tests.support import basic_authorization, create_key, opened_store, organisation_with_key
+
+# How many conversations the data set holds; BENCH_ORGANISATION_CONVERSATIONS sets another
+# size (a data set of each size is built once and kept).
+CONVERSATIONS = int(os.environ.get("BENCH_ORGANISATION_CONVERSATIONS", "1000000"))
+QUEUE_DEEP_PAGES = 1000
+QUEUE_FACTOR = 2.0
+SEARCH_SHARE = 0.2
+CREATE_SHARE = 0.85
+MIGRATION = "0010_search_and_organisation_lists"
+QUEUE_FILTER = "answered = false"
+QUEUE_ORDER = "created_at asc"
+LIST = "/conversations.v4.ConversationService/ListConversations"
+HEALTH = ("/grpc.health.v1.Health/Check", None)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One row's result, and the row it is compared with."""
+
+    database: str
+    name: str
+    result: Result
+    beside: str
+    other: Result
+    target: str
+    met: bool | None
+
+
+def list_call(trkref: str, page_token: str = "", **asked: Any) -> tuple[str, Any]:
+    request = pb.ListConversationsRequest(
+        trkref=trkref, page_size=20, page_token=page_token, **asked
+    )
+    return (LIST, request)
+
+
+def queue_call(trkref: str, page_token: str = "") -> tuple[str, Any]:
+    return list_call(trkref, page_token, filter=QUEUE_FILTER, order_by=QUEUE_ORDER)
+
+
+def queue_token(database_url: str, trkref: str, depth: int) -> str:
+    """The token of the queue's page after `depth` pages of 20 (depth 0: after its first
+    conversation), as the service would issue it."""
+    query = PageQuery(trkref, None, None, QUEUE_ORDER, 20, filter=parse_filter(QUEUE_FILTER))
+    with opened_store(database_url) as store, store.reading():
+        p = store.db.param
+        cursor = store.db.execute_sql(  # type: ignore[no-untyped-call]
+            "SELECT c.created_at, c.id FROM conversation c JOIN organisation o"
+            f" ON o.id = c.organisation_id WHERE o.trkref = {p} AND c.answers_count = 0"
+            f" ORDER BY c.created_at, c.id LIMIT 1 OFFSET {p}",
+            (trkref, max(0, depth * 20 - 1)),
+        )
+        created_at, conversation_id = cursor.fetchone()
+        secret = bytes.fromhex(ServiceSecretRow.get_by_id("page_token").value)
+    moment = calendar.timegm(stored_time(created_at).utctimetuple())
+    return page_tokens.issue(secret, query, (moment, conversation_id))
+
+
+# Measures calls (name, method and request) on a server, taking turns; their results.
+Measure = Callable[[Any, list[tuple[str, Any]], str], list[Result]]
+# Starts `serve` on a database URL, with the read cache or without.
+Serve = Callable[..., Any]
+
+
+def run(workdir: Path, serve: Serve, measure: Measure, create: Any) -> list[Measured]:
+    """Every row on both databases."""
+    measured: list[Measured] = []
+    for database, url in (("SQLite", data.sqlite_dataset(CONVERSATIONS)),
+                          ("PostgreSQL", data.postgres_dataset(CONVERSATIONS))):  # fmt: skip
+        measured += _reads(workdir, serve, measure, database, url)
+    for database, fresh in (("SQLite", _sqlite_fresh(workdir)), ("PostgreSQL", _postgres_fresh())):
+        measured.append(_creates(workdir, serve, measure, database, fresh, create))
+    return measured
+
+
+def _reads(
+    workdir: Path, serve: Serve, measure: Measure, database: str, url: str
+) -> list[Measured]:
+    key = basic_authorization(*create_key(url, "D10", data.SMALL))
+    large, small = "D10", data.SMALL
+    deep = f"queue page {QUEUE_DEEP_PAGES + 1:,}"
+    calls = [
+        ("queue first page", queue_call(large)),
+        ("queue first page, 10", queue_call(small)),
+        (deep, queue_call(large, queue_token(url, large, QUEUE_DEEP_PAGES))),
+        (deep + ", 10", queue_call(small, queue_token(url, small, 0))),
+        ("search in a product of 10,000", list_call(large, sku=data.SEARCH_SKU,
+                                                    search=data.SEARCH_COMMON)),
+        ("Health/Check", (HEALTH[0], health_pb2.HealthCheckRequest())),
+        ("search across the organisation (1 %)", list_call(large, search=data.SEARCH_RARE)),
+        ("organisation-wide List first page", list_call(large)),
+    ]  # fmt: skip
+    with serve(workdir, url, read_cache=False) as server:
+        results = measure(server, calls, key)
+    by_name = dict(zip([name for name, _ in calls], results, strict=True))
+    size = f"{CONVERSATIONS:,}"
+
+    def queue(name: str) -> Measured:
+        big, little = by_name[name], by_name[name + ", 10"]
+        met = 0 < little.per_second <= QUEUE_FACTOR * big.per_second
+        return Measured(database, f"{name}, {size}", big, "same, organisation of 10", little,
+                        f"<= {QUEUE_FACTOR}x", met)  # fmt: skip
+
+    search = by_name["search in a product of 10,000"]
+    health = by_name["Health/Check"]
+    across = by_name["search across the organisation (1 %)"]
+    return [
+        queue("queue first page"),
+        queue(deep),
+        Measured(database, "search in a product of 10,000", search, "Health/Check", health,
+                 f">= {SEARCH_SHARE}x", search.per_second >= SEARCH_SHARE * health.per_second),
+        Measured(database, f"search across the organisation (1 %), {size}", across,
+                 "organisation-wide List first page", by_name["organisation-wide List first page"],
+                 "printed", None),
+    ]  # fmt: skip
+
+
+def _creates(
+    workdir: Path,
+    serve: Serve,
+    measure: Measure,
+    database: str,
+    fresh: Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]],
+    create: Any,
+) -> Measured:
+    """Create on a database with migration 0010 beside one without it, side by side: the
+    two servers run at once and their measurements take turns."""
+    results: dict[bool, list[Result]] = {True: [], False: []}
+    with (
+        fresh(True) as (with_url, with_key),
+        fresh(False) as (without_url, without_key),
+        serve(workdir, with_url) as indexed,
+        serve(workdir, without_url) as bare,
+    ):
+        for _ in range(2):
+            results[False] += measure(bare, [("Create without", create)], without_key)
+            results[True] += measure(indexed, [("Create with", create)], with_key)
+    indexed_result, bare_result = merge(results[True]), merge(results[False])
+    met = indexed_result.per_second >= CREATE_SHARE * bare_result.per_second
+    return Measured(database, "Create with the search index and new indexes", indexed_result,
+                    "Create without them", bare_result, f">= {CREATE_SHARE}x", met)  # fmt: skip
+
+
+def _migrated(url: str, indexed: bool) -> str:
+    """A migrated database with D10 and a key (its authorization); without migration 0010
+    unless `indexed` (reverted, and recorded as applied, so that `serve` leaves it so)."""
+    key = basic_authorization(*organisation_with_key(url))
+    if not indexed:
+        with opened_store(url) as store, store.reading():
+            runner = Runner(store.db, str(MIGRATIONS))
+            runner.down(MIGRATION)
+            runner.fake(MIGRATION)
+    return key
+
+
+def _sqlite_fresh(
+    workdir: Path,
+) -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
+    @contextlib.contextmanager
+    def fresh(indexed: bool) -> Iterator[tuple[str, str]]:
+        url = f"sqlite:///{workdir}/creates-{'with' if indexed else 'without'}.db"
+        yield url, _migrated(url, indexed)
+
+    return fresh
+
+
+def _postgres_fresh() -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
+    @contextlib.contextmanager
+    def fresh(indexed: bool) -> Iterator[tuple[str, str]]:
+        with fresh_postgres("bench_creates") as url:
+            yield url, _migrated(url, indexed)
+
+    return fresh
+
+
+def table(measured: list[Measured]) -> tuple[str, bool]:
+    lines = [
+        "| database | call | ok req/s | p50 / p99 ms | beside | its req/s | its p50 / p99 ms "
+        "| ratio (req/s) | target | met |",
+        "|---|---|---:|---:|---|---:|---:|---:|---|---|",
+    ]
+    for m in measured:
+        a, b = m.result, m.other
+        ratio = a.per_second / b.per_second if b.per_second else 0.0
+        lines.append(
+            f"| {m.database} | {m.name} | {a.per_second:,.0f} | {a.p50_ms:.2f} / {a.p99_ms:.2f} "
+            f"| {m.beside} | {b.per_second:,.0f} | {b.p50_ms:.2f} / {b.p99_ms:.2f} "
+            f"| {ratio:.2f} | {m.target} | {'' if m.met is None else m.met} |"
+        )
+    return "\n".join(lines), all(m.met is not False for m in measured)
