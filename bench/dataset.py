@@ -301,6 +301,7 @@ def seed_answered(store: Store, sku: str, conversations: int, answers_each: int)
             locale=organisation.locale,
             question_count=conversations,
             answers_count=conversations * answers_each,
+            answered_count=conversations if answers_each else 0,
         ).on_conflict(
             conflict_target=(
                 ConversationCountRow.organisation,
@@ -310,6 +311,8 @@ def seed_answered(store: Store, sku: str, conversations: int, answers_each: int)
             update={
                 question_count: question_count + EXCLUDED.question_count,
                 answers_count: answers_count + EXCLUDED.answers_count,
+                ConversationCountRow.answered_count: ConversationCountRow.answered_count
+                + EXCLUDED.answered_count,
             },
         ).execute()
     return ids

@@ -128,8 +128,9 @@ def generate(
         commit()
     cursor.execute(
         "INSERT INTO conversation_count"
-        " (organisation_id, sku, locale, question_count, answers_count)"
-        " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count) FROM conversation"
+        " (organisation_id, sku, locale, question_count, answers_count, answered_count)"
+        " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count),"
+        " SUM(CASE WHEN answers_count > 0 THEN 1 ELSE 0 END) FROM conversation"
         " GROUP BY organisation_id, sku, locale"
     )
     commit()

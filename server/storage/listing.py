@@ -12,6 +12,7 @@ with every write it would show.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime
 import functools
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from server.storage.models import (
     AnswerRow,
     ConversationCountRow,
     ConversationRow,
+    OrganisationCountRow,
     OrganisationRow,
     database,
     naive_utc,
@@ -57,7 +59,7 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     db = database.obj
     shape = _shape(query)
     values = _values(db, query)
-    stamp = None
+    stamp = counts = None
     if query.sku is not None:
         # First: a page read after the stamp is at least as new as the stamp says.
         [counts] = _counts_statement(db, True, shape.by_locale).run(db, values)
@@ -65,10 +67,14 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
         kept = cache.get(query, stamp, ConversationPage)
         if kept is not None:
             return kept
-    if query.search or query.filter != NO_FILTER:
-        [counts] = _matching_statement(db, shape._replace(after=False)).run(db, values)
-    elif stamp is None:
-        [counts] = _counts_statement(db, False, shape.by_locale).run(db, values)
+    # The kept counts hold all, the answered and the unanswered conversations; any other
+    # search or filter is counted over the rows it matches.
+    if query.search or dataclasses.replace(query.filter, answered=None) != NO_FILTER:
+        [summary] = _matching_statement(db, shape._replace(after=False)).run(db, values)
+    else:
+        if counts is None:
+            [counts] = _counts_statement(db, False, shape.by_locale).run(db, values)
+        summary = _answered_summary(query.filter.answered, counts)
     rows = _page_statement(db, shape).run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
@@ -77,10 +83,19 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
         conversation_from_tuple(row[:11], query.trkref, answers.get(row[0], ())) for row in rows
     )
     next_after = _row_key(query.order, rows[-1]) if more else None
-    page = ConversationPage(conversations, int(counts[0]), int(counts[1]), next_after)
+    page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)
     if stamp is not None:
         cache.put(query, stamp, page)
     return page
+
+
+def _answered_summary(answered: bool | None, counts: Sequence[Any]) -> tuple[int, int]:
+    """The summary of all, the answered or the unanswered conversations, from the counts
+    kept: conversations, answers, revision, answered conversations."""
+    questions, answers, _, answered_count = (int(count) for count in counts)
+    if answered is None:
+        return questions, answers
+    return (answered_count, answers) if answered else (questions - answered_count, 0)
 
 
 def page_key(order: str, conversation: Conversation, relevance: float = 0.0) -> PageKey:
@@ -147,11 +162,11 @@ def _organisation_id() -> peewee.SelectQuery:
 def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, Any]:
     """The conversations a shape matches, with these columns (and `relevance` last when
     searching), unordered; and the column of their relevance when searching."""
-    found = matches(db) if shape.search else None
+    found = matches(db, shape.by_sku) if shape.search else None
     selected = [*columns] if found is None else [*columns, found.c.relevance]
     query = ConversationRow.select(*selected)
     if found is not None:
-        query = query.join(found, on=ConversationRow.id == found.c.id)
+        query = query.with_cte(found).join(found, on=ConversationRow.id == found.c.id)
     where = ConversationRow.organisation == _organisation_id()
     if shape.by_sku:
         where &= ConversationRow.sku == parameter("sku")
@@ -229,9 +244,20 @@ def _stored(column: str, value: int | float) -> object:
 
 @functools.lru_cache(maxsize=8)
 def _counts_statement(db: peewee.Database, by_sku: bool, by_locale: bool) -> Prepared:
-    """The conversations, answers and revision of a product or of the whole organisation
-    (in one locale), from conversation_count: a sum of revisions grows whenever one of
-    them does."""
+    """The conversations, answers, revision and answered conversations of a product or of
+    the whole organisation (in one locale), from conversation_count (a sum of revisions
+    grows whenever one of them does); of the whole organisation in every locale, from its
+    one row in organisation_count."""
+    if not by_sku and not by_locale:
+        counted = OrganisationCountRow
+        return prepare(
+            counted.select(
+                peewee.fn.COALESCE(peewee.fn.SUM(counted.question_count), 0),
+                peewee.fn.COALESCE(peewee.fn.SUM(counted.answers_count), 0),
+                peewee.SQL("0"),
+                peewee.fn.COALESCE(peewee.fn.SUM(counted.answered_count), 0),
+            ).where(counted.organisation == _organisation_id())
+        )
     where = ConversationCountRow.organisation == _organisation_id()
     if by_sku:
         where &= ConversationCountRow.sku == parameter("sku")
@@ -242,5 +268,6 @@ def _counts_statement(db: peewee.Database, by_sku: bool, by_locale: bool) -> Pre
             peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.question_count), 0),
             peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.answers_count), 0),
             peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.revision), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(ConversationCountRow.answered_count), 0),
         ).where(where)
     )

@@ -73,18 +73,6 @@ class ConversationRow(BaseModel):
         )
 
 
-# A retailer's answering queue: the unanswered conversations of an organisation, by age.
-ConversationRow.add_index(
-    ConversationRow.index(
-        ConversationRow.organisation,
-        ConversationRow.created_at,
-        ConversationRow.id,
-        where=ConversationRow.answers_count == 0,
-        name="conversation_organisation_unanswered",
-    )
-)
-
-
 class AnswerRow(BaseModel):
     id = peewee.AutoField()
     # Indexed with created_at and id below: a conversation's answers, oldest first.
@@ -143,10 +131,25 @@ class ConversationCountRow(BaseModel):
     question_count = peewee.IntegerField(default=0)
     answers_count = peewee.IntegerField(default=0)
     revision = peewee.BigIntegerField(default=0)
+    # The conversations with at least one answer; kept by a trigger (migration 0010).
+    answered_count = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "conversation_count"
         indexes = ((("organisation", "sku", "locale"), True),)
+
+
+class OrganisationCountRow(BaseModel):
+    """What conversation_count holds, for a whole organisation: kept by triggers on
+    conversation (migration 0010), so that an organisation-wide summary reads one row."""
+
+    organisation = peewee.ForeignKeyField(OrganisationRow, primary_key=True)
+    question_count = peewee.BigIntegerField(default=0)
+    answers_count = peewee.BigIntegerField(default=0)
+    answered_count = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "organisation_count"
 
 
 class ServiceSecretRow(BaseModel):

@@ -1,10 +1,13 @@
 """Full-text search in each database's own machinery (migration 0010 builds both).
 
 SQLite: the FTS5 table conversation_search, ranked by bm25. PostgreSQL: the tsvector of
-conversation_search with its GIN index, ranked by ts_rank. The words searched for reach
-either as a value, never as SQL, and never as query syntax: each word is an FTS5 phrase
-in double quotes (so `NEAR`, `OR`, `*` or `^` are words), and PostgreSQL's
-plainto_tsquery reads no operators at all.
+conversation_search with its GIN index, ranked by ts_rank. Each conversation's entry also
+holds its organisation and product as words no search can name, so that the index finds
+the matches within one organisation or product alone, however many other organisations'
+conversations hold the same words. The words searched for reach either database as a
+value, never as SQL, and never as query syntax: each word is an FTS5 phrase in double
+quotes (so `NEAR`, `OR`, `*` or `^` are words), and PostgreSQL's plainto_tsquery reads no
+operators at all.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import peewee
 
+from server.storage.models import OrganisationRow
 from server.storage.prepared import parameter
 
 # FTS5's hidden column named after its table: the left side of MATCH, bm25's argument.
@@ -21,30 +25,64 @@ _FTS5_TABLE = peewee.SQL("conversation_search")
 
 def search_value(db: peewee.Database, words: str) -> str:
     """The value the `search` parameter takes for these words (separated by spaces)."""
-    if isinstance(db, peewee.PostgresqlDatabase):
+    if _postgres(db):
         return words
     # The words hold letters, digits and marks only: no double quote to escape.
     return " ".join(f'"{word}"' for word in words.split())
 
 
-def matches(db: peewee.Database) -> Any:
-    """The conversations that match the `search` parameter: their `id` and `relevance`
-    (higher is better)."""
-    if isinstance(db, peewee.PostgresqlDatabase):
-        table: Any = peewee.Table("conversation_search", ("conversation_id", "vector"))
-        asked = peewee.SQL("asked")
-        query = peewee.fn.conversation_search_query(parameter("search"))
-        # float8: the rank goes into page tokens and comes back exactly as it was read.
-        relevance = peewee.fn.ts_rank(table.vector, asked).cast("float8")
-        return (
-            table.select(table.conversation_id.alias("id"), relevance.alias("relevance"))
-            .from_(table, query.alias("asked"))
-            .where(peewee.NodeList((table.vector, peewee.SQL("@@"), asked)))
-            .alias("matches")
-        )
-    fts: Any = peewee.Table("conversation_search", ("rowid",))
-    return (
-        fts.select(fts.rowid.alias("id"), (0 - peewee.fn.bm25(_FTS5_TABLE)).alias("relevance"))
-        .where(peewee.NodeList((_FTS5_TABLE, peewee.SQL("MATCH"), parameter("search"))))
-        .alias("matches")
+def matches(db: peewee.Database, by_sku: bool) -> Any:
+    """The conversations of the organisation `trkref` (and product `sku` when `by_sku`)
+    that match the `search` parameter: their `id` and `relevance` (higher is better), as a
+    common table expression named `matches`.
+
+    Materialized on SQLite: its planner would otherwise run the full-text query once per
+    row of the product or organisation instead of once.
+    """
+    found = _postgres_matches(by_sku) if _postgres(db) else _sqlite_matches(by_sku)
+    return found.cte("matches", materialized=not _postgres(db) or None)
+
+
+def _postgres(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def _organisation_id() -> peewee.SelectQuery:
+    return OrganisationRow.select(OrganisationRow.id).where(
+        OrganisationRow.trkref == parameter("trkref")
     )
+
+
+def _postgres_matches(by_sku: bool) -> Any:
+    table: Any = peewee.Table("conversation_search", ("conversation_id", "vector"))
+    asked, scope = peewee.SQL("asked"), peewee.SQL("scope")
+    words = peewee.fn.conversation_search_query(parameter("search"))
+    sku = parameter("sku") if by_sku else peewee.SQL("NULL")
+    within = peewee.fn.conversation_search_scope_query(_organisation_id(), sku)
+    # float8: the rank goes into page tokens and comes back exactly as it was read.
+    relevance = peewee.fn.ts_rank(table.vector, asked).cast("float8")
+    both = peewee.NodeList((asked, peewee.SQL("&&"), scope), parens=True)
+    return (
+        table.select(table.conversation_id.alias("id"), relevance.alias("relevance"))
+        .from_(table, words.alias("asked"), within.alias("scope"))
+        .where(peewee.NodeList((table.vector, peewee.SQL("@@"), both)))
+    )
+
+
+def _sqlite_matches(by_sku: bool) -> Any:
+    fts: Any = peewee.Table("conversation_search", ("rowid",))
+    if by_sku:
+        scope = peewee.SQL("'p'").concat(_organisation_id()).concat(peewee.SQL("'x'"))
+        scope = scope.concat(peewee.fn.lower(peewee.fn.hex(parameter("sku"))))
+    else:
+        scope = peewee.SQL("'o'").concat(_organisation_id())
+    expression = (
+        peewee.SQL("'scope : '")
+        .concat(scope)
+        .concat(peewee.SQL("' AND {question answers} : ('"))
+        .concat(parameter("search"))
+        .concat(peewee.SQL("')'"))
+    )
+    return fts.select(
+        fts.rowid.alias("id"), (0 - peewee.fn.bm25(_FTS5_TABLE)).alias("relevance")
+    ).where(peewee.NodeList((_FTS5_TABLE, peewee.SQL("MATCH"), expression)))

@@ -282,3 +282,12 @@ def test_the_search_migration_reverts_and_applies_again_with_every_text(
     with_kettle = [c.id for c in stored if any("kettle" in t.lower() for t in texts(c))]
     found = walk(store, ListRequest("D10", search="kettle", order_by="created_at asc"))
     assert [c.id for c in found] == sorted(with_kettle)
+
+
+def test_the_words_that_scope_the_index_are_not_searchable(
+    store: Store, stored: list[Conversation]
+) -> None:
+    sku_hex = stored[0].sku.encode().hex()
+    for word in ("o1", "scope", f"p1x{sku_hex}", "o", "question", "answers"):
+        assert walk(store, ListRequest("D10", search=word)) == []
+        assert walk(store, ListRequest("D10", stored[0].sku, search=word)) == []

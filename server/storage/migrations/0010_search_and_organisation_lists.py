@@ -1,5 +1,6 @@
-"""Full-text search over a conversation's question and answers, and the indexes of the
-organisation-wide List and of its `answers_count desc` order.
+"""Full-text search over a conversation's question and answers, the indexes of the
+organisation-wide List and of its `answers_count desc` order, and the counts a List's
+summary reads for a whole organisation or for the answered conversations alone.
 
 conversation_search holds, per conversation, what a search matches; the database keeps
 it in step through triggers on conversation and answer, so no write path has to. On
@@ -20,12 +21,75 @@ _INDEXES = {
         "organisation_id", "sku", "answers_count", "created_at", "id"
     ),
 }  # fmt: skip
-# The unanswered conversations of an organisation, oldest or newest first: a retailer's
-# answering queue reads this range alone, however many conversations were answered.
-_UNANSWERED = (
-    "CREATE INDEX conversation_organisation_unanswered"
-    " ON conversation (organisation_id, created_at, id) WHERE answers_count = 0"
+# organisation_count: per organisation, what conversation_count holds per product, so that
+# an organisation-wide summary reads one row. conversation_count.answered_count: the
+# conversations with at least one answer. Both are kept by triggers on conversation.
+# Every transaction that writes them takes organisation_count's row before any
+# conversation_count row (creates insert their conversations before counting them, an
+# answer counts on its conversation first), so concurrent writers never deadlock.
+_ORGANISATION_COUNT = (
+    "CREATE TABLE organisation_count ("
+    " organisation_id integer PRIMARY KEY REFERENCES organisation (id),"
+    " question_count bigint NOT NULL DEFAULT 0, answers_count bigint NOT NULL DEFAULT 0,"
+    " answered_count bigint NOT NULL DEFAULT 0)"
 )
+_COUNTS_BACKFILL = [
+    "INSERT INTO organisation_count (organisation_id, question_count, answers_count,"
+    " answered_count) SELECT organisation_id, COUNT(*), SUM(answers_count),"
+    " SUM(CASE WHEN answers_count > 0 THEN 1 ELSE 0 END) FROM conversation"
+    " GROUP BY organisation_id",
+    "UPDATE conversation_count SET answered_count = (SELECT COUNT(*) FROM conversation c"
+    " WHERE c.organisation_id = conversation_count.organisation_id"
+    " AND c.sku = conversation_count.sku AND c.locale = conversation_count.locale"
+    " AND c.answers_count > 0)",
+]
+_ADDED = (
+    "INSERT INTO organisation_count (organisation_id, question_count, answers_count,"
+    " answered_count) {rows} ON CONFLICT (organisation_id) DO UPDATE SET"
+    " question_count = organisation_count.question_count + excluded.question_count,"
+    " answers_count = organisation_count.answers_count + excluded.answers_count,"
+    " answered_count = organisation_count.answered_count + excluded.answered_count"
+)
+_ANSWERED_DELTA = (
+    "(CASE WHEN {new}.answers_count > 0 THEN 1 ELSE 0 END)"
+    " - (CASE WHEN {old}.answers_count > 0 THEN 1 ELSE 0 END)"
+)
+_RECOUNTED = [
+    "UPDATE organisation_count SET"
+    " answers_count = answers_count + {new}.answers_count - {old}.answers_count,"
+    f" answered_count = answered_count + {_ANSWERED_DELTA}"
+    " WHERE organisation_id = {new}.organisation_id",
+    f"UPDATE conversation_count SET answered_count = answered_count + {_ANSWERED_DELTA}"
+    " WHERE organisation_id = {new}.organisation_id AND sku = {new}.sku"
+    " AND locale = {new}.locale",
+]
+_SQLITE_COUNTS = [
+    "CREATE TRIGGER conversation_counted AFTER INSERT ON conversation BEGIN "
+    + _ADDED.format(
+        rows="SELECT new.organisation_id, 1, new.answers_count,"
+        " CASE WHEN new.answers_count > 0 THEN 1 ELSE 0 END WHERE true"
+    )
+    + "; END",
+    "CREATE TRIGGER conversation_recounted AFTER UPDATE OF answers_count ON conversation"
+    " BEGIN " + "; ".join(u.format(new="new", old="old") for u in _RECOUNTED) + "; END",
+]
+_POSTGRES_COUNTS = [
+    "CREATE FUNCTION conversation_counted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    + _ADDED.format(
+        rows="SELECT organisation_id, COUNT(*), SUM(answers_count),"
+        " SUM(CASE WHEN answers_count > 0 THEN 1 ELSE 0 END) FROM added"
+        " GROUP BY organisation_id ORDER BY organisation_id"
+    )
+    + "; RETURN NULL; END $$",
+    "CREATE TRIGGER conversation_counted AFTER INSERT ON conversation"
+    " REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION conversation_counted()",
+    "CREATE FUNCTION conversation_recounted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    + "; ".join(u.format(new="NEW", old="OLD") for u in _RECOUNTED)
+    + "; RETURN NULL; END $$",
+    "CREATE TRIGGER conversation_recounted AFTER UPDATE OF answers_count ON conversation"
+    " FOR EACH ROW WHEN (OLD.answers_count IS DISTINCT FROM NEW.answers_count)"
+    " EXECUTE FUNCTION conversation_recounted()",
+]
 # A locale's language subtag and the text search configuration PostgreSQL names for it;
 # only those the server has are used.
 _LANGUAGES = {
@@ -38,14 +102,22 @@ _LANGUAGES = {
     "tr": "turkish", "yi": "yiddish",
 }  # fmt: skip
 
+# What a search is limited to, held beside the text as words no search can name: on
+# SQLite in a column of its own (`o` organisation id, `p` organisation id `x` the sku in
+# hexadecimal), on PostgreSQL as lexemes starting with `@`, a character searched words
+# never hold.
+_SQLITE_SCOPE = (
+    "'o' || {r}.organisation_id || ' p' || {r}.organisation_id || 'x' || lower(hex({r}.sku))"
+)
 _SQLITE = [
     "CREATE VIRTUAL TABLE conversation_search USING fts5("
-    " question, answers, tokenize = 'unicode61 remove_diacritics 2')",
+    " scope, question, answers, tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE TRIGGER conversation_search_insert AFTER INSERT ON conversation BEGIN"
-    " INSERT INTO conversation_search (rowid, question, answers) VALUES (new.id, new.question, '');"
-    " END",
-    "CREATE TRIGGER conversation_search_update AFTER UPDATE OF question ON conversation BEGIN"
-    " UPDATE conversation_search SET question = new.question WHERE rowid = new.id; END",
+    " INSERT INTO conversation_search (rowid, scope, question, answers)"
+    f" VALUES (new.id, {_SQLITE_SCOPE.format(r='new')}, new.question, ''); END",
+    "CREATE TRIGGER conversation_search_update AFTER UPDATE OF question, sku, organisation_id"
+    " ON conversation BEGIN UPDATE conversation_search SET question = new.question,"
+    f" scope = {_SQLITE_SCOPE.format(r='new')} WHERE rowid = new.id; END",
     "CREATE TRIGGER conversation_search_delete AFTER DELETE ON conversation BEGIN"
     " DELETE FROM conversation_search WHERE rowid = old.id; END",
     "CREATE TRIGGER answer_search_insert AFTER INSERT ON answer BEGIN"
@@ -58,8 +130,9 @@ _SQLITE = [
         " WHERE rowid = old.conversation_id; END"
         for event in ("UPDATE OF response", "DELETE")
     ),
-    "INSERT INTO conversation_search (rowid, question, answers)"
-    " SELECT id, question, coalesce((SELECT group_concat(response, ' ') FROM answer"
+    "INSERT INTO conversation_search (rowid, scope, question, answers)"
+    f" SELECT id, {_SQLITE_SCOPE.format(r='conversation')}, question,"
+    " coalesce((SELECT group_concat(response, ' ') FROM answer"
     " WHERE conversation_id = conversation.id), '') FROM conversation",
 ]
 
@@ -68,6 +141,13 @@ _POSTGRES = [
     " conversation_id integer PRIMARY KEY REFERENCES conversation (id) ON DELETE CASCADE,"
     " vector tsvector NOT NULL)",
     "CREATE INDEX conversation_search_vector ON conversation_search USING gin (vector)",
+    "CREATE FUNCTION conversation_search_scope(organisation integer, sku text) RETURNS tsvector"
+    " LANGUAGE sql IMMUTABLE AS $$ SELECT array_to_tsvector(ARRAY['@o' || organisation,"
+    " '@p' || organisation || 'x' || encode(convert_to(sku, 'UTF8'), 'hex')]) $$",
+    "CREATE FUNCTION conversation_search_scope_query(organisation integer, sku text)"
+    " RETURNS tsquery LANGUAGE sql IMMUTABLE AS $$ SELECT quote_literal(CASE WHEN sku IS NULL"
+    " THEN '@o' || organisation"
+    " ELSE '@p' || organisation || 'x' || encode(convert_to(sku, 'UTF8'), 'hex') END)::tsquery $$",
     "CREATE FUNCTION conversation_search_text(locale text, body text) RETURNS tsvector"
     " LANGUAGE sql STABLE AS"
     " $$ SELECT to_tsvector(conversation_text_config(locale), unaccent(coalesce(body, ''))) $$",
@@ -75,21 +155,23 @@ _POSTGRES = [
     " LANGUAGE sql STABLE AS"
     " $$ SELECT conversation_search_text(c.locale, c.question)"
     " || conversation_search_text(c.locale, (SELECT string_agg(a.response, ' ' ORDER BY a.id)"
-    " FROM answer a WHERE a.conversation_id = c.id)) FROM conversation c WHERE c.id = conversation"
-    " $$",
+    " FROM answer a WHERE a.conversation_id = c.id))"
+    " || conversation_search_scope(c.organisation_id, c.sku)"
+    " FROM conversation c WHERE c.id = conversation $$",
     "CREATE FUNCTION conversation_search_on_write() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN"
     "  IF TG_OP = 'INSERT' THEN"
     "   INSERT INTO conversation_search (conversation_id, vector)"
-    "   VALUES (NEW.id, conversation_search_text(NEW.locale, NEW.question));"
+    "   VALUES (NEW.id, conversation_search_text(NEW.locale, NEW.question)"
+    "    || conversation_search_scope(NEW.organisation_id, NEW.sku));"
     "  ELSE"
     "   UPDATE conversation_search SET vector = conversation_search_vector(NEW.id)"
     "   WHERE conversation_id = NEW.id;"
     "  END IF;"
     "  RETURN NULL;"
     " END $$",
-    "CREATE TRIGGER conversation_search AFTER INSERT OR UPDATE OF question, locale"
-    " ON conversation FOR EACH ROW EXECUTE FUNCTION conversation_search_on_write()",
+    "CREATE TRIGGER conversation_search AFTER INSERT OR UPDATE OF question, locale, sku,"
+    " organisation_id ON conversation FOR EACH ROW EXECUTE FUNCTION conversation_search_on_write()",
     "CREATE FUNCTION answer_search_on_write() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN"
     "  IF TG_OP = 'INSERT' THEN"
@@ -112,8 +194,15 @@ _POSTGRES = [
 def up(migrator, db):
     for name, columns in _INDEXES.items():
         migrator.migrate(migrator.add_index("conversation", columns, name=name))
-    db.execute_sql(_UNANSWERED)
-    if isinstance(db, PostgresqlDatabase):
+    answered = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    migrator.migrate(migrator.add_column("conversation_count", "answered_count", answered))
+    db.execute_sql(_ORGANISATION_COUNT)
+    for statement in _COUNTS_BACKFILL:
+        db.execute_sql(statement)
+    postgres = isinstance(db, PostgresqlDatabase)
+    for statement in _POSTGRES_COUNTS if postgres else _SQLITE_COUNTS:
+        db.execute_sql(statement)
+    if postgres:
         db.execute_sql("CREATE EXTENSION IF NOT EXISTS unaccent")
         db.execute_sql(_config_function(db))
         db.execute_sql(_query_function(db))
@@ -154,6 +243,14 @@ def _query_function(db):
 
 
 def down(migrator, db):
+    on_table = " ON conversation" if isinstance(db, PostgresqlDatabase) else ""
+    db.execute_sql("DROP TRIGGER conversation_recounted" + on_table)
+    db.execute_sql("DROP TRIGGER conversation_counted" + on_table)
+    if isinstance(db, PostgresqlDatabase):
+        db.execute_sql("DROP FUNCTION conversation_recounted()")
+        db.execute_sql("DROP FUNCTION conversation_counted()")
+    db.execute_sql("DROP TABLE organisation_count")
+    migrator.migrate(migrator.drop_column("conversation_count", "answered_count"))
     if isinstance(db, PostgresqlDatabase):
         db.execute_sql("DROP TRIGGER answer_search ON answer")
         db.execute_sql("DROP TRIGGER conversation_search ON conversation")
@@ -163,6 +260,8 @@ def down(migrator, db):
             "conversation_search_on_write()",
             "conversation_search_vector(integer)",
             "conversation_search_text(text, text)",
+            "conversation_search_scope(integer, text)",
+            "conversation_search_scope_query(integer, text)",
             "conversation_search_query(text)",
             "conversation_text_config(text)",
         ):
@@ -173,6 +272,5 @@ def down(migrator, db):
                         "answer_search_update", "answer_search_delete"):  # fmt: skip
             db.execute_sql(f"DROP TRIGGER {trigger}")
         db.execute_sql("DROP TABLE conversation_search")
-    db.execute_sql("DROP INDEX conversation_organisation_unanswered")
     for name in _INDEXES:
         migrator.migrate(migrator.drop_index("conversation", name))
