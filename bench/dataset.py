@@ -155,10 +155,32 @@ def generate(
         progress.close()
 
 
+# Fills a database being built: a DB-API cursor, its commit, and whether it is PostgreSQL.
+Fill = Callable[[Any, Callable[[], None], bool], None]
+
+
 def sqlite_dataset() -> str:
     """The URL of the SQLite file holding the large data set; built first if missing."""
+    return build_sqlite(f"conversations-1m-v{VERSION}.db", _fill_large("SQLite"))
+
+
+def postgres_dataset() -> str:
+    """The URL of the PostgreSQL database holding the large data set; built first if missing."""
+    return build_postgres(POSTGRES_NAME, _fill_large("PostgreSQL"))
+
+
+def _fill_large(database: str) -> Fill:
+    def fill(cursor: Any, commit: Callable[[], None], postgres: bool) -> None:
+        generate(cursor, postgres=postgres, commit=commit, label=f"{database}, {LABEL}")
+
+    return fill
+
+
+def build_sqlite(file_name: str, fill: Fill) -> str:
+    """The URL of the SQLite file `file_name` under CACHE: migrated, with ORGANISATION and
+    a key, then filled, when it does not exist yet."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    final = CACHE / f"conversations-1m-v{VERSION}.db"
+    final = CACHE / file_name
     if not final.exists():
         building = final.with_name(final.name + ".building")
         for leftover in _sqlite_files(building):
@@ -176,8 +198,9 @@ def sqlite_dataset() -> str:
                 connection.execute("COMMIT")
                 connection.execute("BEGIN")
 
-            generate(connection.cursor(), postgres=False, commit=commit, label=f"SQLite, {LABEL}")
+            fill(connection.cursor(), commit, False)
             connection.execute("COMMIT")
+            connection.execute("ANALYZE")
             connection.execute("PRAGMA journal_mode = WAL")
         finally:
             connection.close()
@@ -189,32 +212,28 @@ def _sqlite_files(path: Path) -> list[Path]:
     return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
-def postgres_dataset() -> str:
-    """The URL of the PostgreSQL database holding the large data set; built first if missing."""
+def build_postgres(name: str, fill: Fill) -> str:
+    """The URL of the PostgreSQL database `name` on the bench's server: migrated, with
+    ORGANISATION and a key, then filled and analysed, when it does not exist yet."""
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    building = f"{POSTGRES_NAME}_building"
+    building = f"{name}_building"
     with _admin() as admin:
-        admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_NAME,))
+        admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if admin.fetchone() is not None:
-            return f"{base}/{POSTGRES_NAME}"
+            return f"{base}/{name}"
         admin.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{building}"')
     organisation_with_key(f"{base}/{building}")  # migrates, adds the organisation
     connection = psycopg2.connect(f"{base}/{building}", connect_timeout=5)
     try:
-        generate(
-            connection.cursor(),
-            postgres=True,
-            commit=connection.commit,
-            label=f"PostgreSQL, {LABEL}",
-        )
+        fill(connection.cursor(), connection.commit, True)
         connection.autocommit = True
         connection.cursor().execute("VACUUM ANALYZE")
     finally:
         connection.close()
     with _admin() as admin:
-        admin.execute(f'ALTER DATABASE "{building}" RENAME TO "{POSTGRES_NAME}"')
-    return f"{base}/{POSTGRES_NAME}"
+        admin.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+    return f"{base}/{name}"
 
 
 @contextlib.contextmanager

@@ -13,15 +13,11 @@ search index is built as the service builds it), and the counts summed from the 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-import psycopg2
-
-from bench.dataset import CACHE, CHUNK, FIRST_CREATED, Progress, _admin, _sqlite_files
-from tests.databases import POSTGRES_ADMIN_URL
-from tests.support import ORGANISATION, organisation_with_key
+from bench.dataset import CHUNK, FIRST_CREATED, Fill, Progress, build_postgres, build_sqlite
+from tests.support import ORGANISATION
 
 PRODUCTS = 10_000
 SEARCH_SKU, SEARCH_PRODUCT_SIZE = "BENCH-SEARCH", 10_000
@@ -139,65 +135,20 @@ def generate(
 
 def sqlite_dataset(conversations: int) -> str:
     """The URL of the SQLite file holding the data set; built first if missing."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    final = CACHE / f"organisation-{conversations}-v{VERSION}.db"
-    if not final.exists():
-        building = final.with_name(final.name + ".building")
-        for leftover in _sqlite_files(building):
-            leftover.unlink(missing_ok=True)
-        organisation_with_key(f"sqlite:///{building}")  # migrates, adds the organisation
-        connection = sqlite3.connect(building, isolation_level=None)
-        try:
-            connection.execute("PRAGMA journal_mode = DELETE")
-            connection.execute("PRAGMA synchronous = OFF")
-            connection.execute("PRAGMA cache_size = -262144")
-            connection.execute("BEGIN")
-
-            def commit() -> None:
-                connection.execute("COMMIT")
-                connection.execute("BEGIN")
-
-            generate(
-                connection.cursor(),
-                postgres=False,
-                commit=commit,
-                conversations=conversations,
-                label=f"SQLite, {conversations:,} conversations over {PRODUCTS:,} products",
-            )
-            connection.execute("COMMIT")
-            connection.execute("ANALYZE")
-            connection.execute("PRAGMA journal_mode = WAL")
-        finally:
-            connection.close()
-        building.replace(final)
-    return f"sqlite:///{final}"
+    name = f"organisation-{conversations}-v{VERSION}.db"
+    return build_sqlite(name, _fill(conversations, "SQLite"))
 
 
 def postgres_dataset(conversations: int) -> str:
     """The URL of the PostgreSQL database holding the data set; built first if missing."""
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     name = f"conversations_bench_organisation_{conversations}_v{VERSION}"
-    building = f"{name}_building"
-    with _admin() as admin:
-        admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if admin.fetchone() is not None:
-            return f"{base}/{name}"
-        admin.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{building}"')
-    organisation_with_key(f"{base}/{building}")  # migrates, adds the organisation
-    connection = psycopg2.connect(f"{base}/{building}", connect_timeout=5)
-    try:
-        generate(
-            connection.cursor(),
-            postgres=True,
-            commit=connection.commit,
-            conversations=conversations,
-            label=f"PostgreSQL, {conversations:,} conversations over {PRODUCTS:,} products",
-        )
-        connection.autocommit = True
-        connection.cursor().execute("VACUUM ANALYZE")
-    finally:
-        connection.close()
-    with _admin() as admin:
-        admin.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
-    return f"{base}/{name}"
+    return build_postgres(name, _fill(conversations, "PostgreSQL"))
+
+
+def _fill(conversations: int, database: str) -> Fill:
+    label = f"{database}, {conversations:,} conversations over {PRODUCTS:,} products"
+
+    def fill(cursor: Any, commit: Callable[[], None], postgres: bool) -> None:
+        generate(cursor, postgres=postgres, commit=commit, conversations=conversations, label=label)
+
+    return fill

@@ -8,7 +8,6 @@ Every answer is a page or INVALID_ARGUMENT (400) with a message naming the field
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from typing import Any
 
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.e2e.service import ServiceProcess, http
+from tests.e2e.service import HttpResponse, ServiceProcess, http
 from tests.e2e.test_hostile_input import CHARACTERS, HYPOTHESIS, service
 
 __all__ = ["service"]
@@ -87,17 +86,18 @@ ORDERS = st.sampled_from(["", "relevance", "answers_count desc", "created_at asc
 
 @pytest.fixture(scope="module")
 def questions(service: tuple[ServiceProcess, str, str]) -> None:
-    """D10's conversations in several scripts, about two products."""
+    """D10's conversations in several scripts, about two products, created over gRPC."""
     process, _, authorization = service
-    for n, question in enumerate(QUESTIONS):
-        body = {"first_name": "A shopper", "question": question, "sku": f"SEARCH{n % 2}"}
-        created = http(
-            "POST",
-            process.base_url + "/v4/organisations/D10/conversations",
-            json.dumps(body),
-            {"content-type": "application/json", "authorization": authorization},
-        )
-        assert created.status == 200, created.body
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        for n, question in enumerate(QUESTIONS):
+            stub.CreateConversation(
+                pb.CreateConversationRequest(
+                    trkref="D10", first_name="A shopper", question=question, sku=f"SEARCH{n % 2}"
+                ),
+                timeout=10,
+                metadata=[("authorization", authorization)],
+            )
 
 
 @HYPOTHESIS
@@ -129,6 +129,14 @@ def test_grpc_lists_a_page_or_invalid_argument(
     assert all(c.question in QUESTIONS for c in page.conversations)
 
 
+def list_over_rest(service: tuple[ServiceProcess, str, str], **asked: str) -> HttpResponse:
+    """GET D10's List with these query parameters."""
+    process, _, authorization = service
+    query = urllib.parse.urlencode(asked)
+    url = f"{process.base_url}/v4/organisations/D10/conversations?{query}"
+    return http("GET", url, None, {"authorization": authorization})
+
+
 @HYPOTHESIS
 @given(search=SEARCHES, filter_=FILTERS, order=ORDERS)
 def test_rest_lists_a_page_or_a_400_json(
@@ -138,14 +146,7 @@ def test_rest_lists_a_page_or_a_400_json(
     filter_: str,
     order: str,
 ) -> None:
-    process, _, authorization = service
-    query = urllib.parse.urlencode({"search": search, "filter": filter_, "order_by": order})
-    response = http(
-        "GET",
-        f"{process.base_url}/v4/organisations/D10/conversations?{query}",
-        None,
-        {"authorization": authorization},
-    )
+    response = list_over_rest(service, search=search, filter=filter_, order_by=order)
     assert response.headers["content-type"] == "application/json"
     payload = response.json()
     if response.status == 200:
@@ -159,14 +160,7 @@ def test_rest_lists_a_page_or_a_400_json(
 def test_a_search_in_another_script_finds_its_conversation(
     service: tuple[ServiceProcess, str, str], questions: None
 ) -> None:
-    process, _, authorization = service
     for word, question in [("この充電器は使えますか", QUESTIONS[3]), ("البطارية", QUESTIONS[4])]:
-        query = urllib.parse.urlencode({"search": word})
-        response = http(
-            "GET",
-            f"{process.base_url}/v4/organisations/D10/conversations?{query}",
-            None,
-            {"authorization": authorization},
-        )
+        response = list_over_rest(service, search=word)
         assert response.status == 200, response.body
         assert [c["question"] for c in response.json()["conversations"]] == [question]
