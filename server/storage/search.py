@@ -2,12 +2,13 @@
 
 SQLite: the FTS5 table conversation_search, ranked by bm25. PostgreSQL: the tsvector of
 conversation_search with its GIN index, ranked by ts_rank. Each conversation's entry also
-holds its organisation and product as words no search can name, so that the index finds
-the matches within one organisation or product alone, however many other organisations'
-conversations hold the same words. The words searched for reach either database as a
-value, never as SQL, and never as query syntax: each word is an FTS5 phrase in double
-quotes (so `NEAR`, `OR`, `*` or `^` are words), and PostgreSQL's plainto_tsquery reads no
-operators at all.
+holds its organisation and product as words no search can name, so that a search within
+a product finds that product's matches alone in the index, however many other products'
+conversations hold the same words; an organisation-wide search finds the words' matches
+and keeps the organisation's (its scope word would list too many to be worth it). The
+words searched for reach either database as a value, never as SQL, and never as query
+syntax: each word is an FTS5 phrase in double quotes (so `NEAR`, `OR`, `*` or `^` are
+words), and PostgreSQL's plainto_tsquery reads no operators at all.
 """
 
 from __future__ import annotations
@@ -57,32 +58,31 @@ def _postgres_matches(by_sku: bool) -> Any:
     table: Any = peewee.Table("conversation_search", ("conversation_id", "vector"))
     asked, scope = peewee.SQL("asked"), peewee.SQL("scope")
     words = peewee.fn.conversation_search_query(parameter("search"))
-    sku = parameter("sku") if by_sku else peewee.SQL("NULL")
-    within = peewee.fn.conversation_search_scope_query(_organisation_id(), sku)
     # float8: the rank goes into page tokens and comes back exactly as it was read.
     relevance = peewee.fn.ts_rank(table.vector, asked).cast("float8")
+    found = table.select(table.conversation_id.alias("id"), relevance.alias("relevance"))
+    if not by_sku:  # an organisation's scope word lists too many: the join keeps them
+        return found.from_(table, words.alias("asked")).where(
+            peewee.NodeList((table.vector, peewee.SQL("@@"), asked))
+        )
+    within = peewee.fn.conversation_search_scope_query(_organisation_id(), parameter("sku"))
     both = peewee.NodeList((asked, peewee.SQL("&&"), scope), parens=True)
-    return (
-        table.select(table.conversation_id.alias("id"), relevance.alias("relevance"))
-        .from_(table, words.alias("asked"), within.alias("scope"))
-        .where(peewee.NodeList((table.vector, peewee.SQL("@@"), both)))
+    return found.from_(table, words.alias("asked"), within.alias("scope")).where(
+        peewee.NodeList((table.vector, peewee.SQL("@@"), both))
     )
 
 
 def _sqlite_matches(by_sku: bool) -> Any:
     fts: Any = peewee.Table("conversation_search", ("rowid",))
-    if by_sku:
-        scope = peewee.SQL("'p'").concat(_organisation_id()).concat(peewee.SQL("'x'"))
-        scope = scope.concat(peewee.fn.lower(peewee.fn.hex(parameter("sku"))))
-    else:
-        scope = peewee.SQL("'o'").concat(_organisation_id())
     expression = (
-        peewee.SQL("'scope : '")
-        .concat(scope)
-        .concat(peewee.SQL("' AND {question answers} : ('"))
-        .concat(parameter("search"))
-        .concat(peewee.SQL("')'"))
+        peewee.SQL("'{question answers} : ('").concat(parameter("search")).concat(peewee.SQL("')'"))
     )
+    # FTS5 checks a column filter against each entry its scope word lists: the product's
+    # few are worth it, an organisation's many are not (the join keeps its conversations).
+    if by_sku:
+        scope = peewee.SQL("'scope : p'").concat(_organisation_id()).concat(peewee.SQL("'x'"))
+        scope = scope.concat(peewee.fn.lower(peewee.fn.hex(parameter("sku"))))
+        expression = scope.concat(peewee.SQL("' AND '")).concat(expression)
     return fts.select(
         fts.rowid.alias("id"), (0 - peewee.fn.bm25(_FTS5_TABLE)).alias("relevance")
     ).where(peewee.NodeList((_FTS5_TABLE, peewee.SQL("MATCH"), expression)))
