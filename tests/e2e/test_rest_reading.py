@@ -145,7 +145,8 @@ def test_not_found_is_byte_identical_for_missing_foreign_and_unreachable(
     ("path", "field"),
     [
         ("/v4/conversations/2", "trkref"),
-        (f"{CONVERSATIONS}?page_size=5", "sku"),
+        (f"{CONVERSATIONS}?page_size=5&filter=answered%20%3D%201", "filter"),
+        (f"{CONVERSATIONS}?search=%21%3F", "search"),
         (f"{CONVERSATIONS}?sku=AIPTPDV5700&page_size=-1", "page_size"),
         (f"{CONVERSATIONS}?sku=AIPTPDV5700&order_by=id", "order_by"),
         (f"{CONVERSATIONS}?sku=AIPTPDV5700&locale=not%20a%20tag", "locale"),
