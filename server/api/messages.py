@@ -73,6 +73,8 @@ def _fill_conversation(message: pb.Conversation, conversation: domain.Conversati
     add_answer = message.answers.add
     for answer in conversation.answers:
         _fill_answer(add_answer(), answer)
+    if conversation.answers_next_page_token:
+        message.answers_next_page_token = conversation.answers_next_page_token
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
@@ -96,4 +98,13 @@ def page_message(
     add_conversation = response.conversations.add
     for conversation in page.conversations:
         _fill_conversation(add_conversation(), conversation)
+    return response
+
+
+def answer_page_message(page: domain.AnswerPage, next_page_token: str) -> pb.ListAnswersResponse:
+    response = pb.ListAnswersResponse(next_page_token=next_page_token)
+    response.answers_count = page.answers_count
+    add_answer = response.answers.add
+    for answer in page.answers:
+        _fill_answer(add_answer(), answer)
     return response
