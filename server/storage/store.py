@@ -70,6 +70,9 @@ Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 log = logging.getLogger(__name__)
 
+# More answers than a conversation can have: ids are 32-bit, and SQL's LIMIT takes one more.
+ALL_ANSWERS = 2**31 - 2
+
 # The health probe's write while a fault lasts: any row, rewritten with its own value.
 _PROBE_WRITE = "UPDATE service_secret SET value = value WHERE name = %s"
 
@@ -393,8 +396,11 @@ class Store:
         with self.reading():
             return bytes.fromhex(ServiceSecretRow.get_by_id(name).value)
 
-    def get_conversation(self, conversation_id: int, answers: int = 100) -> Conversation | None:
-        """A conversation with its `answers` oldest answers, read on this thread."""
+    def get_conversation(
+        self, conversation_id: int, answers: int = ALL_ANSWERS
+    ) -> Conversation | None:
+        """A conversation with its `answers` oldest answers (all of them unless told), read on
+        this thread: for the command line and tests, not the calls."""
         with self.reading():
             return detail.get_conversation(conversation_id, answers, self.read_cache)
 

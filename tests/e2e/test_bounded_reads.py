@@ -140,3 +140,110 @@ def test_the_largest_response_of_each_method_is_served_whole_over_rest_and_grpc(
         )
         assert len(answers.answers) == answer_pages.PAGE_SIZE_MAX
     assert "refused by Envoy" not in served.log()
+
+
+def rest_call(service: ServiceProcess, method: str, path: str, body: Any = None) -> Any:
+    headers = {"authorization": DEMO, "content-type": "application/json"}
+    data = None if body is None else json.dumps(body)
+    response = http(method, service.base_url + path, data, headers)
+    assert response.status in (200, 202), response.body
+    return response.json()
+
+
+def a_conversation_with_answers(service: ServiceProcess, sku: str, count: int) -> int:
+    body = {"first_name": "A shopper", "question": "Is it quiet?", "sku": sku}
+    conversation_id = int(
+        rest_call(service, "POST", "/v4/organisations/D10/conversations", body)["id"]
+    )
+    for n in range(count):
+        answer = {"response": f"Answer {n}", "first_name": "Ann"}
+        rest_call(
+            service, "POST", f"/v4/conversations/{conversation_id}/answers?trkref=D10", answer
+        )
+    return conversation_id
+
+
+def walk_answers(service: ServiceProcess, conversation_id: int, token: str, size: int) -> list[str]:
+    """The responses of every answer from `token` on, `size` a page."""
+    responses: list[str] = []
+    while True:
+        path = f"/v4/conversations/{conversation_id}/answers?trkref=D10&page_size={size}"
+        page = rest_call(service, "GET", path + (f"&page_token={token}" if token else ""))
+        assert len(page["answers"]) <= size
+        responses += [a["response"] for a in page["answers"]]
+        token = page["next_page_token"]
+        if not token:
+            return responses
+
+
+def test_a_list_embeds_a_few_answers_and_list_answers_pages_the_rest(
+    served: ServiceProcess,
+) -> None:
+    conversation_id = a_conversation_with_answers(served, "MANY", 7)
+    every = [f"Answer {n}" for n in range(7)]
+    listed = rest_call(served, "GET", "/v4/organisations/D10/conversations?sku=MANY")
+    [conversation] = listed["conversations"]
+    assert [a["response"] for a in conversation["answers"]] == every[:3]
+    assert conversation["answers_count"] == 7 == listed["summary"]["answers_count"]
+    rest = walk_answers(served, conversation_id, conversation["answers_next_page_token"], 2)
+    assert rest == every[3:]
+    path = "/v4/organisations/D10/conversations?sku=MANY&answers_page_size=0"
+    [none] = rest_call(served, "GET", path)["conversations"]
+    assert none["answers"] == [] and none["answers_count"] == 7
+    assert walk_answers(served, conversation_id, none["answers_next_page_token"], 3) == every
+    path = "/v4/organisations/D10/conversations?sku=MANY&answers_page_size=50"
+    [most] = rest_call(served, "GET", path)["conversations"]
+    assert len(most["answers"]) == answer_pages.EMBEDDED_MAX
+
+
+def test_a_detail_embeds_a_first_page_of_answers(served: ServiceProcess) -> None:
+    count = answer_pages.DETAIL_ANSWERS + 5
+    conversation_id = a_conversation_with_answers(served, "DETAILED", count)
+    found = rest_call(served, "GET", f"/v4/conversations/{conversation_id}?trkref=D10")
+    assert len(found["answers"]) == answer_pages.DETAIL_ANSWERS
+    assert found["answers_count"] == count
+    rest = walk_answers(served, conversation_id, found["answers_next_page_token"], 20)
+    assert rest == [f"Answer {n}" for n in range(answer_pages.DETAIL_ANSWERS, count)]
+    few = a_conversation_with_answers(served, "DETAILED", 2)
+    whole = rest_call(served, "GET", f"/v4/conversations/{few}?trkref=D10")
+    assert (len(whole["answers"]), whole["answers_next_page_token"]) == (2, "")
+
+
+def test_a_page_of_answers_shows_every_answer_and_vote_acknowledged_before_it(
+    served: ServiceProcess,
+) -> None:
+    conversation_id = a_conversation_with_answers(served, "FRESH", 1)
+    path = f"/v4/conversations/{conversation_id}/answers?trkref=D10"
+    first = rest_call(served, "GET", path)
+    assert [a["helpful"] for a in first["answers"]] == [0]
+    rest_call(
+        served,
+        "POST",
+        f"/v4/conversation_answers/{first['answers'][0]['id']}/increment_helpful?trkref=D10",
+    )
+    assert [a["helpful"] for a in rest_call(served, "GET", path)["answers"]] == [1]
+    rest_call(served, "POST", f"{path}", {"response": "Later", "first_name": "Bo"})
+    again = rest_call(served, "GET", path)
+    assert ([a["response"] for a in again["answers"]], again["answers_count"]) == (
+        ["Answer 0", "Later"],
+        2,
+    )
+
+
+def test_list_answers_refuses_bad_parameters_with_400(served: ServiceProcess) -> None:
+    conversation_id = a_conversation_with_answers(served, "BAD", 0)
+    base = f"{served.base_url}/v4/conversations/{conversation_id}/answers?trkref=D10"
+    auth = {"authorization": DEMO}
+    negative = http("GET", base + "&page_size=-1", headers=auth)
+    assert (negative.status, negative.json()["details"][0]["field_violations"][0]["reason"]) == (
+        400,
+        "NEGATIVE",
+    )
+    forged = http("GET", base + "&page_token=abc.def", headers=auth)
+    assert forged.status == 400 and "NOT_A_PAGE_TOKEN" in forged.body.decode()
+    zero = http("GET", f"{served.base_url}/v4/conversations/0/answers?trkref=D10", headers=auth)
+    assert zero.status == 400 and "OUT_OF_RANGE" in zero.body.decode()
+    missing = http(
+        "GET", f"{served.base_url}/v4/conversations/99999/answers?trkref=D10", headers=auth
+    )
+    assert missing.status == 404

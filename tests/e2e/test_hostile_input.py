@@ -259,3 +259,105 @@ def test_votes_over_rest_are_202_or_4xx_json(
     assert response.headers["content-type"] == "application/json"
     assert response.status == 202 or 400 <= response.status < 500, response.body
     assert response.status != 202 or response.json() == {}
+
+
+# Reading answers a page at a time
+
+PAGE_SIZES = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from(["", "x", "1e3", "-0"]))
+
+
+@HYPOTHESIS
+@given(
+    path_id=st.one_of(st.none(), st.text(CHARACTERS, max_size=20), st.integers(-5, 2**40)),
+    trkref=st.one_of(st.just("D10"), st.text(CHARACTERS, max_size=40)),
+    page_size=PAGE_SIZES,
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_over_rest_is_200_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    path_id: str | int | None,
+    trkref: str,
+    page_size: int | str,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    target = conversation_id if path_id is None else urllib.parse.quote(str(path_id), safe="")
+    query = urllib.parse.urlencode(
+        {"trkref": trkref, "page_size": page_size, "page_token": page_token}
+    )
+    response = http(
+        "GET",
+        f"{process.base_url}/v4/conversations/{target}/answers?{query}",
+        None,
+        {"authorization": authorization},
+    )
+    assert response.headers["content-type"] == "application/json"
+    assert response.status == 200 or 400 <= response.status < 500, response.body
+    if response.status == 200:
+        assert response.json()["answers_count"] >= len(response.json()["answers"])
+
+
+@HYPOTHESIS
+@given(
+    answers_page_size=PAGE_SIZES,
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_page_size_over_rest_is_200_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    answers_page_size: int | str,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    query = urllib.parse.urlencode(
+        {"sku": "HOSTILE", "answers_page_size": answers_page_size, "page_token": page_token}
+    )
+    response = http(
+        "GET",
+        f"{process.base_url}/v4/organisations/D10/conversations?{query}",
+        None,
+        {"authorization": authorization},
+    )
+    assert response.headers["content-type"] == "application/json"
+    assert response.status == 200 or 400 <= response.status < 500, response.body
+    if response.status == 200:
+        embedded = min(int(answers_page_size) if str(answers_page_size) else 3, 5)
+        assert all(len(c["answers"]) <= embedded for c in response.json()["conversations"])
+
+
+@HYPOTHESIS
+@given(
+    target=st.integers(0, 2**32 - 1),
+    trkref=st.one_of(st.just("D10"), st.text(CHARACTERS, max_size=40)),
+    page_size=st.integers(-(2**31), 2**31 - 1),
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_over_grpc_is_ok_or_a_client_error(
+    service: tuple[ServiceProcess, str, str],
+    target: int,
+    trkref: str,
+    page_size: int,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        try:
+            page = stub.ListAnswers(
+                pb.ListAnswersRequest(
+                    conversation_id=target,
+                    trkref=trkref,
+                    page_size=page_size,
+                    page_token=page_token,
+                ),
+                timeout=10,
+                metadata=[("authorization", authorization)],
+            )
+        except grpc.RpcError as error:
+            call: Any = error
+            allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+            assert call.code() in allowed, call.details()
+            assert call.details()
+            return
+    assert page.answers_count >= len(page.answers) and trkref == "D10"
