@@ -105,9 +105,11 @@ def test_the_largest_response_of_each_method_is_served_whole_over_rest_and_grpc(
     served: ServiceProcess,
 ) -> None:
     embedded = answer_pages.EMBEDDED_MAX
+    # In each product, one conversation with more answers than a page of ListAnswers.
+    answered: dict[str, int] = {}
     for sku, wide in (("WIDE-JSON", WIDEST_JSON), ("WIDE-UTF8", WIDEST_UTF8)):
-        ids = fill_product(served, sku, wide, embedded)
-        add_answers(served, ids[0], wide, answer_pages.PAGE_SIZE_MAX - embedded + 1)
+        answered[sku] = fill_product(served, sku, wide, embedded)[0]
+        add_answers(served, answered[sku], wide, answer_pages.PAGE_SIZE_MAX - embedded + 1)
     bound = largest()
 
     # REST: the List page, the Detail and the page of answers of the JSON-widest texts.
@@ -120,10 +122,10 @@ def test_the_largest_response_of_each_method_is_served_whole_over_rest_and_grpc(
     assert all(len(c["answers"]) == embedded for c in page["conversations"])
     # Within the bound, and near it: URLs, ids and counts are below their widest.
     assert 0.8 * bound.json_bytes < len(body) <= bound.json_bytes
-    first = page["conversations"][-1]
-    status, body = get(served, f"/v4/conversations/{first['id']}?trkref=D10")
+    many = answered["WIDE-JSON"]
+    status, body = get(served, f"/v4/conversations/{many}?trkref=D10")
     assert status == 200 and len(json.loads(body)["answers"]) == answer_pages.DETAIL_ANSWERS
-    status, body = get(served, f"/v4/conversations/{first['id']}/answers?trkref=D10&page_size=100")
+    status, body = get(served, f"/v4/conversations/{many}/answers?trkref=D10&page_size=100")
     assert status == 200 and len(json.loads(body)["answers"]) == answer_pages.PAGE_SIZE_MAX
 
     # gRPC: the same of the UTF-8-widest texts.
@@ -133,9 +135,9 @@ def test_the_largest_response_of_each_method_is_served_whole_over_rest_and_grpc(
         )
         listed = api.ListConversations(asked, metadata=METADATA)
         assert 0.95 * bound.grpc_bytes < listed.ByteSize() <= bound.grpc_bytes
-        oldest = listed.conversations[-1].id
+        many = answered["WIDE-UTF8"]
         answers = api.ListAnswers(
-            pb.ListAnswersRequest(trkref="D10", conversation_id=oldest, page_size=100),
+            pb.ListAnswersRequest(trkref="D10", conversation_id=many, page_size=100),
             metadata=METADATA,
         )
         assert len(answers.answers) == answer_pages.PAGE_SIZE_MAX
