@@ -13,8 +13,9 @@ since changed the stamp too.
 
 One value per key (a List's query, a conversation's id, a page of answers' query) is
 kept, within a budget of bytes of memory: every object a value holds is counted as
-Python sizes it (a text of emoji takes four bytes a character, one of ASCII one), and
-each entry a fixed part for its key and slot. The values read least lately go first. A
+Python sizes it (a text of emoji takes four bytes a character, one of ASCII one), a text
+beyond ASCII its UTF-8 form as well (a protobuf message of it leaves that inside the
+string), and each entry a fixed part for its key and slot. The values read least lately go first. A
 lock guards them: on PostgreSQL, reads run in the event loop's executor.
 """
 
@@ -52,7 +53,12 @@ def weight(value: Value) -> int:
             continue
         seen.add(id(item))
         total += sys.getsizeof(item)
-        if isinstance(item, tuple):  # conversations, answers, pages of them
+        if isinstance(item, str):
+            if not item.isascii():
+                # Its UTF-8 form too: CPython keeps it inside the string once made, and
+                # making a protobuf message of the value makes it.
+                total += len(item.encode(errors="surrogatepass")) + 1
+        elif isinstance(item, tuple):  # conversations, answers, pages of them
             pending.extend(item)
         elif hasattr(item, "__dict__"):  # the pages' dataclasses
             attributes = vars(item)

@@ -74,7 +74,8 @@ def test_a_value_is_weighed_in_bytes_of_memory_not_characters() -> None:
     )
     # One text of 5,000 characters (the question and the answer's response share it).
     assert 5000 < ascii_text < 5000 + 4096
-    assert 4 * 5000 < emoji < 4 * 5000 + 4096
+    # Four bytes a character, and its UTF-8 form (four bytes a character) beside it.
+    assert 8 * 5000 < emoji < 8 * 5000 + 4096
 
 
 def test_each_distinct_row_of_a_value_counts() -> None:
