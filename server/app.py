@@ -254,8 +254,12 @@ def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvo
 
 
 def log_envoy_refusal(entry: dict[str, Any]) -> None:
-    """A request Envoy answered itself with an error: an access log line, and counted."""
-    access_log.info(json.dumps({"event": "http_refused", **entry}))
+    """A request Envoy answered itself with an error: an access log line, and counted. A
+    5xx (a response Envoy could not send on, such as one over its buffer) is a failure,
+    logged as an error, although the service answered the call."""
+    status = entry.get("status")
+    level = logging.ERROR if isinstance(status, int) and status >= 500 else logging.INFO
+    access_log.log(level, json.dumps({"event": "http_refused", **entry}))
     metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
 
 
