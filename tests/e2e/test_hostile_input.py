@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from tests.databases import empty_postgres
-from tests.e2e.service import ServiceProcess, http
+from tests.e2e.service import HttpResponse, ServiceProcess, http
 from tests.support import basic_authorization, organisation_with_key, stored_conversation
 
 # Any code point but surrogates (which neither protobuf nor JSON strings carry).
@@ -263,6 +263,15 @@ def test_votes_over_rest_are_202_or_4xx_json(
 
 # Reading answers a page at a time
 
+
+def get_200_or_4xx(process: ServiceProcess, authorization: str, path: str) -> HttpResponse:
+    """A GET that answers 200 or a client error, in JSON."""
+    response = http("GET", process.base_url + path, None, {"authorization": authorization})
+    assert response.headers["content-type"] == "application/json"
+    assert response.status == 200 or 400 <= response.status < 500, response.body
+    return response
+
+
 PAGE_SIZES = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from(["", "x", "1e3", "-0"]))
 
 
@@ -286,14 +295,7 @@ def test_list_answers_over_rest_is_200_or_4xx_json(
     query = urllib.parse.urlencode(
         {"trkref": trkref, "page_size": page_size, "page_token": page_token}
     )
-    response = http(
-        "GET",
-        f"{process.base_url}/v4/conversations/{target}/answers?{query}",
-        None,
-        {"authorization": authorization},
-    )
-    assert response.headers["content-type"] == "application/json"
-    assert response.status == 200 or 400 <= response.status < 500, response.body
+    response = get_200_or_4xx(process, authorization, f"/v4/conversations/{target}/answers?{query}")
     if response.status == 200:
         assert response.json()["answers_count"] >= len(response.json()["answers"])
 
@@ -313,14 +315,9 @@ def test_list_answers_page_size_over_rest_is_200_or_4xx_json(
     query = urllib.parse.urlencode(
         {"sku": "HOSTILE", "answers_page_size": answers_page_size, "page_token": page_token}
     )
-    response = http(
-        "GET",
-        f"{process.base_url}/v4/organisations/D10/conversations?{query}",
-        None,
-        {"authorization": authorization},
+    response = get_200_or_4xx(
+        process, authorization, f"/v4/organisations/D10/conversations?{query}"
     )
-    assert response.headers["content-type"] == "application/json"
-    assert response.status == 200 or 400 <= response.status < 500, response.body
     if response.status == 200:
         embedded = min(int(answers_page_size) if str(answers_page_size) else 3, 5)
         assert all(len(c["answers"]) <= embedded for c in response.json()["conversations"])

@@ -43,6 +43,12 @@ def conversation_and_answer(service: ServiceProcess) -> tuple[int, int]:
     return conversation_id, int(answered.json()["id"])
 
 
+def answer(service: ServiceProcess, body: dict[str, str]) -> HttpResponse:
+    """An answer to a new conversation."""
+    conversation_id, _ = conversation_and_answer(service)
+    return call(service, "POST", f"/v4/conversations/{conversation_id}/answers?trkref=D10", body)
+
+
 def reasons(response: HttpResponse) -> list[tuple[str, str]]:
     assert response.status == 400, response.body
     [details] = response.json()["details"]
@@ -88,12 +94,7 @@ def test_a_vote_past_32_bits_counts_and_reads_back(
 def test_a_url_with_quotes_brackets_or_credentials_is_refused(
     served: tuple[ServiceProcess, str], url: str
 ) -> None:
-    service, _ = served
-    conversation_id, _ = conversation_and_answer(service)
-    body = {"response": "Yes.", "first_name": "Ann", "review_url": url}
-    answered = call(
-        service, "POST", f"/v4/conversations/{conversation_id}/answers?trkref=D10", body
-    )
+    answered = answer(served[0], {"response": "Yes.", "first_name": "Ann", "review_url": url})
     assert reasons(answered) == [("review_url", "NOT_A_URL")]
 
 
@@ -104,11 +105,7 @@ def test_a_name_with_a_right_to_left_override_is_refused(
     body = {"first_name": "Ann\u202egnp.exe", "question": "Fine \u202b?", "sku": "RULES"}
     created = call(service, "POST", "/v4/organisations/D10/conversations", body)
     assert reasons(created) == [("first_name", "BIDI_CONTROL")]
-    conversation_id, _ = conversation_and_answer(service)
-    answer = {"response": "Yes.", "first_name": "Ann", "town": "\u2067Leeds\u2069"}
-    answered = call(
-        service, "POST", f"/v4/conversations/{conversation_id}/answers?trkref=D10", answer
-    )
+    answered = answer(service, {"response": "Yes.", "first_name": "A", "town": "\u2067L\u2069"})
     assert reasons(answered) == [("town", "BIDI_CONTROL")]
 
 
