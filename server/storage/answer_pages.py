@@ -73,11 +73,17 @@ def answer_pages(starts: list[tuple[int, PageKey | None]], size: int) -> AnswerP
         found[row[0]].append(make((row[1], row[2], stored_time(row[3]), *row[4:])))
     pages: AnswerPages = {}
     for conversation_id, answers in found.items():
+        # A UNION ALL keeps no order of its own: each page in (created_at, id) order again.
+        answers.sort(key=_order)
         more = len(answers) > size
         page = tuple(answers[:size])
         after = (answer_key(page[-1]) if page else ANSWERS_START) if more else None
         pages[conversation_id] = (page, after)
     return pages
+
+
+def _order(answer: Answer) -> tuple[datetime.datetime, int]:
+    return answer.created_at, answer.id
 
 
 def _stored_time(seconds: int) -> datetime.datetime:
@@ -105,5 +111,4 @@ def _pages_statement(db: peewee.Database, after: tuple[bool, ...]) -> Prepared:
         # A subquery each: SQLite takes ORDER BY and LIMIT only at a compound's end.
         parts.append(f"SELECT * FROM ({page.sql}) AS page{n}")
         parameters.extend(page.parameters)
-    # By conversation, created_at, id: the 1st, 4th and 2nd of ANSWER_COLUMNS.
-    return Prepared(" UNION ALL ".join(parts) + " ORDER BY 1, 4, 2", tuple(parameters))
+    return Prepared(" UNION ALL ".join(parts), tuple(parameters))
