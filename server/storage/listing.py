@@ -2,7 +2,7 @@
 
 A page costs three queries whatever its depth: the product's counts and revision
 from conversation_count, the conversations after the last key of the page before
-(keyset pagination, never OFFSET), and their answers. A page the ReadCache holds
+(keyset pagination, never OFFSET), and the oldest few answers of each. A page the ReadCache holds
 under the counts and revision just read costs the first query only.
 """
 
@@ -15,7 +15,8 @@ import functools
 import peewee
 
 from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
-from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
+from server.storage.answer_pages import oldest_answers
+from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
 from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
 from server.storage.prepared import Prepared, parameter, prepare
 from server.storage.read_cache import ReadCache
@@ -40,9 +41,9 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     rows = statement.run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
-    answers = answers_of([row[0] for row in rows])
+    answers = oldest_answers([row[0] for row in rows], query.answers)
     conversations = tuple(
-        conversation_from_tuple(row, query.trkref, answers.get(row[0], ())) for row in rows
+        conversation_from_tuple(row, query.trkref, *answers[row[0]]) for row in rows
     )
     next_after = page_key(query.order, conversations[-1]) if more else None
     page = ConversationPage(conversations, stamp[0], stamp[1], next_after)
