@@ -31,6 +31,7 @@ from server.api.interceptors import (
     access_log,
     traceparent_trace_id,
 )
+from server.api.largest import largest
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
 
-# Answers are small; reflection answers (descriptors) are the largest.
-MAX_SEND_BYTES = 4 * 1024 * 1024
+# The largest message the service sends: the largest response of the contract
+# (server/api/largest.py), or a reflection answer (descriptors).
+MAX_SEND_BYTES = max(4 * 1024 * 1024, largest().grpc_bytes)
 # Request metadata a call may carry: above what Envoy passes on (16 KiB of headers, at most
 # 100 of them, each counted 32 bytes more by HTTP/2), so that Envoy answers larger ones (431).
 MAX_METADATA_BYTES = 32 * 1024
@@ -252,8 +254,12 @@ def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvo
 
 
 def log_envoy_refusal(entry: dict[str, Any]) -> None:
-    """A request Envoy answered itself with an error: an access log line, and counted."""
-    access_log.info(json.dumps({"event": "http_refused", **entry}))
+    """A request Envoy answered itself with an error: an access log line, and counted. A
+    5xx (a response Envoy could not send on, such as one over its buffer) is a failure,
+    logged as an error, although the service answered the call."""
+    status = entry.get("status")
+    level = logging.ERROR if isinstance(status, int) and status >= 500 else logging.INFO
+    access_log.log(level, json.dumps({"event": "http_refused", **entry}))
     metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
 
 

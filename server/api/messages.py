@@ -12,6 +12,15 @@ from server.service import domain
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
+# The contract's counts are uint32 (REST clients read them as JSON numbers); the database
+# counts on in 64 bits, and a count beyond the contract's range shows as its largest value.
+_UINT32_MAX = 2**32 - 1
+
+
+def _count(value: int) -> int:
+    return value if value <= _UINT32_MAX else _UINT32_MAX
+
+
 def _set_time(timestamp: Timestamp, value: datetime.datetime) -> None:
     # What Timestamp.FromDatetime gives, at a fraction of its cost on the hot path.
     since = value - _EPOCH
@@ -39,9 +48,9 @@ def _fill_answer(message: pb.Answer, answer: domain.Answer) -> None:
     if answer.reviewer_segment:
         message.reviewer_segment = answer.reviewer_segment
     if answer.helpful:
-        message.helpful = answer.helpful
+        message.helpful = _count(answer.helpful)
     if answer.unhelpful:
-        message.unhelpful = answer.unhelpful
+        message.unhelpful = _count(answer.unhelpful)
     if answer.review_url:
         message.review_url = answer.review_url
     if answer.review_locale:
@@ -62,17 +71,19 @@ def _fill_conversation(message: pb.Conversation, conversation: domain.Conversati
     message.question = conversation.question
     _set_time(message.created_at, conversation.created_at)
     if conversation.helpful:
-        message.helpful = conversation.helpful
+        message.helpful = _count(conversation.helpful)
     if conversation.unhelpful:
-        message.unhelpful = conversation.unhelpful
+        message.unhelpful = _count(conversation.unhelpful)
     if conversation.embeddable:
         message.embeddable = True
     message.retailer_locale = conversation.retailer_locale
     if conversation.answers_count:
-        message.answers_count = conversation.answers_count
+        message.answers_count = _count(conversation.answers_count)
     add_answer = message.answers.add
     for answer in conversation.answers:
         _fill_answer(add_answer(), answer)
+    if conversation.answers_next_page_token:
+        message.answers_next_page_token = conversation.answers_next_page_token
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
@@ -91,9 +102,18 @@ def page_message(
     page: domain.ConversationPage, next_page_token: str
 ) -> pb.ListConversationsResponse:
     response = pb.ListConversationsResponse(next_page_token=next_page_token)
-    response.summary.question_count = page.question_count
-    response.summary.answers_count = page.answers_count
+    response.summary.question_count = _count(page.question_count)
+    response.summary.answers_count = _count(page.answers_count)
     add_conversation = response.conversations.add
     for conversation in page.conversations:
         _fill_conversation(add_conversation(), conversation)
+    return response
+
+
+def answer_page_message(page: domain.AnswerPage, next_page_token: str) -> pb.ListAnswersResponse:
+    response = pb.ListAnswersResponse(next_page_token=next_page_token)
+    response.answers_count = _count(page.answers_count)
+    add_answer = response.answers.add
+    for answer in page.answers:
+        _fill_answer(add_answer(), answer)
     return response

@@ -12,8 +12,13 @@ from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.api.auth import current_caller
 from server.api.errors import Context, maps_domain_errors
 from server.api.interceptors import call_metadata
-from server.api.messages import answer_message, conversation_message, page_message
-from server.service import answers, conversations, domain, votes
+from server.api.messages import (
+    answer_message,
+    answer_page_message,
+    conversation_message,
+    page_message,
+)
+from server.service import answer_pages, answers, conversations, domain, votes
 from server.service.domain import Caller
 from server.service.errors import (
     FieldViolation,
@@ -71,9 +76,25 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             order_by=request.order_by,
             search=request.search,
             filter=request.filter,
+            answers_page_size=(
+                request.answers_page_size if request.HasField("answers_page_size") else None
+            ),
         )
         page, token = await conversations.list_conversations(self._store, asked, self._caller())
         return page_message(page, token)
+
+    @maps_domain_errors
+    async def ListAnswers(
+        self, request: pb.ListAnswersRequest, context: Context
+    ) -> pb.ListAnswersResponse:
+        asked = answer_pages.ListAnswersRequest(
+            trkref=request.trkref,
+            conversation_id=request.conversation_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        page, token = await answer_pages.list_answers(self._store, asked, self._caller())
+        return answer_page_message(page, token)
 
     @maps_domain_errors
     async def CreateAnswer(self, request: pb.CreateAnswerRequest, context: Context) -> pb.Answer:

@@ -31,6 +31,7 @@ from google.api import annotations_pb2
 from swagger_ui_bundle import swagger_ui_path
 
 from conversations.v4 import conversation_service_pb2 as pb
+from server.api.largest import largest
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, ENVOY_TEMPLATE, OPENAPI
 from server.restarts import RestartBackoff
@@ -167,6 +168,7 @@ def render_config(
         CLUSTER_TYPE=_cluster_type(upstreams),
         DESCRIPTOR_PATH=descriptor_set,
         MAX_REQUEST_BYTES=listener.max_request_bytes,
+        MAX_RESPONSE_BYTES=largest().json_bytes,
         REQUEST_TIMEOUT=f"{listener.request_timeout:g}",
         GRPC_ROUTE=GRPC_ROUTE if listener.grpc_passthrough else "",
         PATH_FIELD_RULES=path_field_rules(),

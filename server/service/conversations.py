@@ -10,6 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from server.service import page_tokens
+from server.service.answer_pages import (
+    DETAIL_ANSWERS,
+    check_conversation_id,
+    check_page_size,
+    embedded_answers,
+    with_answers_token,
+)
 from server.service.domain import (
     DEFAULT_ORDER,
     ORDERS,
@@ -125,14 +132,17 @@ async def get_conversation(
     """
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", trkref)
+    check_conversation_id(violations, "id", conversation_id)
     if violations:
         raise InvalidRequest(violations)
     if trkref not in caller.organisations:
         raise ConversationNotFound(conversation_id)
-    conversation = await store.read_conversation(conversation_id)
+    conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS)
     if conversation is None or conversation.trkref != trkref:
         raise ConversationNotFound(conversation_id)
-    return conversation
+    if conversation.answers_after is None:
+        return conversation
+    return with_answers_token(await store.page_token_secret(), conversation)
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,7 @@ class ListRequest:
     order_by: str = ""
     search: str = ""
     filter: str = ""
+    answers_page_size: int | None = None
 
 
 async def list_conversations(
@@ -162,17 +173,14 @@ async def list_conversations(
         try:
             after = page_tokens.read(secret, query, request.page_token, len(ORDERS[query.order]))
         except page_tokens.BadPageToken:
-            raise InvalidRequest(
-                [
-                    FieldViolation(
-                        "page_token", Reason.NOT_A_PAGE_TOKEN, "is not a page token of this request"
-                    )
-                ]
-            ) from None
+            raise InvalidRequest([page_tokens.NOT_A_PAGE_TOKEN]) from None
         query = replace(query, after=after)
     if await store.known_organisation(request.trkref) is None:
         raise OrganisationNotFound(request.trkref)
     page = await store.read_page(query)
+    if any(c.answers_after is not None for c in page.conversations):
+        conversations = tuple(with_answers_token(secret, c) for c in page.conversations)
+        page = replace(page, conversations=conversations)
     token = "" if page.next_after is None else page_tokens.issue(secret, query, page.next_after)
     return page, token
 
@@ -185,8 +193,9 @@ def _page_query(request: ListRequest) -> PageQuery:
         check_text(violations, "sku", request.sku, max_length=SKU_MAX)
     if request.locale is not None:
         check_locale(violations, "locale", request.locale)
-    if request.page_size < 0:
-        violations.append(FieldViolation("page_size", Reason.NEGATIVE, "must not be negative"))
+    check_page_size(violations, "page_size", request.page_size)
+    if request.answers_page_size is not None:
+        check_page_size(violations, "answers_page_size", request.answers_page_size)
     words = search_words(violations, "search", request.search)
     default = SEARCH_ORDER if request.search else DEFAULT_ORDER
     order = " ".join(request.order_by.split()) or default
@@ -208,4 +217,7 @@ def _page_query(request: ListRequest) -> PageQuery:
     size = min(request.page_size or PAGE_SIZE, PAGE_SIZE_MAX)
     locale = None if request.locale is None else canonical_locale(request.locale)
     sku = request.sku or None
-    return PageQuery(request.trkref, sku, locale, order, size, search=words, filter=chosen)
+    answers = embedded_answers(request.answers_page_size)
+    return PageQuery(
+        request.trkref, sku, locale, order, size, search=words, filter=chosen, answers=answers
+    )

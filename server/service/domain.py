@@ -157,6 +157,11 @@ class Conversation(NamedTuple):
     retailer_locale: str
     answers: tuple[Answer, ...] = ()
     answers_count: int = 0
+    # Where the answers after `answers` start (ANSWERS_START when it holds none of them);
+    # None when it holds them all.
+    answers_after: PageKey | None = None
+    # The ListAnswers page_token of those answers, made from answers_after by the service.
+    answers_next_page_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,8 @@ SEARCH_ORDER = "relevance"
 # A position in an order: the key of the last conversation of a page, created_at
 # as whole seconds since the epoch, relevance as the database's float.
 PageKey = tuple[int | float, ...]
+# Where a conversation's answers start: before every (created_at, id) an answer has.
+ANSWERS_START: PageKey = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,8 @@ class PageQuery:
     # The words searched for, separated by single spaces; "" for no search.
     search: str = ""
     filter: Filter = NO_FILTER
+    # How many answers each conversation carries at most, its oldest.
+    answers: int = 3
 
 
 @dataclass(frozen=True)
@@ -249,5 +258,25 @@ class ConversationPage:
 
     conversations: tuple[Conversation, ...]
     question_count: int
+    answers_count: int
+    next_after: PageKey | None
+
+
+@dataclass(frozen=True)
+class AnswerQuery:
+    """One page of a conversation's answers, oldest first: after `after` (created_at, id)."""
+
+    trkref: str
+    conversation_id: int
+    size: int
+    after: PageKey | None = None
+
+
+@dataclass(frozen=True)
+class AnswerPage:
+    """A page of a conversation's answers, how many it has in all, and where the next page
+    starts (None on the last page)."""
+
+    answers: tuple[Answer, ...]
     answers_count: int
     next_after: PageKey | None

@@ -17,6 +17,7 @@ class Reason(enum.StrEnum):
     REQUIRED = "REQUIRED"  # missing, empty, or only whitespace and invisible characters
     TOO_LONG = "TOO_LONG"
     CONTROL_CHARACTER = "CONTROL_CHARACTER"
+    BIDI_CONTROL = "BIDI_CONTROL"  # a bidirectional embedding, override or isolate in a name
     NOT_A_LANGUAGE_TAG = "NOT_A_LANGUAGE_TAG"
     NOT_A_TRKREF = "NOT_A_TRKREF"
     NOT_A_UUID = "NOT_A_UUID"

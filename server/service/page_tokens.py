@@ -1,7 +1,8 @@
 """Page tokens (AIP-158): opaque, signed, and bound to the query that issued them.
 
-A token carries the key of the last conversation of its page and a digest of
-the query (organisation, sku, locale, order, search, filter); an HMAC with the key every
+A token carries the key of the last item of its page and a digest of the query
+(a List's organisation, sku, locale, order, search and filter; a ListAnswers'
+organisation and conversation); an HMAC with the key every
 replica shares makes it tamper-evident. A token that does not verify, or that
 comes back with another query, is refused as invalid.
 """
@@ -15,21 +16,30 @@ import hmac
 import json
 import math
 
-from server.service.domain import PageKey, PageQuery
+from server.service.domain import AnswerQuery, PageKey, PageQuery
+from server.service.errors import FieldViolation, Reason
 from server.service.filters import NO_FILTER
 
 _SIGNATURE_BYTES = 16
+# The violation of a page_token that does not verify, or not for this query.
+NOT_A_PAGE_TOKEN = FieldViolation(
+    "page_token", Reason.NOT_A_PAGE_TOKEN, "is not a page token of this request"
+)
 
 
 class BadPageToken(ValueError):
     """The token is not one this service issued for this query."""
 
 
-def _query_digest(query: PageQuery) -> str:
-    fields: list[object] = [query.trkref, query.sku, query.locale, query.order]
-    if query.search or query.filter != NO_FILTER:
-        # Appended only when given: tokens issued for a List without them stay valid.
-        fields += [query.search, *query.filter.key()]
+def _query_digest(query: PageQuery | AnswerQuery) -> str:
+    fields: list[object]
+    if isinstance(query, AnswerQuery):
+        fields = ["answers", query.trkref, query.conversation_id]
+    else:
+        fields = [query.trkref, query.sku, query.locale, query.order]
+        if query.search or query.filter != NO_FILTER:
+            # Appended only when given: tokens issued for a List without them stay valid.
+            fields += [query.search, *query.filter.key()]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 
@@ -48,14 +58,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue(secret: bytes, query: PageQuery, after: PageKey) -> str:
+def issue(secret: bytes, query: PageQuery | AnswerQuery, after: PageKey) -> str:
     """The token of the page that starts after `after`, for this query."""
     payload = json.dumps({"q": _query_digest(query), "k": list(after)}, separators=(",", ":"))
     signature = hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     return f"{_b64(payload.encode())}.{_b64(signature)}"
 
 
-def read(secret: bytes, query: PageQuery, token: str, key_length: int) -> PageKey:
+def read(secret: bytes, query: PageQuery | AnswerQuery, token: str, key_length: int) -> PageKey:
     """The key a token carries; BadPageToken unless this service issued it for this query."""
     try:
         encoded_payload, encoded_signature = token.split(".")

@@ -6,6 +6,8 @@ import datetime
 from typing import Protocol
 
 from server.service.domain import (
+    AnswerPage,
+    AnswerQuery,
     ApiKey,
     Conversation,
     ConversationPage,
@@ -44,7 +46,14 @@ class Storage(Protocol):
 
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate: ...
 
-    async def read_conversation(self, conversation_id: int) -> Conversation | None: ...
+    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
+        """A conversation with its `answers` oldest answers; None when there is none."""
+        ...
+
+    async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
+        """A page of a conversation's answers; None when the conversation is not one of
+        `query.trkref`'s."""
+        ...
 
     async def read_page(self, query: PageQuery) -> ConversationPage: ...
 

@@ -23,6 +23,14 @@ TRKREF_MAX = 32
 # form allows tab, line feed and carriage return.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Unicode's bidirectional embeddings, overrides and isolates (U+202A to U+202E, U+2066 to
+# U+2069): in a name, they reorder what is shown around it (a right-to-left override
+# makes "moc.elpmaxe" read as "example.com"). Long texts keep them: right-to-left prose
+# may need them, and it is shown as a block of its own.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Characters a URL may not hold unencoded, which HTML or a shell would read as the URL's
+# end: quotes, angle brackets, backquote and backslash (RFC 3986 leaves them out).
+_NOT_IN_URL = re.compile("[\"'<>`\\\\]")
 
 
 def check_text(
@@ -53,6 +61,15 @@ def _check_bounded(
         violations.append(
             FieldViolation(
                 field, Reason.CONTROL_CHARACTER, f"must not contain control characters{allowed}"
+            )
+        )
+    elif not multiline and _BIDI_CONTROL.search(value):
+        violations.append(
+            FieldViolation(
+                field,
+                Reason.BIDI_CONTROL,
+                "must not contain bidirectional embeddings, overrides or isolates "
+                "(U+202A to U+202E, U+2066 to U+2069)",
             )
         )
 
@@ -92,14 +109,23 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
     try:
         parts = urllib.parse.urlsplit(value)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        # A user name or password in a URL shown to shoppers is a phishing device
+        # (https://example.com@attacker.test/), never a review or an image.
+        valid = valid and parts.username is None and parts.password is None
     except ValueError:  # a malformed port or IPv6 address
         valid = False
-    if not valid or _CONTROL.search(value) or any(c.isspace() for c in value):
+    if (
+        not valid
+        or _CONTROL.search(value)
+        or _NOT_IN_URL.search(value)
+        or any(c.isspace() for c in value)
+    ):
         violations.append(
             FieldViolation(
                 field,
                 Reason.NOT_A_URL,
-                "must be an absolute http or https URL such as https://example.com/",
+                "must be an absolute http or https URL such as https://example.com/, without "
+                "user name or password, quotes, angle brackets, backquotes or backslashes",
             )
         )
 

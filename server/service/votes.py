@@ -12,7 +12,7 @@ from server.service.errors import (
     Reason,
 )
 from server.service.ports import Storage
-from server.service.validation import check_optional_text, check_trkref
+from server.service.validation import check_optional_text, check_trkref, is_blank
 
 VOTER_ID_MAX = 100
 
@@ -45,7 +45,7 @@ async def vote(
     if target_id < 1:
         violations.append(FieldViolation("id", Reason.OUT_OF_RANGE, "must be at least 1"))
     check_optional_text(violations, "voter_id", voter_id, max_length=VOTER_ID_MAX)
-    if voter_id and not voter_id.strip():
+    if voter_id and is_blank(voter_id):
         violations.append(FieldViolation("voter_id", Reason.REQUIRED, "must not be blank"))
     if violations:
         raise InvalidRequest(violations)

@@ -10,7 +10,13 @@ from typing import Any
 
 import peewee
 
-from server.service.domain import Answer, Conversation, PendingCreate, StoredCreate
+from server.service.domain import (
+    Answer,
+    Conversation,
+    PageKey,
+    PendingCreate,
+    StoredCreate,
+)
 from server.service.errors import ConversationIdsExhausted, Unauthenticated
 from server.storage.api_keys import active_keys
 from server.storage.models import (
@@ -25,7 +31,6 @@ from server.storage.models import (
     utc,
 )
 from server.storage.prepared import Prepared, parameter, prepare, stored_time
-from server.storage.read_cache import ReadCache
 
 # The largest conversation id: the contract's ids are uint32, which REST clients read as JSON
 # numbers. PostgreSQL's integer column stops its sequence lower, at 2**31 - 1.
@@ -248,31 +253,15 @@ CONVERSATION_COLUMNS = (
     ConversationRow.retailer_locale,
     ConversationRow.answers_count,
 )
-# An answer's columns: its conversation's id, then Answer's fields in order.
-ANSWER_COLUMNS = (
-    AnswerRow.conversation,
-    AnswerRow.id,
-    AnswerRow.response,
-    AnswerRow.created_at,
-    AnswerRow.first_name,
-    AnswerRow.town,
-    AnswerRow.job_title,
-    AnswerRow.reviewer_segment,
-    AnswerRow.helpful,
-    AnswerRow.unhelpful,
-    AnswerRow.review_url,
-    AnswerRow.review_locale,
-    AnswerRow.reviewer_facebook_url,
-    AnswerRow.response_type,
-    AnswerRow.retailer_name,
-    AnswerRow.retailer_image_url,
-)
 
 
 def conversation_from_tuple(
-    row: Sequence[Any], trkref: str, answers: tuple[Answer, ...]
+    row: Sequence[Any],
+    trkref: str,
+    answers: tuple[Answer, ...],
+    answers_after: PageKey | None = None,
 ) -> Conversation:
-    """A conversation from its CONVERSATION_COLUMNS."""
+    """A conversation from its CONVERSATION_COLUMNS, with a page of its answers."""
     id_, sku, first_name, question, locale, created_at, helpful, unhelpful, *rest = row
     embeddable, retailer_locale, answers_count = rest
     return Conversation(
@@ -289,82 +278,8 @@ def conversation_from_tuple(
         retailer_locale,
         answers,
         answers_count,
+        answers_after,
     )
-
-
-def answers_of(conversation_ids: list[int]) -> dict[int, tuple[Answer, ...]]:
-    """The answers of these conversations, oldest first, in one query."""
-    if not conversation_ids:
-        return {}
-    db = database.obj
-    values = {f"id{n}": conversation_id for n, conversation_id in enumerate(conversation_ids)}
-    found: dict[int, list[Answer]] = {}
-    # A page reads tens of answers: each is made from its row in place (_make, no keywords).
-    make = Answer._make
-    for row in _answers_statement(db, len(conversation_ids)).run(db, values):
-        answer = make((row[1], row[2], stored_time(row[3]), *row[4:]))
-        answers = found.get(row[0])
-        if answers is None:
-            found[row[0]] = [answer]
-        else:
-            answers.append(answer)
-    return {conversation_id: tuple(answers) for conversation_id, answers in found.items()}
-
-
-@functools.lru_cache(maxsize=256)
-def _answers_statement(db: peewee.Database, count: int) -> Prepared:
-    """The answers of `count` conversations (parameters id0, id1...), oldest first."""
-    ids = [parameter(f"id{n}") for n in range(count)]
-    return prepare(
-        AnswerRow.select(*ANSWER_COLUMNS)
-        .where(AnswerRow.conversation.in_(ids))
-        .order_by(AnswerRow.conversation, AnswerRow.created_at, AnswerRow.id)
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _conversation_statement(db: peewee.Database) -> Prepared:
-    """A conversation, its organisation's trkref and its product's stamp (ReadCache)."""
-    counts = ConversationCountRow
-    product = (
-        (counts.organisation == ConversationRow.organisation)
-        & (counts.sku == ConversationRow.sku)
-        & (counts.locale == ConversationRow.locale)
-    )
-    return prepare(
-        ConversationRow.select(
-            counts.question_count,
-            counts.answers_count,
-            counts.revision,
-            OrganisationRow.trkref,
-            *CONVERSATION_COLUMNS,
-        )
-        .join(OrganisationRow)
-        .switch(ConversationRow)
-        .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
-        .where(ConversationRow.id == parameter("id"))
-    )
-
-
-def get_conversation(conversation_id: int, cache: ReadCache) -> Conversation | None:
-    """The conversation with its answers, oldest first; None when there is none. From
-    `cache` while its product is unchanged."""
-    db = database.obj
-    rows = _conversation_statement(db).run(db, {"id": conversation_id})
-    if not rows:
-        return None
-    question_count, answers_count, revision, trkref, *columns = rows[0]
-    # Without its product's row (never, as the service writes), nothing to check it by.
-    stamp = None if revision is None else (question_count, answers_count, revision)
-    if stamp is not None:
-        kept = cache.get(conversation_id, stamp, Conversation)
-        if kept is not None:
-            return kept
-    answers = answers_of([conversation_id]).get(conversation_id, ())
-    conversation = conversation_from_tuple(columns, trkref, answers)
-    if stamp is not None:
-        cache.put(conversation_id, stamp, conversation)
-    return conversation
 
 
 def count_conversations() -> int:

@@ -2,7 +2,7 @@
 
 A page costs three queries whatever its depth: the counts of the set it pages through,
 the conversations after the last key of the page before (keyset pagination, never
-OFFSET), and their answers. A product's counts and revision come from
+OFFSET), and the oldest few answers of each. A product's counts and revision come from
 conversation_count; a page of one product the ReadCache holds under the counts and
 revision just read costs that query only. A search or a filter is counted over the rows
 it matches. An organisation-wide page is never kept: no one product's revision changes
@@ -22,7 +22,8 @@ import peewee
 
 from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
 from server.service.filters import NO_FILTER
-from server.storage.conversations import CONVERSATION_COLUMNS, answers_of, conversation_from_tuple
+from server.storage.answer_pages import oldest_answers
+from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
 from server.storage.models import (
     AnswerRow,
     ConversationCountRow,
@@ -78,9 +79,9 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     rows = _page_statement(db, shape).run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
-    answers = answers_of([row[0] for row in rows])
+    answers = oldest_answers([row[0] for row in rows], query.answers)
     conversations = tuple(
-        conversation_from_tuple(row[:11], query.trkref, answers.get(row[0], ())) for row in rows
+        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]]) for row in rows
     )
     next_after = _row_key(query.order, rows[-1]) if more else None
     page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)

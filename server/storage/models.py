@@ -1,5 +1,7 @@
 """The peewee models: one row class per table, bound late to `database`.
 
+Counters are BIGINT (migration 0009): a count may pass 2**31 - 1 on PostgreSQL too.
+
 Bound through a DatabaseProxy, so that one set of models serves SQLite (the
 embedded default) and PostgreSQL (production). Schema changes are migrations in
 server/storage/migrations/, generated from these models with peewee's runner:
@@ -43,8 +45,8 @@ class ConversationRow(BaseModel):
     question = peewee.TextField()
     locale = peewee.CharField(max_length=35)
     created_at = peewee.DateTimeField()
-    helpful = peewee.IntegerField(default=0)
-    unhelpful = peewee.IntegerField(default=0)
+    helpful = peewee.BigIntegerField(default=0)
+    unhelpful = peewee.BigIntegerField(default=0)
     embeddable = peewee.BooleanField(default=False)
     retailer_locale = peewee.CharField(max_length=35)
     # Idempotent creates: the API key that created it, the request_id it
@@ -53,7 +55,7 @@ class ConversationRow(BaseModel):
     request_id = peewee.CharField(max_length=36, null=True)
     request_digest = peewee.CharField(max_length=64, null=True)
     # DEFAULT 0 in the schema: creates do not write it.
-    answers_count = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    answers_count = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "conversation"
@@ -83,8 +85,8 @@ class AnswerRow(BaseModel):
     town = peewee.CharField(max_length=100, default="")
     job_title = peewee.CharField(max_length=100, null=True)
     reviewer_segment = peewee.CharField(max_length=100, default="")
-    helpful = peewee.IntegerField(default=0)
-    unhelpful = peewee.IntegerField(default=0)
+    helpful = peewee.BigIntegerField(default=0)
+    unhelpful = peewee.BigIntegerField(default=0)
     review_url = peewee.CharField(max_length=2048, default="")
     review_locale = peewee.CharField(max_length=35, default="")
     reviewer_facebook_url = peewee.CharField(max_length=2048, null=True)
@@ -128,8 +130,8 @@ class ConversationCountRow(BaseModel):
     organisation = peewee.ForeignKeyField(OrganisationRow, index=False)
     sku = peewee.CharField(max_length=100)
     locale = peewee.CharField(max_length=35)
-    question_count = peewee.IntegerField(default=0)
-    answers_count = peewee.IntegerField(default=0)
+    question_count = peewee.BigIntegerField(default=0)
+    answers_count = peewee.BigIntegerField(default=0)
     revision = peewee.BigIntegerField(default=0)
     # The conversations with at least one answer; kept by a trigger (migration 0010).
     answered_count = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])

@@ -1,5 +1,5 @@
-"""What a process has read lately (List pages, Detail's conversations), served again while
-their product is unchanged.
+"""What a process has read lately (List pages, Detail's conversations, pages of answers),
+served again while their product is unchanged.
 
 Each value is kept with its product's stamp: the counts and revision of the product's
 rows in conversation_count, as read just before the value. Every write that changes
@@ -11,42 +11,59 @@ again. It cannot be older than what the caller would have read: it was read afte
 stamp, and every replica writes the stamp with the rows, so whatever changed the value
 since changed the stamp too.
 
-One value per key (a List's query, a conversation's id) is kept, within a budget of
-bytes (roughly counted: a fixed part per conversation and answer, and their long
-texts); the values read least lately go first. A lock guards them: on PostgreSQL,
-reads run in the event loop's executor.
+One value per key (a List's query, a conversation's id, a page of answers' query) is
+kept, within a budget of bytes of memory: every object a value holds is counted as
+Python sizes it (a text of emoji takes four bytes a character, one of ASCII one), a text
+beyond ASCII its UTF-8 form as well (a protobuf message of it leaves that inside the
+string), and each entry a fixed part for its key and slot. The values read least lately go first. A
+lock guards them: on PostgreSQL, reads run in the event loop's executor.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 from collections.abc import Hashable
 from typing import TypeVar
 
-from server.service.domain import Conversation, ConversationPage
+from server.service.domain import AnswerPage, Conversation, ConversationPage
 
 # What a product's rows in conversation_count held when a value was read:
 # conversations, answers, revision.
 Stamp = tuple[int, int, int]
-Kept = TypeVar("Kept", Conversation, ConversationPage)
+Kept = TypeVar("Kept", Conversation, ConversationPage, AnswerPage)
+Value = Conversation | ConversationPage | AnswerPage
 
 # The budget a process keeps values in unless told otherwise.
 DEFAULT_MIB = 32
-# What a conversation or an answer takes besides its long texts (measured: a page of
-# 20 conversations with two answers each, short texts, takes about 34 KiB).
-ROW_BYTES = 512
+# What an entry takes besides its value, at most: its key (a query of a few short texts)
+# and its slot in the ordered dict.
+ENTRY_BYTES = 1024
 
 
-def weight(value: Conversation | ConversationPage) -> int:
-    """Roughly the bytes a value takes: per row, ROW_BYTES and the texts that may be long."""
-    conversations = value.conversations if isinstance(value, ConversationPage) else (value,)
-    total = 0
-    for conversation in conversations:
-        total += ROW_BYTES + len(conversation.question)
-        for answer in conversation.answers:
-            total += ROW_BYTES + len(answer.response) + len(answer.review_url)
-            total += len(answer.reviewer_facebook_url or "") + len(answer.retailer_image_url or "")
+def weight(value: Value) -> int:
+    """The bytes of memory a value holds, with its entry: each object it refers to, once."""
+    total = ENTRY_BYTES
+    seen: set[int] = set()
+    pending: list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, str):
+            if not item.isascii():
+                # Its UTF-8 form too: CPython keeps it inside the string once made, and
+                # making a protobuf message of the value makes it.
+                total += len(item.encode(errors="surrogatepass")) + 1
+        elif isinstance(item, tuple):  # conversations, answers, pages of them
+            pending.extend(item)
+        elif hasattr(item, "__dict__"):  # the pages' dataclasses
+            attributes = vars(item)
+            total += sys.getsizeof(attributes)
+            pending.extend(attributes.values())
     return total
 
 
@@ -74,7 +91,7 @@ class ReadCache:
             self._kept.move_to_end(key)
             return kept[1]
 
-    def put(self, key: Hashable, stamp: Stamp, value: Conversation | ConversationPage) -> None:
+    def put(self, key: Hashable, stamp: Stamp, value: Value) -> None:
         """Keep `value`, read for `key` under `stamp`, in place of any value kept for it;
         one larger than the budget is not kept."""
         if not self.budget:

@@ -21,6 +21,8 @@ import peewee
 from opentelemetry import trace
 
 from server.service.domain import (
+    AnswerPage,
+    AnswerQuery,
     ApiKey,
     Conversation,
     ConversationPage,
@@ -33,7 +35,15 @@ from server.service.domain import (
     Vote,
 )
 from server.service.errors import ConversationIdsExhausted, StorageUnavailable
-from server.storage import answers, api_keys, conversations, listing, organisations, votes
+from server.storage import (
+    answers,
+    api_keys,
+    conversations,
+    detail,
+    listing,
+    organisations,
+    votes,
+)
 from server.storage.database import (
     DEFAULT_TIMEOUT,
     DatabaseFile,
@@ -59,6 +69,9 @@ from server.storage.read_cache import DEFAULT_MIB, ReadCache
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 log = logging.getLogger(__name__)
+
+# More answers than a conversation can have: ids are 32-bit, and SQL's LIMIT takes one more.
+ALL_ANSWERS = 2**31 - 2
 
 # The health probe's write while a fault lasts: any row, rewritten with its own value.
 _PROBE_WRITE = "UPDATE service_secret SET value = value WHERE name = %s"
@@ -324,14 +337,22 @@ class Store:
         """
         return await self._submit("INSERT conversations", self._conversation_writer(), pending)
 
-    async def read_conversation(self, conversation_id: int) -> Conversation | None:
-        """get_conversation, off the event loop (see _read)."""
+    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
+        """A conversation with its `answers` oldest answers, off the event loop (see _read)."""
         return await self._traced(
-            "SELECT conversations", self._read(self._get_conversation, conversation_id)
+            "SELECT conversations", self._read(self._get_conversation, (conversation_id, answers))
         )
 
-    def _get_conversation(self, conversation_id: int) -> Conversation | None:
-        return conversations.get_conversation(conversation_id, self.read_cache)
+    def _get_conversation(self, asked: tuple[int, int]) -> Conversation | None:
+        return detail.get_conversation(*asked, self.read_cache)
+
+    async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
+        """A page of a conversation's answers; None when the conversation is not one of
+        `query.trkref`'s (see _read)."""
+        return await self._traced("SELECT answers", self._read(self._read_answers, query))
+
+    def _read_answers(self, query: AnswerQuery) -> AnswerPage | None:
+        return detail.read_answer_page(query, self.read_cache)
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         """A page of a product's conversations and its counts (see _read)."""
@@ -375,9 +396,13 @@ class Store:
         with self.reading():
             return bytes.fromhex(ServiceSecretRow.get_by_id(name).value)
 
-    def get_conversation(self, conversation_id: int) -> Conversation | None:
+    def get_conversation(
+        self, conversation_id: int, answers: int = ALL_ANSWERS
+    ) -> Conversation | None:
+        """A conversation with its `answers` oldest answers (all of them unless told), read on
+        this thread: for the command line and tests, not the calls."""
         with self.reading():
-            return conversations.get_conversation(conversation_id, self.read_cache)
+            return detail.get_conversation(conversation_id, answers, self.read_cache)
 
     def count_conversations(self) -> int:
         with self.reading():

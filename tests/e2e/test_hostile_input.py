@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from tests.databases import empty_postgres
-from tests.e2e.service import ServiceProcess, http
+from tests.e2e.service import HttpResponse, ServiceProcess, http
 from tests.support import basic_authorization, organisation_with_key, stored_conversation
 
 # Any code point but surrogates (which neither protobuf nor JSON strings carry).
@@ -259,3 +259,102 @@ def test_votes_over_rest_are_202_or_4xx_json(
     assert response.headers["content-type"] == "application/json"
     assert response.status == 202 or 400 <= response.status < 500, response.body
     assert response.status != 202 or response.json() == {}
+
+
+# Reading answers a page at a time
+
+
+def get_200_or_4xx(process: ServiceProcess, authorization: str, path: str) -> HttpResponse:
+    """A GET that answers 200 or a client error, in JSON."""
+    response = http("GET", process.base_url + path, None, {"authorization": authorization})
+    assert response.headers["content-type"] == "application/json"
+    assert response.status == 200 or 400 <= response.status < 500, response.body
+    return response
+
+
+PAGE_SIZES = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from(["", "x", "1e3", "-0"]))
+
+
+@HYPOTHESIS
+@given(
+    path_id=st.one_of(st.none(), st.text(CHARACTERS, max_size=20), st.integers(-5, 2**40)),
+    trkref=st.one_of(st.just("D10"), st.text(CHARACTERS, max_size=40)),
+    page_size=PAGE_SIZES,
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_over_rest_is_200_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    path_id: str | int | None,
+    trkref: str,
+    page_size: int | str,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    target = conversation_id if path_id is None else urllib.parse.quote(str(path_id), safe="")
+    query = urllib.parse.urlencode(
+        {"trkref": trkref, "page_size": page_size, "page_token": page_token}
+    )
+    response = get_200_or_4xx(process, authorization, f"/v4/conversations/{target}/answers?{query}")
+    if response.status == 200:
+        assert response.json()["answers_count"] >= len(response.json()["answers"])
+
+
+@HYPOTHESIS
+@given(
+    answers_page_size=PAGE_SIZES,
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_page_size_over_rest_is_200_or_4xx_json(
+    service: tuple[ServiceProcess, str, str],
+    conversation_id: int,
+    answers_page_size: int | str,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    query = urllib.parse.urlencode(
+        {"sku": "HOSTILE", "answers_page_size": answers_page_size, "page_token": page_token}
+    )
+    response = get_200_or_4xx(
+        process, authorization, f"/v4/organisations/D10/conversations?{query}"
+    )
+    if response.status == 200:
+        embedded = min(int(answers_page_size) if str(answers_page_size) else 3, 5)
+        assert all(len(c["answers"]) <= embedded for c in response.json()["conversations"])
+
+
+@HYPOTHESIS
+@given(
+    target=st.integers(0, 2**32 - 1),
+    trkref=st.one_of(st.just("D10"), st.text(CHARACTERS, max_size=40)),
+    page_size=st.integers(-(2**31), 2**31 - 1),
+    page_token=st.one_of(st.just(""), st.text(CHARACTERS, max_size=300)),
+)
+def test_list_answers_over_grpc_is_ok_or_a_client_error(
+    service: tuple[ServiceProcess, str, str],
+    target: int,
+    trkref: str,
+    page_size: int,
+    page_token: str,
+) -> None:
+    process, _, authorization = service
+    with grpc.insecure_channel(process.address) as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        try:
+            page = stub.ListAnswers(
+                pb.ListAnswersRequest(
+                    conversation_id=target,
+                    trkref=trkref,
+                    page_size=page_size,
+                    page_token=page_token,
+                ),
+                timeout=10,
+                metadata=[("authorization", authorization)],
+            )
+        except grpc.RpcError as error:
+            call: Any = error
+            allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+            assert call.code() in allowed, call.details()
+            assert call.details()
+            return
+    assert page.answers_count >= len(page.answers) and trkref == "D10"

@@ -46,6 +46,7 @@ DOCUMENTED = {
     "retailer_locale": "en-GB",
     "answers": [],
     "answers_count": 0,
+    "answers_next_page_token": "",
 }
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 DEMO = basic_authorization(*DEMO_CREDENTIALS)

@@ -65,6 +65,7 @@ def conversation_json(conversation_id: int, question: str, created_at: str) -> d
         "retailer_locale": "en-GB",
         "answers": [],
         "answers_count": 0,
+        "answers_next_page_token": "",
     }
 
 

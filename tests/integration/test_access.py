@@ -223,3 +223,63 @@ def test_mutual_tls_refuses_clients_without_a_certificate(
     assert create_tls(server.port, ca, auth, internal) is grpc.StatusCode.OK
     # Credentials are still required inside mutual TLS.
     assert create_tls(server.port, ca, (), internal) is grpc.StatusCode.UNAUTHENTICATED
+
+
+def list_answers(
+    port: int, metadata: Metadata, request: pb.ListAnswersRequest
+) -> tuple[grpc.StatusCode, str, bytes]:
+    """Code, details and the serialized page of one ListAnswers."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        try:
+            page = stub.ListAnswers(request, timeout=10, metadata=metadata)
+        except grpc.RpcError as error:
+            call: Any = error
+            return call.code(), call.details(), b""
+    return grpc.StatusCode.OK, "", page.SerializeToString()
+
+
+def test_another_organisations_answers_are_indistinguishable_from_none(
+    server: RunningServer, store: Store, auth: Metadata
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        conversation = stub.CreateConversation(REQUEST, timeout=10, metadata=auth)
+        answer = pb.NewAnswer(response="Yes.", first_name="Bo")
+        for _ in range(3):
+            asked = pb.CreateAnswerRequest(conversation_id=conversation.id, trkref="D10")
+            asked.answer.CopyFrom(answer)
+            stub.CreateAnswer(asked, timeout=10, metadata=auth)
+    organisations.add_organisation(store, Organisation("E20", "Another retailer", "fr-FR"))
+    issued = api_keys.create_key(store, ["E20"])
+    other = basic(issued.key_id, issued.secret)
+    first = pb.ListAnswersRequest(conversation_id=conversation.id, trkref="D10", page_size=1)
+    code, _, page = list_answers(server.port, auth, first)
+    assert code is grpc.StatusCode.OK
+    token = pb.ListAnswersResponse.FromString(page).next_page_token
+    assert token
+
+    missing = list_answers(
+        server.port, other, pb.ListAnswersRequest(conversation_id=9999, trkref="E20")
+    )
+    as_theirs = list_answers(
+        server.port, other, pb.ListAnswersRequest(conversation_id=conversation.id, trkref="E20")
+    )
+    out_of_reach = list_answers(server.port, other, first)
+    with_their_token = list_answers(
+        server.port,
+        other,
+        pb.ListAnswersRequest(conversation_id=conversation.id, trkref="D10", page_token=token),
+    )
+    assert missing[0] is grpc.StatusCode.NOT_FOUND
+    assert as_theirs == out_of_reach == with_their_token == missing
+    # A token of D10's conversation is no token of another organisation's request.
+    token_elsewhere = list_answers(
+        server.port,
+        other,
+        pb.ListAnswersRequest(conversation_id=conversation.id, trkref="E20", page_token=token),
+    )
+    assert token_elsewhere[:2] == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid request: page_token: is not a page token of this request",
+    )

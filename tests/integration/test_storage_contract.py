@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from server.service.domain import (
+    ANSWERS_START,
     ORDERS,
     SEARCH_ORDER,
+    AnswerPage,
+    AnswerQuery,
     ApiKey,
     Conversation,
     NewAnswer,
@@ -34,6 +37,7 @@ from server.service.errors import (
     Unauthenticated,
 )
 from server.service.ports import Storage
+from server.storage.answer_pages import answer_key
 from tests.integration.conftest import open_store
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
 from tests.unit.fakes import FakeStorage
@@ -181,8 +185,8 @@ def test_a_create_for_an_organisation_that_is_gone_fails(storage: Storage) -> No
 def test_a_stored_conversation_reads_back_and_an_unknown_one_is_none(storage: Storage) -> None:
     add_organisation_with_key(storage)
     created = insert(storage, pending()).conversation
-    assert asyncio.run(storage.read_conversation(created.id)) == created
-    assert asyncio.run(storage.read_conversation(created.id + 1000)) is None
+    assert asyncio.run(storage.read_conversation(created.id, 20)) == created
+    assert asyncio.run(storage.read_conversation(created.id + 1000, 20)) is None
 
 
 def pages(storage: Storage, order: str, locale: str | None = None) -> list[list[int]]:
@@ -245,7 +249,7 @@ def test_an_answer_is_stored_counted_and_read_back_oldest_first(storage: Storage
         0,
         "owner",
     )
-    found = asyncio.run(storage.read_conversation(conversation.id))
+    found = asyncio.run(storage.read_conversation(conversation.id, 20))
     assert found is not None
     assert (found.answers, found.answers_count) == ((first.answer, second.answer), 2)
     page = asyncio.run(storage.read_page(PageQuery("D10", "S1", None, "created_at desc", 5)))
@@ -271,7 +275,7 @@ def test_an_answer_request_id_stores_once_and_a_revoked_key_stores_none(storage:
     storage.revoke_api_key("revoked", AT)
     with pytest.raises(Unauthenticated):
         asyncio.run(storage.insert_answer(answer_to(conversation.id, by="revoked")))
-    found = asyncio.run(storage.read_conversation(conversation.id))
+    found = asyncio.run(storage.read_conversation(conversation.id, 20))
     assert found is not None and found.answers_count == 1
 
 
@@ -293,7 +297,50 @@ def test_votes_count_once_per_voter_and_only_on_their_organisation(storage: Stor
     assert not vote("conversation", conversation.id, "helpful", trkref="E20")
     assert not vote("answer", stored.answer.id, "helpful", trkref="E20")
     assert not vote("answer", stored.answer.id + 1000, "helpful")
-    found = asyncio.run(storage.read_conversation(conversation.id))
+    found = asyncio.run(storage.read_conversation(conversation.id, 20))
     assert found is not None
     assert (found.helpful, found.unhelpful) == (2, 1)
     assert (found.answers[0].helpful, found.answers[0].unhelpful) == (1, 0)
+
+
+def test_answers_are_read_a_bounded_page_at_a_time_oldest_first(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    stored = []
+    for n in range(5):
+        moment = AT.replace(microsecond=0) + datetime.timedelta(seconds=n)
+        later = replace(answer_to(conversation.id), created_at=moment)
+        answer = asyncio.run(storage.insert_answer(later))
+        assert answer is not None
+        stored.append(answer.answer)
+    found = asyncio.run(storage.read_conversation(conversation.id, 2))
+    assert found is not None and (found.answers, found.answers_count) == (tuple(stored[:2]), 5)
+    assert found.answers_after == answer_key(stored[1])
+    first = AnswerQuery("D10", conversation.id, 2, found.answers_after)
+    second = asyncio.run(storage.read_answers(first))
+    assert second == AnswerPage(tuple(stored[2:4]), 5, answer_key(stored[3]))
+    last = asyncio.run(storage.read_answers(replace(first, after=second.next_after)))
+    assert last == AnswerPage((stored[4],), 5, None)
+    everything = asyncio.run(storage.read_answers(AnswerQuery("D10", conversation.id, 100)))
+    assert everything == AnswerPage(tuple(stored), 5, None)
+    query = PageQuery("D10", "S1", None, "created_at desc", 5, answers=0)
+    [listed] = asyncio.run(storage.read_page(query)).conversations
+    assert (listed.answers, listed.answers_after) == ((), ANSWERS_START)
+    assert asyncio.run(storage.read_answers(AnswerQuery("E20", conversation.id, 2))) is None
+    assert asyncio.run(storage.read_answers(AnswerQuery("D10", conversation.id + 1000, 2))) is None
+
+
+def test_a_page_of_answers_read_before_an_answer_or_a_vote_is_not_served_after(
+    storage: Storage,
+) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    query = AnswerQuery("D10", conversation.id, 10)
+    assert asyncio.run(storage.read_answers(query)) == AnswerPage((), 0, None)
+    stored = asyncio.run(storage.insert_answer(answer_to(conversation.id)))
+    assert stored is not None
+    assert asyncio.run(storage.read_answers(query)) == AnswerPage((stored.answer,), 1, None)
+    vote = Vote("answer", stored.answer.id, "helpful", "D10", CALLER.key_id)
+    assert asyncio.run(storage.record_vote(vote))
+    page = asyncio.run(storage.read_answers(query))
+    assert page is not None and page.answers[0].helpful == 1

@@ -59,7 +59,7 @@ def test_detail_and_list_read_the_file_opened_until_their_last_check_is_old(
         if time.monotonic() - read_at < READ_CHECK_SECONDS / 2:  # not held up meanwhile
             assert page.question_count == 0  # what the file opened holds
         time.sleep(READ_CHECK_SECONDS)
-        for read in (sqlite_store.read_page(query), sqlite_store.read_conversation(1)):
+        for read in (sqlite_store.read_page(query), sqlite_store.read_conversation(1, 20)):
             with pytest.raises(StorageUnavailable, match="deleted or replaced"):
                 asyncio.run(read)
         assert not (tmp_path / "faults.db").exists()

@@ -73,7 +73,7 @@ def test_a_read_is_a_select_span(
 ) -> None:
     asyncio.run(create_in_a_call(traced_store, tracer, 1))
 
-    asyncio.run(traced_store.read_conversation(1))
+    asyncio.run(traced_store.read_conversation(1, 20))
 
     assert [s.name for s in exported.get_finished_spans()][-1] == "SELECT conversations"
 

@@ -18,6 +18,9 @@ import unicodedata
 from dataclasses import replace
 
 from server.service.domain import (
+    ANSWERS_START,
+    AnswerPage,
+    AnswerQuery,
     ApiKey,
     Conversation,
     ConversationPage,
@@ -38,6 +41,7 @@ from server.service.errors import (
     Unauthenticated,
 )
 from server.service.ports import Storage
+from server.storage.answer_pages import answer_key
 from server.storage.listing import page_key
 
 
@@ -172,13 +176,26 @@ class FakeStorage:
             self._requested[pending.created_by, request_id] = stored.conversation.id
         return stored
 
-    async def read_conversation(self, conversation_id: int) -> Conversation | None:
+    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
         self._call("read_conversation")
-        return self.get_conversation(conversation_id)
+        return self.get_conversation(conversation_id, answers)
+
+    async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
+        self._call("read_answers")
+        conversation = self.get_conversation(query.conversation_id, 0)
+        if conversation is None or conversation.trkref != query.trkref:
+            return None
+        every = self.get_conversation(query.conversation_id, len(self.answers))
+        assert every is not None
+        after = [a for a in every.answers if query.after is None or answer_key(a) > query.after]
+        page = tuple(after[: query.size])
+        more = len(after) > query.size
+        return AnswerPage(page, every.answers_count, answer_key(page[-1]) if more else None)
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         self._call("read_page")
-        every = [self.get_conversation(i) for i in self.conversations]
+        # Every answer: a search matches the words of any of them.
+        every = [self.get_conversation(i, len(self.answers)) for i in self.conversations]
         matching = [c for c in every if c is not None and listed(c, query)]
         ascending = query.order.endswith(" asc")
 
@@ -189,7 +206,8 @@ class FakeStorage:
         after = query.after
         if after is not None:
             ordered = [c for c in ordered if (key(c) > after if ascending else key(c) < after)]
-        page = tuple(ordered[: query.size])
+        page = tuple(c._replace(answers=()) for c in ordered[: query.size])
+        page = tuple(filter(None, (self.get_conversation(c.id, query.answers) for c in page)))
         more = len(ordered) > query.size
         return ConversationPage(
             page,
@@ -202,7 +220,7 @@ class FakeStorage:
         self._call("page_token_secret")
         return b"the fake's page token secret...."
 
-    def get_conversation(self, conversation_id: int) -> Conversation | None:
+    def get_conversation(self, conversation_id: int, size: int = 100) -> Conversation | None:
         stored = self.conversations.get(conversation_id)
         if stored is None:
             return None
@@ -211,8 +229,13 @@ class FakeStorage:
             for a, c in sorted(self._answered.items())
             if c == conversation_id
         )
-        answers = tuple(sorted(answers, key=lambda a: (a.created_at, a.id)))
-        return stored.conversation._replace(answers=answers, answers_count=len(answers))
+        answers = tuple(sorted(answers, key=answer_key))
+        after = None
+        if len(answers) > size:
+            after = answer_key(answers[size - 1]) if size else ANSWERS_START
+        return stored.conversation._replace(
+            answers=answers[:size], answers_count=len(answers), answers_after=after
+        )
 
     # Answers and votes
 

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from server.service.domain import Answer, Conversation, ConversationPage, PageQuery
-from server.storage.read_cache import ROW_BYTES, ReadCache, weight
+from server.storage.read_cache import ReadCache, weight
 
 MOMENT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -67,9 +67,23 @@ def test_the_values_read_least_lately_go_first_when_the_budget_is_spent() -> Non
     assert cache.used == 3 * weight(page) <= cache.budget
 
 
-def test_a_value_is_weighed_by_its_rows_and_long_texts() -> None:
-    assert weight(a_page(2, 3, text="x" * 1000)) == 2 * (ROW_BYTES + 1000) * 4
-    assert weight(a_conversation(1, text="x" * 10)) == 2 * (ROW_BYTES + 10)
+def test_a_value_is_weighed_in_bytes_of_memory_not_characters() -> None:
+    ascii_text, emoji = (
+        weight(a_conversation(1, "x" * 5000)),
+        weight(a_conversation(1, "😀" * 5000)),
+    )
+    # One text of 5,000 characters (the question and the answer's response share it).
+    assert 5000 < ascii_text < 5000 + 4096
+    # Four bytes a character, and its UTF-8 form (four bytes a character) beside it.
+    assert 8 * 5000 < emoji < 8 * 5000 + 4096
+
+
+def test_each_distinct_row_of_a_value_counts() -> None:
+    one = a_conversation(2, "x" * 1000)
+    three = ConversationPage(
+        tuple(one._replace(id=n, question=str(n) * 1000) for n in range(3)), 3, 6, None
+    )
+    assert weight(three) > 3 * 1000 + weight(one)
 
 
 def test_a_value_larger_than_the_budget_is_not_kept() -> None:

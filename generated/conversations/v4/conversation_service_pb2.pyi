@@ -29,7 +29,7 @@ class CreateConversationRequest(_message.Message):
     def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers", "answers_count")
+    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers", "answers_count", "answers_next_page_token")
     ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Conversation(_message.Message):
     RETAILER_LOCALE_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id: int
     first_name: str
     question: str
@@ -50,7 +51,8 @@ class Conversation(_message.Message):
     retailer_locale: str
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
     answers_count: int
-    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., answers_count: _Optional[int] = ...) -> None: ...
+    answers_next_page_token: str
+    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., answers_count: _Optional[int] = ..., answers_next_page_token: _Optional[str] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("id", "response", "created_at", "first_name", "town", "job_title", "reviewer_segment", "helpful", "unhelpful", "review_url", "review_locale", "reviewer_facebook_url", "response_type", "retailer_name", "retailer_image_url")
@@ -95,13 +97,14 @@ class GetConversationRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ...) -> None: ...
 
 class ListConversationsRequest(_message.Message):
-    __slots__ = ("trkref", "sku", "locale", "page_size", "page_token", "order_by", "search", "filter")
+    __slots__ = ("trkref", "sku", "locale", "page_size", "page_token", "order_by", "answers_page_size", "search", "filter")
     TRKREF_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
     LOCALE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     trkref: str
@@ -110,9 +113,10 @@ class ListConversationsRequest(_message.Message):
     page_size: int
     page_token: str
     order_by: str
+    answers_page_size: int
     search: str
     filter: str
-    def __init__(self, trkref: _Optional[str] = ..., sku: _Optional[str] = ..., locale: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., search: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+    def __init__(self, trkref: _Optional[str] = ..., sku: _Optional[str] = ..., locale: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., answers_page_size: _Optional[int] = ..., search: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListConversationsResponse(_message.Message):
     __slots__ = ("summary", "conversations", "next_page_token")
@@ -123,6 +127,28 @@ class ListConversationsResponse(_message.Message):
     conversations: _containers.RepeatedCompositeFieldContainer[Conversation]
     next_page_token: str
     def __init__(self, summary: _Optional[_Union[ConversationSummary, _Mapping]] = ..., conversations: _Optional[_Iterable[_Union[Conversation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListAnswersRequest(_message.Message):
+    __slots__ = ("conversation_id", "trkref", "page_size", "page_token")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: int
+    trkref: str
+    page_size: int
+    page_token: str
+    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAnswersResponse(_message.Message):
+    __slots__ = ("answers", "next_page_token", "answers_count")
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    next_page_token: str
+    answers_count: int
+    def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., answers_count: _Optional[int] = ...) -> None: ...
 
 class ConversationSummary(_message.Message):
     __slots__ = ("question_count", "answers_count")

@@ -70,6 +70,11 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.SerializeToString,
                 response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.Answer.FromString,
                 _registered_method=True)
+        self.ListAnswers = channel.unary_unary(
+                '/conversations.v4.ConversationService/ListAnswers',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListAnswersRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListAnswersResponse.FromString,
+                _registered_method=True)
         self.IncrementConversationHelpful = channel.unary_unary(
                 '/conversations.v4.ConversationService/IncrementConversationHelpful',
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementConversationHelpfulRequest.SerializeToString,
@@ -122,9 +127,10 @@ class ConversationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetConversation(self, request, context):
-        """Returns the conversation `id` of the organisation `trkref`, with its
-        answers (oldest first) and `answers_count`: the object CreateConversation
-        returns.
+        """Returns the conversation `id` of the organisation `trkref`, with the first
+        page of its answers (the oldest 20), `answers_count` (all of them) and
+        `answers_next_page_token` (ListAnswers reads the rest): the object
+        CreateConversation returns.
 
         NOT_FOUND when the id does not exist, when the conversation belongs to
         another organisation than `trkref`, or when `trkref` is one the key may not
@@ -143,7 +149,9 @@ class ConversationServiceServicer:
         a page at a time (AIP-158), with a summary of the whole filtered set.
         Optionally only those asked in one locale, those that match a `filter`,
         and those whose question or answers match the words of `search`. Each
-        conversation carries its answers (oldest first) and `answers_count`.
+        conversation carries its oldest answers (`answers_page_size` of them at
+        most), `answers_count` (all of them) and `answers_next_page_token`
+        (ListAnswers reads the rest).
 
         NOT_FOUND when `trkref` is unknown or one the key may not reach (the same
         error as for every other NOT_FOUND). A product without conversations is
@@ -169,6 +177,19 @@ class ConversationServiceServicer:
 
         REST: POST /v4/conversations/{conversation_id}/answers?trkref=D10 with the
         answer (NewAnswer) as the JSON body.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnswers(self, request, context):
+        """Lists the answers of the conversation `conversation_id` of the
+        organisation `trkref`, oldest first, a page at a time (AIP-158).
+
+        NOT_FOUND as for GetConversation.
+
+        REST: GET /v4/conversations/{conversation_id}/answers?trkref=D10 with the
+        other fields of the request as query parameters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +266,11 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.CreateAnswer,
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.FromString,
                     response_serializer=conversations_dot_v4_dot_conversation__service__pb2.Answer.SerializeToString,
+            ),
+            'ListAnswers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnswers,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListAnswersRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListAnswersResponse.SerializeToString,
             ),
             'IncrementConversationHelpful': grpc.unary_unary_rpc_method_handler(
                     servicer.IncrementConversationHelpful,
@@ -390,6 +416,33 @@ class ConversationService:
             '/conversations.v4.ConversationService/CreateAnswer',
             conversations_dot_v4_dot_conversation__service__pb2.CreateAnswerRequest.SerializeToString,
             conversations_dot_v4_dot_conversation__service__pb2.Answer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnswers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ListAnswers',
+            conversations_dot_v4_dot_conversation__service__pb2.ListAnswersRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ListAnswersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,99 @@
+"""Reading one conversation (Detail) and the pages of its answers (ListAnswers).
+
+Each read first takes the conversation's row with its product's stamp (ReadCache), in one
+query; a value kept under that stamp is served without reading the answers again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import peewee
+
+from server.service.domain import AnswerPage, AnswerQuery, Conversation
+from server.storage.answer_pages import answer_pages, oldest_answers
+from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
+from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
+from server.storage.prepared import Prepared, parameter, prepare
+from server.storage.read_cache import ReadCache, Stamp
+
+
+@functools.lru_cache(maxsize=4)
+def _conversation_statement(db: peewee.Database) -> Prepared:
+    """A conversation, its organisation's trkref and its product's stamp (ReadCache)."""
+    counts = ConversationCountRow
+    product = (
+        (counts.organisation == ConversationRow.organisation)
+        & (counts.sku == ConversationRow.sku)
+        & (counts.locale == ConversationRow.locale)
+    )
+    return prepare(
+        ConversationRow.select(
+            counts.question_count,
+            counts.answers_count,
+            counts.revision,
+            OrganisationRow.trkref,
+            *CONVERSATION_COLUMNS,
+        )
+        .join(OrganisationRow)
+        .switch(ConversationRow)
+        .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
+        .where(ConversationRow.id == parameter("id"))
+    )
+
+
+def get_conversation(conversation_id: int, answers: int, cache: ReadCache) -> Conversation | None:
+    """The conversation with its `answers` oldest answers; None when there is none. From
+    `cache` while its product is unchanged."""
+    found = _conversation_and_stamp(conversation_id)
+    if found is None:
+        return None
+    stamp, trkref, columns = found
+    key = ("conversation", conversation_id, answers)
+    kept = None if stamp is None else cache.get(key, stamp, Conversation)
+    if kept is not None:
+        return kept
+    page, after = oldest_answers([conversation_id], answers)[conversation_id]
+    conversation = conversation_from_tuple(columns, trkref, page, after)
+    if stamp is not None:
+        cache.put(key, stamp, conversation)
+    return conversation
+
+
+def read_answer_page(query: AnswerQuery, cache: ReadCache) -> AnswerPage | None:
+    """A page of a conversation's answers; None when the conversation is not one of
+    `query.trkref`'s. From `cache` while its product is unchanged."""
+    found = _conversation_and_stamp(query.conversation_id)
+    if found is None or found[1] != query.trkref:
+        return None
+    stamp, _, columns = found
+    kept = None if stamp is None else cache.get(query, stamp, AnswerPage)
+    if kept is not None:
+        return kept
+    starts = [(query.conversation_id, query.after)]
+    answers, after = answer_pages(starts, query.size)[query.conversation_id]
+    page = AnswerPage(answers, _answers_count(columns), after)
+    if stamp is not None:
+        cache.put(query, stamp, page)
+    return page
+
+
+def _answers_count(columns: Sequence[Any]) -> int:
+    return int(columns[-1])  # answers_count ends CONVERSATION_COLUMNS
+
+
+def _conversation_and_stamp(
+    conversation_id: int,
+) -> tuple[Stamp | None, str, Sequence[Any]] | None:
+    """A conversation's product stamp, its organisation's trkref and its
+    CONVERSATION_COLUMNS; None when there is no such conversation."""
+    db = database.obj
+    rows = _conversation_statement(db).run(db, {"id": conversation_id})
+    if not rows:
+        return None
+    question_count, answers_count, revision, trkref, *columns = rows[0]
+    # Without its product's row (never, as the service writes), nothing to check it by.
+    stamp = None if revision is None else (question_count, answers_count, revision)
+    return stamp, trkref, columns
