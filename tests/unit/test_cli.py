@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server import app, workers
-from server.cli import main, parse
+from server.cli import parse
 from server.config import Config
 
 
@@ -112,6 +112,8 @@ def test_health_exits_1_and_says_why_when_nothing_answers(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
-    assert main(["health", "--grpc-address", f"0.0.0.0:{port}", "--timeout", "2"]) == 1
+    # The command alone: main() would also set up the process's logging, for every later test.
+    args = parse(["health", "--grpc-address", f"0.0.0.0:{port}", "--timeout", "2"])
+    assert args.run(args) == 1
     said = capsys.readouterr().err
     assert said.startswith(f"127.0.0.1:{port}: UNAVAILABLE: "), said
