@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -18,10 +19,14 @@ from google.protobuf.message import Message
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.service import answer_pages, answers, conversations, page_tokens
-from server.service.domain import AnswerQuery, PageQuery
+from server.service.domain import ORDERS, AnswerQuery, PageQuery
 from server.service.validation import LOCALE_MAX, URL_MAX
 
 _UINT32_MAX = 2**32 - 1
+# The widest values a page token's key holds, as its JSON prints them: a whole number in a
+# 64-bit column, and a relevance (a double, whose widest form is longer).
+_KEY_INT_MAX = 2**63 - 1
+_WIDEST_RELEVANCE = -sys.float_info.max
 # 9999-12-31T23:59:59Z, the last second RFC 3339 (and the JSON of a Timestamp) can print.
 _LAST_SECOND = 253402300799
 # A character of four bytes in UTF-8; of two in UTF-16, which JSON escapes as `\uXXXX`.
@@ -71,7 +76,7 @@ def largest_conversation(wide: str, answer_count: int) -> pb.Conversation:
         retailer_locale="x" * LOCALE_MAX,
         answers=[largest_answer(wide)] * answer_count,
         answers_count=_UINT32_MAX,
-        answers_next_page_token=_largest_token(AnswerQuery("x" * 32, _UINT32_MAX, 0), 2),
+        answers_next_page_token=_largest_token(AnswerQuery("x" * 32, _UINT32_MAX, 0)),
     )
 
 
@@ -83,12 +88,14 @@ def largest_responses(wide: str) -> dict[str, tuple[Message, Message | None, int
     page = pb.ListConversationsResponse(
         summary={"question_count": _UINT32_MAX, "answers_count": _UINT32_MAX},
         conversations=[conversation],
-        next_page_token=_largest_token(PageQuery("x" * 32, "x", None, "helpful desc", 0), 3),
+        next_page_token=_largest_token(
+            PageQuery("x" * 32, "x", None, "relevance", 0, search="x"), _WIDEST_RELEVANCE
+        ),
     )
     answer = largest_answer(wide)
     answer_page = pb.ListAnswersResponse(
         answers=[answer],
-        next_page_token=_largest_token(AnswerQuery("x" * 32, _UINT32_MAX, 0), 2),
+        next_page_token=_largest_token(AnswerQuery("x" * 32, _UINT32_MAX, 0)),
         answers_count=_UINT32_MAX,
     )
     detail = largest_conversation(wide, 1)
@@ -126,9 +133,12 @@ def _varint(value: int) -> bytes:
             return bytes(encoded)
 
 
-def _largest_token(query: PageQuery | AnswerQuery, key_length: int) -> str:
-    """A page token with the largest key its length may carry."""
-    return page_tokens.issue(b"\0" * 32, query, (2**63 - 1,) * key_length)
+def _largest_token(query: PageQuery | AnswerQuery, *first: float) -> str:
+    """A page token of `query` with the widest key its order may carry: the `first` values
+    given (a relevance), then whole numbers at their largest."""
+    length = 2 if isinstance(query, AnswerQuery) else len(ORDERS[query.order])
+    key = (*first, *(_KEY_INT_MAX,) * (length - len(first)))
+    return page_tokens.issue(b"\0" * 32, query, key)
 
 
 def as_json(message: Message) -> bytes:
