@@ -15,8 +15,9 @@ One value per key (a List's query, a conversation's id, a page of answers' query
 kept, within a budget of bytes of memory: every object a value holds is counted as
 Python sizes it (a text of emoji takes four bytes a character, one of ASCII one), a text
 beyond ASCII its UTF-8 form as well (a protobuf message of it leaves that inside the
-string), and each entry a fixed part for its key and slot. The values read least lately go first. A
-lock guards them: on PostgreSQL, reads run in the event loop's executor.
+string), and each entry a fixed part for its key and slot, with the texts of a key that
+holds long ones (a List's search). The values read least lately go first. A lock guards
+them: on PostgreSQL, reads run in the event loop's executor.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ DEFAULT_MIB = 32
 # What an entry takes besides its value, at most: its key (a query of a few short texts)
 # and its slot in the ordered dict.
 ENTRY_BYTES = 1024
+# The part of ENTRY_BYTES a key's texts may take; what a key's texts take beyond it (a
+# search of hundreds of characters) counts as well.
+KEY_TEXT_BYTES = 512
 
 
 def weight(value: Value) -> int:
@@ -52,19 +56,36 @@ def weight(value: Value) -> int:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        total += sys.getsizeof(item)
         if isinstance(item, str):
-            if not item.isascii():
-                # Its UTF-8 form too: CPython keeps it inside the string once made, and
-                # making a protobuf message of the value makes it.
-                total += len(item.encode(errors="surrogatepass")) + 1
-        elif isinstance(item, tuple):  # conversations, answers, pages of them
+            total += text_bytes(item)
+            continue
+        total += sys.getsizeof(item)
+        if isinstance(item, tuple):  # conversations, answers, pages of them
             pending.extend(item)
         elif hasattr(item, "__dict__"):  # the pages' dataclasses
             attributes = vars(item)
             total += sys.getsizeof(attributes)
             pending.extend(attributes.values())
     return total
+
+
+def key_weight(key: Hashable) -> int:
+    """What the texts of a key (a tuple, or a query's fields) take beyond KEY_TEXT_BYTES."""
+    if hasattr(key, "__dict__"):
+        fields = tuple(vars(key).values())
+    else:
+        fields = key if isinstance(key, tuple) else (key,)
+    texts = sum(text_bytes(field) for field in fields if isinstance(field, str))
+    return max(0, texts - KEY_TEXT_BYTES)
+
+
+def text_bytes(text: str) -> int:
+    """The bytes of memory a text holds: as Python sizes it, and beyond ASCII its UTF-8
+    form too (CPython keeps it inside the string once made, and making a protobuf message
+    of the text, or binding it to a statement, makes it)."""
+    if text.isascii():
+        return sys.getsizeof(text)
+    return sys.getsizeof(text) + len(text.encode(errors="surrogatepass")) + 1
 
 
 class ReadCache:
@@ -96,7 +117,7 @@ class ReadCache:
         one larger than the budget is not kept."""
         if not self.budget:
             return
-        size = weight(value)
+        size = weight(value) + key_weight(key)
         with self._lock:
             replaced = self._kept.pop(key, None)
             if replaced is not None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
 
 from server.service.domain import Answer, Conversation, ConversationPage, PageQuery
-from server.storage.read_cache import ReadCache, weight
+from server.storage.read_cache import KEY_TEXT_BYTES, ReadCache, weight
 
 MOMENT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -84,6 +85,15 @@ def test_each_distinct_row_of_a_value_counts() -> None:
         tuple(one._replace(id=n, question=str(n) * 1000) for n in range(3)), 3, 6, None
     )
     assert weight(three) > 3 * 1000 + weight(one)
+
+
+def test_the_long_texts_of_a_key_count_too() -> None:
+    page = a_page()
+    # A search of 500 characters of four bytes each, beside its UTF-8 form.
+    searched = dataclasses.replace(query(), search=" ".join(["\U0001d400" * 9] * 50))
+    cache = ReadCache()
+    cache.put(searched, (1, 0, 1), page)
+    assert cache.used > weight(page) + 8 * 450 - KEY_TEXT_BYTES
 
 
 def test_a_value_larger_than_the_budget_is_not_kept() -> None:
