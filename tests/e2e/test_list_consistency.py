@@ -1,5 +1,5 @@
-"""What a walk through a List's pages shows while conversations are created and voted on,
-for each order (docs/api.md), over real Envoy and `serve` on SQLite and PostgreSQL."""
+"""What a walk through a List's pages shows while conversations are created, answered and
+voted on, for each order (docs/api.md), over real Envoy and `serve` on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def ask(service: ServiceProcess, sku: str, question: str, helpful: int = 0) -> i
     for _ in range(helpful):
         vote(service, conversation_id)
     return conversation_id
+
+
+def answer(service: ServiceProcess, conversation_id: int) -> None:
+    body = {"response": "It is.", "first_name": "Ann"}
+    post(service, f"/v4/conversations/{conversation_id}/answers?trkref=D10", body)
 
 
 def vote(service: ServiceProcess, conversation_id: int) -> None:
@@ -100,4 +105,21 @@ def test_by_helpfulness_a_conversation_voted_past_the_walk_is_skipped_never_repe
     vote(served, c)
     vote(served, c)
     ask(served, "HELPFUL", "D")  # 0 votes: after B, where the walk has yet to go
+    assert walk.to_the_end() == ["A", "B", "D"]
+
+
+def test_by_answers_a_conversation_answered_past_the_walk_is_skipped_never_repeated(
+    served: ServiceProcess,
+) -> None:
+    for question, answers in (("A", 2), ("B", 1), ("C", 0)):
+        conversation_id = ask(served, "ANSWERED", question)
+        for _ in range(answers):
+            answer(served, conversation_id)
+    walk = Walk(served, "ANSWERED", "answers_count desc")
+    walk.next()
+    assert walk.seen == ["A"]
+    # C now ties A and, newer, goes before it: before where the walk stands.
+    answer(served, conversation_id)
+    answer(served, conversation_id)
+    ask(served, "ANSWERED", "D")  # no answer: after B, where the walk has yet to go
     assert walk.to_the_end() == ["A", "B", "D"]
