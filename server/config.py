@@ -70,6 +70,15 @@ class Config:
         "RESOURCE_EXHAUSTED, HTTP 429",
     )
     rate_burst: float = option(10_000.0, "calls a key may make at once above its rate")
+    failed_auth_rate: float = option(
+        10.0,
+        "failed authentications per second per client address and process, 0 for no limit; "
+        "over it a key not known to the process is not looked up (RESOURCE_EXHAUSTED, HTTP "
+        "429) and failures are answered after a second",
+    )
+    failed_auth_burst: float = option(
+        100.0, "failed authentications a client address may make at once above its rate"
+    )
     reflection: bool = option(True, "server reflection (grpcurl list and describe)")
     tls_cert: Path | None = option(
         None, "PEM certificate (chain) of the gRPC port: serve gRPC over TLS"

@@ -322,15 +322,19 @@ def _answers_statement(db: peewee.Database, count: int) -> Prepared:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _conversation_statement(db: peewee.Database) -> Prepared:
-    """A conversation, its organisation's trkref and its product's stamp (ReadCache)."""
+@functools.lru_cache(maxsize=8)
+def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
+    """A conversation, its organisation's trkref and its product's stamp (ReadCache);
+    `scoped`: only when its organisation is the one named by the `trkref` parameter."""
     counts = ConversationCountRow
     product = (
         (counts.organisation == ConversationRow.organisation)
         & (counts.sku == ConversationRow.sku)
         & (counts.locale == ConversationRow.locale)
     )
+    found = ConversationRow.id == parameter("id")
+    if scoped:
+        found &= OrganisationRow.trkref == parameter("trkref")
     return prepare(
         ConversationRow.select(
             counts.question_count,
@@ -342,15 +346,20 @@ def _conversation_statement(db: peewee.Database) -> Prepared:
         .join(OrganisationRow)
         .switch(ConversationRow)
         .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
-        .where(ConversationRow.id == parameter("id"))
+        .where(found)
     )
 
 
-def get_conversation(conversation_id: int, cache: ReadCache) -> Conversation | None:
-    """The conversation with its answers, oldest first; None when there is none. From
+def get_conversation(
+    conversation_id: int, cache: ReadCache, trkref: str | None = None
+) -> Conversation | None:
+    """The conversation with its answers, oldest first; None when there is none, or when
+    `trkref` is given and names another organisation: then another organisation's
+    conversation costs what a missing one does, one statement finding no row. From
     `cache` while its product is unchanged."""
     db = database.obj
-    rows = _conversation_statement(db).run(db, {"id": conversation_id})
+    statement = _conversation_statement(db, trkref is not None)
+    rows = statement.run(db, {"id": conversation_id, "trkref": trkref})
     if not rows:
         return None
     question_count, answers_count, revision, trkref, *columns = rows[0]

@@ -132,9 +132,11 @@ class Store:
         on_unavailable: OnUnavailable = _ignore,
         tracer: trace.Tracer | None = None,
         read_cache_mib: int = DEFAULT_MIB,
+        on_statement: Callable[[], None] | None = None,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://...;
-        it keeps List pages and Detail's conversations in `read_cache_mib` MiB (ReadCache)."""
+        it keeps List pages and Detail's conversations in `read_cache_mib` MiB (ReadCache).
+        `on_statement` is called as each SQL statement is sent."""
         path = sqlite_path(url)
         file = None if path is None else DatabaseFile(path)
         db, write_connection = connect(
@@ -142,6 +144,7 @@ class Store:
             sqlite_synchronous=sqlite_synchronous,
             timeout=timeout,
             check=file.check if file is not None else lambda: None,
+            on_statement=on_statement,
         )
         return cls(
             db,
@@ -301,6 +304,11 @@ class Store:
         with self.session():
             return api_keys.revoke_api_key(key_id, at)
 
+    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
+        """Which of these keys exist and are not revoked, in one unit of work."""
+        with self.reading():
+            return api_keys.active_keys(set(key_ids))
+
     def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
         """Store a key's digest in place of its legacy hash; False when the hash changed."""
         with self.session():
@@ -324,14 +332,18 @@ class Store:
         """
         return await self._submit("INSERT conversations", self._conversation_writer(), pending)
 
-    async def read_conversation(self, conversation_id: int) -> Conversation | None:
-        """get_conversation, off the event loop (see _read)."""
+    async def read_conversation(
+        self, conversation_id: int, trkref: str | None = None
+    ) -> Conversation | None:
+        """get_conversation, off the event loop (see _read); with `trkref`, None for a
+        conversation of another organisation, found by the same one statement."""
         return await self._traced(
-            "SELECT conversations", self._read(self._get_conversation, conversation_id)
+            "SELECT conversations",
+            self._read(self._get_conversation, (conversation_id, trkref)),
         )
 
-    def _get_conversation(self, conversation_id: int) -> Conversation | None:
-        return conversations.get_conversation(conversation_id, self.read_cache)
+    def _get_conversation(self, asked: tuple[int, str | None]) -> Conversation | None:
+        return conversations.get_conversation(asked[0], self.read_cache, asked[1])
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         """A page of a product's conversations and its counts (see _read)."""

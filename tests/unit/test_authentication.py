@@ -13,12 +13,12 @@ import pytest
 from server.service import authentication
 from server.service.authentication import (
     Authenticator,
-    TokenBucket,
     digest_secret,
     legacy_secret_matches,
 )
 from server.service.domain import Caller
 from server.service.errors import RateLimited, StorageUnavailable, Unauthenticated
+from server.service.limits import TokenBucket
 from tests.support import CALLER, TEST_SECRET, legacy_scrypt_hash, store_key
 from tests.unit.fakes import FakeStorage
 
