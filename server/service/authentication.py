@@ -110,6 +110,8 @@ class Authenticator:
     FAILED_KEY_SECONDS, MAX_FAILED_KEYS = 10.0, 10_000
     # Client addresses whose failures are counted at most (the least recent forgotten first).
     MAX_ADDRESSES = 10_000
+    # Locks that lookups of key ids share: more than the threads that read the database.
+    LOOKUP_STRIPES = 64
 
     def __init__(
         self,
@@ -127,6 +129,8 @@ class Authenticator:
         self._buckets: dict[str, TokenBucket] = {}
         self._legacy_checks: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        # Held while a key id is looked up, by the hash of the id.
+        self._lookups = [threading.Lock() for _ in range(self.LOOKUP_STRIPES)]
         # The keys the last finished revocation check found active, and when it began.
         self._checked_ids: frozenset[str] = frozenset()
         self._checked_at = float("-inf")
@@ -137,7 +141,12 @@ class Authenticator:
         """The caller these credentials stand for; Unauthenticated, RateLimited or
         TooManyFailedAuthentications otherwise.
 
-        May read the database: call it off the event loop."""
+        May read the database: call it off the event loop. Calls presenting one key id
+        together read it once: the others wait, then find it remembered (or failed)."""
+        with self._lookups[hash(key_id) % len(self._lookups)]:
+            return self._authenticate(key_id, secret, address)
+
+    def _authenticate(self, key_id: str, secret: str, address: str) -> Caller:
         caller = self.remembered(key_id, secret, address)
         if caller is not None:
             return caller
