@@ -145,7 +145,7 @@ async def start_server(
             ConcurrencyLimit(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
             ),
-            AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
+            AuthInterceptor(authenticator, f"/{SERVICE_NAME}/", config.failed_auth_delay),
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
     )

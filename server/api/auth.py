@@ -84,13 +84,15 @@ class AuthInterceptor(WrappingInterceptor):
 
     # Headers remembered at most; all are forgotten when there would be more.
     MAX_REMEMBERED = 10_000
-    # Seconds a failed authentication waits for its answer once its address is past its
-    # allowance of failures.
-    FAILED_DELAY = 1.0
 
-    def __init__(self, authenticator: Authenticator, prefix: str) -> None:
+    def __init__(
+        self, authenticator: Authenticator, prefix: str, failed_delay: float = 0.0
+    ) -> None:
         self._authenticator = authenticator
         self._prefix = prefix
+        # Seconds a failed authentication waits for its answer once its address is past
+        # its allowance of failures.
+        self._failed_delay = failed_delay
         # The callers of `authorization` values verified before: the same value is the
         # same credentials, so a client's later calls skip decoding and hashing them.
         self._callers: dict[str, Caller] = {}
@@ -129,10 +131,10 @@ class AuthInterceptor(WrappingInterceptor):
         self, context: Context, error: Unauthenticated | TooManyFailedAuthentications
     ) -> NoReturn:
         """Answer a failed authentication, counted against the client's address: past its
-        allowance, only after FAILED_DELAY, so that a client holding many calls open gets
-        few answers a second and leaves the event loop to the others."""
-        if self._authenticator.failed(client_address(context)):
-            await asyncio.sleep(self.FAILED_DELAY)
+        allowance, only after the failed delay, so that a client holding many calls open
+        gets few answers a second and leaves the event loop to the others."""
+        if self._authenticator.failed(client_address(context)) and self._failed_delay:
+            await asyncio.sleep(self._failed_delay)
         await abort_with_error(context, error)
 
     async def _new_caller(self, header: str, context: Context) -> Caller:

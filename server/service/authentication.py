@@ -138,50 +138,61 @@ class Authenticator:
         self._failures = Buckets(failure_rate, failure_burst, self.MAX_ADDRESSES)
 
     def authenticate(self, key_id: str, secret: str, address: str = "") -> Caller:
-        """The caller these credentials stand for; Unauthenticated, RateLimited or
-        TooManyFailedAuthentications otherwise.
+        """The caller these credentials stand for, the key checked with the database now
+        (read, or for a key remembered, asked whether it is still active); Unauthenticated,
+        RateLimited or TooManyFailedAuthentications otherwise.
 
-        May read the database: call it off the event loop. Calls presenting one key id
-        together read it once: the others wait, then find it remembered (or failed)."""
+        Reads the database: call it off the event loop. A wrong secret of a remembered key
+        and a key id that failed lately are refused without reading; calls presenting one
+        key id take turns, so a crowd of them with a key id that fails reads it once."""
+        asked_at = time.monotonic()
         with self._lookups[hash(key_id) % len(self._lookups)]:
-            return self._authenticate(key_id, secret, address)
-
-    def _authenticate(self, key_id: str, secret: str, address: str) -> Caller:
-        caller = self.remembered(key_id, secret, address)
-        if caller is not None:
-            return caller
-        if self._digest_key is None:
-            self._digest_key = self._store.api_key_digest_key()
-        presented = digest_secret(self._digest_key, secret)
-        known = self._fresh(key_id) or self._read_key(key_id)
-        if known is None:
-            self._failed_keys.add(key_id)
-            raise Unauthenticated()
-        key, caller, _ = known
-        if is_digest(key.secret_hash):
-            if not hmac.compare_digest(presented, key.secret_hash):
+            self._refuse_unread(key_id, address)
+            if self._digest_key is None:
+                self._digest_key = self._store.api_key_digest_key()
+            presented = digest_secret(self._digest_key, secret)
+            known = self._keys.get(key_id)
+            if known is None:
+                known = self._read_key(key_id)
+            else:
+                if is_digest(known.key.secret_hash) and not hmac.compare_digest(
+                    presented, known.key.secret_hash
+                ):
+                    raise Unauthenticated()
+                if known.read_at <= asked_at:  # not checked since this call began
+                    known = self._still_active(known)
+            if known is None:
+                self._failed_keys.add(key_id)
                 raise Unauthenticated()
-        else:
-            self._check_legacy(key, secret, presented)
-        self._take(key_id)
-        return caller
+            if is_digest(known.key.secret_hash):
+                if not hmac.compare_digest(presented, known.key.secret_hash):
+                    raise Unauthenticated()
+            else:
+                self._check_legacy(known.key, secret, presented)
+            self._take(key_id)
+            return known.caller
 
     def remembered(self, key_id: str, secret: str, address: str = "") -> Caller | None:
-        """authenticate() without the database: the caller; Unauthenticated for a wrong
-        secret of a key read lately or for a key id that failed lately;
-        TooManyFailedAuthentications when `address` has used up its failures; None when
-        the key has to be read (or checked) first."""
+        """authenticate() without the database, for a key checked within REVOCATION_BOUND:
+        the caller; Unauthenticated for a wrong secret, or for a key id that failed lately;
+        TooManyFailedAuthentications for a key this process does not know, from an
+        `address` past its allowance of failures; None when the key has to be checked."""
         known, digest_key = self._fresh(key_id), self._digest_key
         if known is None or digest_key is None or not is_digest(known.key.secret_hash):
-            if self._failed_keys.recent(key_id):
-                raise Unauthenticated()
-            if self._failures.empty(address):
-                raise TooManyFailedAuthentications()
+            self._refuse_unread(key_id, address)
             return None
         if not hmac.compare_digest(digest_secret(digest_key, secret), known.key.secret_hash):
             raise Unauthenticated()
         self._take(key_id)  # over the limit is refused before the database is asked
         return known.caller
+
+    def _refuse_unread(self, key_id: str, address: str) -> None:
+        """Refuse, without reading, a key id that failed lately, and a key not remembered
+        from an address past its allowance of failures."""
+        if self._failed_keys.recent(key_id):
+            raise Unauthenticated()
+        if key_id not in self._keys and self._failures.empty(address):
+            raise TooManyFailedAuthentications()
 
     def admit(self, caller: Caller) -> bool:
         """Count a call of a caller authenticated before; RateLimited over its key's limit.
@@ -227,6 +238,15 @@ class Authenticator:
         if known.read_at > since or (self._checked_at > since and key_id in self._checked_ids):
             return known
         return None
+
+    def _still_active(self, known: _Known) -> _Known | None:
+        """The key checked again, or None (and forgotten) when it is revoked."""
+        checked_at = time.monotonic()
+        if known.key.key_id not in self._store.active_api_keys(frozenset({known.key.key_id})):
+            with self._lock:
+                self._keys.pop(known.key.key_id, None)
+            return None
+        return self._remember(known.key, checked_at)
 
     def _read_key(self, key_id: str) -> _Known | None:
         read_at = time.monotonic()
