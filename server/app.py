@@ -24,6 +24,7 @@ from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import logs, metrics
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
+from server.api.draining import Draining
 from server.api.interceptors import (
     AccessLogInterceptor,
     CallObservers,
@@ -59,6 +60,8 @@ MAX_METADATA_BYTES = 32 * 1024
 # reuses its streams at once (64 threads on one channel) was refused at a limit of 100.
 # --max-concurrent-calls bounds the calls of all connections together.
 MAX_STREAMS_PER_CONNECTION = 1000
+# Seconds of the grace period kept for answering the calls held while draining.
+RELEASE_SECONDS = 0.5
 
 
 @dataclass
@@ -71,6 +74,7 @@ class RunningServer:
     local_address: str
     # The authenticator's check of remembered keys against revocations, until stop().
     revocations: asyncio.Task[None]
+    draining: Draining
 
     async def mark_serving(self, serving: bool = True) -> None:
         """Report SERVING (or NOT_SERVING): every part is ready (or the database is down)."""
@@ -80,9 +84,16 @@ class RunningServer:
             await self.health.set(service, status)
 
     async def stop(self, grace: float) -> None:
-        """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
+        """Report NOT_SERVING, let in-flight calls finish within `grace` while new ones are
+        held, stop taking calls, and answer those held UNAVAILABLE (Draining)."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.draining.hold(max(0.0, grace - RELEASE_SECONDS))
+        stopping = loop.create_task(self.server.stop(max(RELEASE_SECONDS, deadline - loop.time())))
+        await asyncio.sleep(0)  # the server stops taking calls before the held ones end
+        self.draining.release()
+        await stopping
         self.revocations.cancel()
 
 
@@ -129,6 +140,7 @@ async def start_server(
             ("grpc.so_reuseport", 1 if shared_port else 0),
         ],
     )
+    draining = Draining(f"/{SERVICE_NAME}/")
     # Every handler registered through `intercepted` is wrapped once, here, by each of these.
     intercepted = InterceptedServer(
         server,
@@ -141,6 +153,8 @@ async def start_server(
                 ),
                 metrics.MetricsInterceptor(),
             ),
+            # Inside the observers, as the limit is: the calls it answers are logged too.
+            draining,
             # Inside the observers, so that each refusal is logged and counted as a call.
             ConcurrencyLimit(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
@@ -174,7 +188,7 @@ async def start_server(
         local_address = _loopback_address(config.grpc_address, port)
     await server.start()
     revocations = asyncio.get_running_loop().create_task(authenticator.keep_checking_revocations())
-    return RunningServer(server, health_servicer, port, local_address, revocations)
+    return RunningServer(server, health_servicer, port, local_address, revocations, draining)
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:

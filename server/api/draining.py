@@ -1,0 +1,83 @@
+"""The end of serving: calls that arrive while the server stops are answered UNAVAILABLE.
+
+grpc's shutdown cancels the calls that have reached the server but no handler
+yet: their clients see CANCELLED, which they may not retry, and no log line. So
+before the server stops, `Draining` holds every new call of the service in its
+handler, where grpc has handed it over, until the calls in flight have ended and
+no new one has come for QUIET seconds (each client then waits on a held call);
+the server then stops (its GOAWAY sends later calls elsewhere), and the held
+calls are answered UNAVAILABLE, logged as every call is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from server.api.errors import Context
+from server.api.interceptors import Handler, WrappingInterceptor
+
+
+class Draining(WrappingInterceptor):
+    """Counts the service's calls in flight; once hold() is called, holds new ones until
+    release(), then answers them UNAVAILABLE."""
+
+    # Seconds without a new call, once the calls in flight have ended, before stopping.
+    QUIET = 0.05
+    # Seconds between looks at the calls in flight.
+    POLL = 0.01
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._in_flight = 0
+        self._holding = False
+        self._released = asyncio.Event()
+        self._last_held = 0.0
+
+    def applies_to(self, method: str) -> bool:
+        return method.startswith(self._prefix)
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if handler.unary_unary is None:
+            raise TypeError("only unary-unary methods are held while draining")
+        behavior: Any = handler.unary_unary  # a coroutine function, not as typed
+
+        async def counted(request: Any, context: Context) -> Any:
+            if self._holding:
+                await self._hold(context)
+            self._in_flight += 1
+            try:
+                return await behavior(request, context)
+            finally:
+                self._in_flight -= 1
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def hold(self, seconds: float) -> None:
+        """Hold every new call; return once the calls in flight have ended and no call has
+        come for QUIET seconds, or after `seconds`."""
+        loop = asyncio.get_running_loop()
+        self._holding = True
+        self._last_held = loop.time()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            if self._in_flight == 0 and loop.time() - self._last_held >= self.QUIET:
+                return
+            await asyncio.sleep(self.POLL)
+
+    def release(self) -> None:
+        """Answer the calls held, and every later one, UNAVAILABLE."""
+        self._released.set()
+
+    async def _hold(self, context: Context) -> None:
+        self._last_held = asyncio.get_running_loop().time()
+        await self._released.wait()
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry the call"
+        )
