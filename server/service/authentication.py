@@ -152,15 +152,12 @@ class Authenticator:
                 self._digest_key = self._store.api_key_digest_key()
             presented = digest_secret(self._digest_key, secret)
             known = self._keys.get(key_id)
+            if known is not None and is_digest(known.key.secret_hash):
+                return self._checked_again(known, presented, asked_at)
             if known is None:
                 known = self._read_key(key_id)
-            else:
-                if is_digest(known.key.secret_hash) and not hmac.compare_digest(
-                    presented, known.key.secret_hash
-                ):
-                    raise Unauthenticated()
-                if known.read_at <= asked_at:  # not checked since this call began
-                    known = self._still_active(known)
+            elif known.read_at <= asked_at:  # not checked since this call began
+                known = self._still_active(known)
             if known is None:
                 self._failed_keys.add(key_id)
                 raise Unauthenticated()
@@ -238,6 +235,18 @@ class Authenticator:
         if known.read_at > since or (self._checked_at > since and key_id in self._checked_ids):
             return known
         return None
+
+    def _checked_again(self, known: _Known, presented: str, asked_at: float) -> Caller:
+        """A remembered key's caller: its secret compared in memory and the call counted
+        (over the limit is refused before the database is asked), then the key asked
+        about, unless a check began after this call asked."""
+        if not hmac.compare_digest(presented, known.key.secret_hash):
+            raise Unauthenticated()
+        self._take(known.key.key_id)
+        if known.read_at <= asked_at and self._still_active(known) is None:
+            self._failed_keys.add(known.key.key_id)
+            raise Unauthenticated()
+        return known.caller
 
     def _still_active(self, known: _Known) -> _Known | None:
         """The key checked again, or None (and forgotten) when it is revoked."""
