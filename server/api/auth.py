@@ -19,10 +19,8 @@ import contextvars
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-import grpc
-
 from server.api.errors import Context, abort_with_error
-from server.api.interceptors import Handler, WrappingInterceptor, call_metadata
+from server.api.interceptors import ServiceInterceptor, call_metadata
 from server.service.authentication import Authenticator
 from server.service.domain import Caller
 from server.service.errors import DomainError, TooManyFailedAuthentications, Unauthenticated
@@ -79,7 +77,7 @@ def client_address(context: Context) -> str:
     return peer
 
 
-class AuthInterceptor(WrappingInterceptor):
+class AuthInterceptor(ServiceInterceptor):
     """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
 
     # Headers remembered at most; all are forgotten when there would be more.
@@ -88,8 +86,8 @@ class AuthInterceptor(WrappingInterceptor):
     def __init__(
         self, authenticator: Authenticator, prefix: str, failed_delay: float = 0.0
     ) -> None:
+        super().__init__(prefix)
         self._authenticator = authenticator
-        self._prefix = prefix
         # Seconds a failed authentication waits for its answer once its address is past
         # its allowance of failures.
         self._failed_delay = failed_delay
@@ -97,14 +95,7 @@ class AuthInterceptor(WrappingInterceptor):
         # same credentials, so a client's later calls skip decoding and hashing them.
         self._callers: dict[str, Caller] = {}
 
-    def applies_to(self, method: str) -> bool:
-        return method.startswith(self._prefix)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        if handler.unary_unary is None:
-            raise TypeError("only unary-unary methods are authenticated")
-        behavior: Any = handler.unary_unary  # a coroutine function, not as typed
-
+    def wrap_unary(self, behavior: Any) -> Any:
         async def authenticated(request: Any, context: Context) -> Any:
             try:
                 header = authorization(call_metadata(context))
@@ -121,11 +112,7 @@ class AuthInterceptor(WrappingInterceptor):
             finally:
                 _current_caller.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            authenticated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return authenticated
 
     async def _refuse(
         self, context: Context, error: Unauthenticated | TooManyFailedAuthentications

@@ -17,10 +17,10 @@ from typing import Any
 import grpc
 
 from server.api.errors import Context
-from server.api.interceptors import Handler, WrappingInterceptor
+from server.api.interceptors import ServiceInterceptor
 
 
-class Draining(WrappingInterceptor):
+class Draining(ServiceInterceptor):
     """Counts the service's calls in flight; once hold() is called, holds new ones until
     release(), then answers them UNAVAILABLE."""
 
@@ -30,20 +30,13 @@ class Draining(WrappingInterceptor):
     POLL = 0.01
 
     def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
+        super().__init__(prefix)
         self._in_flight = 0
         self._holding = False
         self._released = asyncio.Event()
         self._last_held = 0.0
 
-    def applies_to(self, method: str) -> bool:
-        return method.startswith(self._prefix)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        if handler.unary_unary is None:
-            raise TypeError("only unary-unary methods are held while draining")
-        behavior: Any = handler.unary_unary  # a coroutine function, not as typed
-
+    def wrap_unary(self, behavior: Any) -> Any:
         async def counted(request: Any, context: Context) -> Any:
             if self._holding:
                 await self._hold(context)
@@ -53,11 +46,7 @@ class Draining(WrappingInterceptor):
             finally:
                 self._in_flight -= 1
 
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return counted
 
     async def hold(self, seconds: float) -> None:
         """Hold every new call; return once the calls in flight have ended and no call has
