@@ -224,6 +224,9 @@ class Authenticator:
                 await asyncio.to_thread(self.check_revocations)
             except (StorageUnavailable, StorageFailed) as error:
                 log.debug("revocations not checked: %s", error)
+            except Exception:
+                # Keys go on being checked one by one as calls need them; this loop goes on.
+                log.exception("revocations not checked")
             await asyncio.sleep(self.REVOCATION_CHECK_INTERVAL)
 
     def _fresh(self, key_id: str) -> _Known | None:
