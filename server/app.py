@@ -159,7 +159,13 @@ async def start_server(
             ConcurrencyLimit(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
             ),
-            AuthInterceptor(authenticator, f"/{SERVICE_NAME}/", config.failed_auth_delay),
+            AuthInterceptor(
+                authenticator,
+                f"/{SERVICE_NAME}/",
+                config.failed_auth_delay,
+                # Half the calls at once at most: the rest stay for those with keys.
+                max_delayed=config.max_concurrent_calls // 2,
+            ),
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
     )

@@ -84,13 +84,19 @@ class AuthInterceptor(ServiceInterceptor):
     MAX_REMEMBERED = 10_000
 
     def __init__(
-        self, authenticator: Authenticator, prefix: str, failed_delay: float = 0.0
+        self,
+        authenticator: Authenticator,
+        prefix: str,
+        failed_delay: float = 0.0,
+        max_delayed: int = 0,
     ) -> None:
         super().__init__(prefix)
         self._authenticator = authenticator
         # Seconds a failed authentication waits for its answer once its address is past
-        # its allowance of failures.
-        self._failed_delay = failed_delay
+        # its allowance of failures; at most `max_delayed` wait at once (0: no bound),
+        # so that waiting failures never take every call the process serves at once.
+        self._failed_delay, self._max_delayed = failed_delay, max_delayed
+        self._delayed = 0
         # The callers of `authorization` values verified before: the same value is the
         # same credentials, so a client's later calls skip decoding and hashing them.
         self._callers: dict[str, Caller] = {}
@@ -120,8 +126,14 @@ class AuthInterceptor(ServiceInterceptor):
         """Answer a failed authentication, counted against the client's address: past its
         allowance, only after the failed delay, so that a client holding many calls open
         gets few answers a second and leaves the event loop to the others."""
-        if self._authenticator.failed(client_address(context)) and self._failed_delay:
-            await asyncio.sleep(self._failed_delay)
+        past_allowance = self._authenticator.failed(client_address(context))
+        room = not self._max_delayed or self._delayed < self._max_delayed
+        if past_allowance and self._failed_delay and room:
+            self._delayed += 1
+            try:
+                await asyncio.sleep(self._failed_delay)
+            finally:
+                self._delayed -= 1
         await abort_with_error(context, error)
 
     async def _new_caller(self, header: str, context: Context) -> Caller:
