@@ -4,7 +4,7 @@ grpc's shutdown cancels the calls that have reached the server but no handler
 yet: their clients see CANCELLED, which they may not retry, and no log line. So
 before the server stops, `Draining` holds every new call of the service in its
 handler, where grpc has handed it over, until the calls in flight have ended and
-no new one has come for QUIET seconds (each client then waits on a held call);
+no call has come or ended for QUIET seconds (each client then waits on a held call);
 the server then stops (its GOAWAY sends later calls elsewhere), and the held
 calls are answered UNAVAILABLE, logged as every call is.
 """
@@ -24,8 +24,9 @@ class Draining(ServiceInterceptor):
     """Counts the service's calls in flight; once hold() is called, holds new ones until
     release(), then answers them UNAVAILABLE."""
 
-    # Seconds without a new call, once the calls in flight have ended, before stopping.
-    QUIET = 0.05
+    # Seconds without a call arriving or ending before stopping: a client answered last
+    # sends its next call within it, to be held rather than cut off by the stop.
+    QUIET = 0.25
     # Seconds between looks at the calls in flight.
     POLL = 0.01
 
@@ -34,7 +35,7 @@ class Draining(ServiceInterceptor):
         self._in_flight = 0
         self._holding = False
         self._released = asyncio.Event()
-        self._last_held = 0.0
+        self._last_change = 0.0
 
     def wrap_unary(self, behavior: Any) -> Any:
         async def counted(request: Any, context: Context) -> Any:
@@ -45,18 +46,20 @@ class Draining(ServiceInterceptor):
                 return await behavior(request, context)
             finally:
                 self._in_flight -= 1
+                if self._holding:
+                    self._last_change = asyncio.get_running_loop().time()
 
         return counted
 
     async def hold(self, seconds: float) -> None:
         """Hold every new call; return once the calls in flight have ended and no call has
-        come for QUIET seconds, or after `seconds`."""
+        come or ended for QUIET seconds, or after `seconds`."""
         loop = asyncio.get_running_loop()
         self._holding = True
-        self._last_held = loop.time()
+        self._last_change = loop.time()
         deadline = loop.time() + seconds
         while loop.time() < deadline:
-            if self._in_flight == 0 and loop.time() - self._last_held >= self.QUIET:
+            if self._in_flight == 0 and loop.time() - self._last_change >= self.QUIET:
                 return
             await asyncio.sleep(self.POLL)
 
@@ -65,7 +68,7 @@ class Draining(ServiceInterceptor):
         self._released.set()
 
     async def _hold(self, context: Context) -> None:
-        self._last_held = asyncio.get_running_loop().time()
+        self._last_change = asyncio.get_running_loop().time()
         await self._released.wait()
         await context.abort(
             grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry the call"
