@@ -1,1 +1,1 @@
-"""The schema migrations, one script each, applied in order by peewee's runner (server/storage/migrate.py)."""
+"""The schema migrations, one script each, applied in order by peewee's runner (migrate.py)."""
