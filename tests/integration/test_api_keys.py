@@ -80,10 +80,12 @@ def test_revoked_key_creates_nothing_from_the_moment_it_is_revoked(
 
     api_keys.revoke_key(store, issued.key_id)
 
-    # A process that has seen the key still knows its secret, but the write is refused.
-    caller = authenticator.authenticate(issued.key_id, issued.secret)
+    # A caller authenticated before the revocation writes nothing after it; checked with
+    # the database, the key is refused at once.
     with pytest.raises(Unauthenticated):
         create(store, NEW, caller)
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(issued.key_id, issued.secret)
     assert store.count_conversations() == 1
     # A process that has not seen it refuses it outright.
     with pytest.raises(Unauthenticated):

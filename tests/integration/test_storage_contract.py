@@ -188,6 +188,13 @@ def test_a_stored_conversation_reads_back_and_an_unknown_one_is_none(storage: St
     assert asyncio.run(storage.read_conversation(created.id + 1000, 20)) is None
 
 
+def test_a_conversation_read_for_another_organisation_is_none(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    created = insert(storage, pending()).conversation
+    assert asyncio.run(storage.read_conversation(created.id, 20, created.trkref)) == created
+    assert asyncio.run(storage.read_conversation(created.id, 20, "E20")) is None
+
+
 def pages(storage: Storage, order: str, locale: str | None = None) -> list[list[int]]:
     """The ids of each page of D10's S1 conversations, two a page, in this order."""
     found, after = [], None
