@@ -167,31 +167,46 @@ def test_one_batch_of_revoked_active_and_retried_creates(
     assert store.count_conversations() == 4
 
 
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_failed_write_leaves_nothing_that_stalls_the_process(
-    store: Store, organisation: Organisation
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The failed statement's cursor, kept alive by its error's traceback, would
     # reset its statement when the garbage collector frees it: holding the GIL,
-    # it waited for the connection another create was using, waiting on the lock.
+    # it waited for the connection another create was using, waiting on the lock,
+    # until that create gave up. So the collection ends while the create still
+    # waits, and the create, once the lock is let go, is written.
+    store = Store.open(f"sqlite:///{tmp_path}/conversations.db", timeout=5)
+    store.migrate()
+    add_organisation_with_key(store)
     create(store, SEED, CALLER)  # looks D10 up while the database is free
+    writing = threading.Event()
+    begin = peewee.SqliteDatabase.begin
+
+    def tell_when_writing(db: peewee.SqliteDatabase, *args: Any) -> Any:
+        writing.set()  # it takes the write lock next
+        return begin(db, *args)  # type: ignore[no-untyped-call]
+
     gc.collect()
     gc.disable()
     try:
-        with write_lock_held(store):
+        with write_lock_held(store) as release:
             with pytest.raises(StorageUnavailable):
                 create(store, SEED, CALLER)
+            monkeypatch.setattr(peewee.SqliteDatabase, "begin", tell_when_writing)
             with ThreadPoolExecutor(1) as pool:
                 waiting = pool.submit(create, store, SEED, CALLER)
-                time.sleep(0.3)  # it waits for the lock, on the connection just returned
-                started = time.monotonic()
+                assert writing.wait(10)  # on the connection just returned
                 gc.collect()
-                collecting = time.monotonic() - started
-                assert isinstance(waiting.exception(10), StorageUnavailable)
+                still_waiting = not waiting.done()
+                release()
+                created = waiting.result(10)
     finally:
         gc.enable()
+        monkeypatch.undo()
+        store.close()
 
-    assert collecting < 0.5, f"the garbage collector stood still for {collecting:.1f}s"
+    assert still_waiting, "the collection waited for the create to give up on the lock"
+    assert created.id == 2
 
 
 def test_a_create_waits_for_the_database_probe_not_on_sqlite(
