@@ -184,7 +184,7 @@ def test_a_failed_write_leaves_nothing_that_stalls_the_process(
 
     def tell_when_writing(db: peewee.SqliteDatabase, *args: Any) -> Any:
         writing.set()  # it takes the write lock next
-        return begin(db, *args)  # type: ignore[no-untyped-call]
+        return begin(db, *args)
 
     gc.collect()
     gc.disable()
