@@ -91,7 +91,8 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
         return
     try:
         parts = urllib.parse.urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        # .port raises ValueError for a port that is not a number from 0 to 65535.
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # a malformed port or IPv6 address
         valid = False
     if not valid or _CONTROL.search(value) or any(c.isspace() for c in value):
