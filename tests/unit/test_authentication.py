@@ -87,6 +87,16 @@ def test_a_revoked_or_unknown_key_is_unauthenticated(store: FakeStorage) -> None
             authenticator.authenticate(key_id, TEST_SECRET)
 
 
+@pytest.mark.xfail(strict=True, reason="revocation of remembered keys: issue 29")
+def test_a_key_revoked_after_its_first_use_is_refused_on_its_second(store: FakeStorage) -> None:
+    authenticator = Authenticator(store)
+    assert authenticator.authenticate(CALLER.key_id, TEST_SECRET) == CALLER
+    store.revoke_api_key(CALLER.key_id, datetime.datetime.now(datetime.UTC))
+
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(CALLER.key_id, TEST_SECRET)
+
+
 def test_a_database_that_is_down_is_not_taken_for_wrong_credentials(store: FakeStorage) -> None:
     store.unavailable = True
     with pytest.raises(StorageUnavailable):
