@@ -28,8 +28,8 @@ from server.service.errors import StorageFailed, StorageUnavailable
 from server.storage.store import Store
 from tests.databases import write_lock_held
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, create, insert, store_key
+from tests.support import NEW_CONVERSATION as SEED
 
-SEED = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 

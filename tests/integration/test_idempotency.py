@@ -13,7 +13,7 @@ from server.service.domain import Conversation, NewConversation, Organisation
 from server.service.errors import InvalidConversation, RequestIdReused
 from server.storage.store import Store
 from tests.databases import write_lock_held
-from tests.support import CALLER, create, store_key
+from tests.support import CALLER, NEW_CONVERSATION, create, store_key
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 NEW = NewConversation(
@@ -57,7 +57,7 @@ def test_request_ids_belong_to_their_key(store: Store, organisation: Organisatio
 def test_creates_without_request_id_are_all_stored(
     store: Store, organisation: Organisation
 ) -> None:
-    plain = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+    plain = NEW_CONVERSATION
     ids = {create(store, plain, CALLER).id for _ in range(3)}
     assert len(ids) == 3
 

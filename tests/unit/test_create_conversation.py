@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from server.service.conversations import request_digest
-from server.service.domain import Caller, NewConversation
+from server.service.domain import Caller
 from server.service.errors import (
     InvalidConversation,
     OrganisationNotFound,
@@ -16,9 +16,9 @@ from server.service.errors import (
     StorageUnavailable,
 )
 from tests.support import CALLER, create
+from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 EASTERN = datetime.timezone(datetime.timedelta(hours=-5))
 
