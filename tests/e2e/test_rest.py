@@ -9,7 +9,6 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,13 +49,6 @@ DOCUMENTED = {
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 DEMO = basic_authorization(*DEMO_CREDENTIALS)
 JSON = {"content-type": "application/json", "authorization": DEMO}
-
-
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The service with REST on, on a fresh embedded database (demo organisation D10)."""
-    with ServiceProcess(tmp_path_factory.mktemp("rest"), rest=True, demo=True) as service:
-        yield service
 
 
 def post(service: ServiceProcess, path: str, body: object, **headers: str) -> HttpResponse:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.service import DEMO_CREDENTIALS, HttpResponse, ServiceProcess, grpcurl, http
+from tests.e2e.service import (
+    DEMO_CREDENTIALS,
+    HttpResponse,
+    ServiceProcess,
+    assert_rpc_status,
+    grpcurl,
+    http,
+)
 from tests.support import basic_authorization, cli, create_key
 
 DEMO = basic_authorization(*DEMO_CREDENTIALS)
@@ -29,13 +35,6 @@ VOTES = [
     "/v4/conversation_answers/{answer}/increment_helpful",
     "/v4/conversation_answers/{answer}/increment_unhelpful",
 ]
-
-
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The service with REST on, on a fresh embedded database (demo organisation D10)."""
-    with ServiceProcess(tmp_path_factory.mktemp("answers"), rest=True, demo=True) as service:
-        yield service
 
 
 def call(
@@ -211,7 +210,7 @@ def test_not_found_is_byte_identical_on_every_new_route(rest: ServiceProcess) ->
 def test_unknown_or_malformed_parameters_are_400(rest: ServiceProcess, path: str) -> None:
     body = OWNER if path.split("?")[0].endswith("/answers") else None
     response = call(rest, "POST", path, body)
-    assert response.status == 400, response.body
+    assert_rpc_status(response, 400)
 
 
 @pytest.mark.parametrize(
@@ -231,8 +230,7 @@ def test_bad_vote_and_answer_parameters_are_400_naming_the_field(
 ) -> None:
     body = OWNER if path.split("?")[0].endswith("/answers") else None
     response = call(rest, "POST", path, body)
-    assert response.status == 400
-    [details] = response.json()["details"]
+    [details] = assert_rpc_status(response, 400)["details"]
     assert [v["field"] for v in details["field_violations"]] == [field]
 
 
