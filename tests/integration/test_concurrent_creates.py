@@ -26,7 +26,7 @@ from server.service.domain import (
 )
 from server.service.errors import StorageFailed, StorageUnavailable
 from server.storage.store import Store
-from tests.databases import write_lock_held
+from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, create, insert, store_key
 from tests.support import NEW_CONVERSATION as SEED
 
@@ -107,11 +107,15 @@ def test_a_failing_batch_is_unavailable_for_every_caller(
     assert store.count_conversations() == 1
 
 
-def test_closing_writes_the_creates_still_queued(store: Store, organisation: Organisation) -> None:
+def test_closing_writes_the_creates_still_queued(
+    store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     create(store, SEED, CALLER)
+    batches = BatchesBegun(monkeypatch)
     with write_lock_held(store) as release, ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(create, store, SEED, CALLER) for _ in range(16)]
-        time.sleep(0.2)  # the writer waits on the lock; the other creates queue behind it
+        batches.wait(1)  # the writer waits on the lock; the other creates queue behind it
+        wait_until_queued(store, 16 - batches.sizes[0])
         closing = threading.Thread(target=store.close)
         closing.start()
         release()
