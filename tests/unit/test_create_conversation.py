@@ -31,6 +31,7 @@ def test_a_create_is_stored_for_the_caller_s_key_at_the_clock_s_whole_second_in_
 
     assert created.created_at == datetime.datetime(2020, 1, 1, 14, 30, 15, tzinfo=datetime.UTC)
     assert (created.trkref, created.locale, created.retailer_locale) == ("D10", "en-GB", "en-GB")
+    assert (created.first_name, created.question, created.sku) == ("Ann", "Fits?", "S1")
     assert store.get_conversation(created.id) == created
     [stored] = store.conversations.values()
     assert stored.request_digest is None  # no request_id: nothing to tell a retry by

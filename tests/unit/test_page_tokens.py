@@ -23,6 +23,19 @@ def test_a_token_reads_back_as_the_position_it_was_issued_for() -> None:
     assert page_tokens.read(b"k" * 32, QUERY, token, 2) == (1_700_000_000, 42)
 
 
+# A token as the service issues it: the replicas of one deployment, old and new, read
+# each other's tokens, so its form is fixed.
+ISSUED = (
+    "eyJxIjoiZWFhMWZlMWM0MDZiZGUxNTkxMTU3NjkzNjNjOTZjMmQiLCJrIjpbMTcwMDAwMDAwMCw0Ml19"
+    ".Bop8gk2nzGa2CIbF-JGEhg"
+)
+
+
+def test_a_token_is_issued_in_the_form_every_replica_reads() -> None:
+    assert page_tokens.issue(b"k" * 32, QUERY, (1_700_000_000, 42)) == ISSUED
+    assert page_tokens.read(b"k" * 32, QUERY, ISSUED, 2) == (1_700_000_000, 42)
+
+
 def test_a_token_signed_with_another_key_is_refused() -> None:
     token = page_tokens.issue(b"k" * 32, QUERY, (1, 2))
     with pytest.raises(page_tokens.BadPageToken):
