@@ -10,17 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.service import validation
 from server.service.errors import FieldViolation, Reason
-from server.service.validation import (
-    URL_MAX,
-    canonical_locale,
-    check_locale,
-    check_optional_text,
-    check_request_id,
-    check_text,
-    check_trkref,
-    check_url,
-)
+from server.service.validation import check_locale, check_request_id, check_text, check_trkref
 
 # Unicode's control characters (category Cc), every one of them: C0, DEL and C1.
 CONTROLS = [chr(code) for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
@@ -174,15 +166,15 @@ def test_a_text_of_exactly_its_limit_is_accepted_and_one_more_refused(multiline:
 
 def test_an_optional_text_and_a_url_at_their_limits() -> None:
     def optional(v: list[FieldViolation], x: str) -> None:
-        check_optional_text(v, "f", x, max_length=100)
+        validation.check_optional_text(v, "f", x, max_length=100)
 
     def url(v: list[FieldViolation], x: str) -> None:
-        check_url(v, "f", x)
+        validation.check_url(v, "f", x)
 
     assert violations_of(optional, "") == violations_of(optional, "o" * 100) == []
     assert violations_of(optional, "o" * 101) == [Reason.TOO_LONG]
     assert violations_of(optional, "a\x00") == [Reason.CONTROL_CHARACTER]
-    at_limit = "https://example.com/" + "p" * (URL_MAX - 20)
+    at_limit = "https://example.com/" + "p" * (validation.URL_MAX - 20)
     assert violations_of(url, "") == violations_of(url, at_limit) == []
     assert violations_of(url, at_limit + "p") == [Reason.TOO_LONG]
 
@@ -194,7 +186,7 @@ def test_an_optional_text_and_a_url_at_their_limits() -> None:
      "https://example.com:0/"],
 )  # fmt: skip
 def test_what_is_not_an_absolute_http_url_is_refused(value: str) -> None:
-    assert violations_of(lambda v, x: check_url(v, "f", x), value) == [Reason.NOT_A_URL]
+    assert violations_of(lambda v, x: validation.check_url(v, "f", x), value) == [Reason.NOT_A_URL]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +195,7 @@ def test_what_is_not_an_absolute_http_url_is_refused(value: str) -> None:
      ("en-GB-x-Private", "en-GB-x-private"), ("de-CH-1996", "de-CH-1996")],
 )  # fmt: skip
 def test_a_locale_is_kept_in_the_case_bcp_47_recommends(tag: str, canonical: str) -> None:
-    assert canonical_locale(tag) == canonical
+    assert validation.canonical_locale(tag) == canonical
 
 
 # What a valid single-line text is: printable, not blank, within its limit.
@@ -233,7 +225,7 @@ def test_any_trkref_of_the_documented_form_is_accepted(value: str) -> None:
 )
 def test_any_language_tag_of_the_documented_form_is_accepted(value: str) -> None:
     assert violations_of(locale, value) == []
-    assert canonical_locale(value).lower() == value.lower()
+    assert validation.canonical_locale(value).lower() == value.lower()
 
 
 @given(st.uuids())
