@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import sys
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -25,6 +27,7 @@ from server.service.domain import (
     StoredCreate,
 )
 from server.service.errors import StorageFailed, StorageUnavailable
+from server.storage.database import SharedConnection
 from server.storage.store import Store
 from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, create, insert, store_key
@@ -246,6 +249,20 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     assert created.id == 2
 
 
+def wait_for_the_connection(besides: threading.Thread) -> None:
+    """Block until a thread other than `besides` waits to use the shared write connection:
+    is inside SharedConnection.use, whose lock `besides` holds."""
+    use = SharedConnection.use.__wrapped__.__code__  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for thread_id, frame in sys._current_frames().items():
+            stack = traceback.walk_stack(frame)
+            if thread_id != besides.ident and any(f.f_code is use for f, _ in stack):
+                return
+        time.sleep(0.01)  # polling the threads' stacks
+    raise AssertionError("no thread waited for the write connection in 10 s")
+
+
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
     store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
@@ -274,7 +291,7 @@ def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
         assert probing.wait(5)
         with ThreadPoolExecutor(1) as pool:
             creating = pool.submit(create, store, SEED, CALLER)
-            time.sleep(0.3)  # it waits for the connection the probe holds
+            wait_for_the_connection(besides=prober)  # the writer waits for the probe's turn
             fail.set()
             error = creating.exception(5)
     finally:
