@@ -56,8 +56,9 @@ def test_an_organisation_out_of_reach_is_not_found_without_asking_storage(
 
 
 def test_an_organisation_in_reach_but_not_stored_is_not_found(store: FakeStorage) -> None:
-    with pytest.raises(OrganisationNotFound):
+    with pytest.raises(OrganisationNotFound) as raised:
         create(store, replace(NEW, trkref="E20"), Caller(CALLER.key_id, frozenset({"E20"})))
+    assert raised.value.trkref == "E20"
     assert store.count_conversations() == 0
 
 
