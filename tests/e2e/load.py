@@ -21,8 +21,7 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.e2e.service import DEMO_CREDENTIALS
-from tests.support import basic_authorization
+from tests.e2e.service import DEMO_AUTHORIZATION
 
 OK = "OK"
 # The request never reached the service: nothing listened on the port.
@@ -42,10 +41,6 @@ class Call:
     conversation_id: int | None
     started: float
     seconds: float
-
-
-# The demo key that `serve` creates on a fresh embedded database.
-DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
 
 
 def grpc_create(

@@ -21,15 +21,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.postgres_cluster import free_port
-from tests.support import SERVICE
+from tests.support import SERVICE, basic_authorization
 
-__all__ = ["DEMO_CREDENTIALS", "GRPCURL", "HttpResponse", "ServiceProcess", "free_port"]
+__all__ = [
+    "DEMO_AUTHORIZATION",
+    "DEMO_CREDENTIALS",
+    "GRPCURL",
+    "HttpResponse",
+    "ServiceProcess",
+    "free_port",
+]
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
 # The key `serve --demo` creates with the demo organisation on a database without any.
 DEMO_CREDENTIALS = ("demo", "demo-secret")
+DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
 
 
 class ServiceProcess:
@@ -182,6 +190,24 @@ def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def call(
+    service: ServiceProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    authorization: str = DEMO_AUTHORIZATION,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    """One REST request to the service: a JSON body (text as it is, anything else encoded)
+    and the demo key unless `authorization` says otherwise ("" for none)."""
+    sent = {"authorization": authorization} if authorization else {}
+    if body is not None:
+        sent["content-type"] = "application/json"
+    sent.update(headers or {})
+    data = body if isinstance(body, str | bytes | None) else json.dumps(body)
+    return http(method, service.base_url + path, data, sent)
 
 
 def _lower(headers: Any) -> dict[str, str]:

@@ -41,7 +41,6 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.rest import envoy
 from tests.e2e.load import (
-    DEMO_AUTHORIZATION,
     OK,
     Call,
     Load,
@@ -49,7 +48,7 @@ from tests.e2e.load import (
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import ServiceProcess, free_port, http, scrape
+from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, http, scrape
 from tests.support import basic_authorization, cli, create_key, stored_questions
 
 CREATE_BODY = json.dumps({"first_name": "A shopper", "question": "Fits?", "sku": "SKU1"})

@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 from tests.e2e.load import (
-    DEMO_AUTHORIZATION,
     OK,
     Load,
     assert_acknowledged_stored_once,
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import ServiceProcess, free_port, grpcurl, scrape
+from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, grpcurl, scrape
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 CREATE = "/conversations.v4.ConversationService/CreateConversation"

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from tests.e2e.service import (
-    DEMO_CREDENTIALS,
+    DEMO_AUTHORIZATION,
     HttpResponse,
     ServiceProcess,
     assert_rpc_status,
+    call,
     grpcurl,
-    http,
 )
 from tests.support import basic_authorization, cli, create_key
 
-DEMO = basic_authorization(*DEMO_CREDENTIALS)
+DEMO = DEMO_AUTHORIZATION
 REQUEST_ID = "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 OWNER = {
     "response": "Very quiet.",
@@ -35,22 +35,6 @@ VOTES = [
     "/v4/conversation_answers/{answer}/increment_helpful",
     "/v4/conversation_answers/{answer}/increment_unhelpful",
 ]
-
-
-def call(
-    service: ServiceProcess,
-    method: str,
-    path: str,
-    body: Any = None,
-    authorization: str = DEMO,
-    headers: dict[str, str] | None = None,
-) -> HttpResponse:
-    sent = {"authorization": authorization} if authorization else {}
-    if body is not None:
-        sent["content-type"] = "application/json"
-    sent.update(headers or {})
-    data = body if isinstance(body, str | None) else json.dumps(body)
-    return http(method, service.base_url + path, data, sent)
 
 
 def question(service: ServiceProcess, sku: str = "AIPTPDV5700") -> int:

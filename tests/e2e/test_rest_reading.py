@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 
 from tests.e2e.service import (
-    DEMO_CREDENTIALS,
+    DEMO_AUTHORIZATION,
     HttpResponse,
     ServiceProcess,
     assert_rpc_status,
+    call,
     grpcurl,
-    http,
 )
 from tests.support import basic_authorization, cli, create_key
 
-DEMO = basic_authorization(*DEMO_CREDENTIALS)
+DEMO = DEMO_AUTHORIZATION
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 
 
@@ -38,19 +38,6 @@ def rest(rest: ServiceProcess) -> ServiceProcess:
         created = call(rest, "POST", CONVERSATIONS, json.dumps(body))
         assert created.status == 200, created.body
     return rest
-
-
-def call(
-    service: ServiceProcess,
-    method: str,
-    path: str,
-    body: str | None = None,
-    authorization: str = DEMO,
-) -> HttpResponse:
-    headers = {"authorization": authorization} if authorization else {}
-    if body is not None:
-        headers["content-type"] = "application/json"
-    return http(method, service.base_url + path, body, headers)
 
 
 def get(service: ServiceProcess, path: str, **params: str) -> HttpResponse:
