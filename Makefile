@@ -51,10 +51,11 @@ bench: $(BIN)/.installed
 
 # Not part of `make test`: mutation testing of the modules that hold the service's rules
 # ([tool.mutmut] in pyproject.toml) against the unit tests, in mutmut's copy of the tree
-# (mutants/, which also keeps the results: a second run checks only what changed). Run it
-# before calling a change to those modules done; its last line is the score.
+# (mutants/). Each run starts afresh: mutmut's kept results do not follow changed tests.
+# Run it before calling a change to those modules done; its last line is the score.
 MUTATION_SECONDS ?= 1800
 mutation: $(BIN)/.installed
+	rm -rf mutants
 	timeout $(MUTATION_SECONDS) $(BIN)/mutmut run || \
 		echo "mutmut stopped after $(MUTATION_SECONDS) s or failed: the score counts what it checked"
 	$(BIN)/python scripts/mutation_score.py

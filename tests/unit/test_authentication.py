@@ -3,7 +3,9 @@ over the in-memory FakeStorage."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import hmac
 import threading
 import time
@@ -239,3 +241,11 @@ def test_a_legacy_key_read_once_is_not_read_again_for_each_guess(
         with pytest.raises(Unauthenticated):
             authenticator.authenticate("legacy", f"guess {guess}")
     assert store.calls["find_api_key"] == 1
+
+
+def test_a_legacy_hash_of_twice_the_default_cost_verifies() -> None:
+    # scrypt with N=2**15, r=8 needs 32 MiB and more: above OpenSSL's default limit.
+    salt, n, r, p = b"sixteen byte slt", 2**15, 8, 1
+    digest = hashlib.scrypt(b"s3cret", salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    assert legacy_secret_matches("s3cret", f"scrypt${n}${r}${p}${encoded[0]}${encoded[1]}")

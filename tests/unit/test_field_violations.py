@@ -142,3 +142,14 @@ def test_a_bad_url_is_named_with_its_reason_and_description(
     found: list[FieldViolation] = []
     check_url(found, "f", value)
     assert found == [violation]
+
+
+@pytest.mark.parametrize(
+    ("target", "counter"), [("conversation", "funny"), ("question", "helpful")]
+)
+def test_a_vote_on_an_unknown_target_or_counter_is_a_programming_error(
+    store: FakeStorage, target: str, counter: str
+) -> None:
+    # The transport maps each RPC to one of VOTE_TARGETS and VOTE_COUNTERS.
+    with pytest.raises(AssertionError):
+        vote(store, CALLER, target=target, target_id=1, counter=counter, trkref="D10")
