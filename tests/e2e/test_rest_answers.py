@@ -17,7 +17,6 @@ from tests.e2e.service import (
 )
 from tests.support import basic_authorization, cli, create_key
 
-DEMO = DEMO_AUTHORIZATION
 REQUEST_ID = "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 OWNER = {
     "response": "Very quiet.",
@@ -242,7 +241,7 @@ def test_grpcurl_describes_and_calls_the_answer_and_vote_methods(rest: ServicePr
         rest.address,
         "conversations.v4.ConversationService/IncrementConversationHelpful",
         data=json.dumps({"id": conversation_id, "trkref": "D10", "voter_id": "grpcurl"}),
-        headers=[f"authorization: {DEMO}"],
+        headers=[f"authorization: {DEMO_AUTHORIZATION}"],
     )
     assert voted.returncode == 0, voted.stderr
     assert json.loads(voted.stdout) == {}

@@ -18,7 +18,6 @@ from tests.e2e.service import (
 )
 from tests.support import basic_authorization, cli, create_key
 
-DEMO = DEMO_AUTHORIZATION
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 
 
@@ -201,7 +200,7 @@ def test_grpcurl_describes_and_calls_the_read_methods(rest: ServiceProcess) -> N
         rest.address,
         "conversations.v4.ConversationService/ListConversations",
         data='{"trkref":"D10","sku":"AIPTPDV5700","page_size":1}',
-        headers=[f"authorization: {DEMO}"],
+        headers=[f"authorization: {DEMO_AUTHORIZATION}"],
     )
     assert listed.returncode == 0, listed.stderr
     assert '"questionCount": 3' in listed.stdout or '"question_count": 3' in listed.stdout
