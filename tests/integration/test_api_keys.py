@@ -9,7 +9,7 @@ import pytest
 
 from server.service import api_keys, authentication, organisations
 from server.service.authentication import Authenticator
-from server.service.domain import ApiKey, NewConversation, Organisation
+from server.service.domain import ApiKey, Organisation
 from server.service.errors import (
     ApiKeyNotFound,
     OrganisationNotFound,
@@ -19,8 +19,7 @@ from server.service.errors import (
 )
 from server.storage.store import Store
 from tests.support import CALLER, TEST_SECRET, create, legacy_scrypt_hash, store_key
-
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+from tests.support import NEW_CONVERSATION as NEW
 
 
 def test_created_key_authenticates_for_its_organisations(

@@ -39,10 +39,10 @@ from server.service.ports import Storage
 from server.storage.answer_pages import answer_key
 from tests.integration.conftest import open_store
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
+from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 

@@ -3,7 +3,9 @@ over the in-memory FakeStorage."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import hmac
 import threading
 import time
@@ -304,3 +306,63 @@ def test_past_an_address_allowance_keys_not_remembered_are_not_looked_up(
     assert authenticator.remembered("stranger", TEST_SECRET, "192.0.2.2") is None
     clock.now += 1
     assert authenticator.remembered("stranger", TEST_SECRET, "192.0.2.1") is None
+
+
+def test_a_legacy_success_whose_digest_cannot_be_stored_is_logged_and_still_remembered(
+    store: FakeStorage,
+    scrypt_checks: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store_key(store, "legacy", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
+
+    def down(key_id: str, old: str, new: str) -> bool:
+        raise StorageUnavailable("database unavailable: the fake is down")
+
+    monkeypatch.setattr(store, "replace_secret_hash", down)
+    authenticator = Authenticator(store)
+    assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"
+
+    assert [r.getMessage() for r in caplog.records if r.name == authentication.__name__] == [
+        "the digest of key legacy is not stored yet: database unavailable: the fake is down"
+    ]
+    # This process checks the key by its digest from now on: no second scrypt check.
+    assert authenticator.remembered("legacy", TEST_SECRET) is not None
+    assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"
+    assert scrypt_checks == [TEST_SECRET]
+
+
+def test_remembered_keys_are_all_forgotten_when_one_more_would_pass_the_bound(
+    store: FakeStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key_id in ("a", "b", "c"):
+        store_key(store, key_id, "D10")
+    authenticator = Authenticator(store)
+    monkeypatch.setattr(authenticator, "MAX_REMEMBERED", 2)
+    authenticator.authenticate("a", TEST_SECRET)
+    authenticator.authenticate("b", TEST_SECRET)
+    assert authenticator.remembered("a", TEST_SECRET) is not None  # two fit
+
+    authenticator.authenticate("c", TEST_SECRET)  # a third does not: all are forgotten first
+    assert authenticator.remembered("a", TEST_SECRET) is None
+    assert authenticator.remembered("b", TEST_SECRET) is None
+    assert authenticator.remembered("c", TEST_SECRET) is not None
+
+
+def test_a_legacy_key_read_once_is_not_read_again_for_each_guess(
+    store: FakeStorage, clock: Clock
+) -> None:
+    store_key(store, "legacy", "D10", secret_hash=legacy_scrypt_hash(TEST_SECRET))
+    authenticator = Authenticator(store)
+    for guess in range(3):
+        with pytest.raises(Unauthenticated):
+            authenticator.authenticate("legacy", f"guess {guess}")
+    assert store.calls["find_api_key"] == 1
+
+
+def test_a_legacy_hash_of_twice_the_default_cost_verifies() -> None:
+    # scrypt with N=2**15, r=8 needs 32 MiB and more: above OpenSSL's default limit.
+    salt, n, r, p = b"sixteen byte slt", 2**15, 8, 1
+    digest = hashlib.scrypt(b"s3cret", salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    assert legacy_secret_matches("s3cret", f"scrypt${n}${r}${p}${encoded[0]}${encoded[1]}")
