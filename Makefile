@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: run test bench lock wheel generate check-contract lint typecheck pytest \
-	postgres-server chromium
+	postgres-server chromium mutation
 
 $(UV): scripts/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -48,6 +48,17 @@ bench: $(BIN)/.installed
 	command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
 	$(BIN)/python -m bench.run
+
+# Not part of `make test`: mutation testing of the modules that hold the service's rules
+# ([tool.mutmut] in pyproject.toml) against the unit tests, in mutmut's copy of the tree
+# (mutants/). Each run starts afresh: mutmut's kept results do not follow changed tests.
+# Run it before calling a change to those modules done; its last line is the score.
+MUTATION_SECONDS ?= 1800
+mutation: $(BIN)/.installed
+	rm -rf mutants
+	timeout $(MUTATION_SECONDS) $(BIN)/mutmut run || \
+		echo "mutmut stopped after $(MUTATION_SECONDS) s or failed: the score counts what it checked"
+	$(BIN)/python scripts/mutation_score.py
 
 generate: $(BIN)/.installed
 	$(BIN)/python scripts/protos.py generate

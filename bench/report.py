@@ -18,6 +18,8 @@ DOCS_PAGE = 17
 # Get and the first List page served with --read-cache-mib 0: read from the database
 # every time.
 LIST_UNCACHED, GET_UNCACHED = 18, 19
+# Get while another client floods the gRPC port with calls of a key that does not exist.
+FLOODED_GET = 20
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 
@@ -37,6 +39,7 @@ RATIOS: list[tuple[str, int, int, float | None]] = [
     ("REST Vote / Create via Envoy, SQLite", VOTE_REST, CREATE_REST, 0.5),
     ("gRPC Get / Health", GET, HEALTH, 0.6),
     ("gRPC List first page / Health", LIST, HEALTH, 0.3),
+    ("gRPC Get beside a flood of bad credentials / Get", FLOODED_GET, GET, 0.5),
     ("gRPC Get, no read cache / Health", GET_UNCACHED, HEALTH, None),
     ("gRPC List first page, no read cache / Health", LIST_UNCACHED, HEALTH, None),
     ("REST Get via Envoy / Health", GET_REST, HEALTH, None),

@@ -33,7 +33,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from bench import dataset, load, memory, organisation, organisation_data, report
+from bench import dataset, flood, load, memory, organisation, organisation_data, report
 from bench.load import Result
 from bench.report import Row, memory_table, ratios, table
 from conversations.v4 import conversation_service_pb2 as pb
@@ -343,6 +343,9 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             ],
             demo,
         )  # fmt: skip
+        with flood.flood(server, get_call(conversation_id)[0]):
+            rows += measure_grpc(server, [Load(flood.FLOODED_GET_NAME, get_call(conversation_id))],
+                                 demo)  # fmt: skip
     # The same reads from the database at every call, as after each write to their product.
     with service(workdir, sqlite_url, read_cache=False) as server:
         rows += measure_grpc(

@@ -7,6 +7,7 @@ import base64
 import gc
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent import futures
@@ -23,6 +24,7 @@ from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import logs, metrics
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
+from server.api.draining import Draining
 from server.api.interceptors import (
     AccessLogInterceptor,
     CallObservers,
@@ -37,7 +39,7 @@ from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET
-from server.rest.envoy import EnvoyFailed, Listener, SupervisedEnvoy, split_address
+from server.rest.envoy import UNIX_PREFIX, EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
@@ -60,6 +62,8 @@ MAX_METADATA_BYTES = 32 * 1024
 # reuses its streams at once (64 threads on one channel) was refused at a limit of 100.
 # --max-concurrent-calls bounds the calls of all connections together.
 MAX_STREAMS_PER_CONNECTION = 1000
+# Seconds of the grace period kept for answering the calls held while draining.
+RELEASE_SECONDS = 0.5
 
 
 @dataclass
@@ -70,6 +74,9 @@ class RunningServer:
     # Where the local Envoy connects: the port itself on loopback, or with TLS
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
+    # The authenticator's check of remembered keys against revocations, until stop().
+    revocations: asyncio.Task[None]
+    draining: Draining
 
     async def mark_serving(self, serving: bool = True) -> None:
         """Report SERVING (or NOT_SERVING): every part is ready (or the database is down)."""
@@ -79,9 +86,17 @@ class RunningServer:
             await self.health.set(service, status)
 
     async def stop(self, grace: float) -> None:
-        """Stop taking calls, report NOT_SERVING, and let in-flight calls finish."""
+        """Report NOT_SERVING, let in-flight calls finish within `grace` while new ones are
+        held, stop taking calls, and answer those held UNAVAILABLE (Draining)."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.draining.hold(max(0.0, grace - RELEASE_SECONDS))
+        stopping = loop.create_task(self.server.stop(max(RELEASE_SECONDS, deadline - loop.time())))
+        await asyncio.sleep(0)  # the server stops taking calls before the held ones end
+        self.draining.release()
+        await stopping
+        self.revocations.cancel()
 
 
 async def start_server(
@@ -90,6 +105,7 @@ async def start_server(
     tracing: Tracing | None = None,
     *,
     local_address: str | None = None,
+    shared_port: bool = False,
 ) -> RunningServer:
     """Start serving on config.grpc_address, in the running event loop; the store's
     database must be migrated. With `tracing`, every call but health checks is a span.
@@ -98,11 +114,19 @@ async def start_server(
     other threads (the group commit's writer, the loop's default executor).
     Health reports NOT_SERVING until mark_serving().
 
-    With `local_address` (unix:PATH), the server is one of `serve --processes N`:
-    it shares its port with the others (SO_REUSEPORT), and the local Envoy reaches
-    it, and it alone, in plaintext at `local_address`.
+    With `local_address` (unix:PATH, in a directory of this user's alone), the
+    local Envoy reaches the server, and it alone, in plaintext there: a call on it
+    comes from Envoy, which names its client in `x-forwarded-for`. With
+    `shared_port`, the server is one of `serve --processes N`: it shares its port
+    with the others (SO_REUSEPORT).
     """
-    authenticator = Authenticator(store, config.rate_limit, config.rate_burst)
+    authenticator = Authenticator(
+        store,
+        config.rate_limit,
+        config.rate_burst,
+        failure_rate=config.failed_auth_rate,
+        failure_burst=config.failed_auth_burst,
+    )
     server = grpc.aio.server(
         # With tracing, OpenTelemetry's span of each call is outermost: every wrapper runs in it.
         interceptors=None if tracing is None else [tracing.server_interceptor()],
@@ -115,9 +139,10 @@ async def start_server(
             ("grpc.max_allowed_incoming_connections", config.max_connections),
             # Without this a second server on the same port starts silently;
             # the processes of one `serve` share theirs on purpose.
-            ("grpc.so_reuseport", 0 if local_address is None else 1),
+            ("grpc.so_reuseport", 1 if shared_port else 0),
         ],
     )
+    draining = Draining(f"/{SERVICE_NAME}/")
     # Every handler registered through `intercepted` is wrapped once, here, by each of these.
     intercepted = InterceptedServer(
         server,
@@ -130,11 +155,19 @@ async def start_server(
                 ),
                 metrics.MetricsInterceptor(),
             ),
+            # Inside the observers, as the limit is: the calls it answers are logged too.
+            draining,
             # Inside the observers, so that each refusal is logged and counted as a call.
             ConcurrencyLimit(
                 config.max_concurrent_calls, config.max_streams, metrics.count_grpc_refusal
             ),
-            AuthInterceptor(authenticator, f"/{SERVICE_NAME}/"),
+            AuthInterceptor(
+                authenticator,
+                f"/{SERVICE_NAME}/",
+                config.failed_auth_delay,
+                # Half the calls at once at most: the rest stay for those with keys.
+                max_delayed=config.max_concurrent_calls // 2,
+            ),
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
     )
@@ -159,12 +192,11 @@ async def start_server(
         port = server.add_secure_port(config.grpc_address, credentials)
     if local_address is not None:
         server.add_insecure_port(local_address)
-    elif credentials is not None and config.rest:
-        local_address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     else:
         local_address = _loopback_address(config.grpc_address, port)
     await server.start()
-    return RunningServer(server, health_servicer, port, local_address)
+    revocations = asyncio.get_running_loop().create_task(authenticator.keep_checking_revocations())
+    return RunningServer(server, health_servicer, port, local_address, revocations, draining)
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
@@ -199,6 +231,7 @@ def open_store(config: Config, tracing: Tracing | None = None) -> Store:
         sqlite_synchronous=config.sqlite_synchronous,
         timeout=config.database_timeout,
         on_unavailable=metrics.count_database_error,
+        on_statement=metrics.count_database_statement,
         tracer=None if tracing is None else tracing.tracer("server.storage"),
         read_cache_mib=config.read_cache_mib,
     )
@@ -303,7 +336,10 @@ def serve(config: Config) -> int:
     try:
         store = prepare_database(config, tracing)
         try:
-            return run_event_loop(_serve(config, store, tracing))
+            # Where the local Envoy reaches the gRPC server: no one else can connect there.
+            with tempfile.TemporaryDirectory(prefix="conversation-service-") as sockets:
+                local_address = f"{UNIX_PREFIX}{sockets}/grpc.sock" if config.rest else None
+                return run_event_loop(_serve(config, store, tracing, local_address))
         finally:
             store.close()  # closed already, unless serving failed
     finally:
@@ -311,13 +347,15 @@ def serve(config: Config) -> int:
             tracing.shutdown()
 
 
-async def _serve(config: Config, store: Store, tracing: Tracing | None) -> int:
+async def _serve(
+    config: Config, store: Store, tracing: Tracing | None, local_address: str | None
+) -> int:
     loop = asyncio.get_running_loop()
     # Where database reads wait: keys and organisations not seen before.
     loop.set_default_executor(
         futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
     )
-    running = await start_server(config, store, tracing)
+    running = await start_server(config, store, tracing, local_address=local_address)
     freeze_startup_objects()
     if config.otlp_endpoint is not None:
         log.info("exporting traces over OTLP to %s", config.otlp_endpoint)

@@ -70,6 +70,22 @@ class Config:
         "RESOURCE_EXHAUSTED, HTTP 429",
     )
     rate_burst: float = option(10_000.0, "calls a key may make at once above its rate")
+    failed_auth_rate: float = option(
+        10.0,
+        "failed authentications per second per client address and process, 0 for no limit; "
+        "over it a key the process does not know is not looked up (RESOURCE_EXHAUSTED, HTTP "
+        "429) and failures are answered after --failed-auth-delay",
+    )
+    failed_auth_burst: float = option(
+        100.0, "failed authentications a client address may make at once above its rate"
+    )
+    # A flood holding many calls open then gets few answers a second: each is work
+    # for the one event loop that serves every caller.
+    failed_auth_delay: float = option(
+        5.0,
+        "seconds the answer to a failed authentication waits once its address is over "
+        "--failed-auth-rate",
+    )
     reflection: bool = option(True, "server reflection (grpcurl list and describe)")
     tls_cert: Path | None = option(
         None, "PEM certificate (chain) of the gRPC port: serve gRPC over TLS"

@@ -42,6 +42,10 @@ DATABASE_ERRORS = Counter(
     "Units of work that failed because the database was unavailable, by error class",
     ["error"],
 )
+DATABASE_STATEMENTS = Counter(
+    "conversation_service_database_statements",
+    "SQL statements sent to the database (queries, writes, transaction control)",
+)
 DATABASE_UP = Gauge(
     "conversation_service_database_up",
     "1 when the last health probe of the database succeeded, 0 when it failed",
@@ -94,6 +98,10 @@ class MetricsInterceptor(CallObserver):
 
 def count_database_error(error: BaseException) -> None:
     DATABASE_ERRORS.labels(type(error).__name__).inc()
+
+
+def count_database_statement() -> None:
+    DATABASE_STATEMENTS.inc()
 
 
 def count_grpc_refusal(method: str, limit: str) -> None:

@@ -115,7 +115,9 @@ async def serve(
     loop.set_default_executor(
         futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
     )
-    running = await start_server(config, store, tracing, local_address=local_address)
+    running = await start_server(
+        config, store, tracing, local_address=local_address, shared_port=True
+    )
     freeze_startup_objects()
     health = Health(running)
     commands: asyncio.Queue[Any] = asyncio.Queue()

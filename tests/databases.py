@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import peewee
 import psycopg2
+import pytest
 
+from server.storage import conversations
 from server.storage.store import Store
 
 # The PostgreSQL server the machine runs (trust auth); CI starts it. Tests
@@ -51,6 +55,39 @@ def empty_postgres(url: str) -> None:
             )
     finally:
         connection.close()
+
+
+class BatchesBegun:
+    """Counts the batches of creates the stores start to write, from now until the test
+    ends: the writer of a batch begun then waits on a lock write_lock_held holds."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        self._changed = threading.Condition()
+        insert = conversations.insert_conversations
+
+        def counted(db: peewee.Database, batch: list[Any]) -> Any:
+            with self._changed:
+                self.sizes.append(len(batch))
+                self._changed.notify_all()
+            return insert(db, batch)
+
+        monkeypatch.setattr(conversations, "insert_conversations", counted)
+
+    def wait(self, count: int) -> None:
+        """Block until `count` batches have begun; fail after 10 s."""
+        with self._changed:
+            begun = self._changed.wait_for(lambda: len(self.sizes) >= count, 10)
+            assert begun, f"{len(self.sizes)} batches begun, not {count}"
+
+
+def wait_until_queued(store: Store, count: int) -> None:
+    """Block until `count` creates wait in the store's queue, behind the batch being written."""
+    writer = store._conversation_writer()
+    deadline = time.monotonic() + 10
+    while writer.queued() < count:
+        assert time.monotonic() < deadline, f"{writer.queued()} creates queued, not {count}"
+        time.sleep(0.01)  # polling the queue
 
 
 @contextlib.contextmanager

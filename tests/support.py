@@ -41,6 +41,8 @@ Metadata = tuple[tuple[str, str], ...]
 ORGANISATION = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
 # A caller whose key reaches D10 only.
 CALLER = Caller(key_id="test-key", organisations=frozenset({"D10"}))
+# A question for D10, valid and plain, that the tests create again and again.
+NEW_CONVERSATION = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 
 # The installed command, beside this interpreter.
 SERVICE = str(Path(sys.executable).parent / "conversation-service")

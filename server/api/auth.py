@@ -2,6 +2,12 @@
 
 REST clients send `Authorization: Basic base64(key:secret)`, which Envoy passes
 on as the `authorization` metadata; gRPC clients send the same metadata.
+
+A failed authentication is counted against the client's address: the peer of
+the call, or for a call that came through the service's own Envoy (over a unix
+socket, which no one else reaches) the address Envoy appended to
+`x-forwarded-for`. A client sending that header straight to the gRPC port
+changes nothing: there the peer decides.
 """
 
 from __future__ import annotations
@@ -11,15 +17,13 @@ import base64
 import binascii
 import contextvars
 from collections.abc import Iterable
-from typing import Any
-
-import grpc
+from typing import Any, NoReturn
 
 from server.api.errors import Context, abort_with_error
-from server.api.interceptors import Handler, WrappingInterceptor, call_metadata
+from server.api.interceptors import ServiceInterceptor, call_metadata
 from server.service.authentication import Authenticator
 from server.service.domain import Caller
-from server.service.errors import DomainError, Unauthenticated
+from server.service.errors import DomainError, TooManyFailedAuthentications, Unauthenticated
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -55,35 +59,57 @@ def parse_basic(header: str) -> tuple[str, str]:
     return key_id, secret
 
 
-class AuthInterceptor(WrappingInterceptor):
+def client_address(context: Context) -> str:
+    """Where a call comes from, as failed authentications are counted: an IP address, or
+    `unix:` for a call through a local socket that carries no forwarded address."""
+    peer = context.peer() or ""
+    if peer.startswith("unix:"):
+        forwarded = [
+            v for k, v in call_metadata(context) if k == "x-forwarded-for" and isinstance(v, str)
+        ]
+        # Envoy appends the address it took the request from, after any the client sent.
+        last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
+        return last or "unix:"
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        address = address.rsplit(":", 1)[0]  # without the port
+        return address.strip("[]")
+    return peer
+
+
+class AuthInterceptor(ServiceInterceptor):
     """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
 
     # Headers remembered at most; all are forgotten when there would be more.
     MAX_REMEMBERED = 10_000
 
-    def __init__(self, authenticator: Authenticator, prefix: str) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        prefix: str,
+        failed_delay: float = 0.0,
+        max_delayed: int = 0,
+    ) -> None:
+        super().__init__(prefix)
         self._authenticator = authenticator
-        self._prefix = prefix
+        # Seconds a failed authentication waits for its answer once its address is past
+        # its allowance of failures; at most `max_delayed` wait at once (0: no bound),
+        # so that waiting failures never take every call the process serves at once.
+        self._failed_delay, self._max_delayed = failed_delay, max_delayed
+        self._delayed = 0
         # The callers of `authorization` values verified before: the same value is the
         # same credentials, so a client's later calls skip decoding and hashing them.
         self._callers: dict[str, Caller] = {}
 
-    def applies_to(self, method: str) -> bool:
-        return method.startswith(self._prefix)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        if handler.unary_unary is None:
-            raise TypeError("only unary-unary methods are authenticated")
-        behavior: Any = handler.unary_unary  # a coroutine function, not as typed
-
+    def wrap_unary(self, behavior: Any) -> Any:
         async def authenticated(request: Any, context: Context) -> Any:
             try:
                 header = authorization(call_metadata(context))
                 caller = self._callers.get(header)
-                if caller is None:
-                    caller = await self._new_caller(header)
-                else:
-                    self._authenticator.admit(caller)
+                if caller is None or not self._authenticator.admit(caller):
+                    caller = await self._new_caller(header, context)
+            except (Unauthenticated, TooManyFailedAuthentications) as error:
+                await self._refuse(context, error)
             except DomainError as error:
                 await abort_with_error(context, error)
             token = _current_caller.set(caller)
@@ -92,20 +118,37 @@ class AuthInterceptor(WrappingInterceptor):
             finally:
                 _current_caller.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            authenticated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return authenticated
 
-    async def _new_caller(self, header: str) -> Caller:
-        """Who presents this `authorization` value, not seen before (or forgotten), within
-        the key's rate limit. A value seen before is looked up without a coroutine."""
+    async def _refuse(
+        self, context: Context, error: Unauthenticated | TooManyFailedAuthentications
+    ) -> NoReturn:
+        """Answer a failed authentication, counted against the client's address: past its
+        allowance, only after the failed delay, so that a client holding many calls open
+        gets few answers a second and leaves the event loop to the others."""
+        past_allowance = self._authenticator.failed(client_address(context))
+        room = not self._max_delayed or self._delayed < self._max_delayed
+        if past_allowance and self._failed_delay and room:
+            self._delayed += 1
+            try:
+                await asyncio.sleep(self._failed_delay)
+            finally:
+                self._delayed -= 1
+        await abort_with_error(context, error)
+
+    async def _new_caller(self, header: str, context: Context) -> Caller:
+        """Who presents this `authorization` value, not seen before (or forgotten, or not
+        checked lately), within the key's rate limit. A value seen before is looked up
+        without a coroutine."""
+        self._callers.pop(header, None)
         credentials = parse_basic(header)
+        address = client_address(context)
         # A key seen before is checked in memory; a new one is read in a thread.
-        caller = self._authenticator.remembered(*credentials)
+        caller = self._authenticator.remembered(*credentials, address)
         if caller is None:
-            caller = await asyncio.to_thread(self._authenticator.authenticate, *credentials)
+            caller = await asyncio.to_thread(
+                self._authenticator.authenticate, *credentials, address
+            )
         if len(self._callers) >= self.MAX_REMEMBERED:
             self._callers.clear()
         self._callers[header] = caller

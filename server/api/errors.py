@@ -24,6 +24,7 @@ from server.service.errors import (
     RequestIdReused,
     StorageFailed,
     StorageUnavailable,
+    TooManyFailedAuthentications,
     Unauthenticated,
 )
 
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
+    TooManyFailedAuthentications: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     ConversationIdsExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,  # HTTP 503
     StorageFailed: grpc.StatusCode.INTERNAL,  # HTTP 500

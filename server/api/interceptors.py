@@ -198,6 +198,29 @@ class WrappingInterceptor:
         raise NotImplementedError
 
 
+class ServiceInterceptor(WrappingInterceptor):
+    """Wraps the unary-unary methods whose names start with `prefix` (the service's):
+    a subclass gives wrap_unary()."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+
+    def applies_to(self, method: str) -> bool:
+        return method.startswith(self._prefix)
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if handler.unary_unary is None:
+            raise TypeError(f"{type(self).__name__} wraps unary-unary methods only")
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap_unary(handler.unary_unary),  # a coroutine function, not as typed
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def wrap_unary(self, behavior: Any) -> Any:
+        raise NotImplementedError
+
+
 class InterceptedServer:
     """A grpc.aio server as the generated add_*_to_server functions see it: each handler
     registered through it is wrapped by every interceptor that applies to its method,

@@ -137,8 +137,9 @@ async def get_conversation(
         raise InvalidRequest(violations)
     if trkref not in caller.organisations:
         raise ConversationNotFound(conversation_id)
-    conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS)
-    if conversation is None or conversation.trkref != trkref:
+    # Scoped in the one statement: another organisation's id costs what a missing one does.
+    conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS, trkref)
+    if conversation is None:
         raise ConversationNotFound(conversation_id)
     if conversation.answers_after is None:
         return conversation

@@ -121,6 +121,13 @@ class RateLimited(DomainError):
         super().__init__("rate limit exceeded for this API key; retry later")
 
 
+class TooManyFailedAuthentications(DomainError):
+    """The client's address has failed to authenticate too often lately; retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("too many failed authentications from this address; retry later")
+
+
 class ApiKeyNotFound(DomainError):
     def __init__(self, key_id: str) -> None:
         self.key_id = key_id

@@ -40,14 +40,21 @@ class Storage(Protocol):
 
     def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool: ...
 
+    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
+        """Which of these keys exist and are not revoked."""
+        ...
+
     def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool: ...
 
     def api_key_digest_key(self) -> bytes: ...
 
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate: ...
 
-    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
-        """A conversation with its `answers` oldest answers; None when there is none."""
+    async def read_conversation(
+        self, conversation_id: int, answers: int, trkref: str | None = None
+    ) -> Conversation | None:
+        """A conversation with its `answers` oldest answers; None when there is none, or,
+        with `trkref`, when it is not that organisation's."""
         ...
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:

@@ -108,7 +108,8 @@ def check_url(violations: list[FieldViolation], field: str, value: str | None) -
         return
     try:
         parts = urllib.parse.urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        # .port raises ValueError for a port that is not a number from 0 to 65535.
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
         # A user name or password in a URL shown to shoppers is a phishing device
         # (https://example.com@attacker.test/), never a review or an image.
         valid = valid and parts.username is None and parts.password is None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
@@ -51,9 +52,10 @@ def connect(
     sqlite_synchronous: str = "FULL",
     timeout: float = DEFAULT_TIMEOUT,
     check: Callable[[], None] = lambda: None,
+    on_statement: Callable[[], None] | None = None,
 ) -> tuple[peewee.Database, SharedConnection]:
     """The pooled Database a URL names, and the connection creates are written on (which
-    runs `check` before each use)."""
+    runs `check` before each use); `on_statement` is called as each statement is sent."""
     parsed = urlparse(url)
     scheme = _POOLED_SCHEMES.get(parsed.scheme, parsed.scheme)
     options: dict[str, object] = {
@@ -72,7 +74,23 @@ def connect(
     # Creates are written on a connection of their own, kept open: taking one from
     # the pool and giving it back cost more than the rest of a small batch.
     unpooled = {k: v for k, v in options.items() if k not in _POOL_OPTIONS}
-    return pooled, SharedConnection(db_url.connect(url, thread_safe=False, **unpooled), check)
+    shared: peewee.Database = db_url.connect(url, thread_safe=False, **unpooled)
+    if on_statement is not None:
+        for db in (pooled, shared):
+            _count_statements(db, on_statement)
+    return pooled, SharedConnection(shared, check)
+
+
+def _count_statements(db: peewee.Database, on_statement: Callable[[], None]) -> None:
+    """Have every statement `db` sends (peewee sends each through execute_sql) call
+    `on_statement` first."""
+    execute_sql: Callable[..., Any] = db.execute_sql
+
+    def counted(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        on_statement()
+        return execute_sql(sql, params, *args, **kwargs)
+
+    db.execute_sql = counted  # type: ignore[method-assign]
 
 
 def _sqlite_options(timeout: float, synchronous: str) -> dict[str, object]:

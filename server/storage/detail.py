@@ -20,15 +20,19 @@ from server.storage.prepared import Prepared, parameter, prepare
 from server.storage.read_cache import ReadCache, Stamp
 
 
-@functools.lru_cache(maxsize=4)
-def _conversation_statement(db: peewee.Database) -> Prepared:
-    """A conversation, its organisation's trkref and its product's stamp (ReadCache)."""
+@functools.lru_cache(maxsize=8)
+def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
+    """A conversation, its organisation's trkref and its product's stamp (ReadCache);
+    `scoped`: only when its organisation is the one named by the `trkref` parameter."""
     counts = ConversationCountRow
     product = (
         (counts.organisation == ConversationRow.organisation)
         & (counts.sku == ConversationRow.sku)
         & (counts.locale == ConversationRow.locale)
     )
+    found = ConversationRow.id == parameter("id")
+    if scoped:
+        found &= OrganisationRow.trkref == parameter("trkref")
     return prepare(
         ConversationRow.select(
             counts.question_count,
@@ -40,14 +44,18 @@ def _conversation_statement(db: peewee.Database) -> Prepared:
         .join(OrganisationRow)
         .switch(ConversationRow)
         .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
-        .where(ConversationRow.id == parameter("id"))
+        .where(found)
     )
 
 
-def get_conversation(conversation_id: int, answers: int, cache: ReadCache) -> Conversation | None:
-    """The conversation with its `answers` oldest answers; None when there is none. From
-    `cache` while its product is unchanged."""
-    found = _conversation_and_stamp(conversation_id)
+def get_conversation(
+    conversation_id: int, answers: int, cache: ReadCache, trkref: str | None = None
+) -> Conversation | None:
+    """The conversation with its `answers` oldest answers; None when there is none, or when
+    `trkref` is given and names another organisation: then another organisation's
+    conversation costs what a missing one does, one statement finding no row. From `cache`
+    while its product is unchanged."""
+    found = _conversation_and_stamp(conversation_id, trkref)
     if found is None:
         return None
     stamp, trkref, columns = found
@@ -65,8 +73,8 @@ def get_conversation(conversation_id: int, answers: int, cache: ReadCache) -> Co
 def read_answer_page(query: AnswerQuery, cache: ReadCache) -> AnswerPage | None:
     """A page of a conversation's answers; None when the conversation is not one of
     `query.trkref`'s. From `cache` while its product is unchanged."""
-    found = _conversation_and_stamp(query.conversation_id)
-    if found is None or found[1] != query.trkref:
+    found = _conversation_and_stamp(query.conversation_id, query.trkref)
+    if found is None:
         return None
     stamp, _, columns = found
     kept = None if stamp is None else cache.get(query, stamp, AnswerPage)
@@ -85,12 +93,13 @@ def _answers_count(columns: Sequence[Any]) -> int:
 
 
 def _conversation_and_stamp(
-    conversation_id: int,
+    conversation_id: int, trkref: str | None
 ) -> tuple[Stamp | None, str, Sequence[Any]] | None:
     """A conversation's product stamp, its organisation's trkref and its
-    CONVERSATION_COLUMNS; None when there is no such conversation."""
+    CONVERSATION_COLUMNS; None when there is no such conversation (of `trkref`, when given)."""
     db = database.obj
-    rows = _conversation_statement(db).run(db, {"id": conversation_id})
+    statement = _conversation_statement(db, trkref is not None)
+    rows = statement.run(db, {"id": conversation_id, "trkref": trkref})
     if not rows:
         return None
     question_count, answers_count, revision, trkref, *columns = rows[0]

@@ -145,9 +145,11 @@ class Store:
         on_unavailable: OnUnavailable = _ignore,
         tracer: trace.Tracer | None = None,
         read_cache_mib: int = DEFAULT_MIB,
+        on_statement: Callable[[], None] | None = None,
     ) -> Store:
         """The Store of the database a URL names: sqlite:///PATH or postgresql://...;
-        it keeps List pages and Detail's conversations in `read_cache_mib` MiB (ReadCache)."""
+        it keeps List pages and Detail's conversations in `read_cache_mib` MiB (ReadCache).
+        `on_statement` is called as each SQL statement is sent."""
         path = sqlite_path(url)
         file = None if path is None else DatabaseFile(path)
         db, write_connection = connect(
@@ -155,6 +157,7 @@ class Store:
             sqlite_synchronous=sqlite_synchronous,
             timeout=timeout,
             check=file.check if file is not None else lambda: None,
+            on_statement=on_statement,
         )
         return cls(
             db,
@@ -314,6 +317,11 @@ class Store:
         with self.session():
             return api_keys.revoke_api_key(key_id, at)
 
+    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
+        """Which of these keys exist and are not revoked, in one unit of work."""
+        with self.reading():
+            return api_keys.active_keys(set(key_ids))
+
     def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
         """Store a key's digest in place of its legacy hash; False when the hash changed."""
         with self.session():
@@ -337,14 +345,20 @@ class Store:
         """
         return await self._submit("INSERT conversations", self._conversation_writer(), pending)
 
-    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
-        """A conversation with its `answers` oldest answers, off the event loop (see _read)."""
+    async def read_conversation(
+        self, conversation_id: int, answers: int, trkref: str | None = None
+    ) -> Conversation | None:
+        """A conversation with its `answers` oldest answers, off the event loop (see _read);
+        with `trkref`, None for a conversation of another organisation, found by the same
+        one statement."""
         return await self._traced(
-            "SELECT conversations", self._read(self._get_conversation, (conversation_id, answers))
+            "SELECT conversations",
+            self._read(self._get_conversation, (conversation_id, answers, trkref)),
         )
 
-    def _get_conversation(self, asked: tuple[int, int]) -> Conversation | None:
-        return detail.get_conversation(*asked, self.read_cache)
+    def _get_conversation(self, asked: tuple[int, int, str | None]) -> Conversation | None:
+        conversation_id, answers, trkref = asked
+        return detail.get_conversation(conversation_id, answers, self.read_cache, trkref)
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
         """A page of a conversation's answers; None when the conversation is not one of

@@ -13,6 +13,7 @@ import pytest
 
 from tests.databases import empty_postgres
 from tests.e2e.browser import DOCS_IMAGES
+from tests.e2e.service import ServiceProcess
 
 E2E = Path(__file__).parent
 
@@ -32,6 +33,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = request.getfixturevalue("postgres_url")
     empty_postgres(url)
     yield url
+
+
+@pytest.fixture(scope="module")
+def rest(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """The service with REST on, on a fresh embedded database (demo organisation D10), one
+    per test module; a module adds what it needs by a fixture of the same name over it."""
+    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with ServiceProcess(workdir, rest=True, demo=True) as service:
+        yield service
 
 
 @pytest.fixture(scope="session")

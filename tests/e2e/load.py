@@ -21,8 +21,7 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.e2e.service import DEMO_CREDENTIALS
-from tests.support import basic_authorization
+from tests.e2e.service import DEMO_AUTHORIZATION
 
 OK = "OK"
 # The request never reached the service: nothing listened on the port.
@@ -42,10 +41,6 @@ class Call:
     conversation_id: int | None
     started: float
     seconds: float
-
-
-# The demo key that `serve` creates on a fresh embedded database.
-DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
 
 
 def grpc_create(
@@ -101,21 +96,31 @@ def rest_create(
     return create
 
 
+class LoadExhausted(AssertionError):
+    """The load ran out of its budget (calls or seconds) while a test still waited on it."""
+
+
 class Load:
-    """A thread per create function calling it until stop(), bounded in count and time."""
+    """A thread per create function calling it until stop(), bounded in count and time.
+
+    The bounds are a budget: a test still waiting on the load when it runs out fails
+    at once with LoadExhausted, saying which bound ran out, not with a count of
+    successes that merely fell short.
+    """
 
     def __init__(
-        self, creates: list[Create], *, max_calls: int = 3000, max_seconds: float = 60
+        self, creates: list[Create], *, max_calls: int = 20_000, max_seconds: float = 300
     ) -> None:
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._max_calls, self._max_seconds = max_calls, max_seconds
         self._deadline = time.monotonic() + max_seconds
+        self._exhausted: str | None = None
         self._prefix = uuid.uuid4().hex[:8]
         self._numbers: Iterator[int] = itertools.count()
         self._threads = [
-            threading.Thread(target=self._run, args=(create, max_calls), daemon=True)
-            for create in creates
+            threading.Thread(target=self._run, args=(create,), daemon=True) for create in creates
         ]
 
     def __enter__(self) -> Load:
@@ -126,9 +131,12 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self, create: Create, max_calls: int) -> None:
-        for _ in range(max_calls):
-            if self._stopped.is_set() or time.monotonic() > self._deadline:
+    def _run(self, create: Create) -> None:
+        for _ in range(self._max_calls):
+            if self._stopped.is_set():
+                return
+            if time.monotonic() > self._deadline:
+                self._exhaust(f"its {self._max_seconds:g} s ran out")
                 return
             with self._lock:
                 question = f"load {self._prefix} {next(self._numbers)}"
@@ -138,7 +146,12 @@ class Load:
             with self._lock:
                 self.calls.append(call)
             if outcome == REFUSED:
-                time.sleep(0.01)
+                time.sleep(0.01)  # nothing listens yet: a pause between attempts, not a wait
+        self._exhaust(f"a thread made its {self._max_calls} calls")
+
+    def _exhaust(self, why: str) -> None:
+        with self._lock:
+            self._exhausted = self._exhausted or why
 
     def stop(self) -> list[Call]:
         self._stopped.set()
@@ -152,12 +165,32 @@ class Load:
 
     def wait_for_successes(self, count: int, timeout: float = 30) -> None:
         """Block until `count` more calls than now have succeeded."""
-        target = self.successes() + count
+        self.wait_for(count, {OK}, timeout=timeout)
+
+    def wait_for(
+        self, count: int, outcomes: set[str], *, started_after: float = 0, timeout: float = 30
+    ) -> None:
+        """Block until `count` more calls than now, started after `started_after` (a
+        time.monotonic()), ended with one of `outcomes`."""
+
+        def matching() -> int:
+            return sum(
+                1
+                for call in self.snapshot()
+                if call.outcome in outcomes and call.started > started_after
+            )
+
+        target = matching() + count
         deadline = time.monotonic() + timeout
-        while self.successes() < target:
+        while matching() < target:
+            if self._exhausted:
+                raise LoadExhausted(f"the load stopped: {self._exhausted}: {self.outcomes()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {count} successes in {timeout}s: {self.outcomes()}")
-            time.sleep(0.02)
+                raise TimeoutError(
+                    f"fewer than {count} calls ended {sorted(outcomes)} in {timeout}s: "
+                    f"{self.outcomes()}"
+                )
+            time.sleep(0.02)  # polling the recorded calls
 
     def successes(self) -> int:
         return sum(1 for call in self.snapshot() if call.outcome == OK)

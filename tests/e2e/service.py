@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,20 +18,26 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SERVICE
+from tests.postgres_cluster import free_port
+from tests.support import SERVICE, basic_authorization
+
+__all__ = [
+    "DEMO_AUTHORIZATION",
+    "DEMO_CREDENTIALS",
+    "GRPCURL",
+    "HttpResponse",
+    "ServiceProcess",
+    "free_port",
+]
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
 # The key `serve --demo` creates with the demo organisation on a database without any.
 DEMO_CREDENTIALS = ("demo", "demo-secret")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
 
 
 class ServiceProcess:
@@ -85,8 +91,20 @@ class ServiceProcess:
         assert self.http_address, "started without REST"
         return f"http://{self.http_address}"
 
-    def log(self) -> str:
-        return self.log_path.read_text()
+    def log(self, since: int = 0) -> str:
+        """The log, from character `since` on (a length of an earlier log())."""
+        return self.log_path.read_text()[since:]
+
+    def wait_for_log(self, pattern: str, *, since: int = 0, timeout: float = 30) -> re.Match[str]:
+        """The first match of a regular expression in the log from `since` on, once lines
+        reach it (the access log's in batches); fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.log(since))
+            if found:
+                return found
+            time.sleep(0.1)  # polling the log file
+        raise AssertionError(f"{pattern!r} not logged in {timeout} s:\n{self.log(since)}")
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then wait for the exit code; SIGKILL if it does not exit in time."""
@@ -133,6 +151,63 @@ def http(
             return HttpResponse(response.status, _lower(response.headers), response.read())
     except urllib.error.HTTPError as error:
         return HttpResponse(error.code, _lower(error.headers), error.read())
+
+
+# gRPC codes (google.rpc.Code) by the HTTP status a REST caller sees them as (docs/api.md).
+GRPC_CODE_OF_STATUS = {400: 3, 401: 16, 404: 5, 408: 8, 409: 6, 413: 8, 429: 8, 431: 8, 503: 14}
+
+
+def assert_rpc_status(response: HttpResponse, status: int, message: str | None = None) -> Any:
+    """An error answer as docs/api.md shows one: the HTTP status, and a google.rpc.Status
+    JSON body with its gRPC code, a message (`message` when given) and a details list."""
+    assert response.status == status, (response.status, response.body[:500])
+    assert response.headers["content-type"] == "application/json", response.headers
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}, body
+    assert body["code"] == GRPC_CODE_OF_STATUS[status], body
+    assert isinstance(body["message"], str) and body["message"].strip(), body
+    assert isinstance(body["details"], list), body
+    if message is not None:
+        assert body["message"] == message, body
+    return body
+
+
+def scrape(address: str | int) -> dict[str, float]:
+    """The samples of the metrics endpoint at HOST:PORT or a port: `name{labels}` -> value,
+    the labels sorted by name."""
+    host_port = address if ":" in str(address) else f"127.0.0.1:{address}"
+    response = http("GET", f"http://{host_port}/metrics")
+    assert response.status == 200, response
+    return {
+        name + _labels(labels): value
+        for family in text_string_to_metric_families(response.body.decode())
+        for name, labels, value, *_ in family.samples
+    }
+
+
+def _labels(labels: dict[str, str]) -> str:
+    """Labels as the exposition format writes them, in its order (sorted by name)."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def call(
+    service: ServiceProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    authorization: str = DEMO_AUTHORIZATION,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    """One REST request to the service: a JSON body (text as it is, anything else encoded)
+    and the demo key unless `authorization` says otherwise ("" for none)."""
+    sent = {"authorization": authorization} if authorization else {}
+    if body is not None:
+        sent["content-type"] = "application/json"
+    sent.update(headers or {})
+    data = body if isinstance(body, str | bytes | None) else json.dumps(body)
+    return http(method, service.base_url + path, data, sent)
 
 
 def _lower(headers: Any) -> dict[str, str]:

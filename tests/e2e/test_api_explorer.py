@@ -28,12 +28,6 @@ CREATE_ON_PAGE = """() => {
 
 
 @pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with ServiceProcess(tmp_path_factory.mktemp("explorer"), rest=True, demo=True) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
 def page(rest: ServiceProcess) -> Iterator[tuple[Page, list[str]]]:
     """The explorer, loaded, and the errors its console and scripts report."""
     with chromium() as browser:

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.load import (
-    DEMO_AUTHORIZATION,
     OK,
     Load,
     assert_acknowledged_stored_once,
     grpc_create,
 )
-from tests.e2e.service import ServiceProcess
+from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 THREADS = 6

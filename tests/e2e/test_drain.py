@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -43,9 +45,9 @@ def test_sigterm_under_load_completes_every_accepted_call_and_exits_zero(
     # A call the service never took fails as refused and is not stored; any
     # other failure is a call that was accepted and then failed. Over REST a
     # connection still in the kernel's accept queue when Envoy closes its
-    # listener is reset; over gRPC a call that races the server's GOAWAY is
-    # CANCELLED by grpc before any handler runs. Neither may have been stored.
-    refused = {REFUSED, RESET} if transport == "rest" else {"UNAVAILABLE", "CANCELLED"}
+    # listener is reset; over gRPC a call that comes while the server stops is
+    # UNAVAILABLE. Neither may have been stored.
+    refused = {REFUSED, RESET} if transport == "rest" else {"UNAVAILABLE"}
     accepted_failures = [
         call
         for call in calls
@@ -58,3 +60,40 @@ def test_sigterm_under_load_completes_every_accepted_call_and_exits_zero(
         http("GET", service.base_url + "/")
     with pytest.raises(ProcessLookupError):
         os.kill(envoy_pid, 0)
+
+
+def logged_codes(service: ServiceProcess, method: str) -> Counter[str]:
+    codes: Counter[str] = Counter()
+    for line in service.log().splitlines():
+        start = line.find('{"event": "rpc"')
+        if start >= 0 and json.loads(line[start:])["method"] == method:
+            codes[json.loads(line[start:])["code"]] += 1
+    return codes
+
+
+def test_sigterm_with_rest_on_ends_direct_grpc_calls_ok_or_unavailable_and_logs_them(
+    tmp_path: Path, database_url: str
+) -> None:
+    # Given direct gRPC creates on connections of their own, REST on (and on PostgreSQL,
+    # a server process per core)
+    args = ["--database-url", database_url]
+    service = ServiceProcess(tmp_path, args, rest=True, demo=True)
+    creates = [grpc_create(service.address) for _ in range(12)]
+    with service, Load(creates, max_seconds=60) as load:
+        load.wait_for_successes(100)
+        # When the service gets SIGTERM under that load
+        service.process.send_signal(signal.SIGTERM)
+        exit_code = service.process.wait(timeout=30)
+        calls = load.stop()
+    stored = stored_questions(database_url)
+    logged = logged_codes(service, "/conversations.v4.ConversationService/CreateConversation")
+
+    # Then every call is OK or UNAVAILABLE (retryable), never CANCELLED; those the service
+    # took are in its access log, the ones held while it stopped as UNAVAILABLE
+    assert exit_code == 0
+    outcomes = Counter(call.outcome for call in calls)
+    assert set(outcomes) == {OK, "UNAVAILABLE"}
+    assert logged[OK] == outcomes[OK]
+    assert 0 < logged["UNAVAILABLE"] <= outcomes["UNAVAILABLE"]
+    assert set(logged) == {OK, "UNAVAILABLE"}
+    assert_acknowledged_stored_once(calls, stored)

@@ -213,6 +213,9 @@ def test_a_body_over_the_limit_is_413(api: Api) -> None:
         "D10", client=api.demo, body=api.body(question="x" * 70_000)
     )
     assert response.status_code == 413
+    status = json.loads(response.content)
+    assert (status["code"], status["details"]) == (8, [])
+    assert status["message"].strip()
 
 
 def test_over_the_rate_limit_is_429(api: Api) -> None:

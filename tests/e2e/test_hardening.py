@@ -17,6 +17,7 @@ import http.client as http_client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import ssl
@@ -40,7 +41,6 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.rest import envoy
 from tests.e2e.load import (
-    DEMO_AUTHORIZATION,
     OK,
     Call,
     Load,
@@ -48,7 +48,7 @@ from tests.e2e.load import (
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import ServiceProcess, free_port, http
+from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, http, scrape
 from tests.support import basic_authorization, cli, create_key, stored_questions
 
 CREATE_BODY = json.dumps({"first_name": "A shopper", "question": "Fits?", "sku": "SKU1"})
@@ -59,38 +59,16 @@ def envoy_pids(service: ServiceProcess) -> list[int]:
     return [int(pid) for pid in re.findall(r"Envoy pid (\d+)", service.log())]
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The metrics endpoint's samples: `name{labels}` -> value."""
-    body = http("GET", f"http://127.0.0.1:{port}/metrics").body.decode()
-    samples = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
-def wait_for_log(service: ServiceProcess, text: str, timeout: float = 10) -> str:
-    """The log once it holds `text` (lines reach it in batches), or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while text not in service.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged in {timeout}s"
-        time.sleep(0.1)
-    return service.log()
-
-
 # --- the path decides the tenant ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """REST on a fresh embedded database: the demo organisation D10, and E20."""
-    workdir = tmp_path_factory.mktemp("hardening")
-    with ServiceProcess(workdir, rest=True, demo=True) as service:
-        database = f"sqlite:///{workdir}/var/conversations.db"
-        added = cli(database, "organisations", "add", "E20", "--name", "Rival", "--locale", "en-US")
-        assert added.returncode == 0, added.stderr
-        yield service
+def rest(rest: ServiceProcess) -> ServiceProcess:
+    """The shared `rest` service, its database holding E20 beside the demo organisation D10."""
+    database = f"sqlite:///{rest.workdir}/var/conversations.db"
+    added = cli(database, "organisations", "add", "E20", "--name", "Rival", "--locale", "en-US")
+    assert added.returncode == 0, added.stderr
+    return rest
 
 
 @pytest.mark.parametrize(
@@ -112,6 +90,7 @@ def test_query_parameter_naming_a_path_field_is_400(
         *create_key(f"sqlite:///{workdir}/var/conversations.db", "D10", "E20")
     )
     body = CREATE_BODY if method == "POST" else None
+    logged = len(rest.log())
     response = http(method, rest.base_url + path, body, {**JSON, "authorization": both})
 
     assert response.status == 400, response.body
@@ -125,7 +104,8 @@ def test_query_parameter_naming_a_path_field_is_400(
         {**JSON, "authorization": both},
     )
     assert listed.json().get("conversations", []) == []
-    assert '"reason": "lua_response"' in wait_for_log(rest, '"status": 400')
+    rest.wait_for_log('"status": 400', since=logged)
+    assert '"reason": "lua_response"' in rest.log(logged)
 
 
 def test_query_parameters_the_path_does_not_name_still_work(rest: ServiceProcess) -> None:
@@ -373,6 +353,28 @@ def p99(calls: list[Call]) -> float:
 SLOW_BODIES, WATCHES, REFLECTIONS = 2000, 1000, 1000
 
 
+# File descriptors the attack needs in this process and in the service's: a socket
+# per slow body and per connection, and room beside them.
+DESCRIPTORS = 2 * (SLOW_BODIES + 40) + 1024
+
+
+@pytest.fixture
+def descriptors() -> Iterator[int]:
+    """The soft RLIMIT_NOFILE raised to DESCRIPTORS, for this process and the service it
+    starts; put back after. A hard limit below it fails the test, never skips it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(soft, DESCRIPTORS)
+    assert hard == resource.RLIM_INFINITY or hard >= wanted, (
+        f"the hard limit on open files, {hard}, is below the {wanted} this test needs"
+    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        yield wanted
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("descriptors")
 def test_slow_bodies_and_held_streams_without_a_key_leave_creates_served(tmp_path: Path) -> None:
     metrics_port = free_port()
     args = ["--metrics-address", str(metrics_port), "--http-request-timeout", "300"]
@@ -424,7 +426,8 @@ def test_slow_request_is_408_and_refusals_are_logged_and_counted(tmp_path: Path)
             answer = slow.sockets[0].recv(65536)
         finally:
             slow.close()
-        log = wait_for_log(service, '"status": 408')
+        service.wait_for_log('"status": 408')
+        log = service.log()
         samples = scrape(metrics_port)
 
     assert answer.startswith(b"HTTP/1.1 408")
@@ -485,7 +488,8 @@ def test_envoy_killed_under_grpc_load_is_started_again_and_no_call_fails(tmp_pat
             back = time.monotonic() - killed
             load.wait_for_successes(200)
             calls = load.stop()
-        log = wait_for_log(service, "Envoy started again")
+        service.wait_for_log("Envoy started again")
+        log = service.log()
         restarts = scrape(metrics_port)["conversation_service_envoy_restarts_total"]
         exit_code = service.stop()
     stored = stored_questions(f"sqlite:///{tmp_path}/var/conversations.db")

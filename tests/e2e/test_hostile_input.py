@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from tests.databases import empty_postgres
-from tests.e2e.service import HttpResponse, ServiceProcess, http
+from tests.e2e.service import HttpResponse, ServiceProcess, assert_rpc_status, http
 from tests.support import basic_authorization, organisation_with_key, stored_conversation
 
 # Any code point but surrogates (which neither protobuf nor JSON strings carry).
@@ -136,8 +136,9 @@ def test_rest_answers_2xx_or_4xx_json(
     if response.status == 200:
         assert_stored_as_sent(url, payload["id"], json.loads(body))
     else:
-        assert 400 <= response.status < 500, payload
-        assert payload["message"]
+        # Refused as invalid, or as a request_id drawn again for another request.
+        assert response.status in (400, 409), payload
+        assert_rpc_status(response, response.status)
 
 
 # Answers and votes
@@ -231,8 +232,8 @@ def test_answers_over_rest_are_2xx_or_4xx_json(
     if response.status == 200:
         assert_answer_stored_as_sent(url, conversation_id, json.loads(body))
     else:
-        assert 400 <= response.status < 500, payload
-        assert payload["message"]
+        assert response.status in (400, 409), payload
+        assert_rpc_status(response, response.status)
 
 
 @HYPOTHESIS
@@ -257,18 +258,26 @@ def test_votes_over_rest_are_202_or_4xx_json(
         {"authorization": authorization},
     )
     assert response.headers["content-type"] == "application/json"
-    assert response.status == 202 or 400 <= response.status < 500, response.body
-    assert response.status != 202 or response.json() == {}
+    if response.status == 202:
+        assert response.json() == {}
+    else:
+        # An invalid voter_id or trkref is 400; a valid trkref of no organisation, or an
+        # answer id that is the conversation's, 404.
+        assert response.status in (400, 404), response.body
+        assert_rpc_status(response, response.status)
+        assert response.status == 400 or trkref != "D10" or target == "conversation_answers"
 
 
 # Reading answers a page at a time
 
 
 def get_200_or_4xx(process: ServiceProcess, authorization: str, path: str) -> HttpResponse:
-    """A GET that answers 200 or a client error, in JSON."""
+    """A GET that answers 200, or 400 or 404 with a google.rpc.Status body, in JSON."""
     response = http("GET", process.base_url + path, None, {"authorization": authorization})
     assert response.headers["content-type"] == "application/json"
-    assert response.status == 200 or 400 <= response.status < 500, response.body
+    assert response.status in (200, 400, 404), response.body
+    if response.status != 200:
+        assert_rpc_status(response, response.status)
     return response
 
 

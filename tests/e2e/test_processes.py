@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 from tests.e2e.load import (
-    DEMO_AUTHORIZATION,
     OK,
     Load,
     assert_acknowledged_stored_once,
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import ServiceProcess, free_port, grpcurl, http
+from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, grpcurl, scrape
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 CREATE = "/conversations.v4.ConversationService/CreateConversation"
@@ -57,25 +56,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def metric(scraped: bytes, sample: str) -> float:
-    """The value of one sample (name and labels, as written) of a /metrics page."""
-    for line in scraped.decode().splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    raise AssertionError(f"{sample} not in:\n{scraped.decode()}")
-
-
-def wait_for_log(service: ServiceProcess, pattern: str, timeout: float = 30) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(pattern, service.log())
-        if found:
-            return found
-        time.sleep(0.1)
-    raise TimeoutError(f"{pattern!r} not logged in {timeout} s:\n{service.log()}")
-
-
 def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -94,7 +74,7 @@ def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
         with Load(creates, max_seconds=60) as load:
             load.wait_for_successes(300)
         calls = load.stop()
-        scraped = http("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        samples = scrape(metrics_port)
     log = service.log()
     stored = stored_questions(database_url)
 
@@ -105,10 +85,8 @@ def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
     assert len(pids) == 2
     assert pids_serving(log, CREATE) == set(pids)  # both took calls
     # The metrics page adds up both processes' counts.
-    assert metric(
-        scraped.body, f'conversation_service_calls_total{{code="OK",method="{CREATE}"}}'
-    ) == len(calls)
-    assert metric(scraped.body, "conversation_service_database_up") == 1
+    assert samples[f'conversation_service_calls_total{{code="OK",method="{CREATE}"}}'] == len(calls)
+    assert samples["conversation_service_database_up"] == 1
 
 
 def test_a_killed_process_is_started_again_and_the_service_goes_on_answering(
@@ -123,21 +101,21 @@ def test_a_killed_process_is_started_again_and_the_service_goes_on_answering(
         with Load(creates, max_seconds=60) as load:
             load.wait_for_successes(100)
             os.kill(victim, signal.SIGKILL)
-            wait_for_log(service, rf"server process \d+ \(pid {victim}\) exited with code -9")
-            replacement = int(wait_for_log(service, r"started again \(pid (\d+)\)").group(1))
+            service.wait_for_log(rf"server process \d+ \(pid {victim}\) exited with code -9")
+            replacement = int(service.wait_for_log(r"started again \(pid (\d+)\)").group(1))
             load.wait_for_successes(100)
         calls = load.stop()
         # New connections: some reach the new process.
         after = [grpc_create(service.address)(f"load after {n}")[0] for n in range(40)]
         health = grpcurl(service.address, "grpc.health.v1.Health/Check")
-        scraped = http("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        samples = scrape(metrics_port)
     log = service.log()
     stored = stored_questions(f"sqlite:///{tmp_path}/var/conversations.db")
 
     assert after == [OK] * 40
     assert '"SERVING"' in health.stdout
     assert replacement in pids_serving(log, CREATE)
-    assert metric(scraped.body, "conversation_service_process_restarts_total") == 1
+    assert samples["conversation_service_process_restarts_total"] == 1
     assert_acknowledged_stored_once(calls, stored)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import os
+import re
 import signal
 import subprocess
 import time
@@ -15,7 +16,6 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import logs
 from tests.databases import empty_postgres
 from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create
 from tests.e2e.service import ServiceProcess, free_port, http
@@ -24,6 +24,10 @@ from tests.support import SERVICE, basic_authorization, organisation_with_key, s
 CREATE_LOG_LINE = '"method": "/conversations.v4.ConversationService/CreateConversation"'
 # How a log line begins: its time (logging's asctime, the machine's local time).
 LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+# An access log line: its time, and the process that wrote it when processes share the log.
+ACCESS_LINE = re.compile(
+    r"(?P<time>\S+ \S+) INFO conversation_service\.access(?P<process>\[\d+\])? "
+)
 
 
 def creates_logged_before(replica: ServiceProcess, moment: datetime.datetime) -> int:
@@ -37,6 +41,24 @@ def creates_logged_before(replica: ServiceProcess, moment: datetime.datetime) ->
         for line in replica.log().splitlines()
         if CREATE_LOG_LINE in line and datetime.datetime.strptime(line[:23], LOG_TIME) < moment
     )
+
+
+def wait_until_logged_past(replica: ServiceProcess, moment: datetime.datetime) -> None:
+    """Block until each process that logged a create before `moment` has logged one at or
+    after it: each process writes its lines in order, so every line before is written."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        before: set[str] = set()
+        after: set[str] = set()
+        for line in replica.log().splitlines():
+            found = ACCESS_LINE.match(line)
+            if found and CREATE_LOG_LINE in line:
+                stamped = datetime.datetime.strptime(found["time"], LOG_TIME)
+                (before if stamped < moment else after).add(found["process"])
+        if before <= after:
+            return
+        time.sleep(0.05)  # polling the log
+    raise TimeoutError(f"a process of {replica.address} logged nothing past {moment} in 30s")
 
 
 def start_proxy(workdir: Path, http_address: str, upstreams: list[str]) -> subprocess.Popen[bytes]:
@@ -79,7 +101,8 @@ def test_creates_spread_over_two_replicas_and_survive_stopping_one(
             with Load([rest_create(f"http://{http_address}", authorization)] * 6) as load:
                 load.wait_for_successes(200)
                 moment = datetime.datetime.now()
-                time.sleep(2 * logs.FLUSH_INTERVAL)  # every line before it is written
+                for replica in replicas:
+                    wait_until_logged_past(replica, moment)
                 spread = [creates_logged_before(r, moment) for r in replicas]
                 replica_exit = replicas[0].stop()
                 load.wait_for_successes(200)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.service import DEMO_CREDENTIALS, HttpResponse, ServiceProcess, grpcurl, http
+from tests.e2e.service import (
+    DEMO_AUTHORIZATION,
+    HttpResponse,
+    ServiceProcess,
+    assert_rpc_status,
+    call,
+    grpcurl,
+)
 from tests.support import basic_authorization, cli, create_key
 
-DEMO = basic_authorization(*DEMO_CREDENTIALS)
 REQUEST_ID = "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 OWNER = {
     "response": "Very quiet.",
@@ -29,29 +34,6 @@ VOTES = [
     "/v4/conversation_answers/{answer}/increment_helpful",
     "/v4/conversation_answers/{answer}/increment_unhelpful",
 ]
-
-
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The service with REST on, on a fresh embedded database (demo organisation D10)."""
-    with ServiceProcess(tmp_path_factory.mktemp("answers"), rest=True, demo=True) as service:
-        yield service
-
-
-def call(
-    service: ServiceProcess,
-    method: str,
-    path: str,
-    body: Any = None,
-    authorization: str = DEMO,
-    headers: dict[str, str] | None = None,
-) -> HttpResponse:
-    sent = {"authorization": authorization} if authorization else {}
-    if body is not None:
-        sent["content-type"] = "application/json"
-    sent.update(headers or {})
-    data = body if isinstance(body, str | None) else json.dumps(body)
-    return http(method, service.base_url + path, data, sent)
 
 
 def question(service: ServiceProcess, sku: str = "AIPTPDV5700") -> int:
@@ -211,7 +193,7 @@ def test_not_found_is_byte_identical_on_every_new_route(rest: ServiceProcess) ->
 def test_unknown_or_malformed_parameters_are_400(rest: ServiceProcess, path: str) -> None:
     body = OWNER if path.split("?")[0].endswith("/answers") else None
     response = call(rest, "POST", path, body)
-    assert response.status == 400, response.body
+    assert_rpc_status(response, 400)
 
 
 @pytest.mark.parametrize(
@@ -231,8 +213,7 @@ def test_bad_vote_and_answer_parameters_are_400_naming_the_field(
 ) -> None:
     body = OWNER if path.split("?")[0].endswith("/answers") else None
     response = call(rest, "POST", path, body)
-    assert response.status == 400
-    [details] = response.json()["details"]
+    [details] = assert_rpc_status(response, 400)["details"]
     assert [v["field"] for v in details["field_violations"]] == [field]
 
 
@@ -260,7 +241,7 @@ def test_grpcurl_describes_and_calls_the_answer_and_vote_methods(rest: ServicePr
         rest.address,
         "conversations.v4.ConversationService/IncrementConversationHelpful",
         data=json.dumps({"id": conversation_id, "trkref": "D10", "voter_id": "grpcurl"}),
-        headers=[f"authorization: {DEMO}"],
+        headers=[f"authorization: {DEMO_AUTHORIZATION}"],
     )
     assert voted.returncode == 0, voted.stderr
     assert json.loads(voted.stdout) == {}

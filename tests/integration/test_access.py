@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,35 @@ def test_another_organisations_answers_are_indistinguishable_from_none(
         grpc.StatusCode.INVALID_ARGUMENT,
         "invalid request: page_token: is not a page token of this request",
     )
+
+
+def test_failures_waiting_past_an_allowance_leave_calls_for_clients_with_keys(
+    start: Start, auth: Metadata
+) -> None:
+    # Given an address past its allowance (one failure), whose failures wait a minute, on a
+    # server that serves 4 calls at once
+    server = start(
+        max_concurrent_calls=4,
+        failed_auth_rate=0.001,
+        failed_auth_burst=1,
+        failed_auth_delay=60,
+    )
+    assert create(server.port, auth)[0] is grpc.StatusCode.OK  # the key is known
+    stranger = basic("stranger", "a guess")
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        failing = [
+            stub.CreateConversation.future(REQUEST, metadata=stranger, timeout=120)
+            for _ in range(6)
+        ]
+        # When its failures beyond half the calls at once have been answered
+        deadline = time.monotonic() + 30
+        while sum(call.done() for call in failing) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        # Then two wait, and a client with a key is still served
+        assert sum(call.done() for call in failing) == 4
+        assert create(server.port, auth)[0] is grpc.StatusCode.OK
+        assert sum(call.done() for call in failing) == 4
+        for call in failing:
+            call.cancel()

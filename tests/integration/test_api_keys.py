@@ -9,7 +9,7 @@ import pytest
 
 from server.service import api_keys, authentication, organisations
 from server.service.authentication import Authenticator
-from server.service.domain import ApiKey, NewConversation, Organisation
+from server.service.domain import ApiKey, Organisation
 from server.service.errors import (
     ApiKeyNotFound,
     OrganisationNotFound,
@@ -19,8 +19,7 @@ from server.service.errors import (
 )
 from server.storage.store import Store
 from tests.support import CALLER, TEST_SECRET, create, legacy_scrypt_hash, store_key
-
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+from tests.support import NEW_CONVERSATION as NEW
 
 
 def test_created_key_authenticates_for_its_organisations(
@@ -80,10 +79,12 @@ def test_revoked_key_creates_nothing_from_the_moment_it_is_revoked(
 
     api_keys.revoke_key(store, issued.key_id)
 
-    # A process that has seen the key still knows its secret, but the write is refused.
-    caller = authenticator.authenticate(issued.key_id, issued.secret)
+    # A caller authenticated before the revocation writes nothing after it; checked with
+    # the database, the key is refused at once.
     with pytest.raises(Unauthenticated):
         create(store, NEW, caller)
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(issued.key_id, issued.secret)
     assert store.count_conversations() == 1
     # A process that has not seen it refuses it outright.
     with pytest.raises(Unauthenticated):

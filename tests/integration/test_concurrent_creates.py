@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import sys
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -25,11 +27,12 @@ from server.service.domain import (
     StoredCreate,
 )
 from server.service.errors import StorageFailed, StorageUnavailable
+from server.storage.database import SharedConnection
 from server.storage.store import Store
-from tests.databases import write_lock_held
+from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, create, insert, store_key
+from tests.support import NEW_CONVERSATION as SEED
 
-SEED = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 
@@ -107,11 +110,15 @@ def test_a_failing_batch_is_unavailable_for_every_caller(
     assert store.count_conversations() == 1
 
 
-def test_closing_writes_the_creates_still_queued(store: Store, organisation: Organisation) -> None:
+def test_closing_writes_the_creates_still_queued(
+    store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     create(store, SEED, CALLER)
+    batches = BatchesBegun(monkeypatch)
     with write_lock_held(store) as release, ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(create, store, SEED, CALLER) for _ in range(16)]
-        time.sleep(0.2)  # the writer waits on the lock; the other creates queue behind it
+        batches.wait(1)  # the writer waits on the lock; the other creates queue behind it
+        wait_until_queued(store, 16 - batches.sizes[0])
         closing = threading.Thread(target=store.close)
         closing.start()
         release()
@@ -167,31 +174,46 @@ def test_one_batch_of_revoked_active_and_retried_creates(
     assert store.count_conversations() == 4
 
 
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_failed_write_leaves_nothing_that_stalls_the_process(
-    store: Store, organisation: Organisation
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The failed statement's cursor, kept alive by its error's traceback, would
     # reset its statement when the garbage collector frees it: holding the GIL,
-    # it waited for the connection another create was using, waiting on the lock.
+    # it waited for the connection another create was using, waiting on the lock,
+    # until that create gave up. So the collection ends while the create still
+    # waits, and the create, once the lock is let go, is written.
+    store = Store.open(f"sqlite:///{tmp_path}/conversations.db", timeout=5)
+    store.migrate()
+    add_organisation_with_key(store)
     create(store, SEED, CALLER)  # looks D10 up while the database is free
+    writing = threading.Event()
+    begin = peewee.SqliteDatabase.begin
+
+    def tell_when_writing(db: peewee.SqliteDatabase, *args: Any) -> Any:
+        writing.set()  # it takes the write lock next
+        return begin(db, *args)
+
     gc.collect()
     gc.disable()
     try:
-        with write_lock_held(store):
+        with write_lock_held(store) as release:
             with pytest.raises(StorageUnavailable):
                 create(store, SEED, CALLER)
+            monkeypatch.setattr(peewee.SqliteDatabase, "begin", tell_when_writing)
             with ThreadPoolExecutor(1) as pool:
                 waiting = pool.submit(create, store, SEED, CALLER)
-                time.sleep(0.3)  # it waits for the lock, on the connection just returned
-                started = time.monotonic()
+                assert writing.wait(10)  # on the connection just returned
                 gc.collect()
-                collecting = time.monotonic() - started
-                assert isinstance(waiting.exception(10), StorageUnavailable)
+                still_waiting = not waiting.done()
+                release()
+                created = waiting.result(10)
     finally:
         gc.enable()
+        monkeypatch.undo()
+        store.close()
 
-    assert collecting < 0.5, f"the garbage collector stood still for {collecting:.1f}s"
+    assert still_waiting, "the collection waited for the create to give up on the lock"
+    assert created.id == 2
 
 
 def test_a_create_waits_for_the_database_probe_not_on_sqlite(
@@ -227,6 +249,20 @@ def test_a_create_waits_for_the_database_probe_not_on_sqlite(
     assert created.id == 2
 
 
+def wait_for_the_connection(besides: threading.Thread) -> None:
+    """Block until a thread other than `besides` waits to use the shared write connection:
+    is inside SharedConnection.use, whose lock `besides` holds."""
+    use = SharedConnection.use.__wrapped__.__code__  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for thread_id, frame in sys._current_frames().items():
+            stack = traceback.walk_stack(frame)
+            if thread_id != besides.ident and any(f.f_code is use for f, _ in stack):
+                return
+        time.sleep(0.01)  # polling the threads' stacks
+    raise AssertionError("no thread waited for the write connection in 10 s")
+
+
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
     store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
@@ -255,7 +291,7 @@ def test_a_create_waiting_behind_a_failing_probe_fails_without_waiting_again(
         assert probing.wait(5)
         with ThreadPoolExecutor(1) as pool:
             creating = pool.submit(create, store, SEED, CALLER)
-            time.sleep(0.3)  # it waits for the connection the probe holds
+            wait_for_the_connection(besides=prober)  # the writer waits for the probe's turn
             fail.set()
             error = creating.exception(5)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,8 +11,8 @@ import pytest
 from server.service.domain import Conversation, NewConversation, Organisation
 from server.service.errors import InvalidConversation, RequestIdReused
 from server.storage.store import Store
-from tests.databases import write_lock_held
-from tests.support import CALLER, create, store_key
+from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
+from tests.support import CALLER, NEW_CONVERSATION, create, store_key
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 NEW = NewConversation(
@@ -57,7 +56,7 @@ def test_request_ids_belong_to_their_key(store: Store, organisation: Organisatio
 def test_creates_without_request_id_are_all_stored(
     store: Store, organisation: Organisation
 ) -> None:
-    plain = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+    plain = NEW_CONVERSATION
     ids = {create(store, plain, CALLER).id for _ in range(3)}
     assert len(ids) == 3
 
@@ -91,18 +90,21 @@ def test_concurrent_retries_store_one_conversation(
     assert store.count_conversations() == len(request_ids)
 
 
-def test_twins_written_in_one_batch_store_once(store: Store, organisation: Organisation) -> None:
+def test_twins_written_in_one_batch_store_once(
+    store: Store, organisation: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     create(store, NEW, CALLER)  # D10 is known from now on
+    batches = BatchesBegun(monkeypatch)
     twin = NewConversation(**{**NEW.__dict__, "request_id": str(uuid.uuid4())})
     plain = NewConversation(trkref="D10", first_name="Bo", question="Q?", sku="S2")
     with write_lock_held(store) as release, ThreadPoolExecutor(8) as pool:
         # The writer takes the first plain create and waits on the lock with it;
         # the rest queue behind it and are written together: the twins in one batch.
         futures = [pool.submit(create, store, plain, CALLER)]
-        time.sleep(0.2)
+        batches.wait(1)
         futures += [pool.submit(create, store, plain, CALLER)]
         futures += [pool.submit(create, store, twin, CALLER) for _ in range(4)]
-        time.sleep(0.2)
+        wait_until_queued(store, 5)
         release()
         plains = [f.result(10) for f in futures[:2]]
         twins = [f.result(10) for f in futures[2:]]

@@ -40,10 +40,10 @@ from server.service.ports import Storage
 from server.storage.answer_pages import answer_key
 from tests.integration.conftest import open_store
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
+from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 
@@ -187,6 +187,13 @@ def test_a_stored_conversation_reads_back_and_an_unknown_one_is_none(storage: St
     created = insert(storage, pending()).conversation
     assert asyncio.run(storage.read_conversation(created.id, 20)) == created
     assert asyncio.run(storage.read_conversation(created.id + 1000, 20)) is None
+
+
+def test_a_conversation_read_for_another_organisation_is_none(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    created = insert(storage, pending()).conversation
+    assert asyncio.run(storage.read_conversation(created.id, 20, created.trkref)) == created
+    assert asyncio.run(storage.read_conversation(created.id, 20, "E20")) is None
 
 
 def pages(storage: Storage, order: str, locale: str | None = None) -> list[list[int]]:

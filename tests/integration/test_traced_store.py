@@ -14,11 +14,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from server.service import conversations
-from server.service.domain import NewConversation
 from server.storage.store import Store
 from tests.support import CALLER, add_organisation_with_key
-
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
+from tests.support import NEW_CONVERSATION as NEW
 
 
 @pytest.fixture

@@ -144,6 +144,10 @@ class FakeStorage:
         self.keys[key_id] = replace(key, revoked_at=at)
         return True
 
+    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
+        self._call("active_api_keys")
+        return {k for k in key_ids if k in self.keys and not self.keys[k].revoked}
+
     def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
         self._call("replace_secret_hash")
         key = self.keys.get(key_id)
@@ -176,9 +180,12 @@ class FakeStorage:
             self._requested[pending.created_by, request_id] = stored.conversation.id
         return stored
 
-    async def read_conversation(self, conversation_id: int, answers: int) -> Conversation | None:
+    async def read_conversation(
+        self, conversation_id: int, answers: int, trkref: str | None = None
+    ) -> Conversation | None:
         self._call("read_conversation")
-        return self.get_conversation(conversation_id, answers)
+        found = self.get_conversation(conversation_id, answers)
+        return None if found is None or trkref not in (None, found.trkref) else found
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
         self._call("read_answers")

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from server.service.answers import validate_new_answer
-from server.service.domain import Caller, NewAnswer, NewConversation
+from server.service.domain import Caller, NewAnswer
 from server.service.errors import (
     AnswerNotFound,
     ConversationNotFound,
@@ -17,9 +17,9 @@ from server.service.errors import (
     RequestIdReused,
 )
 from tests.support import CALLER, answer, create, vote
+from tests.support import NEW_CONVERSATION as QUESTION
 from tests.unit.fakes import FakeStorage
 
-QUESTION = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 
 

@@ -21,7 +21,8 @@ def test_ids_come_from_the_request_id_and_traceparent_metadata() -> None:
 def test_a_call_without_a_request_id_gets_a_new_uuid_and_no_trace() -> None:
     ids = identify_call([("user-agent", "grpc-python")])
 
-    assert uuid.UUID(ids.request_id)
+    parsed = uuid.UUID(ids.request_id)
+    assert (parsed.version, str(parsed)) == (4, ids.request_id)
     assert ids.trace_id is None
 
 

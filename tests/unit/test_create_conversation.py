@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from server.service.conversations import request_digest
-from server.service.domain import Caller, NewConversation
+from server.service.domain import Caller
 from server.service.errors import (
     InvalidConversation,
     OrganisationNotFound,
@@ -16,9 +16,9 @@ from server.service.errors import (
     StorageUnavailable,
 )
 from tests.support import CALLER, create
+from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
-NEW = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 EASTERN = datetime.timezone(datetime.timedelta(hours=-5))
 
@@ -31,6 +31,7 @@ def test_a_create_is_stored_for_the_caller_s_key_at_the_clock_s_whole_second_in_
 
     assert created.created_at == datetime.datetime(2020, 1, 1, 14, 30, 15, tzinfo=datetime.UTC)
     assert (created.trkref, created.locale, created.retailer_locale) == ("D10", "en-GB", "en-GB")
+    assert (created.first_name, created.question, created.sku) == ("Ann", "Fits?", "S1")
     assert store.get_conversation(created.id) == created
     [stored] = store.conversations.values()
     assert stored.request_digest is None  # no request_id: nothing to tell a retry by
@@ -55,8 +56,9 @@ def test_an_organisation_out_of_reach_is_not_found_without_asking_storage(
 
 
 def test_an_organisation_in_reach_but_not_stored_is_not_found(store: FakeStorage) -> None:
-    with pytest.raises(OrganisationNotFound):
+    with pytest.raises(OrganisationNotFound) as raised:
         create(store, replace(NEW, trkref="E20"), Caller(CALLER.key_id, frozenset({"E20"})))
+    assert raised.value.trkref == "E20"
     assert store.count_conversations() == 0
 
 

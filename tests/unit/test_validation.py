@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.service import validation
 from server.service.errors import FieldViolation, Reason
 from server.service.validation import check_locale, check_request_id, check_text, check_trkref
 
@@ -121,3 +123,112 @@ def test_every_violation_names_its_reason(
     check(violations, value)
     assert [(v.field, v.reason) for v in violations] == [("f", reason)]
     assert reason.value.isupper() and " " not in reason.value
+
+
+def violations_of(check: Callable[[list[FieldViolation], str], None], value: str) -> list[Reason]:
+    found: list[FieldViolation] = []
+    check(found, value)
+    return [v.reason for v in found]
+
+
+def trkref(v: list[FieldViolation], x: str) -> None:
+    check_trkref(v, "trkref", x)
+
+
+def locale(v: list[FieldViolation], x: str) -> None:
+    check_locale(v, "locale", x)
+
+
+def test_a_trkref_of_exactly_32_characters_is_accepted_and_33_refused() -> None:
+    assert violations_of(trkref, "T" * 32) == []
+    assert violations_of(trkref, "T" * 33) == [Reason.NOT_A_TRKREF]
+
+
+# Language tags of valid form, 35 and 36 characters long.
+LOCALE_35 = "en-" + "-".join(["abcdefgh"] * 3) + "-abcde"
+LOCALE_36 = LOCALE_35 + "f"
+
+
+def test_a_locale_of_exactly_35_characters_is_accepted_and_36_refused() -> None:
+    assert (len(LOCALE_35), len(LOCALE_36)) == (35, 36)
+    assert violations_of(locale, LOCALE_35) == []
+    assert violations_of(locale, LOCALE_36) == [Reason.NOT_A_LANGUAGE_TAG]
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_a_text_of_exactly_its_limit_is_accepted_and_one_more_refused(multiline: bool) -> None:
+    def text(v: list[FieldViolation], x: str) -> None:
+        check_text(v, "f", x, max_length=5000, multiline=multiline)
+
+    assert violations_of(text, "q" * 5000) == []
+    assert violations_of(text, "q" * 5001) == [Reason.TOO_LONG]
+
+
+def test_an_optional_text_and_a_url_at_their_limits() -> None:
+    def optional(v: list[FieldViolation], x: str) -> None:
+        validation.check_optional_text(v, "f", x, max_length=100)
+
+    def url(v: list[FieldViolation], x: str) -> None:
+        validation.check_url(v, "f", x)
+
+    assert violations_of(optional, "") == violations_of(optional, "o" * 100) == []
+    assert violations_of(optional, "o" * 101) == [Reason.TOO_LONG]
+    assert violations_of(optional, "a\x00") == [Reason.CONTROL_CHARACTER]
+    at_limit = "https://example.com/" + "p" * (validation.URL_MAX - 20)
+    assert violations_of(url, "") == violations_of(url, at_limit) == []
+    assert violations_of(url, at_limit + "p") == [Reason.TOO_LONG]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ftp://example.com/", "https://", "example.com", "https://exa mple.com/", "http://[::1",
+     "https://example.com/\x01", "https://example.com:99999/", "https://example.com:x/",
+     "https://example.com:0/"],
+)  # fmt: skip
+def test_what_is_not_an_absolute_http_url_is_refused(value: str) -> None:
+    assert violations_of(lambda v, x: validation.check_url(v, "f", x), value) == [Reason.NOT_A_URL]
+
+
+@pytest.mark.parametrize(
+    ("tag", "canonical"),
+    [("EN-gb", "en-GB"), ("zh-hant-tw", "zh-Hant-TW"), ("ES-419", "es-419"),
+     ("en-GB-x-Private", "en-GB-x-private"), ("de-CH-1996", "de-CH-1996")],
+)  # fmt: skip
+def test_a_locale_is_kept_in_the_case_bcp_47_recommends(tag: str, canonical: str) -> None:
+    assert validation.canonical_locale(tag) == canonical
+
+
+# What a valid single-line text is: printable, not blank, within its limit.
+VISIBLE = st.characters(exclude_categories=["Cc", "Cs", "Zs", "Zl", "Zp", "Cf"])
+
+
+@given(
+    first=VISIBLE,
+    rest=st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=99),
+    multiline=st.booleans(),
+)
+def test_any_printable_text_within_its_limit_is_accepted(
+    first: str, rest: str, multiline: bool
+) -> None:
+    found: list[FieldViolation] = []
+    check_text(found, "f", first + rest, max_length=100, multiline=multiline)
+    assert found == []
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True))
+def test_any_trkref_of_the_documented_form_is_accepted(value: str) -> None:
+    assert violations_of(trkref, value) == []
+
+
+@given(
+    st.from_regex(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}", fullmatch=True),
+)
+def test_any_language_tag_of_the_documented_form_is_accepted(value: str) -> None:
+    assert violations_of(locale, value) == []
+    assert validation.canonical_locale(value).lower() == value.lower()
+
+
+@given(st.uuids())
+def test_any_uuid_is_accepted_as_a_request_id(value: uuid.UUID) -> None:
+    for text in (str(value), str(value).upper()):
+        assert violations_of(lambda v, x: check_request_id(v, "request_id", x), text) == []
