@@ -16,7 +16,7 @@ import hmac
 import json
 import math
 
-from server.service.domain import AnswerQuery, PageKey, PageQuery
+from server.service.domain import ORDERS, SEARCH_ORDER, AnswerQuery, PageKey, PageQuery
 from server.service.errors import FieldViolation, Reason
 from server.service.filters import NO_FILTER
 
@@ -43,11 +43,19 @@ def _query_digest(query: PageQuery | AnswerQuery) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 
-def _key_value(value: object) -> bool:
-    """A value a key may hold: a whole number in a 64-bit column, or a finite relevance."""
-    if isinstance(value, float):
+def _key_value(value: object, relevance: bool) -> bool:
+    """A value a key may hold: a whole number in a 64-bit column, or, where the key holds
+    a relevance, a finite float."""
+    if relevance and isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _relevance_at(query: PageQuery | AnswerQuery) -> int | None:
+    """Where the query's key holds the database's float relevance, if it does."""
+    if isinstance(query, PageQuery) and query.order == SEARCH_ORDER:
+        return ORDERS[SEARCH_ORDER].index("relevance")
+    return None
 
 
 def _b64(data: bytes) -> str:
@@ -79,6 +87,7 @@ def read(secret: bytes, query: PageQuery | AnswerQuery, token: str, key_length: 
     key = content["k"]
     if content["q"] != _query_digest(query) or len(key) != key_length:
         raise BadPageToken()
-    if not all(_key_value(value) for value in key):
+    relevance = _relevance_at(query)
+    if not all(_key_value(value, n == relevance) for n, value in enumerate(key)):
         raise BadPageToken()
     return tuple(key)

@@ -18,6 +18,7 @@ def test_every_model_is_compared() -> None:
         "AnswerRow",
         "VoteRow",
         "ConversationCountRow",
+        "OrganisationCountRow",
         "ServiceSecretRow",
         "ApiKeyRow",
         "ApiKeyOrganisationRow",

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -141,3 +142,12 @@ def test_any_valid_position_of_any_query_reads_back(
 ) -> None:
     query = PageQuery(trkref, sku, locale, "helpful desc", 20)
     assert page_tokens.read(b"k" * 32, query, page_tokens.issue(b"k" * 32, query, key), 2) == key
+
+
+def test_a_float_is_a_key_value_only_where_a_relevance_order_holds_its_relevance() -> None:
+    searched = replace(QUERY, order="relevance", search="battery")
+    token = page_tokens.issue(b"k" * 32, searched, (0.25, 5, 6))
+    assert page_tokens.read(b"k" * 32, searched, token, 3) == (0.25, 5, 6)
+    for key in ((0.25, 5.0, 6), (1, 5, 6.5)):
+        with pytest.raises(page_tokens.BadPageToken):
+            page_tokens.read(b"k" * 32, searched, signed(payload_of(searched, list(key))), 3)
