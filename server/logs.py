@@ -1,8 +1,8 @@
 """Logging of the command line: standard lines on stderr, the access log written in batches.
 
 The access log has a line per call. Written one at a time, each line cost a
-write to stderr, which let go of the GIL and took it back under load: about
-70 µs of CPU and 3 context switches a call, a sixth of a Health/Check. Its
+write to stderr, which let go of the GIL and took it back under load (its cost
+is in docs/architecture.md, A batched access log). Its
 lines are written together instead, at most FLUSH_INTERVAL seconds after
 their calls, as nginx and Envoy do with theirs. Every other logger writes each
 line at once.

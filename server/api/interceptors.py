@@ -39,7 +39,8 @@ call_ids: contextvars.ContextVar[CallIds | None] = contextvars.ContextVar("call_
 Metadata = Iterable[tuple[str, str | bytes]]
 
 # The metadata of the call being served, as the outermost wrapper read it: grpc.aio
-# builds the whole tuple again at each invocation_metadata(), about 10 µs a call, and
+# builds the whole tuple again at each invocation_metadata() (a cost docs/architecture.md
+# weighs), and
 # the access log, the authentication and the servicer each need it.
 _call_metadata: contextvars.ContextVar[Metadata | None] = contextvars.ContextVar(
     "call_metadata", default=None

@@ -1,7 +1,7 @@
 """Statements built once: peewee renders a query's SQL, which then runs with new values.
 
-Rendering a query costs far more than running it (about 200 µs for a List
-page's three queries against 30 µs in the database), and its text depends only
+Rendering a query costs more than running it (docs/architecture.md, SQL
+rendered once), and its text depends only
 on its shape. A prepared statement names its parameters; each run gives their
 values. Rows come back as tuples: making a model instance per row cost more
 than the query too.
