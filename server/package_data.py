@@ -22,8 +22,9 @@ def on_disk(resource: Traversable) -> Path:
 # server reflection load, and the REST API's OpenAPI description.
 DESCRIPTOR_SET = on_disk(files("conversations.v4") / "conversation_service.binpb")
 OPENAPI = on_disk(files("conversations.v4") / "openapi.json")
-# Envoy's configuration template and the API explorer's page.
+# Envoy's configuration template and the API explorer's page and script.
 ENVOY_TEMPLATE = on_disk(files("server.rest") / "envoy.yaml.template")
 DOCS_PAGE = on_disk(files("server.rest") / "docs.html")
+DOCS_SCRIPT = on_disk(files("server.rest") / "docs.js")
 # The schema migrations peewee's runner applies.
 MIGRATIONS = on_disk(files("server.storage.migrations"))

@@ -33,7 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from conversations.v4 import conversation_service_pb2 as pb
 from server.api.largest import largest
 from server.config import Config
-from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, ENVOY_TEMPLATE, OPENAPI
+from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, DOCS_SCRIPT, ENVOY_TEMPLATE, OPENAPI
 from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 # of gRPC threads, which can deadlock or abort the child).
 SETPRIV = shutil.which("setpriv")
 
-# The API explorer at /docs: its page, Swagger UI's files (the swagger-ui-bundle
-# package) and the REST API's description.
+# The API explorer at /docs: its page and script, Swagger UI's files (the
+# swagger-ui-bundle-v2 package) and the REST API's description.
 SWAGGER_UI = Path(str(swagger_ui_path))
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 # An upstream listening on a unix socket: unix:PATH, as grpc writes it.
@@ -174,11 +174,17 @@ def render_config(
         PATH_FIELD_RULES=path_field_rules(),
         REFUSAL_LOG=refusal_log,
         DOCS_PAGE=DOCS_PAGE,
+        DOCS_SCRIPT=DOCS_SCRIPT,
         SWAGGER_UI=SWAGGER_UI,
         OPENAPI_PATH=OPENAPI,
         DOCS_MAX_BYTES=max(
             path.stat().st_size
-            for path in (DOCS_PAGE, OPENAPI, *(SWAGGER_UI / name for name in SWAGGER_UI_FILES))
+            for path in (
+                DOCS_PAGE,
+                DOCS_SCRIPT,
+                OPENAPI,
+                *(SWAGGER_UI / name for name in SWAGGER_UI_FILES),
+            )
         ),
         **_tracing(otlp_endpoint),
     )
