@@ -66,10 +66,21 @@ generate: $(BIN)/.installed
 check-contract: $(BIN)/.installed
 	$(BIN)/python scripts/protos.py check
 
-lint: $(BIN)/.installed
+# Redocly's CLI from the npm registry, exactly as scripts/redocly/package-lock.json names it
+# (the machine's Node.js and npm run it); it sends no telemetry and looks for no update.
+REDOCLY := scripts/redocly/node_modules/.bin/redocly
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+
+$(REDOCLY): scripts/redocly/package-lock.json
+	npm ci --prefix scripts/redocly --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(BIN)/.installed $(REDOCLY)
 	$(BIN)/ruff check server tests scripts bench
 	$(BIN)/ruff format --check server tests scripts bench
 	$(BIN)/hadolint Containerfile
+	$(REDOCLY) lint --config scripts/redocly/redocly.yaml generated/conversations/v4/openapi.json
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy server tests scripts bench

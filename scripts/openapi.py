@@ -15,6 +15,8 @@ from typing import Any
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
+from server.service.answers import RESPONSE_TYPES
+from server.service.domain import ORDERS
 from server.service.errors import Reason
 
 FieldType = descriptor_pb2.FieldDescriptorProto
@@ -32,17 +34,54 @@ SCALARS: dict[int, dict[str, Any]] = {
 WELL_KNOWN: dict[str, dict[str, Any]] = {
     ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
 }
+# The string fields that take one of a few values, by name, wherever they appear.
+ENUMS: dict[str, list[str]] = {
+    "order_by": list(ORDERS),
+    "response_type": list(RESPONSE_TYPES),
+}
+# Every error answer, as docs/api.md describes it, and the headers it carries.
 ERRORS = {
     "400": "Invalid input (google.rpc.BadRequest in details), malformed JSON or unknown query "
     "parameter",
-    "401": "Missing or invalid credentials (HTTP Basic: API key and secret); the response has "
-    "a WWW-Authenticate header",
+    "401": "Missing or invalid credentials (HTTP Basic: API key and secret)",
     "404": "Unknown organisation, conversation or answer, one of another organisation than "
     "trkref or one the key is not assigned to, or a path or method the API does not have",
+    "408": "The request was not sent whole in time (Envoy's request timeout)",
     "409": "The request_id (or Idempotency-Key) was already used for a different request",
     "413": "Request body over the size limit",
-    "429": "The API key's rate limit is exceeded; retry later",
+    "429": "A limit is reached (the API key's rate, the calls at once, failed authentications "
+    "from this address) or no more ids can be stored; retry after Retry-After seconds",
+    "431": "Request headers over 16 KiB, or more than 100 of them",
+    "500": "An error of the service (a bug, not a state to retry); the details stay in its log",
     "503": "The service or its database is unavailable; retry",
+    "504": "The service did not answer within the route's timeout; retry",
+}
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {
+        "description": "The request's id, as the service's logs and traces name it.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "WWW-Authenticate": {
+        "description": 'The authentication scheme to use: `Basic realm="Platform API v4"`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+ERROR_HEADERS = {"401": ["WWW-Authenticate"], "429": ["Retry-After"]}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "The request's `request_id` (a UUID), for clients that keep it out of the "
+    "body: a retry with the same key answers what the first request stored. When both are "
+    "given they must be equal.",
+    "schema": {"type": "string", "format": "uuid"},
 }
 FIELD_VIOLATION_SCHEMA = {
     "type": "object",
@@ -53,10 +92,10 @@ FIELD_VIOLATION_SCHEMA = {
         "description": {"type": "string", "description": "What is wrong, for people."},
         "reason": {
             "type": "string",
-            # Not an enum: a later release may add reasons, and clients must not break.
-            "description": "Why, for programs (AIP-193): one of "
-            + ", ".join(reason.value for reason in Reason)
-            + " (docs/api.md says what each means).",
+            "enum": [reason.value for reason in Reason],
+            "description": "Why, for programs (AIP-193); docs/api.md says what each means. A "
+            "later version of the API may add reasons: treat an unknown one as a generic "
+            "invalid field.",
         },
     },
 }
@@ -136,7 +175,7 @@ class _Builder:
         elif field.type == FieldType.TYPE_MESSAGE:
             schema = {"$ref": self.ref(field.type_name, request=request)}
         else:
-            schema = dict(SCALARS[field.type])
+            schema = _scalar(field)
         if field.label == FieldType.LABEL_REPEATED:
             schema = {"type": "array", "items": schema}
         description = self.comments[f"{owner}.{field.name}"]
@@ -179,8 +218,25 @@ class _Builder:
             "in": where,
             "description": self.comments[f"{owner}.{field.name}"],
             "required": where == "path" or _required(field),
-            "schema": dict(SCALARS[field.type]),
+            "schema": _scalar(field),
         }
+
+
+def _idempotent(builder: _Builder, request: descriptor_pb2.DescriptorProto, body: str) -> bool:
+    """Whether the request has a request_id: its own, or its body field's message's."""
+    names = {f.name for f in request.field}
+    if body and body != "*":
+        [field] = [f for f in request.field if f.name == body]
+        names |= {f.name for f in builder.messages[field.type_name][0].field}
+    return "request_id" in names
+
+
+def _scalar(field: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:
+    """The schema of a scalar field: its type, and its values where ENUMS names them."""
+    schema = dict(SCALARS[field.type])
+    if field.name in ENUMS and field.type == FieldType.TYPE_STRING:
+        schema["enum"] = ENUMS[field.name]
+    return schema
 
 
 def _required(field: descriptor_pb2.FieldDescriptorProto) -> bool:
@@ -218,9 +274,10 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                 ]
                 if method.output_type == EMPTY:
                     result = _json("Accepted: the empty object `{}`", builder.ref(EMPTY))
-                    success = {"202": result}
+                    success = {"202": _with_headers(result, [])}
                 else:
-                    success = {"200": _json("The result", builder.ref(method.output_type))}
+                    result = _json("The result", builder.ref(method.output_type))
+                    success = {"200": _with_headers(result, [])}
                 operation: dict[str, Any] = {
                     "operationId": method.name,
                     "summary": method.name,
@@ -232,11 +289,16 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                             for p in path_params
                         ),
                         *(builder.parameter(method.input_type, f, "query") for f in query),
+                        # The request_id field's header form, where there is one.
+                        *([IDEMPOTENCY_KEY] if _idempotent(builder, request, rule.body) else []),
                     ],
                     "responses": {
                         **success,
                         **{
-                            code: _json(text, "#/components/schemas/Status")
+                            code: _with_headers(
+                                _json(text, "#/components/schemas/Status"),
+                                ERROR_HEADERS.get(code, []),
+                            )
                             for code, text in ERRORS.items()
                         },
                     },
@@ -257,10 +319,22 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
     builder.schemas["FieldViolation"] = FIELD_VIOLATION_SCHEMA
     return {
         "openapi": "3.0.3",
-        "info": {"title": title, "version": version},
+        "info": {
+            "title": title,
+            "version": version,
+            "license": {"name": "Proprietary"},
+        },
+        "servers": [
+            {
+                "url": "/",
+                "description": "The origin that serves this document: the REST address of "
+                "`conversation-service serve` (--http-address) or of `proxy`",
+            }
+        ],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(builder.schemas.items())),
+            "headers": HEADERS,
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
@@ -271,6 +345,12 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
         },
         "security": [{"apiKey": []}],
     }
+
+
+def _with_headers(response: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A response with the headers every answer has (X-Request-Id) and `names`."""
+    headers = {name: {"$ref": f"#/components/headers/{name}"} for name in ["X-Request-Id", *names]}
+    return {**response, "headers": headers}
 
 
 def _json(description: str, ref: str) -> dict[str, Any]:

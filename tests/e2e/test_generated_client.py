@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from server.package_data import OPENAPI
+from server.service.domain import ORDERS
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
 
 GENERATOR = str(Path(sys.executable).parent / "openapi-python-client")
@@ -177,8 +178,11 @@ def test_idempotency_key_conflicts_are_400(api: Api, rest: ServiceProcess) -> No
 def test_reads_with_bad_parameters_are_400(api: Api) -> None:
     negative = api.list.sync_detailed("D10", client=api.demo, sku="S", page_size=-1)
     assert violations(status_of(negative, 400, 3)) == [("page_size", "NEGATIVE")]
-    order = api.list.sync_detailed("D10", client=api.demo, sku="S", order_by="sideways")
-    assert violations(status_of(order, 400, 3)) == [("order_by", "UNKNOWN_ORDER")]
+    # The client types order_by: it offers the orders there are, and only those.
+    order_by = api.models.ListConversationsOrderBy
+    assert {order.value for order in order_by} == set(ORDERS)
+    order = api.list.sync_detailed("D10", client=api.demo, sku="S", order_by=order_by.RELEVANCE)
+    assert violations(status_of(order, 400, 3)) == [("order_by", "SEARCH_REQUIRED")]
     token = api.list.sync_detailed("D10", client=api.demo, sku="S", page_token="forged")
     assert violations(status_of(token, 400, 3)) == [("page_token", "NOT_A_PAGE_TOKEN")]
     blank = api.list.sync_detailed("D10", client=api.demo, sku=" ")

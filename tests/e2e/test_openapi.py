@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import schemathesis
@@ -9,12 +10,14 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from server.package_data import OPENAPI
+from server.service.domain import ORDERS
+from server.service.errors import Reason
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
 from tests.support import basic_authorization
 
 schema = schemathesis.openapi.from_path(OPENAPI)
 # What the REST API promises: never a 5xx, only documented statuses and content
-# types, bodies as described. Not schemathesis' 405 for unknown methods: the
+# types, bodies and headers as described. Not schemathesis' 405 for unknown methods: the
 # v4 API answers 404 there, and bounds (lengths, language tags) are in the
 # field descriptions, not in the schema.
 CHECKS = [
@@ -22,6 +25,7 @@ CHECKS = [
     checks.status_code_conformance,
     checks.content_type_conformance,
     checks.response_schema_conformance,
+    checks.response_headers_conformance,
 ]
 
 
@@ -42,3 +46,33 @@ def test_live_api_matches_its_description(
     case.call_and_validate(
         base_url=rest.base_url, headers={"authorization": authorization}, checks=CHECKS
     )
+
+
+def test_the_description_declares_what_clients_rely_on() -> None:
+    """Where to send requests, the license, the Idempotency-Key header where request_id is,
+    the headers of 401 and 429, every error docs/api.md describes, and typed values."""
+    document = json.loads(OPENAPI.read_text())
+    operations = {
+        operation["operationId"]: operation
+        for methods in document["paths"].values()
+        for operation in methods.values()
+    }
+    create, answer = operations["CreateConversation"], operations["CreateAnswer"]
+    listing = operations["ListConversations"]
+    schemas = document["components"]["schemas"]
+
+    assert document["servers"][0]["url"] == "/"
+    assert document["info"]["license"]["name"]
+    for idempotent in (create, answer):
+        assert "Idempotency-Key" in {p["name"] for p in idempotent["parameters"]}
+    assert "Idempotency-Key" not in {p["name"] for p in listing["parameters"]}
+    for operation in operations.values():
+        responses = operation["responses"]
+        assert set(responses) >= {"400", "401", "404", "408", "429", "431", "500", "503", "504"}
+        assert "WWW-Authenticate" in responses["401"]["headers"]
+        assert "Retry-After" in responses["429"]["headers"]
+    [order_by] = [p for p in listing["parameters"] if p["name"] == "order_by"]
+    assert set(order_by["schema"]["enum"]) == set(ORDERS)
+    assert schemas["Answer"]["properties"]["response_type"]["enum"] == ["owner", "retailer"]
+    reasons = schemas["FieldViolation"]["properties"]["reason"]["enum"]
+    assert reasons == [reason.value for reason in Reason]
