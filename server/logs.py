@@ -267,7 +267,22 @@ def configure_logging(level: str = "info", line_format: str = "json", pid: bool 
     # The access log's lines are INFO: --log-level warning leaves them out too.
     access_log.addHandler(handler)
     access_log.propagate = False
+    # What would reach stderr in a format of its own goes through logging too.
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    logging.getLogger("server").critical("uncaught exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(hook: threading.ExceptHookArgs) -> None:
+    if hook.exc_type is SystemExit:
+        return
+    name = hook.thread.name if hook.thread is not None else "?"
+    exc_info = (hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback)
+    logging.getLogger("server").error("uncaught exception in thread %s", name, exc_info=exc_info)
 
 
 def access_writer() -> Callable[[str], None]:
