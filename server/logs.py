@@ -67,6 +67,7 @@ class JsonLines(JsonFormatter):
     def __init__(self) -> None:
         super().__init__(["message"])
         self._clock = UtcClock()
+        self._pid = os.getpid()  # each process configures its logging itself
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -82,7 +83,7 @@ class JsonLines(JsonFormatter):
         message among them), as format() would write it, without the record."""
         return (
             f'{{"time": "{self._clock.stamp(seconds)}", "level": "info", '
-            f'"logger": "{logger}", "pid": {os.getpid()}, {fields[1:]}'
+            f'"logger": "{logger}", "pid": {self._pid}, {fields[1:]}'
         )
 
 
@@ -93,7 +94,7 @@ class TextLines(logging.Formatter):
     def __init__(self, pid: bool = False) -> None:
         super().__init__()
         self._clock = UtcClock()
-        self._pid = pid
+        self._pid = f"[{os.getpid()}]" if pid else ""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.msg if isinstance(record.msg, dict) else None
@@ -112,8 +113,7 @@ class TextLines(logging.Formatter):
         return f"{self._head(seconds, 'INFO', logger)} {escape_controls(fields)}"
 
     def _head(self, seconds: float, level: str, logger: str) -> str:
-        name = f"{logger}[{os.getpid()}]" if self._pid else logger
-        return f"{self._clock.stamp(seconds)} {level} {name}"
+        return f"{self._clock.stamp(seconds)} {level} {logger}{self._pid}"
 
 
 Lines = JsonLines | TextLines
