@@ -27,9 +27,13 @@ from pythonjsonlogger.json import JsonFormatter
 
 from server.api.interceptors import access_log, call_ids
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-LEVELS["error"] = logging.ERROR
-FORMATS = ("json", "text")
+# --log-level's names.
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 # Seconds an access log line may wait to be written. A process killed with
 # SIGKILL loses the lines of its last FLUSH_INTERVAL; one that exits writes them.
 FLUSH_INTERVAL = 0.2
