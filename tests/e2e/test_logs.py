@@ -39,6 +39,7 @@ HOSTILE = {
 # HTTP/1.1 cannot carry a newline in a header value.
 HOSTILE_OVER_REST = ("escape", "long", "quotes")
 PLAIN = "client-42.retry:1"
+A_UUID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"  # which Envoy once rewrote (its trace reason)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Run:
     rest_ids: dict[str, tuple[int, str | None, str | None]] = field(default_factory=dict)
     plain_grpc: str = ""
     plain_rest: tuple[str | None, str] = (None, "")
+    uuid_rest: tuple[str | None, str] = (None, "")
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, code) logged
     health_checks: int = 0  # Envoy's
 
@@ -121,6 +123,9 @@ def calls(service: ServiceProcess, result: Run) -> None:
     response = call(service, "GET", CONVERSATIONS, headers={"x-request-id": PLAIN})
     line, since = next_rpc_line(service, since)
     result.plain_rest = (response.headers.get("x-request-id"), line["request_id"])
+    response = call(service, "GET", CONVERSATIONS, headers={"x-request-id": A_UUID})
+    line, since = next_rpc_line(service, since)
+    result.uuid_rest = (response.headers.get("x-request-id"), line["request_id"])
     assert call(service, "GET", "/nope").status == 404
     service.wait_for_log('"event": "http_refused"', since=since)
 
@@ -256,7 +261,8 @@ def test_a_hostile_request_id_over_rest_is_replaced_echoed_and_logged_as_replace
 
 def test_a_plain_client_request_id_is_the_one_logged(run: Run) -> None:
     assert run.plain_grpc == PLAIN
-    assert run.plain_rest == (PLAIN, PLAIN)
+    assert run.plain_rest == (PLAIN, PLAIN)  # sent back, and logged
+    assert run.uuid_rest == (A_UUID, A_UUID)
 
 
 def test_log_format_text_writes_lines_for_a_terminal(tmp_path: Path) -> None:
