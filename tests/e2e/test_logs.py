@@ -22,6 +22,7 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from tests.databases import empty_postgres
 from tests.e2e.raw_requests import grpc_call, http1_get
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, call
 from tests.e2e.test_rest import CONVERSATIONS, SEED_BODY
@@ -294,3 +295,23 @@ def test_log_level_warning_leaves_out_info_lines(tmp_path: Path) -> None:
 
     assert lines, "Envoy's warning as it stops"
     assert {line["level"] for line in lines} <= {"warning", "error", "critical"}
+
+
+def test_every_line_is_a_json_object_on_postgresql_too(tmp_path: Path, postgres_url: str) -> None:
+    empty_postgres(postgres_url)
+    args = ["--database-url", postgres_url, "--processes", "2"]
+    service = ServiceProcess(tmp_path, args, rest=True, demo=True)
+    try:
+        service.wait_until_serving()
+        assert call(service, "POST", CONVERSATIONS, SEED_BODY).status == 200
+        assert call(service, "GET", CONVERSATIONS).status == 200
+        service.wait_for_log('/ListConversations OK"')
+    finally:
+        assert service.stop() == 0
+    lines = [json.loads(line) for line in service.log().splitlines()]
+
+    assert {"time", "level", "logger", "message", "pid"} <= set.intersection(
+        *(set(line) for line in lines)
+    )
+    assert all(RFC3339_UTC.fullmatch(line["time"]) for line in lines)
+    assert any(line.get("event") == "rpc" for line in lines)
