@@ -268,6 +268,9 @@ def configure_logging(level: str = "info", line_format: str = "json", pid: bool 
     handler.addFilter(CallIdsFilter())
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
+    # peewee's debug lines are every statement with its values (shoppers' texts, key
+    # digests): never written.
+    logging.getLogger("peewee").setLevel(max(LEVELS[level], logging.INFO))
     # The access log's lines are INFO: --log-level warning leaves them out too.
     access_log.addHandler(handler)
     access_log.propagate = False
