@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import json
 import logging
 import tempfile
 import time
@@ -281,6 +280,8 @@ def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvo
         on_restart=metrics.count_envoy_restart,
         on_refusal=log_envoy_refusal,
         otlp_endpoint=config.otlp_endpoint,
+        log_level=config.log_level,
+        log_format=config.log_format,
     )
     proxy.start()
     return proxy
@@ -292,7 +293,8 @@ def log_envoy_refusal(entry: dict[str, Any]) -> None:
     logged as an error, although the service answered the call."""
     status = entry.get("status")
     level = logging.ERROR if isinstance(status, int) and status >= 500 else logging.INFO
-    access_log.log(level, json.dumps({"event": "http_refused", **entry}))
+    message = f"{entry.get('method')} {entry.get('path')} {status}"
+    access_log.log(level, {"message": message, "event": "http_refused", **entry})
     metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
 
 

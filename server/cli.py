@@ -66,6 +66,8 @@ def proxy(args: argparse.Namespace) -> int:
         workers=args.envoy_workers,
         grace_period=args.grace_period,
         otlp_endpoint=args.otlp_endpoint,
+        log_level=args.log_level,
+        log_format=args.log_format,
         stopping=stop_requested(),
     )
 
@@ -177,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     for name in (
         *("http_address", "envoy_workers", "grace_period", "max_request_bytes"),
         *("http_request_timeout", "http_tls_cert", "http_tls_key", "otlp_endpoint"),
+        *("log_level", "log_format"),
     ):
         _config_option(proxy_parser, name)
 
@@ -311,7 +314,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    configure_logging()
+    configure_logging(
+        getattr(args, "log_level", Config.log_level),
+        getattr(args, "log_format", Config.log_format),
+    )
     run: Command = args.run
     return run(args)
 

@@ -138,6 +138,18 @@ class Config:
         "(docs/operations.md)",
     )
 
+    # Every line on stderr, the service's and its Envoy's (docs/operations.md, Logs).
+    log_level: str = option(
+        "info",
+        "the least severe log lines written: debug, info (a line per call), warning or error",
+        choices=["debug", "info", "warning", "error"],
+    )
+    log_format: str = option(
+        "json",
+        "log lines as JSON objects, one a line (for a log pipeline), or text (for a terminal)",
+        choices=["json", "text"],
+    )
+
     # Off unless asked for (`make run` asks): a production database that is lost and
     # recreated must not come back with a documented key.
     demo: bool = option(

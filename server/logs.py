@@ -1,50 +1,144 @@
-"""Logging of the command line: standard lines on stderr, the access log written in batches.
+"""Logging of the command line: a line per record on stderr, JSON objects (or text for a
+terminal), the access log written in batches, every line in time order.
 
-The access log has a line per call. Written one at a time, each line cost a
-write to stderr, which let go of the GIL and took it back under load (its cost
-is in docs/architecture.md, A batched access log). Its
-lines are written together instead, at most FLUSH_INTERVAL seconds after
-their calls, as nginx and Envoy do with theirs. Every other logger writes each
-line at once.
+Every logger's lines go through one BatchingStreamHandler. The access log has a line
+per call. Written one at a time, each line cost a write to stderr, which let go of the
+GIL and took it back under load (its cost is in docs/architecture.md, A batched access
+log). Its lines are written together instead, at most FLUSH_INTERVAL seconds after
+their calls, as nginx and Envoy do with theirs. A line of any other logger is written
+at once, after the access lines queued before it: the stream stays in time order.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import re
 import select
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
+
+from pythonjsonlogger.json import JsonFormatter
 
 from server.api.interceptors import access_log, call_ids
 
-# A line logged while a call is served names the call (CallIdsFilter); the
-# access log's lines, JSON objects, hold the same ids as fields.
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(call_ids)s%(message)s"
-ACCESS_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# logging.Formatter's, then ",%03d" for the milliseconds.
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# --log-level's names.
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 # Seconds an access log line may wait to be written. A process killed with
 # SIGKILL loses the lines of its last FLUSH_INTERVAL; one that exits writes them.
 FLUSH_INTERVAL = 0.2
 # Lines written at once, whatever their age: they bound the memory held.
 MAX_LINES = 1000
+# What a terminal would act on in a text line: control characters, C0 and C1.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class UtcClock:
+    """RFC 3339 timestamps in UTC to the millisecond (2026-12-07T19:00:43.123Z), the
+    formatting of a second done once."""
+
+    def __init__(self) -> None:
+        self._second, self._prefix = -1, ""
+
+    def stamp(self, seconds: float) -> str:
+        second = int(seconds)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((seconds - second) * 1000):03d}Z"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with its control characters written as Python escapes (\\n, \\x1b)."""
+    return CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+class JsonLines(JsonFormatter):
+    """A record as one JSON object: time, level, logger, pid, message, the call's
+    request_id and trace_id when it is logged in a call, then the record's extra fields
+    (or those of a dict logged as the message)."""
+
+    def __init__(self) -> None:
+        super().__init__(["message"])
+        self._clock = UtcClock()
+        self._pid = os.getpid()  # each process configures its logging itself
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = self._clock.stamp(record.created)
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["pid"] = record.process
+        super().add_fields(log_data, record, message_dict)
+
+    def fields_line(self, seconds: float, logger: str, fields: str) -> str:
+        """The line of an INFO record whose fields are the JSON object `fields` (its
+        message among them), as format() would write it, without the record."""
+        return (
+            f'{{"time": "{self._clock.stamp(seconds)}", "level": "info", '
+            f'"logger": "{logger}", "pid": {self._pid}, {fields[1:]}'
+        )
+
+
+class TextLines(logging.Formatter):
+    """A record as a line for a terminal: time, LEVEL, logger ([pid] with `pid`), the call's
+    ids, and the message, its control characters escaped."""
+
+    def __init__(self, pid: bool = False) -> None:
+        super().__init__()
+        self._clock = UtcClock()
+        self._pid = f"[{os.getpid()}]" if pid else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.msg if isinstance(record.msg, dict) else None
+        text = json.dumps(message) if message is not None else record.getMessage()
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            trace_id = getattr(record, "trace_id", None) or "-"
+            text = f"request_id={request_id} trace_id={trace_id} {text}"
+        line = f"{self._head(record.created, record.levelname, record.name)} "
+        line += escape_controls(text)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+    def fields_line(self, seconds: float, logger: str, fields: str) -> str:
+        return f"{self._head(seconds, 'INFO', logger)} {escape_controls(fields)}"
+
+    def _head(self, seconds: float, level: str, logger: str) -> str:
+        return f"{self._clock.stamp(seconds)} {level} {logger}{self._pid}"
+
+
+Lines = JsonLines | TextLines
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes whole lines to a stream in batches, from a thread of its own: every
-    `interval` seconds, or as soon as MAX_LINES are waiting; and when flushed or closed."""
+    """Writes whole lines to a stream: those of the loggers named in `batched` in batches,
+    from a thread of its own, every `interval` seconds, or as soon as MAX_LINES are
+    waiting; any other line at once, after the lines waiting."""
 
-    def __init__(self, stream: TextIO, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        interval: float = FLUSH_INTERVAL,
+        batched: frozenset[str] = frozenset({access_log.name}),
+    ) -> None:
         super().__init__(stream)
+        self._batched = batched
         self._lines: list[str] = []
-        self._second, self._stamp = -1, ""  # the time of the last line, to the second
-        # After the logger's name in write_line()'s lines: "[PID]" when processes share a stream.
-        self.name_suffix = ""
+        self._last = 0.0  # the time of the last line queued: no line goes back in time
+        self.lines: Lines = JsonLines()
         # Batches taken and batches written: one writer at a time, in order.
         self._taken = self._written = 0
         self._turns = threading.Condition(threading.Lock())
@@ -55,26 +149,30 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         )
         self._flusher.start()
 
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # logging's
+        super().setFormatter(fmt)
+        if isinstance(fmt, JsonLines | TextLines):
+            self.lines = fmt
+
     def emit(self, record: logging.LogRecord) -> None:
         # Called with the handler's lock held, as flush() takes it. A line that
         # fails is reported by handleError and never fails the caller's call.
         try:
+            # A record made by another thread just before the last line was queued
+            # takes that line's time.
+            record.created = self._last = max(record.created, self._last)
             self._add(self.format(record) + self.terminator)
+            if record.name not in self._batched:
+                self.flush()
         except Exception:
             self.handleError(record)
 
-    def write_line(self, name: str, message: str) -> None:
-        """An INFO line of logger `name`, as a record formatted with ACCESS_FORMAT reads,
-        without the record: the access log's hot path."""
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime(TIME_FORMAT, time.localtime(now))
-        stamp = f"{self._stamp},{int((now - second) * 1000):03d}"
-        line = f"{stamp} INFO {name}{self.name_suffix} {message}\n"
+    def write_line(self, name: str, fields: str) -> None:
+        """An INFO line of logger `name` whose fields are the JSON object `fields`, as a
+        record of them would read, without the record: the access log's hot path."""
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            self._add(line)
+            self._last = max(time.time(), self._last)
+            self._add(self.lines.fields_line(self._last, name, fields) + "\n")
 
     def _add(self, line: str) -> None:
         """Queue a line, with the handler's lock held; the line that fills a batch wakes
@@ -145,27 +243,53 @@ def write_whole_lines(stream: TextIO, lines: str) -> None:
 
 
 class CallIdsFilter(logging.Filter):
-    """Gives each record `call_ids`: "request_id=... trace_id=... " while a call is served
-    (in its task, or a thread working for it), else ""."""
+    """Gives each record logged while a call is served (in its task, or a thread working
+    for it) the call's `request_id` and `trace_id`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         ids = call_ids.get()
-        record.call_ids = (
-            "" if ids is None else f"request_id={ids.request_id} trace_id={ids.trace_id or '-'} "
-        )
+        if ids is not None and not hasattr(record, "request_id"):
+            record.request_id, record.trace_id = ids
         return True
 
 
-def configure_logging() -> None:
-    """INFO and above on stderr, each line of a call with its ids; the access log in batches,
-    on the same stream."""
-    logging.basicConfig(level=logging.INFO, format=FORMAT)
-    for root_handler in logging.getLogger().handlers:
-        root_handler.addFilter(CallIdsFilter())
+def configure_logging(level: str = "info", line_format: str = "json", pid: bool = False) -> None:
+    """Lines of `level` and above on stderr, each line of a call with its ids, as JSON
+    objects or text (`line_format`); the access log's in batches, on the same stream and
+    in time order. `pid` names the process in text lines too (JSON lines always do): the
+    processes of `serve --processes N` share the stream."""
+    root = logging.getLogger()
+    for old in list(root.handlers) + list(access_log.handlers):
+        root.removeHandler(old)
+        access_log.removeHandler(old)
+        old.close()
     handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(ACCESS_FORMAT))
+    handler.setFormatter(JsonLines() if line_format == "json" else TextLines(pid))
+    handler.addFilter(CallIdsFilter())
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    # peewee's debug lines are every statement with its values (shoppers' texts, key
+    # digests): never written.
+    logging.getLogger("peewee").setLevel(max(LEVELS[level], logging.INFO))
+    # The access log's lines are INFO: --log-level warning leaves them out too.
     access_log.addHandler(handler)
     access_log.propagate = False
+    # What would reach stderr in a format of its own goes through logging too.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    logging.getLogger("server").critical("uncaught exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(hook: threading.ExceptHookArgs) -> None:
+    if hook.exc_type is SystemExit:
+        return
+    name = hook.thread.name if hook.thread is not None else "?"
+    exc_info = (hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback)
+    logging.getLogger("server").error("uncaught exception in thread %s", name, exc_info=exc_info)
 
 
 def access_writer() -> Callable[[str], None]:
@@ -173,5 +297,7 @@ def access_writer() -> Callable[[str], None]:
     configure_logging() has set it up, else through logging."""
     for handler in access_log.handlers:
         if isinstance(handler, BatchingStreamHandler):
-            return functools.partial(handler.write_line, access_log.name)
+            if access_log.isEnabledFor(logging.INFO):
+                return functools.partial(handler.write_line, access_log.name)
+            return lambda fields: None
     return access_log.info

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from concurrent import futures
@@ -21,7 +20,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from server import logs, metrics
-from server.api.interceptors import access_log
 from server.app import (
     RunningServer,
     drain,
@@ -74,8 +72,7 @@ class Health:
 def main(argv: Sequence[str]) -> int:
     control = Connection(int(argv[1]))
     config, number, local_address = control.recv()
-    logs.configure_logging()
-    name_the_process_in_log_lines()
+    name_the_process_in_log_lines(config)
     tracing = start_tracing(config)
     try:
         store = open_store(config, tracing)
@@ -88,18 +85,10 @@ def main(argv: Sequence[str]) -> int:
             tracing.shutdown()
 
 
-def name_the_process_in_log_lines() -> None:
-    """Each line names the process that wrote it, as `conversation_service.access[PID]`:
-    the processes of one `serve --processes N` write to the same stream."""
-    for logger, line_format in (
-        (logging.getLogger(), logs.FORMAT),
-        (access_log, logs.ACCESS_FORMAT),
-    ):
-        with_pid = logging.Formatter(line_format.replace("%(name)s", "%(name)s[%(process)d]"))
-        for handler in logger.handlers:
-            handler.setFormatter(with_pid)
-            if isinstance(handler, logs.BatchingStreamHandler):  # its write_line() too
-                handler.name_suffix = f"[{os.getpid()}]"
+def name_the_process_in_log_lines(config: Config) -> None:
+    """Each line names the process that wrote it (text lines as `logger[PID]`): the
+    processes of one `serve --processes N` write to the same stream."""
+    logs.configure_logging(config.log_level, config.log_format, pid=True)
 
 
 async def serve(

@@ -294,7 +294,7 @@ def shared_port(address: str) -> Iterator[str]:
 def serve(config: Config, count: int) -> int:
     """Run `count` server processes on config's gRPC port and Envoy in front of them until
     SIGTERM or SIGINT, then drain all; returns the exit code."""
-    name_the_process_in_log_lines()
+    name_the_process_in_log_lines(config)
     stopping = stop_requested()
     try:
         with shared_port(config.grpc_address) as grpc_address:

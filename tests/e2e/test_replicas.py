@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -22,12 +22,12 @@ from tests.e2e.service import ServiceProcess, free_port, http
 from tests.support import SERVICE, basic_authorization, organisation_with_key, stored_questions
 
 CREATE_LOG_LINE = '"method": "/conversations.v4.ConversationService/CreateConversation"'
-# How a log line begins: its time (logging's asctime, the machine's local time).
-LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
-# An access log line: its time, and the process that wrote it when processes share the log.
-ACCESS_LINE = re.compile(
-    r"(?P<time>\S+ \S+) INFO conversation_service\.access(?P<process>\[\d+\])? "
-)
+
+
+def logged_creates(replica: ServiceProcess) -> list[tuple[datetime.datetime, int]]:
+    """The time (UTC) and process of each create's access log line."""
+    lines = [json.loads(line) for line in replica.log().splitlines() if CREATE_LOG_LINE in line]
+    return [(datetime.datetime.fromisoformat(line["time"]), line["pid"]) for line in lines]
 
 
 def creates_logged_before(replica: ServiceProcess, moment: datetime.datetime) -> int:
@@ -36,11 +36,7 @@ def creates_logged_before(replica: ServiceProcess, moment: datetime.datetime) ->
     Each replica writes its access log every FLUSH_INTERVAL, each at its own
     time: counted up to one moment, two logs cover the same stretch of time.
     """
-    return sum(
-        1
-        for line in replica.log().splitlines()
-        if CREATE_LOG_LINE in line and datetime.datetime.strptime(line[:23], LOG_TIME) < moment
-    )
+    return sum(1 for stamped, _ in logged_creates(replica) if stamped < moment)
 
 
 def wait_until_logged_past(replica: ServiceProcess, moment: datetime.datetime) -> None:
@@ -48,13 +44,10 @@ def wait_until_logged_past(replica: ServiceProcess, moment: datetime.datetime) -
     after it: each process writes its lines in order, so every line before is written."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        before: set[str] = set()
-        after: set[str] = set()
-        for line in replica.log().splitlines():
-            found = ACCESS_LINE.match(line)
-            if found and CREATE_LOG_LINE in line:
-                stamped = datetime.datetime.strptime(found["time"], LOG_TIME)
-                (before if stamped < moment else after).add(found["process"])
+        before: set[int] = set()
+        after: set[int] = set()
+        for stamped, process in logged_creates(replica):
+            (before if stamped < moment else after).add(process)
         if before <= after:
             return
         time.sleep(0.05)  # polling the log
@@ -100,7 +93,7 @@ def test_creates_spread_over_two_replicas_and_survive_stopping_one(
         try:
             with Load([rest_create(f"http://{http_address}", authorization)] * 6) as load:
                 load.wait_for_successes(200)
-                moment = datetime.datetime.now()
+                moment = datetime.datetime.now(datetime.UTC)
                 for replica in replicas:
                     wait_until_logged_past(replica, moment)
                 spread = [creates_logged_before(r, moment) for r in replicas]

@@ -135,10 +135,72 @@ def test_the_access_log_line_carries_the_request_and_trace_ids(
     lines = logged_lines(traced, headers["x-request-id"])
 
     assert len(lines) == 1
-    logged = json.loads(lines[0].split(" ", 4)[4])
+    logged = json.loads(lines[0])
     assert logged["trace_id"] == trace_id
     assert logged["request_id"] == headers["x-request-id"]
     assert logged["method"] == SERVICE_SPAN
+
+
+def test_a_plain_request_id_that_is_no_uuid_is_kept_and_traced(
+    traced: ServiceProcess, receiver: OtlpReceiver
+) -> None:
+    request_id = "order-42.retry:1"
+    headers = create(traced, **{"x-request-id": request_id})
+
+    [line] = logged_lines(traced, f'"request_id": "{request_id}"')
+    trace_id = json.loads(line)["trace_id"]
+    spans = one_trace(receiver, trace_id)
+
+    assert headers["x-request-id"] == request_id  # as the client sent it
+    envoy = next(s for s in spans if s.service == "conversation-service-envoy")
+    assert envoy.attributes()["guid:x-request-id"] == request_id
+    assert any(s.span.name == SERVICE_SPAN for s in spans)
+
+
+def test_the_ingress_span_url_carries_no_query(
+    traced: ServiceProcess, receiver: OtlpReceiver
+) -> None:
+    conversation = json.loads(
+        http(
+            "POST",
+            traced.base_url + CONVERSATIONS,
+            json.dumps(SEED_BODY),
+            {
+                "content-type": "application/json",
+                "authorization": basic_authorization(*DEMO_CREDENTIALS),
+            },
+        ).body
+    )
+    vote = (
+        f"/v4/conversations/{conversation['id']}/increment_helpful?trkref=D10&voter_id=shopper-77"
+    )
+    response = http(
+        "POST",
+        traced.base_url + vote,
+        headers={
+            "authorization": basic_authorization(*DEMO_CREDENTIALS),
+            "traceparent": TRACEPARENT.replace(CLIENT_TRACE, VOTE_TRACE),
+        },
+    )
+    assert response.status == 202, response
+
+    spans = receiver.wait_for(
+        lambda spans: any(
+            s.trace_id == VOTE_TRACE and s.service == "conversation-service-envoy" for s in spans
+        ),
+        timeout=10,
+    )
+    [envoy] = [
+        s for s in spans if s.trace_id == VOTE_TRACE and s.service == "conversation-service-envoy"
+    ]
+
+    url = envoy.attributes()["http.url"]
+    assert url.endswith(f"/v4/conversations/{conversation['id']}/increment_helpful"), url
+    everything = json.dumps([s.attributes() for s in spans if s.trace_id == VOTE_TRACE])
+    assert "shopper-77" not in everything
+
+
+VOTE_TRACE = "7af7651916cd43dd8448eb211c803197"
 
 
 def logged_lines(service: ServiceProcess, text: str, timeout: float = 5) -> list[str]:

@@ -7,7 +7,14 @@ import json
 import grpc
 import pytest
 
-from server.api.interceptors import AccessLogInterceptor, CallIds, call_ids
+from server.api.interceptors import (
+    HEALTH_CHECK,
+    HEALTH_CHECKER,
+    AccessLogInterceptor,
+    CallIds,
+    _call_metadata,
+    call_ids,
+)
 
 
 @pytest.mark.parametrize(
@@ -16,7 +23,7 @@ from server.api.interceptors import AccessLogInterceptor, CallIds, call_ids
         None,
         CallIds("3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21", None),
         CallIds("req-1", "4bf92f3577b34da6a3ce929d0e0e4736"),
-        CallIds('a "quoted" \\ id \u2028 é \x00', None),  # a caller's own x-request-id
+        CallIds('a "quoted" \\ id \u2028 é \x00', None),  # not what identify_call keeps
     ],
 )
 def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
@@ -35,6 +42,7 @@ def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
     assert lines == [
         json.dumps(
             {
+                "message": "/conversations.v4.ConversationService/GetConversation NOT_FOUND",
                 "event": "rpc",
                 "method": "/conversations.v4.ConversationService/GetConversation",
                 "code": "NOT_FOUND",
@@ -44,3 +52,16 @@ def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
             }
         )
     ]
+
+
+def test_the_health_checks_of_the_service_own_envoy_are_not_logged() -> None:
+    lines: list[str] = []
+    observer = AccessLogInterceptor(write=lines.append)
+    token = _call_metadata.set((HEALTH_CHECKER,))
+    try:
+        observer.observe(HEALTH_CHECK, grpc.StatusCode.OK, 0.001)
+    finally:
+        _call_metadata.reset(token)
+    observer.observe(HEALTH_CHECK, grpc.StatusCode.OK, 0.001)  # anyone else's
+
+    assert [json.loads(line)["method"] for line in lines] == [HEALTH_CHECK]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
+import pytest
+
 from server.api.interceptors import CallIds, RequestIds, call_ids, identify_call
-from server.logs import FORMAT, CallIdsFilter
+from server.logs import CallIdsFilter, JsonLines, TextLines
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -41,27 +44,50 @@ def test_a_malformed_or_empty_traceparent_gives_no_trace_id() -> None:
         assert identify_call([("traceparent", value)]).trace_id is None
 
 
-def test_a_long_request_id_is_cut() -> None:
-    assert len(identify_call([("x-request-id", "r" * 1000)]).request_id) == 128
+@pytest.mark.parametrize("plain", ["a", "order-42.retry:1", "A_b.c:d-e", "r" * 64])
+def test_a_short_plain_request_id_is_kept(plain: str) -> None:
+    assert identify_call([("x-request-id", plain)]).request_id == plain
 
 
-def format_line(message: str) -> str:
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "r" * 65,
+        "r" * 8000,
+        "abc\nCRITICAL server.app FAKE: admin key rotated",
+        "\x1b[2Jabc",
+        'a b "c" trace_id=0af7651916cd43dd8448eb211c80319c',
+        "é",
+        "",
+    ],
+)
+def test_any_other_request_id_is_replaced_by_a_new_uuid(hostile: str) -> None:
+    request_id = identify_call([("x-request-id", hostile)]).request_id
+
+    assert str(uuid.UUID(request_id)) == request_id
+
+
+def format_line(message: str, formatter: logging.Formatter) -> str:
     record = logging.LogRecord("server.x", logging.ERROR, __file__, 1, message, (), None)
     CallIdsFilter().filter(record)
-    return logging.Formatter(FORMAT).format(record)
+    return formatter.format(record)
 
 
 def test_a_line_logged_during_a_call_names_it() -> None:
     token = call_ids.set(CallIds("abc-123", TRACE_ID))
     try:
-        line = format_line("CreateConversation failed")
+        text = format_line("CreateConversation failed", TextLines())
+        fields = json.loads(format_line("CreateConversation failed", JsonLines()))
     finally:
         call_ids.reset(token)
 
-    assert line.endswith(
+    assert text.endswith(
         f"ERROR server.x request_id=abc-123 trace_id={TRACE_ID} CreateConversation failed"
     )
+    assert (fields["request_id"], fields["trace_id"]) == ("abc-123", TRACE_ID)
+    assert (fields["level"], fields["logger"]) == ("error", "server.x")
 
 
 def test_a_line_logged_outside_a_call_has_no_ids() -> None:
-    assert format_line("stopped").endswith("ERROR server.x stopped")
+    assert format_line("stopped", TextLines()).endswith("ERROR server.x stopped")
+    assert "request_id" not in json.loads(format_line("stopped", JsonLines()))

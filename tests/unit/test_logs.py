@@ -1,10 +1,12 @@
-"""The access log's handler writes whole lines in batches, at most an interval late, and
-never lets another process's write land inside a line."""
+"""The log's handler writes the access log's lines in batches, at most an interval late,
+any other line at once and after them, and never lets another process's write land inside
+a line; its lines are JSON objects or text for a terminal."""
 
 from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import os
 import re
@@ -31,8 +33,12 @@ class Writes(io.StringIO):
         return len(text)
 
 
-def record(n: int) -> logging.LogRecord:
-    return logging.LogRecord("access", logging.INFO, __file__, 1, "call %d", (n,), None)
+ACCESS = "conversation_service.access"
+RFC3339_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def record(n: int, name: str = ACCESS, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, "call %d", (n,), None)
 
 
 @pytest.fixture
@@ -114,30 +120,73 @@ def test_a_stream_that_fails_never_fails_the_caller() -> None:
             handler.close()
 
 
-def test_a_line_written_directly_reads_as_a_formatted_record(
+def test_another_logger_line_goes_at_once_after_the_lines_waiting(
     stream: Writes, handler: logs.BatchingStreamHandler
 ) -> None:
-    handler.setFormatter(logging.Formatter(logs.ACCESS_FORMAT))
-    formatted = handler.format(
-        logging.LogRecord("access", logging.INFO, __file__, 1, "m", (), None)
-    )
-    handler.write_line("access", "m")
+    handler.setFormatter(logs.JsonLines())
+    handler.handle(record(1))
+    handler.write_line(ACCESS, '{"message": "call 2"}')
+    handler.handle(record(3, name="server.app", level=logging.ERROR))
+
+    lines = [json.loads(line) for line in "".join(stream.writes).splitlines()]
+    assert [line["message"] for line in lines] == ["call 1", "call 2", "call 3"]
+    assert [line["time"] for line in lines] == sorted(line["time"] for line in lines)
+
+
+def test_a_json_line_has_time_level_logger_pid_and_message(
+    stream: Writes, handler: logs.BatchingStreamHandler
+) -> None:
+    handler.setFormatter(logs.JsonLines())
+    handler.handle(record(7, name="server.app", level=logging.WARNING))
+
+    [line] = "".join(stream.writes).splitlines()
+    fields = json.loads(line)
+    assert list(fields) == ["time", "level", "logger", "pid", "message"]
+    assert re.fullmatch(RFC3339_UTC, fields["time"])
+    assert fields["level"] == "warning" and fields["logger"] == "server.app"
+    assert fields["pid"] == os.getpid() and fields["message"] == "call 7"
+
+
+@pytest.mark.parametrize("lines", [logs.JsonLines(), logs.TextLines()])
+def test_a_line_written_directly_reads_as_a_formatted_record(
+    stream: Writes, handler: logs.BatchingStreamHandler, lines: logs.Lines
+) -> None:
+    handler.setFormatter(lines)
+    fields = {"message": "m", "event": "rpc"}
+    message = logging.LogRecord(ACCESS, logging.INFO, __file__, 1, "", (), None)
+    message.msg = fields  # a dict: its keys are the line's fields
+    formatted = handler.format(message)
+    handler.write_line(ACCESS, json.dumps(fields))
     handler.flush()
 
     [written] = stream.writes
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m\n", written)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access m", formatted)
+    time = re.compile(RFC3339_UTC)
+    assert time.sub("T", written) == time.sub("T", formatted) + "\n"
+
+
+def test_a_text_line_escapes_what_a_terminal_would_act_on() -> None:
+    hostile = "x\nCRITICAL server.app FAKE: admin key rotated\x1b[2J\x9b"
+    line = logs.TextLines().format(
+        logging.LogRecord("server.app", logging.INFO, __file__, 1, "%s", (hostile,), None)
+    )
+
+    assert re.fullmatch(
+        rf"{RFC3339_UTC} INFO server\.app x\\nCRITICAL server\.app FAKE: admin key "
+        r"rotated\\x1b\[2J\\x9b",
+        line,
+    ), line
 
 
 # A process that writes LINES access log lines through the handler to its stderr.
 WRITER = """
 import logging, sys
 from server.logs import BatchingStreamHandler
+ACCESS = "conversation_service.access"
 handler = BatchingStreamHandler(sys.stderr, interval=60)
 name, lines = sys.argv[1], int(sys.argv[2])
 for n in range(lines):
     line = (name, n, "x" * 200)
-    handler.handle(logging.LogRecord("access", 20, "", 1, "%s %05d %s", line, None))
+    handler.handle(logging.LogRecord(ACCESS, 20, "", 1, "%s %05d %s", line, None))
 handler.flush()
 """
 LINES = 3 * logs.MAX_LINES
