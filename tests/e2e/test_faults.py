@@ -134,7 +134,7 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
         r'^conversation_service_database_errors_total\{error="\w+"\} [1-9]', scraped, re.M
     )
     assert re.search(
-        r'^conversation_service_calls_total\{code="UNAVAILABLE",.*\} [1-9]', scraped, re.M
+        r'^grpc_server_handled_total\{grpc_code="UNAVAILABLE",.*\} [1-9]', scraped, re.M
     )
 
 

@@ -85,7 +85,13 @@ def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
     assert len(pids) == 2
     assert pids_serving(log, CREATE) == set(pids)  # both took calls
     # The metrics page adds up both processes' counts.
-    assert samples[f'conversation_service_calls_total{{code="OK",method="{CREATE}"}}'] == len(calls)
+    create = 'grpc_method="CreateConversation",grpc_service="conversations.v4.ConversationService"'
+    assert samples[
+        f'grpc_server_handled_total{{grpc_code="OK",{create},grpc_type="unary"}}'
+    ] == len(calls)
+    assert samples[f'grpc_server_started_total{{{create},grpc_type="unary"}}'] == len(calls)
+    # The calls in flight, summed over the live processes: none once the load has stopped.
+    assert samples[f'grpc_server_in_flight_calls{{{create},grpc_type="unary"}}'] == 0
     assert samples["conversation_service_database_up"] == 1
 
 
