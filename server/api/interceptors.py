@@ -312,10 +312,6 @@ class CallObservers(CallObserver):
     def __init__(self, *observers: CallObserver) -> None:
         self._observers = observers
 
-    def begin(self, context: Context) -> None:
-        for observer in self._observers:
-            observer.begin(context)
-
     def begin_for(self, method: str, handler: Handler) -> Begin:
         begins = tuple(observer.begin_for(method, handler) for observer in self._observers)
 
