@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CONFIG = ROOT / "docs" / "grpc" / "service-config.json"
 SERVICE = "conversations.v4.ConversationService"
 V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-# The service's limits, low enough to reach: one stream open at once, one create a second.
-LIMITS = ["--max-streams", "1", "--rate-limit", "1", "--rate-burst", "1"]
+# The service's limits, low enough to reach: one stream open at once, a create every 2 s
+# (within the 3 s the service config's 4 attempts wait, 1 s before each retry).
+LIMITS = ["--max-streams", "1", "--rate-limit", "0.5", "--rate-burst", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -152,21 +153,23 @@ def test_the_service_config_retries_a_rate_limited_create(service: ServiceProces
             return int(answer.id)
 
     created = asyncio.run(create())
-    attempts = logged_codes(service, "retried-create", 2)
+    attempts = logged_codes(service, "retried-create")
 
     assert created > 0
-    # One call of the client's, two on the server: refused, then answered after the delay.
-    assert attempts == ["RESOURCE_EXHAUSTED", "OK"]
+    # One call of the client's, several on the server: refused, then answered once the key's
+    # allowance is back.
+    assert len(attempts) >= 2 and attempts[-1] == "OK", attempts
+    assert set(attempts[:-1]) == {"RESOURCE_EXHAUSTED"}, attempts
 
 
-def logged_codes(service: ServiceProcess, request_id: str, count: int) -> list[str]:
-    """The codes of the access log lines of `request_id`, once there are `count` (the log
-    is written after the answer)."""
+def logged_codes(service: ServiceProcess, request_id: str) -> list[str]:
+    """The codes of the access log lines of `request_id`, once one is OK (the log is
+    written after the answer)."""
     codes: list[str] = []
     for _ in range(100):
         lines = [line for line in service.log().splitlines() if f'"{request_id}"' in line]
         codes = [json.loads(line[line.index("{") :])["code"] for line in lines]
-        if len(codes) >= count:
+        if "OK" in codes:
             break
         threading.Event().wait(0.05)
     return codes
