@@ -135,6 +135,8 @@ def test_a_rate_limited_call_carries_retry_info_and_rest_the_same_retry_after(
     limited = [answer for answer in answers if answer.status == 429]
     assert limited, [answer.status for answer in answers]
     assert all(answer.headers["retry-after"] == "1" for answer in limited)
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retry_delay": "1s"}
+    assert all(answer.json()["details"] == [retry_info] for answer in limited)
 
 
 def test_the_service_config_retries_a_rate_limited_create(service: ServiceProcess) -> None:
