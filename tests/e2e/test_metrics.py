@@ -3,26 +3,17 @@ state; /metrics only; a scrape and the example alert rules as promtool checks th
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 from tests.e2e.load import OK, grpc_create
+from tests.e2e.promtool import ROOT, promtool
 from tests.e2e.service import ServiceProcess, free_port, http
 
-ROOT = Path(__file__).resolve().parents[2]
-# Debian's promtool, unpacked alone by `make promtool` (make test does it).
-PROMTOOL = os.environ.get("PROMTOOL", str(ROOT / ".tools" / "bin" / "promtool"))
 ALERTS = ROOT / "docs" / "prometheus" / "alerts.yml"
 CREATE = (
     'grpc_method="CreateConversation",grpc_service="conversations.v4.ConversationService",'
     'grpc_type="unary"'
 )
-
-
-def promtool(*args: str, text: str | None = None) -> subprocess.CompletedProcess[str]:
-    assert Path(PROMTOOL).is_file(), f"{PROMTOOL} is missing: `make promtool` installs it"
-    return subprocess.run([PROMTOOL, *args], input=text, capture_output=True, text=True, timeout=60)
 
 
 def test_metrics_count_calls_by_method_and_code(tmp_path: Path) -> None:
