@@ -139,6 +139,26 @@ def test_a_rate_limited_call_carries_retry_info_and_rest_the_same_retry_after(
     assert all(answer.json()["details"] == [retry_info] for answer in limited)
 
 
+def test_a_stream_over_the_limit_carries_retry_info(service: ServiceProcess) -> None:
+    request = health_pb2.HealthCheckRequest()
+    with grpc.insecure_channel(service.address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        first = health.Watch(request, timeout=30)
+        assert next(first).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            next(health.Watch(request, timeout=30))
+        first.cancel()
+    # The stream's budget back for the next test.
+    watching = (
+        'grpc_server_in_flight_calls{grpc_method="Watch",grpc_service="grpc.health.v1.Health",'
+        'grpc_type="server_stream"}'
+    )
+    wait_for_sample(metrics_port(service), watching, 0)
+
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert retry_delay(refused.value) == 1
+
+
 def test_the_service_config_retries_a_rate_limited_create(service: ServiceProcess) -> None:
     config = SERVICE_CONFIG.read_text()
     metadata = [("authorization", DEMO_AUTHORIZATION), ("x-request-id", "retried-create")]
