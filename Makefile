@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: run test bench lock wheel generate check-contract lint typecheck pytest \
-	postgres-server chromium mutation
+	postgres-server chromium promtool mutation
 
 $(UV): scripts/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -87,7 +87,7 @@ typecheck: $(BIN)/.installed
 
 # The tests use the PostgreSQL on 127.0.0.1:5432, or, when nothing answers there, a
 # private cluster that tests/postgres_cluster.py starts for the run and removes after.
-pytest: $(BIN)/.installed postgres-server chromium
+pytest: $(BIN)/.installed postgres-server chromium promtool
 	$(BIN)/python -m tests.postgres_cluster -- $(BIN)/pytest
 
 # The server binaries (initdb, pg_ctl): the private cluster and the fault tests run them.
@@ -99,3 +99,15 @@ postgres-server:
 # downloads no browser of its own).
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# promtool, alone out of Debian's prometheus package (no server, no service started): the
+# metrics tests check a scrape and docs/prometheus/alerts.yml with it.
+PROMTOOL := $(TOOLS)/bin/promtool
+promtool: $(PROMTOOL)
+
+$(PROMTOOL):
+	rm -rf $(TOOLS)/debs && mkdir -p $(TOOLS)/debs $(TOOLS)/bin
+	cd $(TOOLS)/debs && (apt-get download -qq prometheus || \
+		(apt-get update -qq && apt-get download -qq prometheus))
+	dpkg-deb --fsys-tarfile $(TOOLS)/debs/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.part
+	chmod +x $@.part && mv $@.part $@ && rm -rf $(TOOLS)/debs

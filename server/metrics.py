@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 from prometheus_client import (
@@ -16,26 +18,46 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    make_wsgi_app,
     multiprocess,
-    start_http_server,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from server.api.interceptors import CallObserver
+from server.api.errors import Context
+from server.api.interceptors import Begin, CallObserver, Handler
 
-CALLS = Counter(
-    "conversation_service_calls",
-    "gRPC calls answered, by method and status code (REST calls arrive through Envoy as gRPC)",
-    ["method", "code"],
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+# The calls, under the names of grpc-ecosystem's go-grpc-prometheus and py-grpc-prometheus,
+# which the usual gRPC dashboards and alerts read (docs/operations.md, Metrics).
+CALL_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+STARTED = Counter(
+    "grpc_server_started",
+    "gRPC calls started on the server (REST calls arrive through Envoy as gRPC)",
+    CALL_LABELS,
 )
-CALL_SECONDS = Histogram(
-    "conversation_service_call_duration_seconds",
-    "Time to answer a gRPC call, by method",
-    ["method"],
+HANDLED = Counter(
+    "grpc_server_handled",
+    "gRPC calls completed on the server, whatever their status code",
+    [*CALL_LABELS, "grpc_code"],
+)
+HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from a call's start to its status, by status code as well",
+    [*CALL_LABELS, "grpc_code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IN_FLIGHT = Gauge(
+    "grpc_server_in_flight_calls",
+    "gRPC calls started and not yet completed",
+    CALL_LABELS,
+    # With several server processes: the sum over the live ones.
+    multiprocess_mode="livesum",
 )
 DATABASE_ERRORS = Counter(
     "conversation_service_database_errors",
@@ -57,7 +79,7 @@ REFUSALS = Counter(
     "conversation_service_refusals",
     "Requests refused for a limit before any work: by the gRPC server (where=grpc, reason the "
     "limit) or by Envoy (where=envoy, reason Envoy's response code details, status the HTTP "
-    "status); the refused gRPC calls are in conversation_service_calls_total as well",
+    "status); the refused gRPC calls are in grpc_server_handled_total as well",
     ["where", "reason", "status"],
 )
 ENVOY_RESTARTS = Counter(
@@ -77,23 +99,55 @@ SUPERVISOR_METRICS = frozenset(
 )
 
 
+def call_type(handler: Handler) -> str:
+    """The grpc_type label of a method: unary, client_stream, server_stream or bidi_stream."""
+    if handler.request_streaming:
+        return "bidi_stream" if handler.response_streaming else "client_stream"
+    return "server_stream" if handler.response_streaming else "unary"
+
+
+class _MethodMetrics:
+    """One method's metrics, their label values bound once, as the method is registered."""
+
+    def __init__(self, method: str, handler: Handler) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self.labels = (call_type(handler), service, name)
+        self.started = STARTED.labels(*self.labels)
+        self.in_flight = IN_FLIGHT.labels(*self.labels)
+        # The codes' series appear with their first call; the method's own at 0 from the
+        # start, so that every method served is listed before its first call.
+        self.handled: dict[grpc.StatusCode, Counter] = {}
+        self.seconds: dict[grpc.StatusCode, Histogram] = {}
+
+    def begin(self, context: Context) -> None:
+        self.started.inc()
+        self.in_flight.inc()
+
+    def end(self, code: grpc.StatusCode, seconds: float) -> None:
+        self.in_flight.dec()
+        handled = self.handled.get(code)
+        if handled is None:
+            handled = self.handled[code] = HANDLED.labels(*self.labels, code.name)
+            self.seconds[code] = HANDLING_SECONDS.labels(*self.labels, code.name)
+        handled.inc()
+        self.seconds[code].observe(seconds)
+
+
 class MetricsInterceptor(CallObserver):
-    """Counts every call by method and status code and records how long it took."""
+    """Counts every call as it starts and as it ends, by method and status code, and
+    records how long it took."""
 
     def __init__(self) -> None:
-        # Each method's and code's metrics, looked up once (the methods are the registered ones).
-        self._calls: dict[tuple[str, grpc.StatusCode], Counter] = {}
-        self._seconds: dict[str, Histogram] = {}
+        self._methods: dict[str, _MethodMetrics] = {}
+
+    def begin_for(self, method: str, handler: Handler) -> Begin:
+        metrics = self._methods.get(method)
+        if metrics is None:
+            metrics = self._methods[method] = _MethodMetrics(method, handler)
+        return metrics.begin
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        calls = self._calls.get((method, code))
-        if calls is None:
-            calls = self._calls[method, code] = CALLS.labels(method, code.name)
-        calls.inc()
-        histogram = self._seconds.get(method)
-        if histogram is None:
-            histogram = self._seconds[method] = CALL_SECONDS.labels(method)
-        histogram.observe(seconds)
+        self._methods[method].end(code, seconds)
 
 
 def count_database_error(error: BaseException) -> None:
@@ -180,6 +234,31 @@ def metrics_host_port(address: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
+METRICS_PATH = "/metrics"
+NOT_FOUND = b"404 not found: the metrics are at /metrics\n"
+
+
+def metrics_only(registry: CollectorRegistry) -> WSGIApplication:
+    """prometheus_client's WSGI application at /metrics, and 404 for any other path: the
+    port says nothing of the service's health, which has its own checks."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            start_response("404 Not Found", [*headers, ("Content-Length", str(len(NOT_FOUND)))])
+            return [NOT_FOUND]
+        answer: Iterable[bytes] = metrics_app(environ, start_response)
+        return answer
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape on stderr."""
+
+
 def start_metrics_server(address: str, processes: Path | None = None) -> MetricsServer:
     """Serve GET /metrics in the Prometheus text format on `address` ([HOST:]PORT): this
     process's metrics, or with `processes` (a multiprocess directory) those of every server
@@ -189,5 +268,11 @@ def start_metrics_server(address: str, processes: Path | None = None) -> Metrics
     if processes is not None:
         registry = CollectorRegistry()
         registry.register(ProcessesCollector(processes))
-    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = make_server(host, port, metrics_only(registry), Server, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
     return MetricsServer(server, thread)

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from server.api.errors import Context
+from server.api.errors import Context, abort_retryable
 from server.api.interceptors import ServiceInterceptor
 
 
@@ -70,6 +70,6 @@ class Draining(ServiceInterceptor):
     async def _hold(self, context: Context) -> None:
         self._last_change = asyncio.get_running_loop().time()
         await self._released.wait()
-        await context.abort(
-            grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry the call"
+        await abort_retryable(
+            context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry the call"
         )

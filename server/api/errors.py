@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -49,10 +50,24 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     StorageFailed: grpc.StatusCode.INTERNAL,  # HTTP 500
 }
 
+# Seconds a client waits before it retries a call refused for the moment (a limit, the
+# database, a draining server). One figure, said three ways: google.rpc.RetryInfo in the
+# rich status, for gRPC clients that read it; grpc-retry-pushback-ms, which gRPC's own
+# retries (a service config's retryPolicy) honour; Retry-After, for REST clients.
+RETRY_DELAY_SECONDS = 1
+RETRY_METADATA = (
+    ("retry-after", str(RETRY_DELAY_SECONDS)),
+    ("grpc-retry-pushback-ms", str(RETRY_DELAY_SECONDS * 1000)),
+)
+# The domain errors that go away by themselves: the same call succeeds later.
+RETRYABLE_ERRORS = (RateLimited, TooManyFailedAuthentications, StorageUnavailable)
+
 # Metadata sent with an error. Envoy turns the trailing metadata of an
-# immediate error into HTTP headers: a 401 then carries WWW-Authenticate.
+# immediate error into HTTP headers: a 401 then carries WWW-Authenticate, a
+# retryable error Retry-After.
 METADATA_BY_ERROR: dict[type[DomainError], tuple[tuple[str, str], ...]] = {
     Unauthenticated: (("www-authenticate", 'Basic realm="Platform API v4"'),),
+    **{error: RETRY_METADATA for error in RETRYABLE_ERRORS},
 }
 
 
@@ -77,14 +92,35 @@ def to_status(error: DomainError) -> grpc.Status:
             ]
         )
         status.details.add().Pack(bad_request)
+    if isinstance(error, RETRYABLE_ERRORS):
+        status.details.add().Pack(retry_info())
     return rpc_status.to_status(status)
 
 
+def retry_info() -> error_details_pb2.RetryInfo:
+    return error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=RETRY_DELAY_SECONDS)
+    )
+
+
 async def abort_with_error(context: Context, error: DomainError) -> NoReturn:
-    """End the call with the error's status; what abort_with_status() does, spelled out,
-    because grpcio-testing lacks it (and drops the trailing metadata there)."""
-    status = to_status(error)
-    extra = METADATA_BY_ERROR.get(type(error), ())
+    """End the call with the error's status."""
+    await _abort_with_status(context, to_status(error), METADATA_BY_ERROR.get(type(error), ()))
+
+
+async def abort_retryable(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with `code` (RESOURCE_EXHAUSTED or UNAVAILABLE) and `message`, telling
+    the client when to retry: RetryInfo, grpc-retry-pushback-ms and Retry-After."""
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    status.details.add().Pack(retry_info())
+    await _abort_with_status(context, rpc_status.to_status(status), RETRY_METADATA)
+
+
+async def _abort_with_status(
+    context: Context, status: grpc.Status, extra: tuple[tuple[str, str], ...]
+) -> NoReturn:
+    """What abort_with_status() does, spelled out, because grpcio-testing lacks it (and
+    drops the trailing metadata there); `extra` joins the status's trailing metadata."""
     context.set_trailing_metadata((*status.trailing_metadata, *extra))
     await context.abort(status.code, status.details)
 

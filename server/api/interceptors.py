@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeAlias, cast
 
 import grpc
 
-from server.api.errors import Context
+from server.api.errors import Context, abort_retryable
 
 access_log = logging.getLogger("conversation_service.access")
 
@@ -293,14 +293,20 @@ class CallObserver(WrappingInterceptor):
     def begin(self, context: Context) -> None:
         pass
 
+    def begin_for(self, method: str, handler: Handler) -> Begin:
+        """What to call as each call of `method` (served by `handler`) starts: begin(),
+        unless an observer needs the method, which it then binds here, once."""
+        return self.begin
+
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         raise NotImplementedError
 
     def wrap(self, method: str, handler: Handler) -> Handler:
+        begin = self.begin_for(method, handler)
         return _rewrapped(
             handler,
-            lambda behavior: _unary_response(self.begin, self.observe, method, behavior),
-            lambda behavior: _stream_response(self.begin, self.observe, method, behavior),
+            lambda behavior: _unary_response(begin, self.observe, method, behavior),
+            lambda behavior: _stream_response(begin, self.observe, method, behavior),
         )
 
 
@@ -314,9 +320,14 @@ class CallObservers(CallObserver):
     def __init__(self, *observers: CallObserver) -> None:
         self._observers = observers
 
-    def begin(self, context: Context) -> None:
-        for observer in self._observers:
-            observer.begin(context)
+    def begin_for(self, method: str, handler: Handler) -> Begin:
+        begins = tuple(observer.begin_for(method, handler) for observer in self._observers)
+
+        def begin(context: Context) -> None:
+            for each in begins:
+                each(context)
+
+        return begin
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         for observer in self._observers:
@@ -404,7 +415,7 @@ def _limited_unary(budget: Budget, refused: Refused, method: str, behavior: Any)
     async def limited(request: Any, context: Context) -> Any:
         if not budget.take():
             refused(method, budget.name)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
+            await abort_retryable(context, grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
         try:
             return await behavior(request, context)
         finally:
@@ -420,7 +431,7 @@ def _limited_stream(budget: Budget, refused: Refused, method: str, behavior: Any
     async def limited(request: Any, context: Context) -> AsyncIterator[Any]:
         if not budget.take():
             refused(method, budget.name)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
+            await abort_retryable(context, grpc.StatusCode.RESOURCE_EXHAUSTED, REFUSED_DETAILS)
         try:
             async for response in behavior(request, context):
                 yield response

@@ -26,7 +26,7 @@ from tests.e2e.load import (
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import ServiceProcess, free_port, http
+from tests.e2e.service import ServiceProcess, assert_rpc_status, call, free_port, http
 from tests.postgres_cluster import PostgresCluster
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
@@ -134,7 +134,7 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers(
         r'^conversation_service_database_errors_total\{error="\w+"\} [1-9]', scraped, re.M
     )
     assert re.search(
-        r'^conversation_service_calls_total\{code="UNAVAILABLE",.*\} [1-9]', scraped, re.M
+        r'^grpc_server_handled_total\{grpc_code="UNAVAILABLE",.*\} [1-9]', scraped, re.M
     )
 
 
@@ -147,8 +147,11 @@ sys.stdin.read()
 """
 
 
+CREATE_PATH = "/v4/organisations/D10/conversations"
+
+
 def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path, demo=True)
+    service = ServiceProcess(tmp_path, rest=True, demo=True)
     database = tmp_path / "var" / "conversations.db"
     with service, Load([grpc_create(service.address, timeout=CLIENT_DEADLINE)] * 3) as load:
         load.wait_for_successes(30)
@@ -163,6 +166,9 @@ def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path
             locked_at = time.monotonic()
             wait_for_health(service.address, NOT_SERVING)
             load.wait_for(FAILURES_DURING, {"UNAVAILABLE"}, started_after=locked_at + 0.5)
+            over_rest = call(
+                service, "POST", CREATE_PATH, {"first_name": "R", "question": "q?", "sku": "S"}
+            )
             releasing_at = time.monotonic()
         finally:
             holder.communicate(timeout=10)  # closing its stdin releases the lock
@@ -173,6 +179,10 @@ def test_sqlite_locked_by_another_process_fails_fast_and_recovers(tmp_path: Path
     assert_failed_fast(calls, unavailable={"UNAVAILABLE"})
     during = [c for c in calls if c.started > locked_at + 0.5 and ended(c) < releasing_at]
     assert during and {call.outcome for call in during} == {"UNAVAILABLE"}
+    # REST says when to retry as gRPC's RetryInfo does.
+    details = assert_rpc_status(over_rest, 503)["details"]
+    assert over_rest.headers["retry-after"] == "1"
+    assert details == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retry_delay": "1s"}]
     assert_acknowledged_stored_once(calls, stored_questions(f"sqlite:///{database}"))
 
 

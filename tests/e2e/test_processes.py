@@ -16,7 +16,15 @@ from tests.e2e.load import (
     grpc_create,
     rest_create,
 )
-from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, grpcurl, scrape
+from tests.e2e.promtool import promtool
+from tests.e2e.service import (
+    DEMO_AUTHORIZATION,
+    ServiceProcess,
+    free_port,
+    grpcurl,
+    http,
+    scrape,
+)
 from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 CREATE = "/conversations.v4.ConversationService/CreateConversation"
@@ -71,6 +79,7 @@ def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
             load.wait_for_successes(300)
         calls = load.stop()
         samples = scrape(metrics_port)
+        scraped = http("GET", f"http://127.0.0.1:{metrics_port}/metrics").body.decode()
     log = service.log()
     stored = stored_questions(database_url)
 
@@ -81,8 +90,16 @@ def test_two_processes_share_the_creates_over_grpc_and_rest_and_store_each_once(
     assert len(pids) == 2
     assert pids_serving(log, CREATE) == set(pids)  # both took calls
     # The metrics page adds up both processes' counts.
-    assert samples[f'conversation_service_calls_total{{code="OK",method="{CREATE}"}}'] == len(calls)
+    create = 'grpc_method="CreateConversation",grpc_service="conversations.v4.ConversationService"'
+    assert samples[
+        f'grpc_server_handled_total{{grpc_code="OK",{create},grpc_type="unary"}}'
+    ] == len(calls)
+    assert samples[f'grpc_server_started_total{{{create},grpc_type="unary"}}'] == len(calls)
+    # The calls in flight, summed over the live processes: none once the load has stopped.
+    assert samples[f'grpc_server_in_flight_calls{{{create},grpc_type="unary"}}'] == 0
     assert samples["conversation_service_database_up"] == 1
+    checked = promtool("check", "metrics", text=scraped)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_a_killed_process_is_started_again_and_the_service_goes_on_answering(

@@ -71,6 +71,7 @@ def test_grpcurl_lists_describes_and_creates_the_seed_example(
     assert listed.stdout.split() == [
         "conversations.v4.ConversationService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ]
     assert "optional string locale = 4;" in described.stdout

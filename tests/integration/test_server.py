@@ -137,9 +137,14 @@ def test_malformed_protobuf_is_invalid_argument_logged_and_counted(
     method = f"/{SERVICE_NAME}/CreateConversation"
     raw: Any = channel.unary_unary(method)  # bytes in, bytes out
     garbage = b"\x0a\xff\xff\xff\xff\x0f"  # field 1 with a length past the end
-    labels = {"method": method, "code": "INVALID_ARGUMENT"}
+    labels = {
+        "grpc_type": "unary",
+        "grpc_service": SERVICE_NAME,
+        "grpc_method": "CreateConversation",
+        "grpc_code": "INVALID_ARGUMENT",
+    }
     # The registry is the process's: other tests' calls are counted in it too.
-    before = REGISTRY.get_sample_value("conversation_service_calls_total", labels) or 0
+    before = REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0
     with pytest.raises(grpc.RpcError) as anonymous:
         raw(garbage, timeout=5)
     with pytest.raises(grpc.RpcError) as raised:
@@ -152,7 +157,7 @@ def test_malformed_protobuf_is_invalid_argument_logged_and_counted(
     deadline = time.monotonic() + 5
     while len(access_lines(caplog)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # polling the captured log
-    counted = REGISTRY.get_sample_value("conversation_service_calls_total", labels)
+    counted = REGISTRY.get_sample_value("grpc_server_handled_total", labels)
     assert counted == before + 1
     codes = [(line["method"], line["code"]) for line in access_lines(caplog)]
     assert codes == [(method, "UNAUTHENTICATED"), (method, "INVALID_ARGUMENT")]
