@@ -42,8 +42,10 @@ from server.service.ports import Storage
 # Changes whenever the same query and stamp would give another response body.
 TAG_FORMAT = 1
 _TAG_BYTES = 16
-# An entity-tag of an If-None-Match list (weak or strong), its opaque-tag captured.
-_ENTITY_TAG = re.compile(r'(?:W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+# An entity-tag of an If-None-Match list (weak or strong), its opaque-tag captured, up to
+# the comma after it or the end; and what may separate two of them.
+_ENTITY_TAG = re.compile(r'(?:W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|\Z)')
+_SEPARATORS = re.compile(r"[ \t,]*")
 
 T = TypeVar("T")
 
@@ -66,15 +68,26 @@ def entity_tag(secret: bytes, query: Sequence[object], stamp: Stamp) -> str:
 
 def none_match(if_none_match: Sequence[str], tag: str) -> bool:
     """Whether If-None-Match (each value a `*` or a list of entity-tags) names `tag`, by the
-    weak comparison RFC 9110 asks of it: W/"x" matches "x". Text that is no entity-tag
-    matches nothing."""
+    weak comparison RFC 9110 asks of it: W/"x" matches "x". A value that is neither names
+    nothing."""
     opaque = tag[1:-1]
     for value in if_none_match:
-        if value.strip() == "*":
-            return True
-        if any(found == opaque for found in _ENTITY_TAG.findall(value)):
+        if value.strip() == "*" or opaque in (_opaque_tags(value) or ()):
             return True
     return False
+
+
+def _opaque_tags(value: str) -> list[str] | None:
+    """The opaque-tags of a list of entity-tags; None when it is not one."""
+    tags: list[str] = []
+    at = _SEPARATORS.match(value).end()  # type: ignore[union-attr]  # matches empty text
+    while at < len(value):
+        found = _ENTITY_TAG.match(value, at)
+        if found is None:
+            return None
+        tags.append(found.group(1))
+        at = _SEPARATORS.match(value, found.end()).end()  # type: ignore[union-attr]
+    return tags
 
 
 async def get_conversation(
