@@ -4,10 +4,11 @@ tag after every write, nothing for another organisation, hostile If-None-Match v
 
 from __future__ import annotations
 
+import functools
 import http.client
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -85,6 +86,11 @@ def answer(service: ServiceProcess, conversation_id: int) -> int:
     return int(created.json()["id"])
 
 
+def vote(served: Served, path: str) -> None:
+    voted = call(served.service, "POST", path)
+    assert voted.status == 202, voted.body
+
+
 def get(served: Served, path: str, **headers: str) -> HttpResponse:
     return call(served.service, "GET", path, headers=headers)
 
@@ -119,14 +125,15 @@ def test_the_tag_changes_with_every_write_and_only_then(served: Served) -> None:
     seen = [[tag_of(served, path) for path in paths]]
     assert [tag_of(served, path) for path in paths] == seen[0]  # no write, the same tag
     conversation = served.conversation
-    writes = [
+    votes = [
+        f"/v4/conversations/{conversation}/increment_helpful?trkref=D10",
+        f"/v4/conversation_answers/{served.answer}/increment_unhelpful?trkref=D10",
+    ]
+    writes: list[Callable[[], object]] = [
         lambda: answer(served.service, conversation),
-        lambda: call(served.service, "POST", f"/v4/conversations/{conversation}/"
-                     "increment_helpful?trkref=D10"),
-        lambda: call(served.service, "POST", f"/v4/conversation_answers/{served.answer}/"
-                     "increment_unhelpful?trkref=D10"),
+        *(functools.partial(vote, served, path) for path in votes),
         lambda: ask(served.service, SKU),
-    ]  # fmt: skip
+    ]
     for write in writes:
         old = seen[-1]
         write()
@@ -161,8 +168,8 @@ def test_head_answers_the_headers_of_get_without_a_body(served: Served) -> None:
             assert (not_modified.status, not_modified.read()) == (304, b"")
         finally:
             connection.close()
-    head = f"HEAD {served.paths()[0]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    raw = raw_exchange(served, f"{head}Authorization: {DEMO_AUTHORIZATION}\r\n\r\n")
+    start = f"HEAD {served.paths()[0]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    raw = raw_exchange(served, f"{start}Authorization: {DEMO_AUTHORIZATION}\r\n\r\n")
     assert raw.endswith(b"\r\n\r\n"), raw  # headers only, not one byte of body
 
 
