@@ -5,6 +5,7 @@ conversations or answers (the Store keeps nothing here, so every other read hits
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ def seeded(stub: Any, auth: Metadata) -> int:
     return int(created.id)
 
 
+@contextlib.contextmanager
+def seeded_stub(start: Callable[..., RunningServer], auth: Metadata) -> Iterator[tuple[Any, int]]:
+    """A stub of a new server, and the id of the conversation `seeded` stored."""
+    server = start()
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ConversationServiceStub(channel)
+        yield stub, seeded(stub, auth)
+
+
 def called(store: Store, rpc: Any, request: Any, metadata: Metadata) -> tuple[Any, Any, list[str]]:
     """A unary call's response, its call object, and the statements it ran on the store."""
     answered: list[Any] = []
@@ -77,10 +87,7 @@ def rows_read(statements: list[str]) -> list[str]:
 def test_a_match_is_an_empty_message_marked_not_modified_that_reads_no_row(
     start: Callable[..., RunningServer], store: Store, auth: Metadata
 ) -> None:
-    server = start()
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = pb_grpc.ConversationServiceStub(channel)
-        conversation_id = seeded(stub, auth)
+    with seeded_stub(start, auth) as (stub, conversation_id):
         for method, request in reads(conversation_id):
             rpc = getattr(stub, method)
             response, call, first = called(store, rpc, request, auth)
@@ -102,10 +109,7 @@ def test_a_match_is_an_empty_message_marked_not_modified_that_reads_no_row(
 def test_another_organisations_conversation_is_not_found_whatever_the_tag(
     start: Callable[..., RunningServer], store: Store, auth: Metadata
 ) -> None:
-    server = start()
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = pb_grpc.ConversationServiceStub(channel)
-        conversation_id = seeded(stub, auth)
+    with seeded_stub(start, auth) as (stub, conversation_id):
         sent = (*auth, ("if-none-match", "*"))
         for method, request in reads(conversation_id)[::2]:
             request.trkref = "E20"
