@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import functools
 import http.client
+import json
 import re
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from tests.databases import empty_postgres
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
+    GRPCURL,
     HttpResponse,
     ServiceProcess,
     assert_rpc_status,
@@ -171,6 +174,26 @@ def test_head_answers_the_headers_of_get_without_a_body(served: Served) -> None:
     start = f"HEAD {served.paths()[0]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
     raw = raw_exchange(served, f"{start}Authorization: {DEMO_AUTHORIZATION}\r\n\r\n")
     assert raw.endswith(b"\r\n\r\n"), raw  # headers only, not one byte of body
+    start = f"HEAD /v4/conversations/{served.others}?trkref=D10 HTTP/1.1\r\nHost: x\r\n"
+    start += "Connection: close\r\n"
+    raw = raw_exchange(served, f"{start}Authorization: {DEMO_AUTHORIZATION}\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 404 ") and raw.endswith(b"\r\n\r\n"), raw
+
+
+def test_grpc_answers_a_match_with_an_empty_message_marked_not_modified(served: Served) -> None:
+    path, *_ = served.paths()
+    tag = tag_of(served, path)
+    asked = json.dumps({"trkref": "D10", "id": served.conversation})
+    method = "conversations.v4.ConversationService/GetConversation"
+    headers = [f"authorization: {DEMO_AUTHORIZATION}", f"if-none-match: {tag}"]
+    matched = verbose_grpcurl(served, method, asked, headers)
+    assert matched.returncode == 0, matched.stderr
+    assert f"etag: {tag}" in matched.stdout and "x-not-modified: true" in matched.stdout
+    assert "Response contents:\n{\n  \n}" in matched.stdout, matched.stdout
+    headers[1] = 'if-none-match: "other"'
+    full = verbose_grpcurl(served, method, asked, headers)
+    assert full.returncode == 0 and f"etag: {tag}" in full.stdout, full.stderr
+    assert "x-not-modified" not in full.stdout and '"question": "Does it fold?"' in full.stdout
 
 
 def test_no_tag_reveals_another_organisations_conversation(served: Served) -> None:
@@ -239,6 +262,15 @@ def test_hostile_if_none_match_values_are_ignored_or_refused_never_a_500(served:
         'If-None-Match: "\xe9t\xe9"\r\nConnection: close\r\n\r\n',
     )
     assert latin.startswith(b"HTTP/1.1 200 "), latin[:100]
+
+
+def verbose_grpcurl(
+    served: Served, method: str, data: str, headers: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """grpcurl -v: the response's headers (initial metadata) printed with its message."""
+    flags = [arg for header in headers for arg in ("-H", header)]
+    command = [GRPCURL, "-v", "-plaintext", "-d", data, *flags, served.service.address, method]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
 
 def raw_exchange(served: Served, request: str) -> bytes:
