@@ -405,12 +405,16 @@ class Store:
     async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
         """The stamp of a conversation's product, read alone (see _read)."""
         asked = (trkref, conversation_id)
-        return await self._traced("SELECT stamp", self._read(stamps.conversation_stamp, asked))
+        return await self._traced(
+            "SELECT conversation_count", self._read(stamps.conversation_stamp, asked)
+        )
 
     async def product_stamp(self, trkref: str, sku: str, locale: str | None) -> Stamp:
         """The stamp of a product, read alone (see _read)."""
         asked = (trkref, sku, locale)
-        return await self._traced("SELECT stamp", self._read(stamps.product_stamp, asked))
+        return await self._traced(
+            "SELECT conversation_count", self._read(stamps.product_stamp, asked)
+        )
 
     async def page_token_secret(self) -> bytes:
         """The key page tokens are signed with, shared by every replica through the database."""
