@@ -108,10 +108,11 @@ def wrk(
     seconds: float = 0,
     method: str = "",
     status: int = 200,
+    if_none_match: str = "",
 ) -> Result:
     """POST `count` JSON bodies (GET when `json_body` is None, or `method` when given), or
-    as many as fit in `seconds`, one thread per connection. A response of any other
-    status than `status` is an error.
+    as many as fit in `seconds`, one thread per connection, with `if_none_match` as
+    If-None-Match when given. A response of any other status than `status` is an error.
 
     Percentiles are those of each request's duration, as h2load's are; a run
     bounded by `seconds` reports none (its threads never finish their quota).
@@ -123,6 +124,7 @@ def wrk(
     env["BENCH_METHOD"] = method or ("GET" if json_body is None else "POST")
     env["BENCH_AUTHORIZATION"] = authorization
     env["BENCH_STATUS"] = str(status)
+    env["BENCH_IF_NONE_MATCH"] = if_none_match
     threads = ["-t", str(connections), "-c", str(connections)]
     command = ["wrk", *threads, "-d", limit, "-s", str(script), url]
     durations_us: list[int] = []

@@ -20,6 +20,8 @@ DOCS_PAGE = 17
 LIST_UNCACHED, GET_UNCACHED = 18, 19
 # Get while another client floods the gRPC port with calls of a key that does not exist.
 FLOODED_GET = 20
+# A Detail over REST with If-None-Match naming its current ETag: 304 Not Modified.
+NOT_MODIFIED_REST = 21
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 
@@ -44,6 +46,8 @@ RATIOS: list[tuple[str, int, int, float | None]] = [
     ("gRPC List first page, no read cache / Health", LIST_UNCACHED, HEALTH, None),
     ("REST Get via Envoy / Health", GET_REST, HEALTH, None),
     ("REST List first page via Envoy / Health", LIST_REST, HEALTH, None),
+    ("REST Get answered 304 via Envoy / Health", NOT_MODIFIED_REST, HEALTH, 0.8),
+    ("REST Get answered 304 / REST Get answered 200", NOT_MODIFIED_REST, GET_REST, None),
     ("gRPC Create SQLite, 2 processes / 1", CREATE_SQLITE_2, CREATE_SQLITE, None),
     ("gRPC Create PostgreSQL, 2 processes / 1", CREATE_POSTGRES_2, CREATE_POSTGRES, None),
 ]

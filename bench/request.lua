@@ -1,5 +1,6 @@
 -- wrk script: BENCH_METHOD (POST with the JSON body BENCH_BODY or none, or GET) the URL;
--- BENCH_QUOTA responses per thread, then stop.
+-- BENCH_QUOTA responses per thread, then stop; with If-None-Match: BENCH_IF_NONE_MATCH
+-- when it is set.
 -- With one connection per thread (-t N -c N) a thread has one request in flight,
 -- so stopping right after its last response leaves no request unaccounted for.
 -- wrk itself runs until -d; the bench sends it SIGINT once every thread said done.
@@ -36,6 +37,9 @@ if os.getenv("BENCH_BODY") ~= "" then
   wrk.headers["Content-Type"] = "application/json"
 elseif wrk.method == "POST" then
   wrk.headers["Content-Length"] = "0"
+end
+if (os.getenv("BENCH_IF_NONE_MATCH") or "") ~= "" then
+  wrk.headers["If-None-Match"] = os.getenv("BENCH_IF_NONE_MATCH")
 end
 if os.getenv("BENCH_AUTHORIZATION") ~= "" then
   wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")

@@ -4,7 +4,8 @@ conversation, its memory over many creates, and its reads on a product of a mill
 conversations beside one of ten (bench/dataset.py).
 
 Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`;
-`.venv/bin/python -m bench.run organisation` for bench/organisation.py's rows alone).
+`.venv/bin/python -m bench.run organisation` for bench/organisation.py's rows alone,
+`.venv/bin/python -m bench.run conditional` for bench/conditional.py's).
 Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
 run is bounded by a request count sized from a short warm-up, and by a time limit.
 Every row's percentiles are of its requests' own durations, as h2load logs them
@@ -33,7 +34,16 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from bench import dataset, flood, load, memory, organisation, organisation_data, report
+from bench import (
+    conditional,
+    dataset,
+    flood,
+    load,
+    memory,
+    organisation,
+    organisation_data,
+    report,
+)
 from bench.load import Result
 from bench.report import Row, memory_table, ratios, table
 from conversations.v4 import conversation_service_pb2 as pb
@@ -197,12 +207,14 @@ def measure_rest(
     *,
     method: str = "",
     status: int = 200,
+    if_none_match: str = "",
 ) -> Row:
     """Warm up, then a counted wrk run: POSTs of `json_body`, or GETs when it is None, or
-    `method`. Successes are the responses of `status`; `counted` reads what they add."""
+    `method`, with If-None-Match when given. Successes are the responses of `status`;
+    `counted` reads what they add."""
     run = functools.partial(
         load.wrk, url, json_body, connections=STREAMS, authorization=authorization,
-        method=method, status=status,
+        method=method, status=status, if_none_match=if_none_match,
     )  # fmt: skip
     warm = run(seconds=WARM_UP_SECONDS)
     time.sleep(0.5)
@@ -264,6 +276,24 @@ def service(
     args = ["--database-url", database_url, "--processes", str(processes)]
     args += [] if read_cache else ["--read-cache-mib", "0"]
     return ServiceProcess(workdir, args, rest=rest, demo=True)
+
+
+@contextlib.contextmanager
+def rest_service(workdir: Path, database_url: str) -> Iterator[ServiceProcess]:
+    """`serve` with REST on this database, once Envoy listens."""
+    with service(workdir, database_url, rest=True) as server:
+        assert server.http_address is not None
+        wait_for_port(int(server.http_address.rsplit(":", 1)[1]), server.process)
+        yield server
+
+
+def conditional_rows(workdir: Path) -> list[Row]:
+    """bench/conditional.py's rows alone: Health/Check, REST Get, REST Get answered 304."""
+    demo = basic_authorization(*DEMO_CREDENTIALS)
+    health = Load(f"{report.HEALTH} gRPC Health/Check", HEALTH)
+    return conditional.run(workdir, rest_service,
+                           lambda server: measure_grpc(server, [health], demo)[0],
+                           measure_rest, demo)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -382,9 +412,7 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
                   rows_of(url))],
             key,
         )  # fmt: skip
-    with service(workdir, sqlite_url, rest=True) as server:
-        assert server.http_address is not None
-        wait_for_port(int(server.http_address.rsplit(":", 1)[1]), server.process)
+    with rest_service(workdir, sqlite_url) as server:
         base = server.base_url
         rows += [
             measure_rest(f"{report.CREATE_REST} REST Create via Envoy, SQLite", base + REST_PATH,
@@ -396,6 +424,7 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
                          f"{base}/v4/conversations/{conversation_id}?trkref=D10", None, demo),
             measure_rest(f"{report.LIST_REST} REST List first page via Envoy, SQLite",
                          f"{base}{REST_PATH}?sku={ANSWERED_SKU}", None, demo),
+            conditional.not_modified_row(base, conversation_id, demo, measure_rest),
         ]  # fmt: skip
         rows.append(measure_docs_page(server))
     peers = (
@@ -529,6 +558,13 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
             text, met = organisation_table(Path(tmp))
         print(machine(), text, f"every target met: {met}", sep="\n\n")
+        return 0
+    if sys.argv[1:] == ["conditional"]:  # these rows alone
+        with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
+            rows = conditional_rows(Path(tmp))
+        lines = ratios(rows)[0].splitlines()
+        measured = [ln for ln in lines if ln.split("|")[2].strip() != "pending"]
+        print(machine(), table(rows), "\n".join(measured), sep="\n\n")
         return 0
     with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
         rows, footprints = run_all(Path(tmp))

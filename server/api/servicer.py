@@ -18,7 +18,7 @@ from server.api.messages import (
     conversation_message,
     page_message,
 )
-from server.service import answer_pages, answers, conversations, domain, votes
+from server.service import answer_pages, answers, conditional, conversations, domain, votes
 from server.service.domain import Caller
 from server.service.errors import (
     FieldViolation,
@@ -30,6 +30,14 @@ from server.service.errors import (
 from server.service.ports import Storage
 
 IDEMPOTENCY_KEY = "idempotency-key"
+# Conditional reads (docs/api.md): the client's If-None-Match, and what a Detail, a List
+# and a ListAnswers answer with.
+IF_NONE_MATCH = "if-none-match"
+ETAG = "etag"
+CACHE_CONTROL = ("cache-control", "private, no-cache")
+# On a response whose message is empty because the client's copy is current: Envoy
+# answers it 304 Not Modified, without a body.
+NOT_MODIFIED = ("x-not-modified", "true")
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ConversationService"].full_name
 
 
@@ -58,10 +66,11 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: pb.GetConversationRequest, context: Context
     ) -> pb.Conversation:
-        found = await conversations.get_conversation(
-            self._store, request.trkref, request.id, self._caller()
+        found = await conditional.get_conversation(
+            self._store, request.trkref, request.id, self._caller(), _if_none_match(context)
         )
-        return conversation_message(found)
+        await _send_tag(context, found.tag, not_modified=found.value is None)
+        return pb.Conversation() if found.value is None else conversation_message(found.value)
 
     @maps_domain_errors
     async def ListConversations(
@@ -80,8 +89,13 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
                 request.answers_page_size if request.HasField("answers_page_size") else None
             ),
         )
-        page, token = await conversations.list_conversations(self._store, asked, self._caller())
-        return page_message(page, token)
+        found = await conditional.list_conversations(
+            self._store, asked, self._caller(), _if_none_match(context)
+        )
+        await _send_tag(context, found.tag, not_modified=found.value is None)
+        if found.value is None:
+            return pb.ListConversationsResponse()
+        return page_message(*found.value)
 
     @maps_domain_errors
     async def ListAnswers(
@@ -93,8 +107,13 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        page, token = await answer_pages.list_answers(self._store, asked, self._caller())
-        return answer_page_message(page, token)
+        found = await conditional.list_answers(
+            self._store, asked, self._caller(), _if_none_match(context)
+        )
+        await _send_tag(context, found.tag, not_modified=found.value is None)
+        if found.value is None:
+            return pb.ListAnswersResponse()
+        return answer_page_message(*found.value)
 
     @maps_domain_errors
     async def CreateAnswer(self, request: pb.CreateAnswerRequest, context: Context) -> pb.Answer:
@@ -195,3 +214,20 @@ def _request_id(
             ]
         )
     return values.pop() if values else None
+
+
+def _if_none_match(context: Context) -> list[str]:
+    """Every If-None-Match value the call carries."""
+    return [str(v) for k, v in call_metadata(context) if k == IF_NONE_MATCH]
+
+
+async def _send_tag(context: Context, tag: str | None, *, not_modified: bool) -> None:
+    """A conditional read's initial metadata: Cache-Control, its ETag where it has one,
+    and x-not-modified when its message is empty because the client's copy is current.
+    Sent once the read succeeded: an error carries none of them."""
+    metadata = [CACHE_CONTROL]
+    if tag is not None:
+        metadata.append((ETAG, tag))
+    if not_modified:
+        metadata.append(NOT_MODIFIED)
+    await context.send_initial_metadata(metadata)

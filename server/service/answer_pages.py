@@ -64,6 +64,15 @@ async def list_answers(
     """A page of a conversation's answers, oldest first, and the token of the next page (""
     on the last one). Not found alike whether the conversation does not exist, belongs to
     another organisation, or `trkref` is out of the caller's reach."""
+    query, secret = await checked_list_answers(store, request, caller)
+    return await read_answers(store, query, secret)
+
+
+async def checked_list_answers(
+    store: Storage, request: ListAnswersRequest, caller: Caller
+) -> tuple[AnswerQuery, bytes]:
+    """What a ListAnswers checks before reading: the query it asks for (after its
+    page_token's key), and the key page tokens are signed with."""
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", request.trkref)
     check_conversation_id(violations, "conversation_id", request.conversation_id)
@@ -81,8 +90,13 @@ async def list_answers(
         query = replace(query, after=after)
     if request.trkref not in caller.organisations:
         raise ConversationNotFound(request.conversation_id)
+    return query, secret
+
+
+async def read_answers(store: Storage, query: AnswerQuery, secret: bytes) -> tuple[AnswerPage, str]:
+    """The page of a query checked_list_answers made, and the token of the next page."""
     page = await store.read_answers(query)
     if page is None:
-        raise ConversationNotFound(request.conversation_id)
+        raise ConversationNotFound(query.conversation_id)
     token = "" if page.next_after is None else page_tokens.issue(secret, query, page.next_after)
     return page, token

@@ -130,6 +130,12 @@ async def get_conversation(
     Not found alike whether it does not exist, belongs to another organisation, or
     `trkref` is out of the caller's reach.
     """
+    check_get(trkref, conversation_id, caller)
+    return await read_conversation(store, trkref, conversation_id)
+
+
+def check_get(trkref: str, conversation_id: int, caller: Caller) -> None:
+    """What a Detail checks before reading: its parameters, and the caller's reach."""
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", trkref)
     check_conversation_id(violations, "id", conversation_id)
@@ -137,6 +143,10 @@ async def get_conversation(
         raise InvalidRequest(violations)
     if trkref not in caller.organisations:
         raise ConversationNotFound(conversation_id)
+
+
+async def read_conversation(store: Storage, trkref: str, conversation_id: int) -> Conversation:
+    """A Detail checked by check_get: the conversation, or ConversationNotFound."""
     # Scoped in the one statement: another organisation's id costs what a missing one does.
     conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS, trkref)
     if conversation is None:
@@ -166,6 +176,15 @@ async def list_conversations(
 ) -> tuple[ConversationPage, str]:
     """A page of the conversations about a product (or every product of the organisation),
     and the token of the next page ("" on the last one)."""
+    query, secret = await checked_list(store, request, caller)
+    return await read_list(store, query, secret)
+
+
+async def checked_list(
+    store: Storage, request: ListRequest, caller: Caller
+) -> tuple[PageQuery, bytes]:
+    """What a List checks before reading its page: the query it asks for (after its
+    page_token's key), and the key page tokens are signed with."""
     query = _page_query(request)
     if request.trkref not in caller.organisations:
         raise OrganisationNotFound(request.trkref)
@@ -178,6 +197,13 @@ async def list_conversations(
         query = replace(query, after=after)
     if await store.known_organisation(request.trkref) is None:
         raise OrganisationNotFound(request.trkref)
+    return query, secret
+
+
+async def read_list(
+    store: Storage, query: PageQuery, secret: bytes
+) -> tuple[ConversationPage, str]:
+    """The page of a query checked_list made, and the token of the next page."""
     page = await store.read_page(query)
     if any(c.answers_after is not None for c in page.conversations):
         conversations = tuple(with_answers_token(secret, c) for c in page.conversations)

@@ -228,6 +228,10 @@ SEARCH_ORDER = "relevance"
 # A position in an order: the key of the last conversation of a page, created_at
 # as whole seconds since the epoch, relevance as the database's float.
 PageKey = tuple[int | float, ...]
+# What a product's rows in conversation_count hold: conversations, answers, revision. Every
+# write that changes what a List, a Detail or a page of answers of the product shows
+# changes it.
+Stamp = tuple[int, int, int]
 # Where a conversation's answers start: before every (created_at, id) an answer has.
 ANSWERS_START: PageKey = (0, 0)
 

@@ -15,6 +15,7 @@ from server.service.domain import (
     PageQuery,
     PendingAnswer,
     PendingCreate,
+    Stamp,
     StoredAnswer,
     StoredCreate,
     Vote,
@@ -65,6 +66,15 @@ class Storage(Protocol):
     async def read_page(self, query: PageQuery) -> ConversationPage: ...
 
     async def page_token_secret(self) -> bytes: ...
+
+    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+        """The stamp of a conversation's product, read alone (no conversation or answer
+        rows); None when the conversation is not one of `trkref`'s."""
+        ...
+
+    async def product_stamp(self, trkref: str, sku: str, locale: str | None) -> Stamp:
+        """The stamp of a product, in one locale or all, read alone."""
+        ...
 
     async def insert_answer(self, pending: PendingAnswer) -> StoredAnswer | None:
         """Store an answer; None when its conversation is not one of its organisation's."""

@@ -30,6 +30,7 @@ from server.service.domain import (
     PageQuery,
     PendingAnswer,
     PendingCreate,
+    Stamp,
     StoredAnswer,
     StoredCreate,
     Vote,
@@ -42,6 +43,7 @@ from server.storage import (
     detail,
     listing,
     organisations,
+    stamps,
     votes,
 )
 from server.storage.database import (
@@ -399,6 +401,20 @@ class Store:
             return read(arg)
         except DATABASE_ERRORS as error:
             raise domain_error(error, self._on_unavailable) from error
+
+    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+        """The stamp of a conversation's product, read alone (see _read)."""
+        asked = (trkref, conversation_id)
+        return await self._traced(
+            "SELECT conversation_count", self._read(stamps.conversation_stamp, asked)
+        )
+
+    async def product_stamp(self, trkref: str, sku: str, locale: str | None) -> Stamp:
+        """The stamp of a product, read alone (see _read)."""
+        asked = (trkref, sku, locale)
+        return await self._traced(
+            "SELECT conversation_count", self._read(stamps.product_stamp, asked)
+        )
 
     async def page_token_secret(self) -> bytes:
         """The key page tokens are signed with, shared by every replica through the database."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -351,3 +352,39 @@ def test_a_page_of_answers_read_before_an_answer_or_a_vote_is_not_served_after(
     assert asyncio.run(storage.record_vote(vote))
     page = asyncio.run(storage.read_answers(query))
     assert page is not None and page.answers[0].helpful == 1
+
+
+def test_a_stamp_changes_with_each_write_its_product_shows_and_no_other(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = insert(storage, pending()).conversation
+    sku, locale = conversation.sku, conversation.locale
+
+    def stamps() -> tuple[object, ...]:
+        return (
+            asyncio.run(storage.conversation_stamp("D10", conversation.id)),
+            asyncio.run(storage.product_stamp("D10", sku, None)),
+            asyncio.run(storage.product_stamp("D10", sku, locale)),
+        )
+
+    def vote(target: str, target_id: int) -> None:
+        assert asyncio.run(
+            storage.record_vote(Vote(target, target_id, "helpful", "D10", "test-key"))
+        )
+
+    seen = [stamps()]
+    assert stamps() == seen[0] and None not in seen[0]
+    answered = asyncio.run(storage.insert_answer(answer_to(conversation.id)))
+    assert answered is not None
+    seen.append(stamps())
+    vote("conversation", conversation.id)
+    seen.append(stamps())
+    vote("answer", answered.answer.id)
+    seen.append(stamps())
+    insert(storage, pending(replace(NEW, question="Another?")))
+    seen.append(stamps())
+    for before, after in itertools.pairwise(seen):
+        assert all(b != a for b, a in zip(before, after, strict=True)), (before, after)
+    insert(storage, pending(replace(NEW, sku="ANOTHER-PRODUCT")))
+    assert stamps() == seen[-1]
+    assert asyncio.run(storage.conversation_stamp("E20", conversation.id)) is None
+    assert asyncio.run(storage.conversation_stamp("D10", conversation.id + 1000)) is None

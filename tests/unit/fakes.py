@@ -29,6 +29,7 @@ from server.service.domain import (
     PageQuery,
     PendingAnswer,
     PendingCreate,
+    Stamp,
     StoredAnswer,
     StoredCreate,
     Vote,
@@ -85,6 +86,8 @@ class FakeStorage:
         self._requested_answers: dict[tuple[str, str], int] = {}
         # (target, target id, voter_id) of the votes that carried a voter_id
         self._voters: set[tuple[str, int, str]] = set()
+        # (trkref, sku, locale) -> writes that changed what the product shows
+        self.revisions: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
         # True: every call fails as it does on a database that is down.
         self.unavailable = False
@@ -176,6 +179,7 @@ class FakeStorage:
             _conversation(len(self.conversations) + 1, pending), pending.request_digest
         )
         self.conversations[stored.conversation.id] = stored
+        self._revise(stored.conversation.id)
         if request_id is not None:
             self._requested[pending.created_by, request_id] = stored.conversation.id
         return stored
@@ -223,6 +227,24 @@ class FakeStorage:
             next_after=key(page[-1]) if more else None,
         )
 
+    def _revise(self, conversation_id: int) -> None:
+        c = self.conversations[conversation_id].conversation
+        self.revisions[c.trkref, c.sku, c.locale] += 1
+
+    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+        self._call("conversation_stamp")
+        found = self.conversations.get(conversation_id)
+        if found is None or found.conversation.trkref != trkref:
+            return None
+        c = found.conversation
+        return (0, 0, self.revisions[c.trkref, c.sku, c.locale])
+
+    async def product_stamp(self, trkref: str, sku: str, locale: str | None) -> Stamp:
+        self._call("product_stamp")
+        revisions = (n for (t, s, loc), n in self.revisions.items()
+                     if (t, s) == (trkref, sku) and locale in (None, loc))  # fmt: skip
+        return (0, 0, sum(revisions))
+
     async def page_token_secret(self) -> bytes:
         self._call("page_token_secret")
         return b"the fake's page token secret...."
@@ -264,6 +286,7 @@ class FakeStorage:
         stored = StoredAnswer(pending.stored(answer_id), pending.request_digest)
         self.answers[answer_id] = stored
         self._answered[answer_id] = new.conversation_id
+        self._revise(new.conversation_id)
         if new.request_id is not None:
             self._requested_answers[pending.created_by, new.request_id] = answer_id
         return stored
@@ -302,6 +325,9 @@ class FakeStorage:
                 **{vote.counter: getattr(answered.answer, vote.counter) + 1}
             )
             self.answers[vote.target_id] = replace(answered, answer=voted_answer)
+        self._revise(
+            vote.target_id if vote.target == "conversation" else self._answered[vote.target_id]
+        )
         return True
 
     def count_conversations(self) -> int:
