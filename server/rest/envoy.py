@@ -34,6 +34,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from server.api.largest import largest
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, ENVOY_TEMPLATE, OPENAPI
+from server.rest.cors import cors_placeholders
 from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Listener:
     # Native gRPC on the service's own paths too: `proxy` is the replicas' gRPC entry.
     # `serve` has a gRPC port of its own, whose TLS this listener must not bypass.
     grpc_passthrough: bool = False
+    # Origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
 
 BUFFER_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
@@ -181,6 +184,7 @@ def render_config(
             for path in (DOCS_PAGE, OPENAPI, *(SWAGGER_UI / name for name in SWAGGER_UI_FILES))
         ),
         **_tracing(otlp_endpoint),
+        **cors_placeholders(listener.cors_origins),
     )
 
 
