@@ -58,6 +58,7 @@ def proxy(args: argparse.Namespace) -> int:
         tls_cert=args.http_tls_cert,
         tls_key=args.http_tls_key,
         grpc_passthrough=True,
+        cors_origins=args.cors_origin,
     )
     return envoy.run_proxy(
         listener,
@@ -177,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     for name in (
         *("http_address", "envoy_workers", "grace_period", "max_request_bytes"),
         *("http_request_timeout", "http_tls_cert", "http_tls_key", "otlp_endpoint"),
+        "cors_origin",
     ):
         _config_option(proxy_parser, name)
 

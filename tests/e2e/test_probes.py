@@ -64,10 +64,15 @@ def test_readyz_is_503_while_the_database_is_down_and_200_again_after(
         own_postgres.stop()
         down = wait_for_status(ready, 503)
         alive = http("GET", service.base_url + "/healthz")
+        # A request Envoy refuses, logged after the probes' answers (Envoy's log in order).
+        refused = http("GET", service.base_url + "/nowhere")
+        service.wait_for_log(r'"http_refused".*"/nowhere"')
         own_postgres.start()
         again = wait_for_status(ready, 200)
 
     assert down.headers["content-type"] == "application/json"
+    assert refused.status == 404
+    assert "/readyz" not in service.log()  # the probes' 503s are no refusals
     assert down.json() == NOT_SERVING
     assert alive.status == 200  # liveness: the process is up, restarting would not help
     assert again.json() == SERVING
