@@ -22,6 +22,8 @@ CORS_FILTER = (
     "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors } }"
 )
 CORS_POLICY = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+# Where the template places the virtual host's fields.
+VHOST_INDENT = " " * 14
 
 
 def cors_placeholders(origins: Sequence[str]) -> dict[str, str]:
@@ -37,4 +39,9 @@ def cors_placeholders(origins: Sequence[str]) -> dict[str, str]:
         f'allow_methods: "{ALLOW_METHODS}", allow_headers: "{ALLOW_HEADERS}", '
         f'expose_headers: "{EXPOSE_HEADERS}", max_age: "{MAX_AGE}" }} }}'
     )
-    return {"CORS_POLICY": policy, "CORS_FILTER": CORS_FILTER}
+    # The answer names the caller's origin: a cache keeps one per Origin.
+    vary = (
+        "response_headers_to_add: [{ header: { key: vary, value: Origin }, "
+        "append_action: APPEND_IF_EXISTS_OR_ADD }]"
+    )
+    return {"CORS_POLICY": f"{policy}\n{VHOST_INDENT}{vary}", "CORS_FILTER": CORS_FILTER}

@@ -163,6 +163,7 @@ def test_a_call_from_an_allowed_origin_carries_the_headers_for_it(
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == "https://shop.example"
     assert "x-request-id" in response.headers["access-control-expose-headers"]
+    assert "origin" in response.headers["vary"].lower()  # a cache keeps one answer per origin
 
 
 @pytest.mark.parametrize("origin", ["https://elsewhere.example", "https://shop.example.evil"])
