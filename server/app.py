@@ -272,6 +272,7 @@ def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvo
         request_timeout=config.http_request_timeout,
         tls_cert=config.http_tls_cert,
         tls_key=config.http_tls_key,
+        cors_origins=config.cors_origin,
     )
     proxy = SupervisedEnvoy(
         listener,

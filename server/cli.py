@@ -58,6 +58,7 @@ def proxy(args: argparse.Namespace) -> int:
         tls_cert=args.http_tls_cert,
         tls_key=args.http_tls_key,
         grpc_passthrough=True,
+        cors_origins=args.cors_origin,
     )
     return envoy.run_proxy(
         listener,
@@ -180,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
         *("http_address", "envoy_workers", "grace_period", "max_request_bytes"),
         *("http_request_timeout", "http_tls_cert", "http_tls_key", "otlp_endpoint"),
         *("log_level", "log_format"),
+        "cors_origin",
     ):
         _config_option(proxy_parser, name)
 
@@ -274,13 +276,30 @@ def _config_option(parser: argparse.ArgumentParser, name: str) -> None:
         )
         return
     from_env = os.environ.get(env)
+    extra = {"type": kind, **config_field.metadata["argparse"]}
+    if extra.get("action") == "append":  # repeatable: the variable holds them space-separated
+        parser.add_argument(
+            f"--{flag}",
+            default=tuple(extra["type"](value) for value in (from_env or "").split()),
+            help=f"{meaning}; env {env}",
+            **{**extra, "action": _Repeated},
+        )
+        return
     parser.add_argument(
         f"--{flag}",
-        type=kind,
-        default=kind(from_env) if from_env else config_field.default,
+        default=extra["type"](from_env) if from_env else config_field.default,
         help=f"{meaning} (default %(default)s); env {env}",
-        **config_field.metadata["argparse"],
+        **extra,
     )
+
+
+class _Repeated(argparse.Action):
+    """A repeatable option as a tuple: the values given on the command line, which replace
+    those of its environment variable (the default)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, (*(() if given is self.default else given), values))
 
 
 def _option_type(name: str) -> type:
@@ -303,7 +322,8 @@ def options_table() -> str:
             flag, env_value, default = f"--no-{name.replace('_', '-')}", f"{env}=off", "on"
         else:
             flag, env_value = f"--{name.replace('_', '-')}", env
-            default = "off" if config_field.default is None else str(config_field.default)
+            off = config_field.default is None or config_field.default == ()
+            default = "off" if off else str(config_field.default)
         rows.append(f"| `{flag}` | `{env_value}` | {default} | {config_field.metadata['help']} |")
     return "\n".join(rows)
 

@@ -7,6 +7,7 @@ environment variables, `--help` and the README's table are derived from it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,13 @@ from server.storage.read_cache import DEFAULT_MIB
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+def web_origin(text: str) -> str:
+    """A web origin as browsers send it: scheme://host[:port], no path; ValueError otherwise."""
+    if not re.fullmatch(r"https?://[^\s/?#:]+(:[0-9]{1,5})?", text):
+        raise ValueError(f"expected an origin such as https://shop.example, got {text!r}")
+    return text
 
 
 def option(default: Any, meaning: str, **argparse_extra: Any) -> Any:
@@ -123,6 +131,15 @@ class Config:
         None, "PEM certificate (chain) of the REST port: serve REST over TLS (HTTPS)"
     )
     http_tls_key: Path | None = option(None, "PEM private key of --http-tls-cert")
+    cors_origin: tuple[str, ...] = option(
+        (),
+        "an origin (scheme://host[:port]) whose web pages may call the REST API from a "
+        "browser (CORS); repeat for each, or separate them with spaces in the variable (off "
+        "when not given)",
+        action="append",
+        type=web_origin,
+        metavar="ORIGIN",
+    )
     otlp_endpoint: str | None = option(
         None,
         "export OpenTelemetry traces (the service's and Envoy's spans) over OTLP gRPC to "

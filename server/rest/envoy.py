@@ -34,6 +34,7 @@ from conversations.v4 import conversation_service_pb2 as pb
 from server.api.largest import largest
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET, DOCS_PAGE, DOCS_SCRIPT, ENVOY_TEMPLATE, OPENAPI
+from server.rest.cors import cors_placeholders
 from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class Listener:
     # Native gRPC on the service's own paths too: `proxy` is the replicas' gRPC entry.
     # `serve` has a gRPC port of its own, whose TLS this listener must not bypass.
     grpc_passthrough: bool = False
+    # Origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
 
 BUFFER_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
@@ -199,6 +202,7 @@ def render_config(
             )
         ),
         **_tracing(otlp_endpoint),
+        **cors_placeholders(listener.cors_origins),
     )
 
 

@@ -505,15 +505,20 @@ def test_envoy_killed_under_grpc_load_is_started_again_and_no_call_fails(tmp_pat
     assert exit_code == 0
 
 
-@pytest.mark.parametrize("kind", ["serve", "proxy", "tls", "admin on a port"])
+@pytest.mark.parametrize("kind", ["serve", "proxy", "tls", "admin on a port", "cors"])
 def test_every_rendered_configuration_is_one_envoy_accepts(tmp_path: Path, kind: str) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     tls = (tmp_path / "cert.pem", tmp_path / "key.pem") if kind == "tls" else (None, None)
+    origins = ("https://shop.example", "http://127.0.0.1:3000") if kind == "cors" else ()
     listener = envoy.Listener(
-        "127.0.0.1:8080", tls_cert=tls[0], tls_key=tls[1], grpc_passthrough=kind == "proxy"
+        "127.0.0.1:8080",
+        tls_cert=tls[0],
+        tls_key=tls[1],
+        grpc_passthrough=kind == "proxy",
+        cors_origins=origins,
     )
     admin = "127.0.0.1:0" if kind == "admin on a port" else tmp_path / "admin.sock"
     config = tmp_path / "envoy.yaml"
@@ -533,3 +538,4 @@ def test_every_rendered_configuration_is_one_envoy_accepts(tmp_path: Path, kind:
     rendered = config.read_text()
     assert ("prefix: /conversations.v4.ConversationService/" in rendered) == (kind == "proxy")
     assert ("DownstreamTlsContext" in rendered) == (kind == "tls")
+    assert ("envoy.filters.http.cors" in rendered) == (kind == "cors")

@@ -81,6 +81,39 @@ def test_a_malformed_value_is_refused() -> None:
         parse(["serve", "--workers", "many"])
 
 
+def test_cors_origins_are_none_by_default_and_each_repeat_adds_one() -> None:
+    argv = ["serve", "--cors-origin", "https://shop.example", "--cors-origin", "http://a.test:81"]
+
+    assert serve_config(["serve"]).cors_origin == ()
+    assert serve_config(argv).cors_origin == ("https://shop.example", "http://a.test:81")
+
+
+def test_cors_origins_of_the_environment_are_replaced_by_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONVERSATION_SERVICE_CORS_ORIGIN", "https://a.example https://b.example")
+
+    from_environment = serve_config(["serve"]).cors_origin
+    given = serve_config(["serve", "--cors-origin", "https://c.example"]).cors_origin
+
+    assert from_environment == ("https://a.example", "https://b.example")
+    assert given == ("https://c.example",)
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "shop.example", "https://shop.example/", "https://shop.example/page", "ftp://x"]
+)
+def test_a_cors_origin_that_is_not_an_origin_is_refused(origin: str) -> None:
+    with pytest.raises(SystemExit):
+        parse(["serve", "--cors-origin", origin])
+
+
+def test_proxy_takes_cors_origins() -> None:
+    args = parse(["proxy", "--upstream", "127.0.0.1:1", "--cors-origin", "https://shop.example"])
+
+    assert args.cors_origin == ("https://shop.example",)
+
+
 def test_one_process_by_default_on_sqlite_and_one_per_core_on_postgres() -> None:
     assert serve_call(["serve"])[1] == 1
     postgres = ["serve", "--database-url", "postgresql://db/conversations"]
