@@ -147,7 +147,13 @@ def test_a_preflight_from_an_allowed_origin_is_answered(
     assert response.headers["access-control-allow-origin"] == shops[0].origin
     assert response.headers["access-control-allow-methods"] == "GET, POST, HEAD"
     allowed = response.headers["access-control-allow-headers"].split(", ")
-    assert allowed == ["authorization", "idempotency-key", "content-type"]
+    assert allowed == [
+        "authorization",
+        "idempotency-key",
+        "content-type",
+        "if-none-match",
+        "x-request-id",
+    ]
     exposed = response.headers["access-control-expose-headers"].split(", ")
     assert exposed == ["etag", "retry-after", "x-request-id", "www-authenticate"]
     assert int(response.headers["access-control-max-age"]) > 0

@@ -129,6 +129,8 @@ def calls(service: ServiceProcess, result: Run) -> None:
     result.uuid_rest = (response.headers.get("x-request-id"), line["request_id"])
     assert call(service, "GET", "/nope").status == 404
     service.wait_for_log('"event": "http_refused"', since=since)
+    # Readiness probes: each asks gRPC health through Envoy, as Envoy's own check.
+    assert [call(service, "GET", "/readyz").status for _ in range(3)] == [200, 200, 200]
 
 
 def hostile_calls(service: ServiceProcess, result: Run) -> None:
