@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from google.api import annotations_pb2, field_behavior_pb2
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from server.service.answers import RESPONSE_TYPES
@@ -73,7 +73,86 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
 }
-ERROR_HEADERS = {"401": ["WWW-Authenticate"], "429": ["Retry-After"]}
+HEADERS.update(
+    {
+        "ETag": {
+            "description": "The entity tag of the answer (strong; weak `W/` when the answer is "
+            "compressed): send it back as If-None-Match. Absent on an organisation-wide List.",
+            "schema": {"type": "string"},
+        },
+        "Cache-Control": {
+            "description": "`private, no-cache`: a client may keep the answer, and asks again "
+            "with If-None-Match before using it.",
+            "schema": {"type": "string"},
+        },
+        "Retry-After-When-Known": {
+            "description": "Seconds to wait before retrying, when the service says (absent when "
+            "Envoy answers for a service it cannot reach).",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    }
+)
+# The headers of each error answer beyond X-Request-Id: the header, and its description.
+ERROR_HEADERS = {
+    "401": {"WWW-Authenticate": "WWW-Authenticate"},
+    "429": {"Retry-After": "Retry-After"},
+    "503": {"Retry-After": "Retry-After-When-Known"},
+}
+# The errors of a request with a body only.
+BODY_ERRORS = {
+    "415": "The body's Content-Encoding is not gzip, br or identity",
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "Entity tags of answers the client holds (RFC 9110): when one matches, the "
+    "answer is 304 Not Modified with no body.",
+    "schema": {"type": "string"},
+}
+PROBE_SCHEMA = {
+    "type": "object",
+    "description": "A probe's answer.",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["ok", "SERVING", "NOT_SERVING"]}},
+}
+
+
+def _probe(summary: str, description: str, codes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": summary,
+            "summary": summary,
+            "description": description,
+            "tags": ["Probes"],
+            "security": [],
+            "responses": {
+                **{
+                    code: _with_headers(_json(text, "#/components/schemas/Probe"), {})
+                    for code, text in codes.items()
+                },
+                "431": _with_headers(_json(ERRORS["431"], "#/components/schemas/Status"), {}),
+            },
+        }
+    }
+
+
+def _probes() -> dict[str, Any]:
+    """The probes the service's Envoy answers, without a key."""
+    return {
+        "/healthz": _probe(
+            "Liveness",
+            'Liveness: 200 `{"status":"ok"}` while the REST port answers at all.',
+            {"200": "Alive"},
+        ),
+        "/readyz": _probe(
+            "Readiness",
+            "Readiness, as gRPC health says: 503 while the database is down or the service drains.",
+            {"200": "Ready: `SERVING`", "503": "Not ready: `NOT_SERVING`"},
+        ),
+    }
+
+
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -102,13 +181,19 @@ FIELD_VIOLATION_SCHEMA = {
 STATUS_DETAIL_SCHEMA = {
     "type": "object",
     "description": "A google.protobuf.Any: `@type` names the message. A "
-    "type.googleapis.com/google.rpc.BadRequest lists every invalid field in field_violations.",
+    "type.googleapis.com/google.rpc.BadRequest lists every invalid field in field_violations; "
+    "a type.googleapis.com/google.rpc.RetryInfo, on an error worth retrying, says in "
+    "retry_delay when.",
     "required": ["@type"],
     "properties": {
         "@type": {"type": "string"},
         "field_violations": {
             "type": "array",
             "items": {"$ref": "#/components/schemas/FieldViolation"},
+        },
+        "retry_delay": {
+            "type": "string",
+            "description": "google.protobuf.Duration: seconds, e.g. `1s`.",
         },
     },
 }
@@ -245,7 +330,8 @@ def _required(field: descriptor_pb2.FieldDescriptorProto) -> bool:
 
 
 def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI document of every annotated method of the non-google files."""
+    """The OpenAPI document of every annotated method of the non-google files, and the
+    probes Envoy answers."""
     files = [
         f
         for f in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
@@ -261,62 +347,18 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                 verb = rule.WhichOneof("pattern")
                 if verb is None or verb == "custom":
                     continue
-                template = getattr(rule, verb)
-                path_params = re.findall(r"{([^}=]+)}", template)
-                request, _ = builder.messages[method.input_type]
-                fields = {f.name: f for f in request.field}
-                # The transcoder's binding: path variables, then the body (every
-                # other field for `*`, one field otherwise), the rest as query.
-                query = [
-                    f
-                    for f in request.field
-                    if f.name not in path_params and rule.body not in ("*", f.name)
-                ]
-                if method.output_type == EMPTY:
-                    result = _json("Accepted: the empty object `{}`", builder.ref(EMPTY))
-                    success = {"202": _with_headers(result, [])}
-                else:
-                    result = _json("The result", builder.ref(method.output_type))
-                    success = {"200": _with_headers(result, [])}
-                operation: dict[str, Any] = {
-                    "operationId": method.name,
-                    "summary": method.name,
-                    "description": comments.get((SERVICE, s, MEMBER, m), ""),
-                    "tags": [service.name],
-                    "parameters": [
-                        *(
-                            builder.parameter(method.input_type, fields[p], "path")
-                            for p in path_params
-                        ),
-                        *(builder.parameter(method.input_type, f, "query") for f in query),
-                        # The request_id field's header form, where there is one.
-                        *([IDEMPOTENCY_KEY] if _idempotent(builder, request, rule.body) else []),
-                    ],
-                    "responses": {
-                        **success,
-                        **{
-                            code: _with_headers(
-                                _json(text, "#/components/schemas/Status"),
-                                ERROR_HEADERS.get(code, []),
-                            )
-                            for code, text in ERRORS.items()
-                        },
-                    },
-                }
-                if rule.body == "*":
-                    body_ref = builder.ref(method.input_type, frozenset(path_params), True)
-                    operation["requestBody"] = {"required": True, **_json("", body_ref)}
-                elif rule.body:
-                    body = fields[rule.body]
-                    body_ref = builder.ref(body.type_name, request=True)
-                    operation["requestBody"] = {
-                        "required": _required(body),
-                        **_json(builder.comments[f"{method.input_type}.{body.name}"], body_ref),
-                    }
-                paths.setdefault(template, {})[verb] = operation
+                operation = _operation(builder, method, rule, getattr(rule, verb))
+                operation["description"] = comments.get((SERVICE, s, MEMBER, m), "")
+                operation["tags"] = [service.name]
+                methods = paths.setdefault(getattr(rule, verb), {})
+                methods[verb] = operation
+                if verb == "get":
+                    _conditional(operation)
+                    methods["head"] = _head(operation)
     builder.schemas["Status"] = STATUS_SCHEMA
     builder.schemas["StatusDetail"] = STATUS_DETAIL_SCHEMA
     builder.schemas["FieldViolation"] = FIELD_VIOLATION_SCHEMA
+    builder.schemas["Probe"] = PROBE_SCHEMA
     return {
         "openapi": "3.0.3",
         "info": {
@@ -331,7 +373,7 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
                 "`conversation-service serve` (--http-address) or of `proxy`",
             }
         ],
-        "paths": paths,
+        "paths": {**paths, **_probes()},
         "components": {
             "schemas": dict(sorted(builder.schemas.items())),
             "headers": HEADERS,
@@ -347,10 +389,97 @@ def build(descriptor_set: bytes, title: str, version: str) -> dict[str, Any]:
     }
 
 
-def _with_headers(response: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """A response with the headers every answer has (X-Request-Id) and `names`."""
-    headers = {name: {"$ref": f"#/components/headers/{name}"} for name in ["X-Request-Id", *names]}
-    return {**response, "headers": headers}
+def _operation(
+    builder: _Builder,
+    method: descriptor_pb2.MethodDescriptorProto,
+    rule: http_pb2.HttpRule,
+    template: str,
+) -> dict[str, Any]:
+    """A method's operation: its parameters as the transcoder binds them, its body, and
+    every answer."""
+    path_params = re.findall(r"{([^}=]+)}", template)
+    request, _ = builder.messages[method.input_type]
+    fields = {f.name: f for f in request.field}
+    # The transcoder's binding: path variables, then the body (every other field for
+    # `*`, one field otherwise), the rest as query.
+    query = [
+        f for f in request.field if f.name not in path_params and rule.body not in ("*", f.name)
+    ]
+    if method.output_type == EMPTY:
+        result = _json("Accepted: the empty object `{}`", builder.ref(EMPTY))
+        success = {"202": _with_headers(result, {})}
+    else:
+        result = _json("The result", builder.ref(method.output_type))
+        success = {"200": _with_headers(result, {})}
+    errors = dict(ERRORS, **(BODY_ERRORS if rule.body else {}))
+    operation: dict[str, Any] = {
+        "operationId": method.name,
+        "summary": method.name,
+        "parameters": [
+            *(builder.parameter(method.input_type, fields[p], "path") for p in path_params),
+            *(builder.parameter(method.input_type, f, "query") for f in query),
+            # The request_id field's header form, where there is one.
+            *([IDEMPOTENCY_KEY] if _idempotent(builder, request, rule.body) else []),
+        ],
+        "responses": {
+            **success,
+            **{
+                code: _with_headers(
+                    _json(text, "#/components/schemas/Status"), ERROR_HEADERS.get(code, {})
+                )
+                for code, text in sorted(errors.items())
+            },
+        },
+    }
+    if rule.body == "*":
+        body_ref = builder.ref(method.input_type, frozenset(path_params), True)
+        operation["requestBody"] = {"required": True, **_json("", body_ref)}
+    elif rule.body:
+        body = fields[rule.body]
+        body_ref = builder.ref(body.type_name, request=True)
+        operation["requestBody"] = {
+            "required": _required(body),
+            **_json(builder.comments[f"{method.input_type}.{body.name}"], body_ref),
+        }
+    return operation
+
+
+def _conditional(operation: dict[str, Any]) -> None:
+    """A read's conditional form: If-None-Match, ETag and Cache-Control, and its 304."""
+    operation["parameters"].append(IF_NONE_MATCH)
+    ok = operation["responses"]["200"]
+    ok["headers"].update(
+        {name: {"$ref": f"#/components/headers/{name}"} for name in ("ETag", "Cache-Control")}
+    )
+    operation["responses"]["304"] = {
+        "description": "Not Modified: the read would answer what the If-None-Match tag "
+        "names; no body",
+        "headers": {
+            name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-Id", "ETag")
+        },
+    }
+
+
+def _head(get: dict[str, Any]) -> dict[str, Any]:
+    """HEAD of a read: the GET's parameters and the headers of each of its answers, no body."""
+    return {
+        **{key: value for key, value in get.items() if key != "responses"},
+        "operationId": f"{get['operationId']}Head",
+        "summary": f"{get['summary']} (HEAD)",
+        "description": "The headers the GET would answer with, and no body.",
+        "responses": {
+            code: {key: value for key, value in response.items() if key != "content"}
+            for code, response in get["responses"].items()
+        },
+    }
+
+
+def _with_headers(response: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """A response with the header every answer has (X-Request-Id) and `headers` (each
+    header's name, and the component that describes it)."""
+    described = {"X-Request-Id": "X-Request-Id", **headers}
+    refs = {name: {"$ref": f"#/components/headers/{ref}"} for name, ref in described.items()}
+    return {**response, "headers": refs}
 
 
 def _json(description: str, ref: str) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def test_live_api_matches_its_description(
 
 def test_the_description_declares_what_clients_rely_on() -> None:
     """Where to send requests, the license, the Idempotency-Key header where request_id is,
-    the headers of 401 and 429, every error docs/api.md describes, and typed values."""
+    the headers of 401, 429 and 503, every error docs/api.md describes, conditional reads and
+    HEAD, the probes, and typed values."""
     document = json.loads(OPENAPI.read_text())
     operations = {
         operation["operationId"]: operation
@@ -66,11 +67,25 @@ def test_the_description_declares_what_clients_rely_on() -> None:
     for idempotent in (create, answer):
         assert "Idempotency-Key" in {p["name"] for p in idempotent["parameters"]}
     assert "Idempotency-Key" not in {p["name"] for p in listing["parameters"]}
-    for operation in operations.values():
+    api = {name: op for name, op in operations.items() if op["tags"] != ["Probes"]}
+    for name, operation in api.items():
         responses = operation["responses"]
         assert set(responses) >= {"400", "401", "404", "408", "429", "431", "500", "503", "504"}
         assert "WWW-Authenticate" in responses["401"]["headers"]
         assert "Retry-After" in responses["429"]["headers"]
+        assert "Retry-After" in responses["503"]["headers"]
+        assert ("415" in responses) == ("requestBody" in operation), name
+    for read in ("GetConversation", "ListConversations", "ListAnswers"):
+        responses = operations[read]["responses"]
+        assert "If-None-Match" in {p["name"] for p in operations[read]["parameters"]}
+        assert {"ETag", "Cache-Control"} <= set(responses["200"]["headers"])
+        assert "content" not in responses["304"]
+        head = operations[f"{read}Head"]
+        assert head["parameters"] == operations[read]["parameters"]
+        assert set(head["responses"]) == set(responses)
+        assert all("content" not in answer for answer in head["responses"].values())
+    assert operations["Liveness"]["security"] == operations["Readiness"]["security"] == []
+    assert set(operations["Readiness"]["responses"]) >= {"200", "503"}
     [order_by] = [p for p in listing["parameters"] if p["name"] == "order_by"]
     assert set(order_by["schema"]["enum"]) == set(ORDERS)
     assert schemas["Answer"]["properties"]["response_type"]["enum"] == ["owner", "retailer"]
