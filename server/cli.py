@@ -311,7 +311,7 @@ def _option_type(name: str) -> type:
 
 
 def options_table() -> str:
-    """`serve`'s options as a Markdown table, for the README (a test keeps them equal)."""
+    """`serve`'s options as a Markdown table, for docs/operations.md (a test keeps them equal)."""
     rows = ["| option | environment variable | default | meaning |", "|---|---|---|---|"]
     for config_field in fields(Config):
         name = config_field.name

@@ -1,7 +1,7 @@
 """The service's configuration: one typed object, built once at start-up and passed down.
 
 Each field is described once, here: the command line's options, their
-environment variables, `--help` and the README's table are derived from it.
+environment variables, `--help` and the options table of docs/operations.md are derived from it.
 """
 
 from __future__ import annotations

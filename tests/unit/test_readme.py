@@ -1,5 +1,5 @@
-"""The documentation stays true to the code: the README's options table is `--help`'s, and
-every relative link leads to a file that exists."""
+"""The documentation stays true to the code: the options table of docs/operations.md is
+`--help`'s, and every relative link leads to a file that exists."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from server.cli import options_table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 TABLE_START = "<!-- options-table:start -->"
@@ -23,8 +24,8 @@ _LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 
 
-def readme_options_table() -> str:
-    text = README.read_text()
+def documented_options_table() -> str:
+    text = OPERATIONS.read_text()
     assert text.count(TABLE_START) == 1 and text.count(TABLE_END) == 1, "one pair of markers"
     between = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     return between.strip("\n")
@@ -39,8 +40,8 @@ def relative_links(document: Path) -> list[str]:
     return [t for t in targets if not _SCHEME.match(t) and not t.startswith("#")]
 
 
-def test_readme_options_table_is_the_one_serve_help_describes() -> None:
-    assert readme_options_table() == options_table()
+def test_the_options_table_is_the_one_serve_help_describes() -> None:
+    assert documented_options_table() == options_table()
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
