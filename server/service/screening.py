@@ -1,0 +1,171 @@
+"""Screening on submit: why a shopper's text is held for a moderator, if it is.
+
+A text is held when it holds one of the organisation's blocked terms as a whole word, or a
+contact detail: an email address, a phone number or a link. Blocked terms are matched all
+at once by an Aho-Corasick automaton (pyahocorasick) over the folded words of the text
+(server/service/text_folding.py), phone numbers by libphonenumber's matcher (phonenumbers)
+for the region of the text's locale. No library finds email addresses and links in free text
+without fetching a list at run time, so they are two patterns here; a bare domain is a link
+only when it ends in a public suffix of the list that publicsuffixlist ships.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import ahocorasick
+import phonenumbers
+from publicsuffixlist import PublicSuffixList
+
+from server.service.text_folding import drop_invisible, fold_words
+
+
+class HoldReason(StrEnum):
+    """Why screening holds an item as pending."""
+
+    BLOCKED_TERM = "blocked_term"
+    EMAIL_ADDRESS = "email_address"
+    PHONE_NUMBER = "phone_number"
+    LINK = "link"
+
+
+@dataclass(frozen=True, order=True)
+class Hold:
+    """One reason an item is held: which field, and what matched, for the moderator (the
+    blocked term as the organisation wrote it, or the contact detail as the text has it).
+    A shopper is told the reason, never the match."""
+
+    reason: HoldReason
+    field: str
+    match: str
+
+
+# Scripts written without spaces between words: a term in one matches inside a run of text.
+_UNSPACED_SCRIPTS = (
+    "CJK",
+    "HIRAGANA",
+    "KATAKANA",
+    "HALFWIDTH KATAKANA",
+    "THAI",
+    "LAO",
+    "KHMER",
+    "MYANMAR",
+    "TIBETAN",
+)
+
+
+def _unspaced(character: str) -> bool:
+    return unicodedata.name(character, "").startswith(_UNSPACED_SCRIPTS)
+
+
+class BlockedTerms:
+    """An organisation's blocked terms, compiled once, matched against any number of texts."""
+
+    def __init__(self, automaton: ahocorasick.Automaton | None) -> None:
+        self._automaton = automaton
+
+    @classmethod
+    def compile(cls, terms: Iterable[str]) -> BlockedTerms:
+        """The matcher of `terms`; a term with no letter or digit matches nothing."""
+        automaton = ahocorasick.Automaton()
+        for term in terms:
+            words = fold_words(term).strip()
+            if not words:
+                continue
+            key = (
+                f"{'' if _unspaced(words[0]) else ' '}{words}{'' if _unspaced(words[-1]) else ' '}"
+            )
+            if key not in automaton:
+                automaton.add_word(key, term)
+        if not len(automaton):
+            return cls(None)
+        automaton.make_automaton()
+        return cls(automaton)
+
+    def find(self, text: str) -> list[str]:
+        """The terms `text` holds as whole words, as they were given, in order of position."""
+        if self._automaton is None:
+            return []
+        found: dict[str, None] = {}
+        for _end, term in self._automaton.iter(fold_words(text)):
+            found[term] = None
+        return list(found)
+
+
+NO_BLOCKED_TERMS = BlockedTerms(None)
+
+# A run that may be a phone number: digits with the separators numbers are written with.
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
+# libphonenumber's shortest numbers that are not short codes have seven digits.
+PHONE_MIN_DIGITS = 7
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
+_URL = re.compile(r"(?<![\w.@-])(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_BARE_DOMAIN = re.compile(
+    r"(?<![\w.@/-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+([^\W\d_]{2,63})(?![\w@-]|\.[^\W_])"
+)
+
+
+class ContactDetails:
+    """Finds email addresses, phone numbers and links; built once (it loads the suffix list)."""
+
+    def __init__(self) -> None:
+        self._suffixes = PublicSuffixList()
+
+    def find(self, text: str, region: str) -> list[tuple[HoldReason, str]]:
+        """The contact details in `text`, a phone number as written in `region`'s style."""
+        clean = drop_invisible(text)
+        found = [(HoldReason.EMAIL_ADDRESS, m.group()) for m in _EMAIL.finditer(clean)]
+        without_emails = _EMAIL.sub(" ", clean)
+        found += [(HoldReason.PHONE_NUMBER, n) for n in _phone_numbers(without_emails, region)]
+        urls = list(_URL.finditer(without_emails))
+        found += [(HoldReason.LINK, m.group()) for m in urls]
+        found += [(HoldReason.LINK, d) for d in self._bare_domains(_URL.sub(" ", without_emails))]
+        return found
+
+    def _bare_domains(self, text: str) -> list[str]:
+        domains = []
+        for match in _BARE_DOMAIN.finditer(text):
+            suffix = match.group(1)
+            # "broken.It works": a sentence that starts without its space is no link.
+            if suffix[0].isupper() and suffix[1:].islower():
+                continue
+            if self._suffixes.publicsuffix(match.group().lower(), accept_unknown=False):
+                domains.append(match.group())
+        return domains
+
+
+def _phone_numbers(text: str, region: str) -> list[str]:
+    numbers = []
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        span = candidate.group()
+        if sum(c.isdigit() for c in span) < PHONE_MIN_DIGITS:
+            continue
+        matcher = phonenumbers.PhoneNumberMatcher(
+            span, region, leniency=phonenumbers.Leniency.VALID
+        )
+        numbers += [found.raw_string for found in matcher]
+    return numbers
+
+
+def phone_region(locale: str) -> str:
+    """The phone region of a locale ("en_GB", "en-GB" -> "GB"); "ZZ" (only numbers written
+    with their country code) when the locale names no region libphonenumber knows."""
+    region = re.split(r"[-_]", locale)[-1].upper() if locale else ""
+    return region if region in phonenumbers.SUPPORTED_REGIONS else "ZZ"
+
+
+def screen(
+    texts: Mapping[str, str], terms: BlockedTerms, contacts: ContactDetails, locale: str
+) -> list[Hold]:
+    """Every reason to hold an item whose fields hold `texts` (field name -> text), sorted;
+    empty when the item may be published."""
+    region = phone_region(locale)
+    holds: set[Hold] = set()
+    for field, text in texts.items():
+        holds.update(Hold(HoldReason.BLOCKED_TERM, field, term) for term in terms.find(text))
+        holds.update(Hold(reason, field, found) for reason, found in contacts.find(text, region))
+    return sorted(holds)
