@@ -104,9 +104,11 @@ _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
 PHONE_MIN_DIGITS = 7
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
 _URL = re.compile(r"(?<![\w.@-])(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
-_BARE_DOMAIN = re.compile(
-    r"(?<![\w.@/-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+([^\W\d_]{2,63})(?![\w@-]|\.[^\W_])"
-)
+# A bare domain is found from its last dot (a literal, which `re` searches for fast), then
+# its labels are read back from there; a domain name is at most 253 characters.
+_SUFFIX = re.compile(r"\.([^\W\d_]{2,63})(?![\w@-]|\.[^\W_])")
+_LABELS = re.compile(r"(?<![\w.@/-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+\Z")
+DOMAIN_MAX = 253
 
 
 class ContactDetails:
@@ -118,23 +120,29 @@ class ContactDetails:
     def find(self, text: str, region: str) -> list[tuple[HoldReason, str]]:
         """The contact details in `text`, a phone number as written in `region`'s style."""
         clean = drop_invisible(text)
-        found = [(HoldReason.EMAIL_ADDRESS, m.group()) for m in _EMAIL.finditer(clean)]
-        without_emails = _EMAIL.sub(" ", clean)
-        found += [(HoldReason.PHONE_NUMBER, n) for n in _phone_numbers(without_emails, region)]
-        urls = list(_URL.finditer(without_emails))
-        found += [(HoldReason.LINK, m.group()) for m in urls]
-        found += [(HoldReason.LINK, d) for d in self._bare_domains(_URL.sub(" ", without_emails))]
+        found: list[tuple[HoldReason, str]] = []
+        if "@" in clean:
+            found += [(HoldReason.EMAIL_ADDRESS, m.group()) for m in _EMAIL.finditer(clean)]
+            clean = _EMAIL.sub(" ", clean)
+        found += [(HoldReason.PHONE_NUMBER, n) for n in _phone_numbers(clean, region)]
+        if "://" in clean or "www." in clean.lower():
+            found += [(HoldReason.LINK, m.group()) for m in _URL.finditer(clean)]
+            clean = _URL.sub(" ", clean)
+        found += [(HoldReason.LINK, d) for d in self._bare_domains(clean)]
         return found
 
     def _bare_domains(self, text: str) -> list[str]:
         domains = []
-        for match in _BARE_DOMAIN.finditer(text):
-            suffix = match.group(1)
+        for suffix in _SUFFIX.finditer(text):
             # "broken.It works": a sentence that starts without its space is no link.
-            if suffix[0].isupper() and suffix[1:].islower():
+            if suffix[1][0].isupper() and suffix[1][1:].islower():
                 continue
-            if self._suffixes.publicsuffix(match.group().lower(), accept_unknown=False):
-                domains.append(match.group())
+            labels = _LABELS.search(text, max(0, suffix.start() - DOMAIN_MAX), suffix.start() + 1)
+            if labels is None:
+                continue
+            domain = text[labels.start() : suffix.end()]
+            if self._suffixes.publicsuffix(domain.lower(), accept_unknown=False):
+                domains.append(domain)
         return domains
 
 

@@ -32,6 +32,9 @@ _INVISIBLE_LETTERS = (0x115F, 0x1160, 0x3164, 0xFFA0)
 _EXTRA_FOLDS = (("\N{LATIN SMALL LETTER DOTLESS I}", "i"),)
 
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
 class _CharacterClass:
     """A set of code points, replaced in one pass: `re` checks a class of the Basic
     Multilingual Plane with a bitmap, so the other planes' class is a second pass, run only
@@ -44,7 +47,7 @@ class _CharacterClass:
     def sub(self, replacement: str, text: str) -> str:
         """`text` with every run of the class's characters replaced."""
         text = self._bmp.sub(replacement, text)
-        if text and max(text) > "\uffff":
+        if _ASTRAL.search(text):
             text = self._astral.sub(replacement, text)
         return text
 
@@ -88,7 +91,10 @@ def _classes() -> tuple[_CharacterClass, _CharacterClass]:
     return _CharacterClass(dropped), _CharacterClass(separators)
 
 
-_ASCII_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# ASCII text folds through one byte table: lower case, and a space for anything else.
+_ASCII_FOLD = bytes(
+    ord(chr(c).lower()) if chr(c).isascii() and chr(c).isalnum() else ord(" ") for c in range(256)
+)
 
 
 def fold_characters(text: str) -> str:
@@ -109,7 +115,7 @@ def fold_characters(text: str) -> str:
 def fold_words(text: str) -> str:
     """The words of `text`, folded, each between single spaces: " buy now "."""
     if text.isascii():
-        words = _ASCII_SEPARATORS.sub(" ", text.lower())
+        words = text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     else:
         words = _classes()[1].sub(" ", fold_characters(text))
     return f" {' '.join(words.split())} "
