@@ -102,6 +102,11 @@ NO_BLOCKED_TERMS = BlockedTerms(None)
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
 # libphonenumber's shortest numbers that are not short codes have seven digits.
 PHONE_MIN_DIGITS = 7
+# Reading a digit run is libphonenumber's dearest step: a text gets a bounded number of them.
+PHONE_CANDIDATES_MAX = 4
+PHONE_TRIES = 8
+# The longest run libphonenumber reads: a number with its country code, extension and spaces.
+PHONE_SPAN_MAX = 40
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
 _URL = re.compile(r"(?<![\w.@-])(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
 # A bare domain is found from its last dot (a literal, which `re` searches for fast), then
@@ -147,16 +152,26 @@ class ContactDetails:
 
 
 def _phone_numbers(text: str, region: str) -> list[str]:
+    """The phone numbers in `text`; libphonenumber reads only the digit runs long enough to
+    be one, at most PHONE_CANDIDATES_MAX of them, each with a bounded number of tries."""
+    candidates = [
+        span
+        for match in _PHONE_CANDIDATE.finditer(text)
+        if sum(map(str.isdigit, span := match.group())) >= PHONE_MIN_DIGITS
+    ]
     numbers = []
-    for candidate in _PHONE_CANDIDATE.finditer(text):
-        span = candidate.group()
-        if sum(c.isdigit() for c in span) < PHONE_MIN_DIGITS:
+    for span in candidates[:PHONE_CANDIDATES_MAX]:
+        if len(span) > PHONE_SPAN_MAX:
+            # Too long to be one number, and dear to read: the moderator reads it.
+            numbers.append(span[:PHONE_SPAN_MAX])
             continue
         matcher = phonenumbers.PhoneNumberMatcher(
-            span, region, leniency=phonenumbers.Leniency.VALID
+            span, region, phonenumbers.Leniency.VALID, max_tries=PHONE_TRIES
         )
         numbers += [found.raw_string for found in matcher]
-    return numbers
+    # A number may hide among more runs than are read: the first unread one goes to the
+    # moderator.
+    return numbers + candidates[PHONE_CANDIDATES_MAX : PHONE_CANDIDATES_MAX + 1]
 
 
 def phone_region(locale: str) -> str:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from server.service.screening import (
     NO_BLOCKED_TERMS,
+    PHONE_CANDIDATES_MAX,
     BlockedTerms,
     ContactDetails,
     Hold,
@@ -168,6 +169,23 @@ def test_an_email_address_or_a_link_is_held(text: str, reason: HoldReason, found
     ],
 )
 def test_ordinary_questions_with_numbers_and_dots_are_not_held(text: str) -> None:
+    assert reasons(text) == set()
+
+
+def test_more_long_digit_runs_than_are_read_hold_the_first_unread_one() -> None:
+    text = " and ".join(f"order 123456{i}" for i in range(PHONE_CANDIDATES_MAX + 3))
+    holds = screen({"question": text}, TERMS, CONTACTS, "en_GB")
+    first_unread = f"123456{PHONE_CANDIDATES_MAX}"
+    assert holds == [Hold(HoldReason.PHONE_NUMBER, "question", first_unread)]
+
+
+def test_a_digit_run_too_long_to_be_one_number_is_held() -> None:
+    holds = screen({"question": "codes " + "12 " * 30}, TERMS, CONTACTS, "en_GB")
+    assert holds == [Hold(HoldReason.PHONE_NUMBER, "question", ("12 " * 30)[:40])]
+
+
+def test_as_many_long_digit_runs_as_are_read_are_not_held() -> None:
+    text = " and ".join(f"order 123456{i}" for i in range(PHONE_CANDIDATES_MAX))
     assert reasons(text) == set()
 
 
