@@ -58,8 +58,10 @@ _UNSPACED_SCRIPTS = (
 )
 
 
-def _unspaced(character: str) -> bool:
-    return unicodedata.name(character, "").startswith(_UNSPACED_SCRIPTS)
+def _boundary(character: str) -> str:
+    """What must stand beside a term that starts or ends with `character`: a space, unless
+    its script puts none between words."""
+    return "" if unicodedata.name(character, "").startswith(_UNSPACED_SCRIPTS) else " "
 
 
 class BlockedTerms:
@@ -76,9 +78,7 @@ class BlockedTerms:
             words = fold_words(term).strip()
             if not words:
                 continue
-            key = (
-                f"{'' if _unspaced(words[0]) else ' '}{words}{'' if _unspaced(words[-1]) else ' '}"
-            )
+            key = f"{_boundary(words[0])}{words}{_boundary(words[-1])}"
             if key not in automaton:
                 automaton.add_word(key, term)
         if not len(automaton):
@@ -100,7 +100,7 @@ NO_BLOCKED_TERMS = BlockedTerms(None)
 
 # A run that may be a phone number: digits with the separators numbers are written with.
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
-# libphonenumber's shortest numbers that are not short codes have seven digits.
+# Shorter runs are sizes, years and prices far more often than numbers to call.
 PHONE_MIN_DIGITS = 7
 # Reading a digit run is libphonenumber's dearest step: a text gets a bounded number of them.
 PHONE_CANDIDATES_MAX = 4
@@ -129,11 +129,11 @@ class ContactDetails:
         if "@" in clean:
             found += [(HoldReason.EMAIL_ADDRESS, m.group()) for m in _EMAIL.finditer(clean)]
             clean = _EMAIL.sub(" ", clean)
-        found += [(HoldReason.PHONE_NUMBER, n) for n in _phone_numbers(clean, region)]
         if "://" in clean or "www." in clean.lower():
             found += [(HoldReason.LINK, m.group()) for m in _URL.finditer(clean)]
             clean = _URL.sub(" ", clean)
         found += [(HoldReason.LINK, d) for d in self._bare_domains(clean)]
+        found += [(HoldReason.PHONE_NUMBER, n) for n in _phone_numbers(clean, region)]
         return found
 
     def _bare_domains(self, text: str) -> list[str]:

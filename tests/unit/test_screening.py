@@ -136,6 +136,12 @@ def test_a_phone_number_is_held(text: str, locale: str, found: str) -> None:
         ("\uff4a\uff4f\uff48\uff4e\uff20\uff45\uff58.com", HoldReason.EMAIL_ADDRESS, "john@ex.com"),
         ("See https://example.com/deal?x=1", HoldReason.LINK, "https://example.com/deal?x=1"),
         ("See HTTP://EXAMPLE.COM", HoldReason.LINK, "HTTP://EXAMPLE.COM"),
+        (
+            "https://shop.example/item/02079460958",
+            HoldReason.LINK,
+            "https://shop.example/item/02079460958",
+        ),
+        ("mail 02079460958@example.com", HoldReason.EMAIL_ADDRESS, "02079460958@example.com"),
         ("see www.cheap-deals.de now", HoldReason.LINK, "www.cheap-deals.de"),
         ("go to cheapdeals.co.uk.", HoldReason.LINK, "cheapdeals.co.uk"),
         ("VISIT SPAMSITE.COM", HoldReason.LINK, "SPAMSITE.COM"),
