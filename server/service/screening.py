@@ -175,10 +175,10 @@ def _phone_numbers(text: str, region: str) -> list[str]:
 
 
 def phone_region(locale: str) -> str:
-    """The phone region of a locale ("en_GB", "en-GB" -> "GB"); "ZZ" (only numbers written
-    with their country code) when the locale names no region libphonenumber knows."""
-    region = re.split(r"[-_]", locale)[-1].upper() if locale else ""
-    return region if region in phonenumbers.SUPPORTED_REGIONS else "ZZ"
+    """The phone region of a locale ("en_GB" -> "GB", "zh-Hant-TW" -> "TW"); "ZZ" (only
+    numbers written with their country code) when it names no region libphonenumber knows."""
+    subtags = [subtag.upper() for subtag in re.split(r"[-_]", locale)[1:]]
+    return next((s for s in subtags if s in phonenumbers.SUPPORTED_REGIONS), "ZZ")
 
 
 def screen(

@@ -217,7 +217,17 @@ def test_reasons_are_the_contracts_values() -> None:
 
 @pytest.mark.parametrize(
     ("locale", "region"),
-    [("en_GB", "GB"), ("en-gb", "GB"), ("de_DE", "DE"), ("en", "ZZ"), ("", "ZZ"), ("xx_QQ", "ZZ")],
+    [
+        ("en_GB", "GB"),
+        ("en-gb", "GB"),
+        ("de_DE", "DE"),
+        ("zh-Hant-TW", "TW"),
+        ("en-GB-oxendict", "GB"),
+        ("en", "ZZ"),
+        ("GB", "ZZ"),
+        ("", "ZZ"),
+        ("xx_QQ", "ZZ"),
+    ],
 )
 def test_the_phone_region_comes_from_the_locale(locale: str, region: str) -> None:
     assert phone_region(locale) == region
