@@ -21,6 +21,7 @@ import ahocorasick
 import phonenumbers
 from publicsuffixlist import PublicSuffixList
 
+from server.service import text_folding
 from server.service.text_folding import drop_invisible, fold_words
 
 
@@ -117,10 +118,12 @@ DOMAIN_MAX = 253
 
 
 class ContactDetails:
-    """Finds email addresses, phone numbers and links; built once (it loads the suffix list)."""
+    """Finds email addresses, phone numbers and links. Built once, at start-up: it loads the
+    suffix list and the character classes of text folding."""
 
     def __init__(self) -> None:
         self._suffixes = PublicSuffixList()
+        text_folding.prepare()
 
     def find(self, text: str, region: str) -> list[tuple[HoldReason, str]]:
         """The contact details in `text`, a phone number as written in `region`'s style."""

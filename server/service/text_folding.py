@@ -97,6 +97,11 @@ _ASCII_FOLD = bytes(
 )
 
 
+def prepare() -> None:
+    """Builds the character classes now (they take a while), rather than on the first text."""
+    _classes()
+
+
 def fold_characters(text: str) -> str:
     """`text` case-folded, without accents or invisible characters, in NFKC: words and
     punctuation stay where they are."""
