@@ -277,3 +277,12 @@ def test_screening_never_raises_on_any_text(text: str) -> None:
 def test_screening_never_raises_on_short_texts_and_odd_locales(text: str, locale: str) -> None:
     holds = screen({"question": text}, TERMS, CONTACTS, locale)
     assert holds == sorted(set(holds))
+
+
+@settings(max_examples=200, deadline=None)
+@given(terms=st.lists(st.text(max_size=20), max_size=20), text=st.text(max_size=200))
+def test_any_terms_compile_and_a_term_is_found_between_spaces(terms: list[str], text: str) -> None:
+    matcher = BlockedTerms.compile(terms)
+    found = matcher.find(f"{text} {' '.join(terms)} {text}")
+    assert set(found) <= set(terms)
+    assert all(term in found for term in terms[:1] if fold_words(term).strip())
