@@ -146,6 +146,7 @@ def test_a_phone_number_is_held(text: str, locale: str, found: str) -> None:
         ("go to cheapdeals.co.uk.", HoldReason.LINK, "cheapdeals.co.uk"),
         ("VISIT SPAMSITE.COM", HoldReason.LINK, "SPAMSITE.COM"),
         ("visit cheap-site.shop", HoldReason.LINK, "cheap-site.shop"),
+        ("It is great.how do I clean it?", HoldReason.LINK, "great.how"),
         ("spamsite\u200b.com", HoldReason.LINK, "spamsite.com"),
     ],
 )
@@ -167,6 +168,7 @@ def test_an_email_address_or_a_link_is_held(text: str, reason: HoldReason, found
         "Version 1.2.3 of the app, i.e. the latest",
         "Ist das Gerät 2,5 kg schwer? Ca. 30 cm breit?",
         "L'appareil fait 1 200 W, c.-à-d. assez",
+        "Passt das z.B. an die Wand? usw. bzw.Gerät",
         "サイズは 120 × 60 cm です",
         "My email is on file and I'll call you",
         "@shopname answered me",
