@@ -100,6 +100,14 @@ class AnswerNotFound(DomainError):
         super().__init__("the answer does not exist or you are not authorised to access it")
 
 
+class PermissionDenied(DomainError):
+    """The caller's key may reach the organisation but not this method: a shopper key on a
+    moderator's route. Said before anything is looked up, so it tells nothing of what exists."""
+
+    def __init__(self) -> None:
+        super().__init__("this method needs a moderator key")
+
+
 class OrganisationExists(DomainError):
     def __init__(self, trkref: str) -> None:
         self.trkref = trkref

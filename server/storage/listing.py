@@ -168,7 +168,10 @@ def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, A
     query = ConversationRow.select(*selected)
     if found is not None:
         query = query.with_cte(found).join(found, on=ConversationRow.id == found.c.id)
-    where = ConversationRow.organisation == _organisation_id()
+    # Shoppers' reads: the published conversations only, which the counts count.
+    where = (ConversationRow.organisation == _organisation_id()) & (
+        ConversationRow.status == peewee.SQL("'published'")
+    )
     if shape.by_sku:
         where &= ConversationRow.sku == parameter("sku")
     if shape.by_locale:
@@ -185,6 +188,7 @@ def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, A
         retailer = AnswerRow.select(peewee.SQL("1")).where(
             (AnswerRow.conversation == ConversationRow.id)
             & (AnswerRow.response_type == peewee.SQL("'retailer'"))
+            & (AnswerRow.status == peewee.SQL("'published'"))
         )
         where &= (
             peewee.fn.EXISTS(retailer)

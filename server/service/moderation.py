@@ -1,0 +1,158 @@
+"""Use cases of moderation: what a submission's status is, the decisions of moderators, the
+queue of pending items and the log of decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from server.service import page_tokens
+from server.service.answer_pages import check_conversation_id, check_page_size
+from server.service.conversations import PAGE_SIZE, PAGE_SIZE_MAX, Clock, utc_now
+from server.service.domain import (
+    PENDING,
+    PRE_MODERATION,
+    PUBLISHED,
+    REJECTED,
+    Caller,
+    Decision,
+    DecisionPage,
+    ModerationQuery,
+    Organisation,
+    PageKey,
+    QueuePage,
+    RecordedDecision,
+)
+from server.service.errors import (
+    AnswerNotFound,
+    ConversationNotFound,
+    FieldViolation,
+    InvalidRequest,
+    OrganisationNotFound,
+    PermissionDenied,
+)
+from server.service.ports import Storage
+from server.service.screening import screen
+from server.service.validation import check_optional_text, check_trkref
+
+REASON_MAX = 100
+NOTE_MAX = 2000
+# What an approve and a reject move an item to.
+VERDICTS = {"approve": PUBLISHED, "reject": REJECTED}
+
+
+async def submission_status(
+    store: Storage, organisation: Organisation, texts: Mapping[str, str], locale: str
+) -> tuple[str, tuple[str, ...]]:
+    """A new item's status and why it is held: screening's reasons, and pre_moderation
+    when its organisation pre-moderates; published when there is none."""
+    terms = await store.moderation.blocked_terms(organisation.trkref)
+    holds = screen(texts, terms, store.moderation.contacts, locale)
+    reasons = sorted({str(hold.reason) for hold in holds})
+    if organisation.moderation == "pre":
+        reasons.insert(0, PRE_MODERATION)
+    return (PENDING if reasons else PUBLISHED), tuple(reasons)
+
+
+def check_moderator(caller: Caller) -> None:
+    """PermissionDenied unless the caller's key is a moderator's: checked first, so a
+    shopper key learns nothing of what exists."""
+    if not caller.moderator:
+        raise PermissionDenied()
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """An approve or a reject as asked: on a conversation or an answer of `trkref`."""
+
+    trkref: str
+    target: str  # "conversation" or "answer"
+    target_id: int
+    verdict: str  # a key of VERDICTS
+    reason: str = ""
+    note: str = ""
+
+
+async def decide(
+    store: Storage, asked: DecisionRequest, caller: Caller, clock: Clock = utc_now
+) -> RecordedDecision:
+    """Apply a moderator's decision and log it; idempotent: one that changes nothing (an
+    approve of a published item) succeeds and logs nothing."""
+    check_moderator(caller)
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", asked.trkref)
+    check_conversation_id(violations, "id", asked.target_id)
+    check_optional_text(violations, "reason", asked.reason, max_length=REASON_MAX)
+    check_optional_text(violations, "note", asked.note, max_length=NOTE_MAX)
+    if violations:
+        raise InvalidRequest(violations)
+    missing = (
+        ConversationNotFound(asked.target_id)
+        if asked.target == "conversation"
+        else AnswerNotFound(asked.target_id)
+    )
+    if asked.trkref not in caller.organisations:
+        raise missing
+    decision = Decision(
+        trkref=asked.trkref,
+        target=asked.target,
+        target_id=asked.target_id,
+        to_status=VERDICTS[asked.verdict],
+        decided_by=caller.key_id,
+        decided_at=clock().replace(microsecond=0),
+        reason=asked.reason,
+        note=asked.note,
+    )
+    recorded = await store.moderation.decide(decision)
+    if recorded is None:
+        raise missing
+    return recorded
+
+
+async def _checked(
+    store: Storage, query: ModerationQuery, page_size: int, page_token: str, caller: Caller
+) -> tuple[ModerationQuery, PageKey | None, bytes]:
+    check_moderator(caller)
+    violations: list[FieldViolation] = []
+    check_trkref(violations, "trkref", query.trkref)
+    check_page_size(violations, "page_size", page_size)
+    if violations:
+        raise InvalidRequest(violations)
+    if query.trkref not in caller.organisations:
+        raise OrganisationNotFound(query.trkref)
+    secret = await store.page_token_secret()
+    after = None
+    if page_token:
+        key_length = 3 if query.kind == "queue" else 1
+        try:
+            after = page_tokens.read(secret, query, page_token, key_length)
+        except page_tokens.BadPageToken:
+            raise InvalidRequest([page_tokens.NOT_A_PAGE_TOKEN]) from None
+    if await store.known_organisation(query.trkref) is None:
+        raise OrganisationNotFound(query.trkref)
+    size = min(page_size or PAGE_SIZE, PAGE_SIZE_MAX)
+    return ModerationQuery(query.kind, query.trkref, size), after, secret
+
+
+async def read_queue(
+    store: Storage, trkref: str, page_size: int, page_token: str, caller: Caller
+) -> tuple[QueuePage, str]:
+    """A page of the organisation's pending items, oldest first, and the next page's token."""
+    query, after, secret = await _checked(
+        store, ModerationQuery("queue", trkref), page_size, page_token, caller
+    )
+    page = await store.moderation.queue_page(trkref, after, query.size)
+    next_after = page.next_after
+    return page, "" if next_after is None else page_tokens.issue(secret, query, next_after)
+
+
+async def read_decisions(
+    store: Storage, trkref: str, page_size: int, page_token: str, caller: Caller
+) -> tuple[DecisionPage, str]:
+    """A page of the organisation's decisions, newest first, and the next page's token."""
+    query, after, secret = await _checked(
+        store, ModerationQuery("decisions", trkref), page_size, page_token, caller
+    )
+    page = await store.moderation.decision_page(trkref, after, query.size)
+    next_after = page.next_after
+    return page, "" if next_after is None else page_tokens.issue(secret, query, next_after)
