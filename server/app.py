@@ -119,6 +119,8 @@ async def start_server(
     `shared_port`, the server is one of `serve --processes N`: it shares its port
     with the others (SO_REUSEPORT).
     """
+    # Screening's contact details are built before serving, not by the first create.
+    store.moderation.prepare_screening()
     authenticator = Authenticator(
         store,
         config.rate_limit,

@@ -32,6 +32,8 @@ class Reason(enum.StrEnum):
     INVALID_FILTER = "INVALID_FILTER"  # outside the AIP-160 subset a List accepts
     NOTHING_TO_SEARCH = "NOTHING_TO_SEARCH"  # a search without a letter or digit
     SEARCH_REQUIRED = "SEARCH_REQUIRED"  # order_by relevance without a search
+    UNKNOWN_POLICY = "UNKNOWN_POLICY"  # a moderation policy but pre or post
+    UNKNOWN_ROLE = "UNKNOWN_ROLE"  # a key's role but shopper or moderator
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@ queue of pending items and the log of decisions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from server.service import page_tokens
 from server.service.answer_pages import check_conversation_id, check_page_size
-from server.service.conversations import PAGE_SIZE, PAGE_SIZE_MAX, Clock, utc_now
 from server.service.domain import (
     PENDING,
     PRE_MODERATION,
@@ -30,11 +30,15 @@ from server.service.errors import (
     InvalidRequest,
     OrganisationNotFound,
     PermissionDenied,
+    Reason,
 )
 from server.service.ports import Storage
 from server.service.screening import screen
-from server.service.validation import check_optional_text, check_trkref
+from server.service.validation import check_optional_text, check_text, check_trkref
 
+# As a List's pages (AIP-158).
+PAGE_SIZE = 20
+PAGE_SIZE_MAX = 100
 REASON_MAX = 100
 NOTE_MAX = 2000
 # What an approve and a reject move an item to.
@@ -73,8 +77,15 @@ class DecisionRequest:
     note: str = ""
 
 
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 async def decide(
-    store: Storage, asked: DecisionRequest, caller: Caller, clock: Clock = utc_now
+    store: Storage,
+    asked: DecisionRequest,
+    caller: Caller,
+    clock: Callable[[], datetime.datetime] = _utc_now,
 ) -> RecordedDecision:
     """Apply a moderator's decision and log it; idempotent: one that changes nothing (an
     approve of a published item) succeeds and logs nothing."""
@@ -156,3 +167,38 @@ async def read_decisions(
     page = await store.moderation.decision_page(trkref, after, query.size)
     next_after = page.next_after
     return page, "" if next_after is None else page_tokens.issue(secret, query, next_after)
+
+
+TERM_MAX = 200
+
+
+def check_terms(terms: list[str]) -> None:
+    """InvalidRequest unless every term is 1 to TERM_MAX characters without control ones."""
+    violations: list[FieldViolation] = []
+    for term in terms:
+        check_text(violations, "term", term, max_length=TERM_MAX)
+    if not terms:
+        violations.append(FieldViolation("term", Reason.REQUIRED, "is required"))
+    if violations:
+        raise InvalidRequest(violations)
+
+
+def change_blocked_terms(store: Storage, trkref: str, terms: list[str], *, add: bool) -> int:
+    """Add or remove blocked terms of an organisation; how many changed. Every replica
+    screens with them from its next create on (the terms revision changes)."""
+    check_terms(terms)
+    changed = (
+        store.moderation.add_terms(trkref, terms)
+        if add
+        else store.moderation.remove_terms(trkref, terms)
+    )
+    if changed is None:
+        raise OrganisationNotFound(trkref)
+    return changed
+
+
+def list_blocked_terms(store: Storage, trkref: str) -> list[str]:
+    terms = store.moderation.list_terms(trkref)
+    if terms is None:
+        raise OrganisationNotFound(trkref)
+    return terms
