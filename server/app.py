@@ -73,8 +73,8 @@ class RunningServer:
     # Where the local Envoy connects: the port itself on loopback, or with TLS
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
-    # The authenticator's check of remembered keys against revocations, until stop().
-    revocations: asyncio.Task[None]
+    # Revocations checked, the moderation queue read for its gauges, until stop().
+    revocations: asyncio.Future[tuple[None, None]]
     draining: Draining
 
     async def mark_serving(self, serving: bool = True) -> None:
@@ -119,8 +119,7 @@ async def start_server(
     `shared_port`, the server is one of `serve --processes N`: it shares its port
     with the others (SO_REUSEPORT).
     """
-    # Screening's contact details are built before serving, not by the first create.
-    store.moderation.prepare_screening()
+    store.moderation.prepare_screening()  # before serving, not on the first create
     authenticator = Authenticator(
         store,
         config.rate_limit,
@@ -196,8 +195,9 @@ async def start_server(
     else:
         local_address = _loopback_address(config.grpc_address, port)
     await server.start()
-    revocations = asyncio.get_running_loop().create_task(authenticator.keep_checking_revocations())
-    return RunningServer(server, health_servicer, port, local_address, revocations, draining)
+    checks = authenticator.keep_checking_revocations()
+    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
+    return RunningServer(server, health_servicer, port, local_address, watches, draining)
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:

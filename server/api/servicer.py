@@ -21,6 +21,7 @@ from server.api.messages import (
     page_message,
     queue_message,
 )
+from server.metrics import count_moderation_decision
 from server.service import (
     answer_pages,
     answers,
@@ -209,7 +210,10 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             reason=request.decision.reason,
             note=request.decision.note,
         )
-        return decision_message(await moderation.decide(self._store, asked, self._caller()))
+        recorded = await moderation.decide(self._store, asked, self._caller())
+        if recorded.id:
+            count_moderation_decision(target, verdict)
+        return decision_message(recorded)
 
     @maps_domain_errors
     async def ListModerationQueue(

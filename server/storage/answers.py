@@ -20,7 +20,7 @@ from server.storage.models import (
 def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer | None:
     """Store an answer and count it on its conversation and product, in one transaction.
 
-    None when the conversation is not one of the organisation's. A key revoked
+    None when the conversation is not one of the organisation's, or is not published. A key revoked
     before the transaction stores nothing. An answer whose (created_by,
     request_id) is taken stores nothing and gets what is stored under it: the
     unique index decides, so concurrent retries cannot both insert.
@@ -36,7 +36,10 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
             )
             .join(OrganisationRow)
             .where(
-                (ConversationRow.id == new.conversation_id) & (OrganisationRow.trkref == new.trkref)
+                (ConversationRow.id == new.conversation_id)
+                & (OrganisationRow.trkref == new.trkref)
+                # Shoppers answer what they see: a pending or rejected question is not found.
+                & (ConversationRow.status == PUBLISHED)
             )
             .bind(db)
             .get_or_none()
