@@ -75,9 +75,11 @@ def legacy_scrypt_hash(secret: str, salt: bytes = b"sixteen byte slt") -> str:
     return f"scrypt${n}${r}${p}${encoded[0]}${encoded[1]}"
 
 
-def store_key(store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "") -> Caller:
+def store_key(
+    store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "", role: str = "shopper"
+) -> Caller:
     """An active API key for these stored organisations (secret: TEST_SECRET, stored as its
-    digest unless `secret_hash` is given); its caller."""
+    digest unless `secret_hash` is given), of a shopper unless told; its caller."""
     store.add_api_key(
         ApiKey(
             key_id=key_id,
@@ -85,9 +87,10 @@ def store_key(store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "")
             created_at=datetime.datetime.now(datetime.UTC),
             revoked_at=None,
             secret_hash=secret_hash or digest_secret(store.api_key_digest_key(), TEST_SECRET),
+            role=role,
         )
     )
-    return Caller(key_id=key_id, organisations=frozenset(trkrefs))
+    return Caller(key_id=key_id, organisations=frozenset(trkrefs), role=role)
 
 
 def add_organisation_with_key(store: Storage) -> Organisation:
@@ -121,11 +124,13 @@ def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
 
 
 def organisation_with_key(database_url: str) -> tuple[str, str]:
-    """ORGANISATION added through the command line (which migrates first), and a new key
-    for it: (key id, secret)."""
+    """ORGANISATION added through the command line (which migrates first), post-moderated
+    as the demo organisation is, and a new key for it: (key id, secret)."""
     org = ORGANISATION
     added = cli(
-        database_url, "organisations", "add", org.trkref, "--name", org.name, "--locale", org.locale
+        database_url,
+        *("organisations", "add", org.trkref, "--name", org.name, "--locale", org.locale),
+        *("--moderation", "post"),
     )
     assert added.returncode == 0, added.stderr
     return create_key(database_url, org.trkref)

@@ -122,7 +122,7 @@ def up(migrator, db):
         db.execute_sql(statement)
 
     class BlockedTermRow(Model):
-        organisation_id = IntegerField()
+        organisation_id = IntegerField(constraints=[SQL("REFERENCES organisation (id)")])
         term = CharField(max_length=200)
 
         class Meta:
@@ -131,7 +131,7 @@ def up(migrator, db):
             indexes = ((("organisation_id", "term"), True),)
 
     class ModerationDecisionRow(Model):
-        organisation_id = IntegerField()
+        organisation_id = IntegerField(constraints=[SQL("REFERENCES organisation (id)")])
         target = CharField(max_length=12)
         target_id = IntegerField()
         decided_by = CharField(max_length=64)
