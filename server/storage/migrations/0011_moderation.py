@@ -27,6 +27,16 @@ _ANSWERED_DELTA = (
     "(CASE WHEN {new}.answers_count > 0 THEN 1 ELSE 0 END)"
     " - (CASE WHEN {old}.answers_count > 0 THEN 1 ELSE 0 END)"
 )
+# What migration 0010 counted a published conversation's answers with; `down` restores it.
+_RECOUNTED_BEFORE = [
+    "UPDATE organisation_count SET"
+    " answers_count = answers_count + {new}.answers_count - {old}.answers_count,"
+    f" answered_count = answered_count + {_ANSWERED_DELTA}"
+    " WHERE organisation_id = {new}.organisation_id",
+    f"UPDATE conversation_count SET answered_count = answered_count + {_ANSWERED_DELTA}"
+    " WHERE organisation_id = {new}.organisation_id AND sku = {new}.sku"
+    " AND locale = {new}.locale",
+]
 _RECOUNTED = [
     "UPDATE organisation_count SET"
     " answers_count = answers_count + {new}.answers_count - {old}.answers_count,"
@@ -82,6 +92,10 @@ _POSTGRES = [
         " WHERE status = 'published' GROUP BY organisation_id ORDER BY organisation_id"
     )
     + "; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION conversation_recounted() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN "
+    + "; ".join(u.format(new="NEW", old="OLD") for u in _RECOUNTED)
+    + "; RETURN NULL; END $$",
     "DROP TRIGGER conversation_recounted ON conversation",
     "CREATE TRIGGER conversation_recounted AFTER UPDATE OF answers_count ON conversation"
     " FOR EACH ROW WHEN (OLD.answers_count IS DISTINCT FROM NEW.answers_count"
@@ -93,6 +107,41 @@ _POSTGRES = [
     "CREATE TRIGGER conversation_moved AFTER UPDATE OF status ON conversation"
     f" FOR EACH ROW WHEN ({_CROSSES.format(new='NEW', old='OLD')})"
     " EXECUTE FUNCTION conversation_moved()",
+]
+
+
+_SQLITE_BEFORE = [
+    "DROP TRIGGER conversation_moved",
+    "DROP TRIGGER conversation_counted",
+    "DROP TRIGGER conversation_recounted",
+    "CREATE TRIGGER conversation_counted AFTER INSERT ON conversation BEGIN "
+    + _ADDED.format(
+        rows="SELECT new.organisation_id, 1, new.answers_count,"
+        " CASE WHEN new.answers_count > 0 THEN 1 ELSE 0 END WHERE true"
+    )
+    + "; END",
+    "CREATE TRIGGER conversation_recounted AFTER UPDATE OF answers_count ON conversation"
+    " BEGIN " + "; ".join(u.format(new="new", old="old") for u in _RECOUNTED_BEFORE) + "; END",
+]
+_POSTGRES_BEFORE = [
+    "DROP TRIGGER conversation_moved ON conversation",
+    "DROP FUNCTION conversation_moved()",
+    "CREATE OR REPLACE FUNCTION conversation_counted() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN "
+    + _ADDED.format(
+        rows="SELECT organisation_id, COUNT(*), SUM(answers_count),"
+        " SUM(CASE WHEN answers_count > 0 THEN 1 ELSE 0 END) FROM added"
+        " GROUP BY organisation_id ORDER BY organisation_id"
+    )
+    + "; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION conversation_recounted() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN "
+    + "; ".join(u.format(new="NEW", old="OLD") for u in _RECOUNTED_BEFORE)
+    + "; RETURN NULL; END $$",
+    "DROP TRIGGER conversation_recounted ON conversation",
+    "CREATE TRIGGER conversation_recounted AFTER UPDATE OF answers_count ON conversation"
+    " FOR EACH ROW WHEN (OLD.answers_count IS DISTINCT FROM NEW.answers_count)"
+    " EXECUTE FUNCTION conversation_recounted()",
 ]
 
 
@@ -162,11 +211,17 @@ def down(migrator, db):
     db.execute_sql("DROP INDEX conversation_pending")
     db.execute_sql("DROP TABLE moderation_decision")
     db.execute_sql("DROP TABLE blocked_term")
-    if isinstance(db, PostgresqlDatabase):
-        db.execute_sql("DROP TRIGGER conversation_moved ON conversation")
-        db.execute_sql("DROP FUNCTION conversation_moved()")
-    else:
-        db.execute_sql("DROP TRIGGER conversation_moved")
+    # The code before this migration shows every row: pending and rejected ones are
+    # published first, and counted so by this migration's triggers, before 0010's return.
+    db.execute_sql("UPDATE conversation SET status = 'published' WHERE status <> 'published'")
+    db.execute_sql("UPDATE answer SET status = 'published' WHERE status <> 'published'")
+    db.execute_sql(
+        "UPDATE conversation SET answers_count = (SELECT COUNT(*) FROM answer"
+        " WHERE answer.conversation_id = conversation.id) WHERE answers_count <>"
+        " (SELECT COUNT(*) FROM answer WHERE answer.conversation_id = conversation.id)"
+    )
+    for statement in _POSTGRES_BEFORE if isinstance(db, PostgresqlDatabase) else _SQLITE_BEFORE:
+        db.execute_sql(statement)
     migrator.migrate(
         migrator.drop_column("api_key", "role"),
         migrator.drop_column("organisation", "terms_revision"),
