@@ -56,7 +56,7 @@ def test_conversations_and_pages_carry_every_field_and_their_answers_in_order() 
             retailer_locale=conversation.retailer_locale,
             answers=[expected_answer(answer) for answer in conversation.answers],
             answers_count=conversation.answers_count,
-            status=pb.Status.Value(conversation.status.upper()),
+            status=pb.Status.Value(conversation.status.upper()),  # type: ignore[arg-type]
             held_for=conversation.held_for,
         )
 
