@@ -114,9 +114,10 @@ def cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.Co
     )
 
 
-def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
+def create_key(database_url: str, *trkrefs: str, role: str = "shopper") -> tuple[str, str]:
     """A new API key for these organisations, through `keys create`: (key id, secret)."""
     flags = [arg for trkref in trkrefs for arg in ("--organisation", trkref)]
+    flags += ["--role", role]
     created = cli(database_url, "keys", "create", *flags)
     assert created.returncode == 0, created.stderr
     fields = dict(line.split(": ", 1) for line in created.stdout.splitlines()[:2])

@@ -159,7 +159,18 @@ def http(
 
 
 # gRPC codes (google.rpc.Code) by the HTTP status a REST caller sees them as (docs/api.md).
-GRPC_CODE_OF_STATUS = {400: 3, 401: 16, 404: 5, 408: 8, 409: 6, 413: 8, 429: 8, 431: 8, 503: 14}
+GRPC_CODE_OF_STATUS = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    408: 8,
+    409: 6,
+    413: 8,
+    429: 8,
+    431: 8,
+    503: 14,
+}
 
 
 def assert_rpc_status(response: HttpResponse, status: int, message: str | None = None) -> Any:
