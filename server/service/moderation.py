@@ -120,9 +120,16 @@ async def decide(
     return recorded
 
 
+def _next_token(secret: bytes, query: ModerationQuery, next_after: PageKey | None) -> str:
+    return "" if next_after is None else page_tokens.issue(secret, query, next_after)
+
+
 async def _checked(
-    store: Storage, query: ModerationQuery, page_size: int, page_token: str, caller: Caller
+    store: Storage, kind: str, trkref: str, page_size: int, page_token: str, caller: Caller
 ) -> tuple[ModerationQuery, PageKey | None, bytes]:
+    """What a page of the queue or the log checks: the caller's role, its parameters, its
+    token (the key it starts after), the organisation; the query and the tokens' key."""
+    query = ModerationQuery(kind, trkref)
     check_moderator(caller)
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", query.trkref)
@@ -149,24 +156,18 @@ async def read_queue(
     store: Storage, trkref: str, page_size: int, page_token: str, caller: Caller
 ) -> tuple[QueuePage, str]:
     """A page of the organisation's pending items, oldest first, and the next page's token."""
-    query, after, secret = await _checked(
-        store, ModerationQuery("queue", trkref), page_size, page_token, caller
-    )
+    query, after, secret = await _checked(store, "queue", trkref, page_size, page_token, caller)
     page = await store.moderation.queue_page(trkref, after, query.size)
-    next_after = page.next_after
-    return page, "" if next_after is None else page_tokens.issue(secret, query, next_after)
+    return page, _next_token(secret, query, page.next_after)
 
 
 async def read_decisions(
     store: Storage, trkref: str, page_size: int, page_token: str, caller: Caller
 ) -> tuple[DecisionPage, str]:
     """A page of the organisation's decisions, newest first, and the next page's token."""
-    query, after, secret = await _checked(
-        store, ModerationQuery("decisions", trkref), page_size, page_token, caller
-    )
+    query, after, secret = await _checked(store, "decisions", trkref, page_size, page_token, caller)
     page = await store.moderation.decision_page(trkref, after, query.size)
-    next_after = page.next_after
-    return page, "" if next_after is None else page_tokens.issue(secret, query, next_after)
+    return page, _next_token(secret, query, page.next_after)
 
 
 TERM_MAX = 200
