@@ -34,6 +34,7 @@ from server.service.errors import (
     InvalidConversation,
     InvalidRequest,
     OrganisationNotFound,
+    PermissionDenied,
     Reason,
     RequestIdReused,
 )
@@ -190,6 +191,8 @@ async def checked_list(
     """What a List checks before reading its page: the query it asks for (after its
     page_token's key), and the key page tokens are signed with."""
     query = _page_query(request)
+    if query.filter.status is not None and not caller.moderator:
+        raise PermissionDenied()
     if request.trkref not in caller.organisations:
         raise OrganisationNotFound(request.trkref)
     secret = await store.page_token_secret()

@@ -206,3 +206,26 @@ def test_racing_decisions_leave_a_state_the_log_explains(
         assert (final is not None) == (status == PUBLISHED)
         assert len(outcomes) == len(verdicts)
         assert_counts_exact(store)
+
+
+def test_a_moderator_lists_by_status_and_the_cache_follows_every_decision(
+    store: Store, organisation: object
+) -> None:
+    boss = moderator(store)
+    store.moderation.add_terms("D10", ["held"])
+    kept = create(store, NewConversation("D10", "Ann", "Fits?", "S1"), CALLER)
+    held = [create(store, NewConversation("D10", "A", f"held {n}", "S1"), CALLER) for n in range(2)]
+
+    def listed(status: str, caller: Caller = boss) -> tuple[list[int], int, set[str]]:
+        asked = ListRequest("D10", "S1", filter=f"status = {status}", page_size=100)
+        page, _ = asyncio.run(list_conversations(store, asked, caller))
+        ids = sorted(c.id for c in page.conversations)
+        return ids, page.question_count, {c.status for c in page.conversations}
+
+    assert listed("PENDING") == (sorted(c.id for c in held), 2, {PENDING})
+    assert listed('"PUBLISHED"') == ([kept.id], 1, {PUBLISHED})
+    decide(store, boss, "conversation", held[0].id, "reject")
+    assert listed("PENDING") == ([held[1].id], 1, {PENDING})
+    assert listed("REJECTED") == ([held[0].id], 1, {REJECTED})
+    with pytest.raises(PermissionDenied):
+        listed("PENDING", CALLER)
