@@ -32,6 +32,7 @@ from server.service.domain import (
 )
 from server.service.organisations import add_organisation
 from server.service.ports import Storage
+from server.storage.conversations import conversation_from_row
 from server.storage.models import ConversationRow
 from server.storage.store import Store
 
@@ -184,8 +185,14 @@ def opened_store(database_url: str) -> Iterator[Store]:
 
 
 def stored_conversation(database_url: str, conversation_id: int) -> Conversation | None:
-    with opened_store(database_url) as store:
-        return store.get_conversation(conversation_id)
+    """The conversation stored under an id, whatever its status (a held create is stored
+    too), without its answers."""
+    with opened_store(database_url) as store, store.reading():
+        row = ConversationRow.get_or_none(ConversationRow.id == conversation_id)
+        if row is None:
+            return None
+        conversation = conversation_from_row(row, row.organisation.trkref, answers=())
+        return conversation._replace(status=row.status)
 
 
 def stored_count(database_url: str) -> int:
