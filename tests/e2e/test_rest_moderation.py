@@ -247,3 +247,18 @@ def test_grpc_moderation(rest: ServiceProcess, keys: Keys) -> None:
     assert held["id"] not in [
         int(i["conversation"]["id"]) for i in json.loads(queue.stdout).get("items", [])
     ]
+
+
+def test_a_moderator_lists_one_status(rest: ServiceProcess, keys: Keys) -> None:
+    held = ask(rest, "spam, listed?")
+    path = (
+        "/v4/organisations/D10/conversations?sku=MOD1&page_size=100&filter=status%20%3D%20PENDING"
+    )
+    listed = call(rest, "GET", path, authorization=keys.moderator)
+    assert listed.status == 200, listed.body
+    body = listed.json()
+    [shown] = [c for c in body["conversations"] if c["id"] == held["id"]]
+    assert shown == {**held, "held_for": []}
+    assert {c["status"] for c in body["conversations"]} == {"PENDING"}
+    assert body["summary"]["question_count"] == len(body["conversations"])
+    assert assert_rpc_status(call(rest, "GET", path), 403) == DENIED
