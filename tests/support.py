@@ -32,8 +32,8 @@ from server.service.domain import (
 )
 from server.service.organisations import add_organisation
 from server.service.ports import Storage
-from server.storage.conversations import conversation_from_row
-from server.storage.models import ConversationRow
+from server.storage.conversations import answer_from_row, conversation_from_row
+from server.storage.models import AnswerRow, ConversationRow
 from server.storage.store import Store
 
 # gRPC metadata, as the stubs take it.
@@ -193,6 +193,14 @@ def stored_conversation(database_url: str, conversation_id: int) -> Conversation
             return None
         conversation = conversation_from_row(row, row.organisation.trkref, answers=())
         return conversation._replace(status=row.status)
+
+
+def stored_answers(database_url: str, conversation_id: int) -> list[Answer]:
+    """The answers stored to a conversation, oldest first, whatever their status."""
+    with opened_store(database_url) as store, store.reading():
+        rows = AnswerRow.select().where(AnswerRow.conversation == conversation_id)
+        ordered = rows.order_by(AnswerRow.created_at, AnswerRow.id)
+        return [answer_from_row(row)._replace(status=row.status) for row in ordered]
 
 
 def stored_count(database_url: str) -> int:
