@@ -73,8 +73,7 @@ class RunningServer:
     # Where the local Envoy connects: the port itself on loopback, or with TLS
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
-    # Revocations checked, the moderation queue read for its gauges, until stop().
-    revocations: asyncio.Future[tuple[None, None]]
+    background: asyncio.Future[tuple[None, None]]  # revocations, the queue's gauges
     draining: Draining
 
     async def mark_serving(self, serving: bool = True) -> None:
@@ -95,7 +94,8 @@ class RunningServer:
         await asyncio.sleep(0)  # the server stops taking calls before the held ones end
         self.draining.release()
         await stopping
-        self.revocations.cancel()
+        self.background.cancel()
+        await asyncio.gather(self.background, return_exceptions=True)  # its end, read
 
 
 async def start_server(
