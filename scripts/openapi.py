@@ -16,8 +16,9 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from server.service.answers import RESPONSE_TYPES
-from server.service.domain import ORDERS
+from server.service.domain import MODERATION_TARGETS, ORDERS, PRE_MODERATION
 from server.service.errors import Reason
+from server.service.screening import HoldReason
 
 FieldType = descriptor_pb2.FieldDescriptorProto
 SCALARS: dict[int, dict[str, Any]] = {
@@ -38,12 +39,17 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
 ENUMS: dict[str, list[str]] = {
     "order_by": list(ORDERS),
     "response_type": list(RESPONSE_TYPES),
+    "held_for": [PRE_MODERATION, *(str(reason) for reason in HoldReason)],
+    "target": list(MODERATION_TARGETS),
+    "kind": list(MODERATION_TARGETS),
 }
 # Every error answer, as docs/api.md describes it, and the headers it carries.
 ERRORS = {
     "400": "Invalid input (google.rpc.BadRequest in details), malformed JSON or unknown query "
     "parameter",
     "401": "Missing or invalid credentials (HTTP Basic: API key and secret)",
+    "403": "A shopper's API key on a moderator's method (the moderation queue, decisions "
+    "and their log)",
     "404": "Unknown organisation, conversation or answer, one of another organisation than "
     "trkref or one the key is not assigned to, or a path or method the API does not have",
     "408": "The request was not sent whole in time (Envoy's request timeout)",
@@ -239,8 +245,13 @@ class _Builder:
     def __init__(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
         self.messages: dict[str, tuple[descriptor_pb2.DescriptorProto, str]] = {}
         self.comments: dict[str, str] = {}
+        # The contract's enums (Status) by name: Envoy prints their values' names.
+        self.enums: dict[str, list[str]] = {}
         for file in files:
             comments = _comments(file)
+            for enum in file.enum_type:
+                values = [value.name for value in enum.value if value.number != 0]
+                self.enums[f".{file.package}.{enum.name}"] = values
             for i, message in enumerate(file.message_type):
                 name = f".{file.package}.{message.name}"
                 self.messages[name] = (message, comments.get((MESSAGE, i), ""))
@@ -259,6 +270,8 @@ class _Builder:
             schema = dict(WELL_KNOWN[field.type_name])
         elif field.type == FieldType.TYPE_MESSAGE:
             schema = {"$ref": self.ref(field.type_name, request=request)}
+        elif field.type == FieldType.TYPE_ENUM:
+            schema = {"type": "string", "enum": self.enums[field.type_name]}
         else:
             schema = _scalar(field)
         if field.label == FieldType.LABEL_REPEATED:

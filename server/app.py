@@ -73,8 +73,7 @@ class RunningServer:
     # Where the local Envoy connects: the port itself on loopback, or with TLS
     # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
     local_address: str
-    # The authenticator's check of remembered keys against revocations, until stop().
-    revocations: asyncio.Task[None]
+    background: asyncio.Future[tuple[None, None]]  # revocations, the queue's gauges
     draining: Draining
 
     async def mark_serving(self, serving: bool = True) -> None:
@@ -95,7 +94,8 @@ class RunningServer:
         await asyncio.sleep(0)  # the server stops taking calls before the held ones end
         self.draining.release()
         await stopping
-        self.revocations.cancel()
+        self.background.cancel()
+        await asyncio.gather(self.background, return_exceptions=True)  # its end, read
 
 
 async def start_server(
@@ -119,6 +119,7 @@ async def start_server(
     `shared_port`, the server is one of `serve --processes N`: it shares its port
     with the others (SO_REUSEPORT).
     """
+    store.moderation.prepare_screening()  # before serving, not on the first create
     authenticator = Authenticator(
         store,
         config.rate_limit,
@@ -194,8 +195,9 @@ async def start_server(
     else:
         local_address = _loopback_address(config.grpc_address, port)
     await server.start()
-    revocations = asyncio.get_running_loop().create_task(authenticator.keep_checking_revocations())
-    return RunningServer(server, health_servicer, port, local_address, revocations, draining)
+    checks = authenticator.keep_checking_revocations()
+    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
+    return RunningServer(server, health_servicer, port, local_address, watches, draining)
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:

@@ -18,8 +18,8 @@ from server import app, workers
 from server.config import Config
 from server.logs import configure_logging
 from server.rest import envoy
-from server.service import api_keys, organisations
-from server.service.domain import Organisation
+from server.service import api_keys, moderation, organisations
+from server.service.domain import POLICIES, ROLES, Organisation
 from server.service.errors import DomainError
 from server.signals import stop_requested
 from server.storage.store import Store
@@ -98,21 +98,26 @@ def migrate(store: Store, args: argparse.Namespace) -> None:
 
 def organisations_add(store: Store, args: argparse.Namespace) -> None:
     """Add an organisation, e.g. `organisations add D10 --name Demo --locale en-GB`."""
-    new = Organisation(trkref=args.trkref, name=args.name, locale=args.locale)
+    new = Organisation(
+        trkref=args.trkref, name=args.name, locale=args.locale, moderation=args.moderation
+    )
     added = organisations.add_organisation(store, new)
-    print(f"added organisation {added.trkref} ({added.locale}): {added.name}")
+    print(
+        f"added organisation {added.trkref} ({added.locale}, {added.moderation}-moderated):"
+        f" {added.name}"
+    )
 
 
 def organisations_list(store: Store, args: argparse.Namespace) -> None:
-    """List the organisations, one per line: trkref, locale, name."""
+    """List the organisations, one per line: trkref, locale, moderation policy, name."""
     for org in organisations.list_organisations(store):
-        print(f"{org.trkref}\t{org.locale}\t{org.name}")
+        print(f"{org.trkref}\t{org.locale}\t{org.moderation}\t{org.name}")
 
 
 def keys_create(store: Store, args: argparse.Namespace) -> None:
     """Create an API key for one or more organisations and print its id and secret. The
     secret (256 random bits) is stored only as a keyed digest: copy it now."""
-    issued = api_keys.create_key(store, args.organisation)
+    issued = api_keys.create_key(store, args.organisation, role=args.role)
     print(f"key id: {issued.key_id}")
     print(f"secret: {issued.secret}")
     print("The secret is shown only now. Use it with HTTP Basic, e.g.")
@@ -120,17 +125,34 @@ def keys_create(store: Store, args: argparse.Namespace) -> None:
 
 
 def keys_list(store: Store, args: argparse.Namespace) -> None:
-    """List the keys, one per line: key id, created, revoked or active, organisations."""
+    """List the keys, one per line: key id, created, revoked or active, organisations, role."""
     for key in api_keys.list_keys(store):
         state = f"revoked {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
         orgs = ",".join(sorted(key.organisations))
-        print(f"{key.key_id}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}\t{orgs}")
+        print(f"{key.key_id}\t{key.created_at:%Y-%m-%dT%H:%M:%SZ}\t{state}\t{orgs}\t{key.role}")
 
 
 def keys_revoke(store: Store, args: argparse.Namespace) -> None:
     """Revoke a key: calls with it fail from now on."""
     api_keys.revoke_key(store, args.key_id)
     print(f"revoked {args.key_id}")
+
+
+def terms_add(store: Store, args: argparse.Namespace) -> None:
+    """Block terms for an organisation: a submission holding one is held for a moderator."""
+    added = moderation.change_blocked_terms(store, args.trkref, args.term, add=True)
+    print(f"added {added} blocked term(s) to {args.trkref}")
+
+
+def terms_remove(store: Store, args: argparse.Namespace) -> None:
+    removed = moderation.change_blocked_terms(store, args.trkref, args.term, add=False)
+    print(f"removed {removed} blocked term(s) from {args.trkref}")
+
+
+def terms_list(store: Store, args: argparse.Namespace) -> None:
+    """An organisation's blocked terms, one per line."""
+    for term in moderation.list_blocked_terms(store, args.trkref):
+        print(term)
 
 
 def on_database(run: Callable[[Store, argparse.Namespace], None]) -> Command:
@@ -202,6 +224,13 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("trkref", help="retailer identifier, such as D10")
     add.add_argument("--name", required=True, help="the retailer's name")
     add.add_argument("--locale", required=True, help="the retailer's locale, such as en-GB")
+    add.add_argument(
+        "--moderation",
+        choices=POLICIES,
+        default="pre",
+        help="pre: new content waits for a moderator's approval (the default); post: it is "
+        "published at once unless screening holds it",
+    )
     _database_command(org_actions, "list", "list organisations", organisations_list)
 
     keys = commands.add_parser(
@@ -221,10 +250,38 @@ def parser() -> argparse.ArgumentParser:
         metavar="TRKREF",
         help="an organisation the key may reach (repeat for several)",
     )
+    create.add_argument(
+        "--role",
+        choices=ROLES,
+        default="shopper",
+        help="shopper (the default): sees published content only; moderator: also reads "
+        "the moderation queue and decides",
+    )
     _database_command(key_actions, "list", "list keys", keys_list)
     revoke = _database_command(key_actions, "revoke", "revoke a key", keys_revoke)
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
+    _terms_commands(commands)
     return top
+
+
+def _terms_commands(commands: Any) -> None:
+    terms = commands.add_parser(
+        "terms",
+        help="add, remove or list an organisation's blocked terms",
+        description="Manage the terms screening holds a submission for (whole words, "
+        "insensitive to case, accents and width). Every replica uses them from its next "
+        "create on.",
+    )
+    actions = terms.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, summary, run in (
+        ("add", "block terms", terms_add),
+        ("remove", "unblock terms", terms_remove),
+        ("list", "list the blocked terms", terms_list),
+    ):
+        action = _database_command(actions, name, summary, run)
+        action.add_argument("trkref", help="the organisation, such as D10")
+        if name != "list":
+            action.add_argument("term", nargs="+", help="a term (quote one of several words)")
 
 
 def _command(subparsers: Any, name: str, summary: str, run: Command) -> argparse.ArgumentParser:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import itertools
 import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
@@ -29,6 +31,7 @@ from prometheus_client.samples import Sample
 
 from server.api.errors import Context
 from server.api.interceptors import Begin, CallObserver, Handler
+from server.service.errors import DomainError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -74,6 +77,29 @@ DATABASE_UP = Gauge(
     # With several server processes: 1 only when every live process's last probe succeeded.
     multiprocess_mode="livemin",
 )
+# Moderation: the queue as the last periodic read found it, and the decisions recorded.
+MODERATION_QUEUE_DEPTH = Gauge(
+    "conversation_service_moderation_queue_depth",
+    "Pending conversations and answers of an organisation, as last read (every "
+    "MODERATION_QUEUE_INTERVAL seconds)",
+    ["trkref"],
+    # Every process reads the same database: any live one's value.
+    multiprocess_mode="livemax",
+)
+MODERATION_QUEUE_OLDEST_SECONDS = Gauge(
+    "conversation_service_moderation_queue_oldest_seconds",
+    "Age of an organisation's oldest pending item when the queue was last read; 0 when empty",
+    ["trkref"],
+    multiprocess_mode="livemax",
+)
+MODERATION_DECISIONS = Counter(
+    "conversation_service_moderation_decisions",
+    "Moderators' decisions that changed an item's status, by target and verdict",
+    ["target", "verdict"],
+)
+# Seconds between two reads of the queue for its gauges: a grouped count of two partial
+# indexes' rows.
+MODERATION_QUEUE_INTERVAL = 15.0
 
 REFUSALS = Counter(
     "conversation_service_refusals",
@@ -172,6 +198,49 @@ def count_envoy_restart(exit_code: int) -> None:
 
 def count_process_restart(exit_code: int) -> None:
     PROCESS_RESTARTS.inc()
+
+
+def count_moderation_decision(target: str, verdict: str) -> None:
+    MODERATION_DECISIONS.labels(target, verdict).inc()
+
+
+def report_moderation_queue(
+    depths: list[tuple[str, int, datetime.datetime | None]], reported: set[str]
+) -> set[str]:
+    """Set the queue's gauges from a read of it; organisations reported before and absent
+    now read 0. Returns the organisations reported."""
+    now = datetime.datetime.now(datetime.UTC)
+    found = {trkref for trkref, _, _ in depths}
+    for trkref in reported - found:
+        MODERATION_QUEUE_DEPTH.labels(trkref).set(0)
+        MODERATION_QUEUE_OLDEST_SECONDS.labels(trkref).set(0)
+    for trkref, depth, oldest in depths:
+        MODERATION_QUEUE_DEPTH.labels(trkref).set(depth)
+        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        MODERATION_QUEUE_OLDEST_SECONDS.labels(trkref).set(age)
+    return reported | found
+
+
+class QueueMeasured(Protocol):
+    @property
+    def moderation(self) -> QueueDepth: ...
+
+
+class QueueDepth(Protocol):
+    def queue_depth(self) -> list[tuple[str, int, datetime.datetime | None]]: ...
+
+
+async def keep_measuring_queue(store: QueueMeasured) -> None:
+    """Read the moderation queue's depth and age (in a thread) every interval."""
+    reported: set[str] = set()
+    while True:
+        try:
+            depths = await asyncio.to_thread(store.moderation.queue_depth)
+        except DomainError:  # the database is down: the gauges keep their last values
+            pass
+        else:
+            reported = report_moderation_queue(depths, reported)
+        await asyncio.sleep(MODERATION_QUEUE_INTERVAL)
 
 
 def report_database(available: bool) -> None:

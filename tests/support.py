@@ -32,7 +32,8 @@ from server.service.domain import (
 )
 from server.service.organisations import add_organisation
 from server.service.ports import Storage
-from server.storage.models import ConversationRow
+from server.storage.conversations import answer_from_row, conversation_from_row
+from server.storage.models import AnswerRow, ConversationRow
 from server.storage.store import Store
 
 # gRPC metadata, as the stubs take it.
@@ -75,9 +76,11 @@ def legacy_scrypt_hash(secret: str, salt: bytes = b"sixteen byte slt") -> str:
     return f"scrypt${n}${r}${p}${encoded[0]}${encoded[1]}"
 
 
-def store_key(store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "") -> Caller:
+def store_key(
+    store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "", role: str = "shopper"
+) -> Caller:
     """An active API key for these stored organisations (secret: TEST_SECRET, stored as its
-    digest unless `secret_hash` is given); its caller."""
+    digest unless `secret_hash` is given), of a shopper unless told; its caller."""
     store.add_api_key(
         ApiKey(
             key_id=key_id,
@@ -85,9 +88,10 @@ def store_key(store: Storage, key_id: str, *trkrefs: str, secret_hash: str = "")
             created_at=datetime.datetime.now(datetime.UTC),
             revoked_at=None,
             secret_hash=secret_hash or digest_secret(store.api_key_digest_key(), TEST_SECRET),
+            role=role,
         )
     )
-    return Caller(key_id=key_id, organisations=frozenset(trkrefs))
+    return Caller(key_id=key_id, organisations=frozenset(trkrefs), role=role)
 
 
 def add_organisation_with_key(store: Storage) -> Organisation:
@@ -111,9 +115,10 @@ def cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.Co
     )
 
 
-def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
+def create_key(database_url: str, *trkrefs: str, role: str = "shopper") -> tuple[str, str]:
     """A new API key for these organisations, through `keys create`: (key id, secret)."""
     flags = [arg for trkref in trkrefs for arg in ("--organisation", trkref)]
+    flags += ["--role", role]
     created = cli(database_url, "keys", "create", *flags)
     assert created.returncode == 0, created.stderr
     fields = dict(line.split(": ", 1) for line in created.stdout.splitlines()[:2])
@@ -121,11 +126,13 @@ def create_key(database_url: str, *trkrefs: str) -> tuple[str, str]:
 
 
 def organisation_with_key(database_url: str) -> tuple[str, str]:
-    """ORGANISATION added through the command line (which migrates first), and a new key
-    for it: (key id, secret)."""
+    """ORGANISATION added through the command line (which migrates first), post-moderated
+    as the demo organisation is, and a new key for it: (key id, secret)."""
     org = ORGANISATION
     added = cli(
-        database_url, "organisations", "add", org.trkref, "--name", org.name, "--locale", org.locale
+        database_url,
+        *("organisations", "add", org.trkref, "--name", org.name, "--locale", org.locale),
+        *("--moderation", "post"),
     )
     assert added.returncode == 0, added.stderr
     return create_key(database_url, org.trkref)
@@ -178,8 +185,22 @@ def opened_store(database_url: str) -> Iterator[Store]:
 
 
 def stored_conversation(database_url: str, conversation_id: int) -> Conversation | None:
-    with opened_store(database_url) as store:
-        return store.get_conversation(conversation_id)
+    """The conversation stored under an id, whatever its status (a held create is stored
+    too), without its answers."""
+    with opened_store(database_url) as store, store.reading():
+        row = ConversationRow.get_or_none(ConversationRow.id == conversation_id)
+        if row is None:
+            return None
+        conversation = conversation_from_row(row, row.organisation.trkref, answers=())
+        return conversation._replace(status=row.status)
+
+
+def stored_answers(database_url: str, conversation_id: int) -> list[Answer]:
+    """The answers stored to a conversation, oldest first, whatever their status."""
+    with opened_store(database_url) as store, store.reading():
+        rows = AnswerRow.select().where(AnswerRow.conversation == conversation_id)
+        ordered = rows.order_by(AnswerRow.created_at, AnswerRow.id)
+        return [answer_from_row(row)._replace(status=row.status) for row in ordered]
 
 
 def stored_count(database_url: str) -> int:

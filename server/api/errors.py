@@ -21,6 +21,7 @@ from server.service.errors import (
     InvalidArgument,
     OrganisationExists,
     OrganisationNotFound,
+    PermissionDenied,
     RateLimited,
     RequestIdReused,
     StorageFailed,
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     ConversationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     AnswerNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     ApiKeyNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,  # HTTP 403
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429

@@ -17,6 +17,14 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _UINT32_MAX = 2**32 - 1
 
 
+# The contract's Status of each status the domain names.
+_STATUSES = {
+    domain.PENDING: pb.Status.PENDING,
+    domain.PUBLISHED: pb.Status.PUBLISHED,
+    domain.REJECTED: pb.Status.REJECTED,
+}
+
+
 def _count(value: int) -> int:
     return value if value <= _UINT32_MAX else _UINT32_MAX
 
@@ -63,6 +71,9 @@ def _fill_answer(message: pb.Answer, answer: domain.Answer) -> None:
         message.retailer_name = answer.retailer_name
     if answer.retailer_image_url is not None:
         message.retailer_image_url = answer.retailer_image_url
+    message.status = _STATUSES[answer.status]
+    if answer.held_for:
+        message.held_for.extend(answer.held_for)
 
 
 def _fill_conversation(message: pb.Conversation, conversation: domain.Conversation) -> None:
@@ -84,6 +95,9 @@ def _fill_conversation(message: pb.Conversation, conversation: domain.Conversati
         _fill_answer(add_answer(), answer)
     if conversation.answers_next_page_token:
         message.answers_next_page_token = conversation.answers_next_page_token
+    message.status = _STATUSES[conversation.status]
+    if conversation.held_for:
+        message.held_for.extend(conversation.held_for)
 
 
 def answer_message(answer: domain.Answer) -> pb.Answer:
@@ -116,4 +130,38 @@ def answer_page_message(page: domain.AnswerPage, next_page_token: str) -> pb.Lis
     add_answer = response.answers.add
     for answer in page.answers:
         _fill_answer(add_answer(), answer)
+    return response
+
+
+def decision_message(recorded: domain.RecordedDecision) -> pb.ModerationDecision:
+    decision = recorded.decision
+    message = pb.ModerationDecision(
+        id=recorded.id,
+        target=decision.target,
+        target_id=decision.target_id,
+        from_status=_STATUSES[recorded.from_status],
+        to_status=_STATUSES[decision.to_status],
+        decided_by=decision.decided_by,
+        reason=decision.reason,
+        note=decision.note,
+    )
+    _set_time(message.decided_at, decision.decided_at)
+    return message
+
+
+def queue_message(page: domain.QueuePage, next_page_token: str) -> pb.ListModerationQueueResponse:
+    response = pb.ListModerationQueueResponse(next_page_token=next_page_token)
+    for item in page.items:
+        added = response.items.add(kind=item.target)
+        _fill_conversation(added.conversation, item.conversation)
+        if item.answer is not None:
+            _fill_answer(added.answer, item.answer)
+    return response
+
+
+def decisions_message(
+    page: domain.DecisionPage, next_page_token: str
+) -> pb.ListModerationDecisionsResponse:
+    response = pb.ListModerationDecisionsResponse(next_page_token=next_page_token)
+    response.decisions.extend(decision_message(recorded) for recorded in page.decisions)
     return response

@@ -16,9 +16,21 @@ from server.api.messages import (
     answer_message,
     answer_page_message,
     conversation_message,
+    decision_message,
+    decisions_message,
     page_message,
+    queue_message,
 )
-from server.service import answer_pages, answers, conditional, conversations, domain, votes
+from server.metrics import count_moderation_decision
+from server.service import (
+    answer_pages,
+    answers,
+    conditional,
+    conversations,
+    domain,
+    moderation,
+    votes,
+)
 from server.service.domain import Caller
 from server.service.errors import (
     FieldViolation,
@@ -163,6 +175,64 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
     ) -> empty_pb2.Empty:
         return await self._vote("answer", "unhelpful", request)
 
+    @maps_domain_errors
+    async def ApproveConversation(
+        self, request: pb.ApproveConversationRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("conversation", "approve", request)
+
+    @maps_domain_errors
+    async def RejectConversation(
+        self, request: pb.RejectConversationRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("conversation", "reject", request)
+
+    @maps_domain_errors
+    async def ApproveAnswer(
+        self, request: pb.ApproveAnswerRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("answer", "approve", request)
+
+    @maps_domain_errors
+    async def RejectAnswer(
+        self, request: pb.RejectAnswerRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("answer", "reject", request)
+
+    async def _decide(
+        self, target: str, verdict: str, request: DecisionRequest
+    ) -> pb.ModerationDecision:
+        asked = moderation.DecisionRequest(
+            trkref=request.trkref,
+            target=target,
+            target_id=request.id,
+            verdict=verdict,
+            reason=request.decision.reason,
+            note=request.decision.note,
+        )
+        recorded = await moderation.decide(self._store, asked, self._caller())
+        if recorded.id:
+            count_moderation_decision(target, verdict)
+        return decision_message(recorded)
+
+    @maps_domain_errors
+    async def ListModerationQueue(
+        self, request: pb.ListModerationQueueRequest, context: Context
+    ) -> pb.ListModerationQueueResponse:
+        page, token = await moderation.read_queue(
+            self._store, request.trkref, request.page_size, request.page_token, self._caller()
+        )
+        return queue_message(page, token)
+
+    @maps_domain_errors
+    async def ListModerationDecisions(
+        self, request: pb.ListModerationDecisionsRequest, context: Context
+    ) -> pb.ListModerationDecisionsResponse:
+        page, token = await moderation.read_decisions(
+            self._store, request.trkref, request.page_size, request.page_token, self._caller()
+        )
+        return decisions_message(page, token)
+
     async def _vote(self, target: str, counter: str, request: VoteRequest) -> empty_pb2.Empty:
         await votes.vote(
             self._store,
@@ -185,6 +255,17 @@ class VoteRequest(Protocol):
     def trkref(self) -> str: ...
     @property
     def voter_id(self) -> str: ...
+
+
+class DecisionRequest(Protocol):
+    """What the four approve and reject requests share."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def trkref(self) -> str: ...
+    @property
+    def decision(self) -> pb.DecisionNote: ...
 
 
 class Idempotent(Protocol):

@@ -17,6 +17,7 @@ from server.service.errors import (
     Reason,
     RequestIdReused,
 )
+from server.service.moderation import submission_status
 from server.service.ports import Storage
 from server.service.validation import (
     canonical_locale,
@@ -32,6 +33,8 @@ RESPONSE_MAX = 5000
 SHORT_TEXT_MAX = 100
 RETAILER_NAME_MAX = 200
 RESPONSE_TYPES = ("owner", "retailer")
+# The texts screening reads; URLs are links by their nature, not held for being one.
+SCREENED = ("response", "first_name", "town", "job_title", "reviewer_segment", "retailer_name")
 # Fields only the retailer's own responses carry.
 RETAILER_FIELDS = ("retailer_name", "retailer_image_url")
 
@@ -95,7 +98,8 @@ def request_digest(new: NewAnswer) -> str:
 async def create_answer(
     store: Storage, new: NewAnswer, caller: Caller, clock: Clock = utc_now
 ) -> Answer:
-    """Store an answer to the conversation `new.conversation_id` of `new.trkref`.
+    """Store an answer to the conversation `new.conversation_id` of `new.trkref`; returns
+    it as stored, with its status (see create_conversation).
 
     A conversation of another organisation, or of one out of the caller's reach,
     is reported exactly as one that does not exist.
@@ -105,10 +109,18 @@ async def create_answer(
         raise InvalidAnswer(violations)
     if new.trkref not in caller.organisations:
         raise ConversationNotFound(new.conversation_id)
+    organisation = await store.known_organisation(new.trkref)
+    if organisation is None:
+        raise ConversationNotFound(new.conversation_id)
     new = normalised(new)
     digest = request_digest(new) if new.request_id else None
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
-    stored = await store.insert_answer(PendingAnswer(new, created_at, caller.key_id, digest))
+    texts = {name: getattr(new, name) or "" for name in SCREENED}
+    locale = new.review_locale or organisation.locale
+    status, held_for = await submission_status(store, organisation, texts, locale)
+    stored = await store.insert_answer(
+        PendingAnswer(new, created_at, caller.key_id, digest, status, held_for)
+    )
     if stored is None:
         raise ConversationNotFound(new.conversation_id)
     if stored.request_digest != digest:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from server.service.authentication import digest_secret
-from server.service.domain import ApiKey
-from server.service.errors import ApiKeyNotFound
+from server.service.domain import ROLES, ApiKey
+from server.service.errors import ApiKeyNotFound, FieldViolation, InvalidRequest, Reason
 from server.service.ports import Storage
 
 # The documented key of the demo setup (`serve --demo`), for the demo organisation only.
@@ -43,8 +43,14 @@ def create_key(
     key_id: str | None = None,
     secret: str | None = None,
     clock: Clock = utc_now,
+    role: str = "shopper",
 ) -> IssuedKey:
-    """Issue a key for existing organisations; random id and secret unless given."""
+    """Issue a key for existing organisations; random id and secret unless given. A
+    `moderator` key also reads the moderation queue and decides."""
+    if role not in ROLES:
+        raise InvalidRequest(
+            [FieldViolation("role", Reason.UNKNOWN_ROLE, "must be 'shopper' or 'moderator'")]
+        )
     trkrefs = frozenset(organisations)
     issued = IssuedKey(
         key_id=key_id or f"key_{secrets.token_hex(8)}",
@@ -58,6 +64,7 @@ def create_key(
         created_at=clock(),
         revoked_at=None,
         secret_hash=digest_secret(store.api_key_digest_key(), issued.secret),
+        role=role,
     )
     store.add_api_key(key)
     return issued

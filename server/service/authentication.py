@@ -268,7 +268,9 @@ class Authenticator:
         return self._remember(key, read_at)
 
     def _remember(self, key: ApiKey, read_at: float) -> _Known:
-        known = _Known(key, Caller(key_id=key.key_id, organisations=key.organisations), read_at)
+        known = _Known(
+            key, Caller(key_id=key.key_id, organisations=key.organisations, role=key.role), read_at
+        )
         with self._lock:
             if len(self._keys) >= self.MAX_REMEMBERED:
                 self._keys.clear()

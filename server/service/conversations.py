@@ -34,10 +34,12 @@ from server.service.errors import (
     InvalidConversation,
     InvalidRequest,
     OrganisationNotFound,
+    PermissionDenied,
     Reason,
     RequestIdReused,
 )
 from server.service.filters import BadFilter, parse_filter
+from server.service.moderation import submission_status
 from server.service.ports import Storage
 from server.service.search_words import search_words
 from server.service.validation import (
@@ -85,7 +87,8 @@ def request_digest(new: NewConversation) -> str:
 async def create_conversation(
     store: Storage, new: NewConversation, caller: Caller, clock: Clock = utc_now
 ) -> Conversation:
-    """Store a shopper's question about a product of an organisation; returns it as stored.
+    """Store a shopper's question about a product of an organisation; returns it as stored,
+    with its status: pending when its organisation pre-moderates or screening holds it.
 
     An organisation the caller may not reach is reported exactly as one that
     does not exist.
@@ -112,8 +115,10 @@ async def create_conversation(
         canonical_locale(new.locale or organisation.locale),
         request_id,
     )
+    texts = {"first_name": new.first_name, "question": new.question}
+    status, held_for = await submission_status(store, organisation, texts, stored_new.locale or "")
     stored = await store.insert_conversation(
-        PendingCreate(stored_new, organisation, created_at, caller.key_id, digest)
+        PendingCreate(stored_new, organisation, created_at, caller.key_id, digest, status, held_for)
     )
     # A retry gets the conversation its request_id created; another request, an error.
     if stored.request_digest != digest:
@@ -186,6 +191,8 @@ async def checked_list(
     """What a List checks before reading its page: the query it asks for (after its
     page_token's key), and the key page tokens are signed with."""
     query = _page_query(request)
+    if query.filter.status is not None and not caller.moderator:
+        raise PermissionDenied()
     if request.trkref not in caller.organisations:
         raise OrganisationNotFound(request.trkref)
     secret = await store.page_token_secret()

@@ -16,6 +16,18 @@ class Organisation:
     trkref: str
     name: str
     locale: str
+    # "pre": new content waits for a moderator; "post": published unless screening holds it.
+    # The command line adds organisations as "pre" unless told.
+    moderation: str = "post"
+
+
+# An item's moderation status: shoppers see the published ones only.
+PUBLISHED, PENDING, REJECTED = "published", "pending", "rejected"
+STATUSES = (PENDING, PUBLISHED, REJECTED)
+# Why an item is held besides what screening finds: its organisation pre-moderates.
+PRE_MODERATION = "pre_moderation"
+POLICIES = ("pre", "post")
+ROLES = ("shopper", "moderator")
 
 
 class Answer(NamedTuple):
@@ -40,6 +52,9 @@ class Answer(NamedTuple):
     response_type: str
     retailer_name: str | None
     retailer_image_url: str | None
+    # Reads for shoppers hold published answers only; a create returns what it stored.
+    status: str = PUBLISHED
+    held_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ class PendingAnswer:
     created_at: datetime.datetime
     created_by: str
     request_digest: str | None = None
+    status: str = PUBLISHED
+    held_for: tuple[str, ...] = ()
 
     def stored(self, answer_id: int) -> Answer:
         """The answer as stored under `answer_id`: what was sent, with nothing voted yet."""
@@ -94,6 +111,8 @@ class PendingAnswer:
             response_type=new.response_type,
             retailer_name=new.retailer_name,
             retailer_image_url=new.retailer_image_url,
+            status=self.status,
+            held_for=self.held_for,
         )
 
 
@@ -162,6 +181,8 @@ class Conversation(NamedTuple):
     answers_after: PageKey | None = None
     # The ListAnswers page_token of those answers, made from answers_after by the service.
     answers_next_page_token: str = ""
+    status: str = PUBLISHED
+    held_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,7 @@ class ApiKey:
     # hmac-sha256$HEX (or, issued before digests, scrypt$N$r$p$salt$hash) of the
     # secret; never the secret itself.
     secret_hash: str = field(repr=False)
+    role: str = "shopper"
 
     @property
     def revoked(self) -> bool:
@@ -187,6 +209,11 @@ class Caller:
 
     key_id: str
     organisations: frozenset[str]
+    role: str = "shopper"
+
+    @property
+    def moderator(self) -> bool:
+        return self.role == "moderator"
 
 
 @dataclass(frozen=True)
@@ -198,6 +225,8 @@ class PendingCreate:
     created_at: datetime.datetime
     created_by: str
     request_digest: str | None = None
+    status: str = PUBLISHED
+    held_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -284,3 +313,76 @@ class AnswerPage:
     answers: tuple[Answer, ...]
     answers_count: int
     next_after: PageKey | None
+
+
+# What a moderator decides on: a conversation or an answer (VOTE_TARGETS' kinds).
+MODERATION_TARGETS = VOTE_TARGETS
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A moderator's decision: `target_id` (a conversation or an answer of `trkref`) moves
+    to `to_status`, for `reason`, with a note."""
+
+    trkref: str
+    target: str  # one of MODERATION_TARGETS
+    target_id: int
+    to_status: str  # PUBLISHED (approve) or REJECTED (reject)
+    decided_by: str  # the moderator's API key
+    decided_at: datetime.datetime
+    reason: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """A decision as the log holds it; `id` 0 when it changed nothing and so was not logged."""
+
+    id: int
+    decision: Decision
+    from_status: str
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A pending conversation or answer in its organisation's queue, with why it is held."""
+
+    target: str  # one of MODERATION_TARGETS
+    conversation: Conversation  # the conversation, or the one the answer answers
+    answer: Answer | None = None
+
+    @property
+    def created_at(self) -> datetime.datetime:
+        return (self.answer or self.conversation).created_at
+
+    @property
+    def held_for(self) -> tuple[str, ...]:
+        return (self.answer or self.conversation).held_for
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """A page of an organisation's queue, oldest first, and where the next page starts
+    (after (created_at, 0 for a conversation or 1 for an answer, id))."""
+
+    items: tuple[QueueItem, ...]
+    next_after: PageKey | None
+
+
+@dataclass(frozen=True)
+class DecisionPage:
+    """A page of an organisation's decisions, newest first, and where the next page starts
+    (before (id,))."""
+
+    decisions: tuple[RecordedDecision, ...]
+    next_after: PageKey | None
+
+
+@dataclass(frozen=True)
+class ModerationQuery:
+    """A page of an organisation's queue or decision log (`kind`); a page token is bound
+    to both."""
+
+    kind: str  # "queue" or "decisions"
+    trkref: str
+    size: int = 20

@@ -32,6 +32,8 @@ class Reason(enum.StrEnum):
     INVALID_FILTER = "INVALID_FILTER"  # outside the AIP-160 subset a List accepts
     NOTHING_TO_SEARCH = "NOTHING_TO_SEARCH"  # a search without a letter or digit
     SEARCH_REQUIRED = "SEARCH_REQUIRED"  # order_by relevance without a search
+    UNKNOWN_POLICY = "UNKNOWN_POLICY"  # a moderation policy but pre or post
+    UNKNOWN_ROLE = "UNKNOWN_ROLE"  # a key's role but shopper or moderator
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,14 @@ class AnswerNotFound(DomainError):
     def __init__(self, answer_id: int) -> None:
         self.answer_id = answer_id
         super().__init__("the answer does not exist or you are not authorised to access it")
+
+
+class PermissionDenied(DomainError):
+    """The caller's key may reach the organisation but not this method: a shopper key on a
+    moderator's route. Said before anything is looked up, so it tells nothing of what exists."""
+
+    def __init__(self) -> None:
+        super().__init__("this method needs a moderator key")
 
 
 class OrganisationExists(DomainError):

@@ -1,7 +1,8 @@
 """A List's `filter`: the subset of AIP-160 it accepts, parsed strictly.
 
 The subset is comparisons joined by `AND`: `answered = true|false`,
-`has_retailer_answer = true|false`, `created_at >= "RFC 3339"` and `created_at < "..."`.
+`has_retailer_answer = true|false`, `created_at >= "RFC 3339"` and `created_at < "..."`,
+and, for moderator keys, `status = PENDING|PUBLISHED|REJECTED` (quoted or not).
 Anything else (another field, operator or value, `OR`, `NOT`, `-`, parentheses, a
 comparison given twice) is refused with what is wrong, never ignored: a filter that
 were silently widened would list conversations the caller did not ask for.
@@ -30,7 +31,9 @@ _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _BOOLEANS = ("answered", "has_retailer_answer")
-_FIELDS = (*_BOOLEANS, "created_at")
+_FIELDS = (*_BOOLEANS, "created_at", "status")
+# The statuses a filter names, as the contract's Status spells them.
+STATUSES = ("PENDING", "PUBLISHED", "REJECTED")
 _TIME_EXAMPLE = '"2026-01-01T00:00:00Z"'
 
 
@@ -47,14 +50,18 @@ class Filter:
     has_retailer_answer: bool | None = None
     created_from: datetime.datetime | None = None  # created_at >= this
     created_before: datetime.datetime | None = None  # created_at < this
+    # "pending", "published" or "rejected": a moderator's List of one status.
+    status: str | None = None
 
     def key(self) -> tuple[object, ...]:
-        """The filter as plain values, for page tokens and cache keys."""
+        """The filter as plain values, for page tokens and cache keys; a status only when
+        given, so that tokens issued before it stay valid."""
         return (
             self.answered,
             self.has_retailer_answer,
             None if self.created_from is None else self.created_from.isoformat(),
             None if self.created_before is None else self.created_before.isoformat(),
+            *(() if self.status is None else (self.status,)),
         )
 
 
@@ -83,6 +90,7 @@ def parse_filter(text: str) -> Filter:
         has_retailer_answer=_boolean(found.get("has_retailer_answer =")),
         created_from=_time(found.get("created_at >=")),
         created_before=_time(found.get("created_at <")),
+        status=None if found.get("status =") is None else str(found["status ="]),
     )
 
 
@@ -112,6 +120,10 @@ def _comparison(tokens: list[str]) -> tuple[str, object]:
         raise BadFilter(f"unknown field {field!r}: one of {', '.join(_FIELDS)}")
     operator = tokens[1] if len(tokens) > 1 else ""
     value = tokens[2] if len(tokens) > 2 else ""
+    if field == "status":
+        if operator != "=" or value.strip('"') not in STATUSES:
+            raise BadFilter(f"status takes = and one of {', '.join(STATUSES)}")
+        return "status =", value.strip('"').lower()
     if field in _BOOLEANS:
         if operator != "=" or value not in ("true", "false"):
             raise BadFilter(f"{field} takes = true or = false")

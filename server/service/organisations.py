@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from server.service.api_keys import DEMO_KEY_ID, DEMO_SECRET, IssuedKey, create_key
-from server.service.domain import Organisation
-from server.service.errors import FieldViolation, InvalidOrganisation
+from server.service.domain import POLICIES, Organisation
+from server.service.errors import FieldViolation, InvalidOrganisation, Reason
 from server.service.ports import Storage
 from server.service.validation import check_locale, check_text, check_trkref
 
 NAME_MAX = 200
 
-DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB")
+# Post-moderated, so that the README's examples show at once what they create.
+DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB", moderation="post")
 
 
 def add_organisation(store: Storage, organisation: Organisation) -> Organisation:
@@ -19,6 +20,10 @@ def add_organisation(store: Storage, organisation: Organisation) -> Organisation
     check_trkref(violations, "trkref", organisation.trkref)
     check_text(violations, "name", organisation.name, max_length=NAME_MAX)
     check_locale(violations, "locale", organisation.locale)
+    if organisation.moderation not in POLICIES:
+        violations.append(
+            FieldViolation("moderation", Reason.UNKNOWN_POLICY, "must be 'pre' or 'post'")
+        )
     if violations:
         raise InvalidOrganisation(violations)
     store.add_organisation(organisation)

@@ -2,8 +2,8 @@
 
 A token carries the key of the last item of its page and a digest of the query
 (a List's organisation, sku, locale, order, search and filter; a ListAnswers'
-organisation and conversation); an HMAC with the key every
-replica shares makes it tamper-evident. A token that does not verify, or that
+organisation and conversation; the moderation queue's or log's organisation); an HMAC
+with the key every replica shares makes it tamper-evident. A token that does not verify, or that
 comes back with another query, is refused as invalid.
 """
 
@@ -16,7 +16,14 @@ import hmac
 import json
 import math
 
-from server.service.domain import ORDERS, SEARCH_ORDER, AnswerQuery, PageKey, PageQuery
+from server.service.domain import (
+    ORDERS,
+    SEARCH_ORDER,
+    AnswerQuery,
+    ModerationQuery,
+    PageKey,
+    PageQuery,
+)
 from server.service.errors import FieldViolation, Reason
 from server.service.filters import NO_FILTER
 
@@ -31,9 +38,15 @@ class BadPageToken(ValueError):
     """The token is not one this service issued for this query."""
 
 
-def _query_digest(query: PageQuery | AnswerQuery) -> str:
+# What a token may be bound to.
+Query = PageQuery | AnswerQuery | ModerationQuery
+
+
+def _query_digest(query: Query) -> str:
     fields: list[object]
-    if isinstance(query, AnswerQuery):
+    if isinstance(query, ModerationQuery):
+        fields = ["moderation", query.kind, query.trkref]
+    elif isinstance(query, AnswerQuery):
         fields = ["answers", query.trkref, query.conversation_id]
     else:
         fields = [query.trkref, query.sku, query.locale, query.order]
@@ -51,7 +64,7 @@ def _key_value(value: object, relevance: bool) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
-def _relevance_at(query: PageQuery | AnswerQuery) -> int | None:
+def _relevance_at(query: Query) -> int | None:
     """Where the query's key holds the database's float relevance, if it does."""
     if isinstance(query, PageQuery) and query.order == SEARCH_ORDER:
         return ORDERS[SEARCH_ORDER].index("relevance")
@@ -66,14 +79,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue(secret: bytes, query: PageQuery | AnswerQuery, after: PageKey) -> str:
+def issue(secret: bytes, query: Query, after: PageKey) -> str:
     """The token of the page that starts after `after`, for this query."""
     payload = json.dumps({"q": _query_digest(query), "k": list(after)}, separators=(",", ":"))
     signature = hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     return f"{_b64(payload.encode())}.{_b64(signature)}"
 
 
-def read(secret: bytes, query: PageQuery | AnswerQuery, token: str, key_length: int) -> PageKey:
+def read(secret: bytes, query: Query, token: str, key_length: int) -> PageKey:
     """The key a token carries; BadPageToken unless this service issued it for this query."""
     try:
         encoded_payload, encoded_signature = token.split(".")

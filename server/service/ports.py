@@ -11,19 +11,51 @@ from server.service.domain import (
     ApiKey,
     Conversation,
     ConversationPage,
+    Decision,
+    DecisionPage,
     Organisation,
+    PageKey,
     PageQuery,
     PendingAnswer,
     PendingCreate,
+    QueuePage,
+    RecordedDecision,
     Stamp,
     StoredAnswer,
     StoredCreate,
     Vote,
 )
+from server.service.screening import BlockedTerms, ContactDetails
+
+
+class ModerationStorage(Protocol):
+    """Moderation's units of work (server.storage.moderation_store.Moderation)."""
+
+    @property
+    def contacts(self) -> ContactDetails: ...
+
+    async def blocked_terms(self, trkref: str) -> BlockedTerms: ...
+
+    def add_terms(self, trkref: str, terms: list[str]) -> int | None: ...
+
+    def remove_terms(self, trkref: str, terms: list[str]) -> int | None: ...
+
+    def list_terms(self, trkref: str) -> list[str] | None: ...
+
+    async def decide(self, decision: Decision) -> RecordedDecision | None: ...
+
+    async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage: ...
+
+    async def decision_page(
+        self, trkref: str, after: PageKey | None, size: int
+    ) -> DecisionPage: ...
 
 
 class Storage(Protocol):
     """Each method is one unit of work; database failures arrive as domain errors."""
+
+    @property
+    def moderation(self) -> ModerationStorage: ...
 
     def add_organisation(self, organisation: Organisation) -> None: ...
 

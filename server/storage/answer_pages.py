@@ -1,5 +1,5 @@
-"""Reading answers a page at a time, oldest first: the few a List or a Detail embeds in each
-conversation, and ListAnswers' pages.
+"""Reading published answers a page at a time, oldest first: the few a List or a Detail
+embeds in each conversation, and ListAnswers' pages.
 
 Every page is one range of the index on (conversation, created_at, id), `limit` rows at
 most (the page and one more, which tells whether another page follows): a conversation's
@@ -14,7 +14,7 @@ import functools
 
 import peewee
 
-from server.service.domain import ANSWERS_START, Answer, PageKey
+from server.service.domain import ANSWERS_START, PUBLISHED, Answer, PageKey
 from server.storage.models import AnswerRow, database
 from server.storage.prepared import Prepared, parameter, prepare, stored_time
 
@@ -70,7 +70,7 @@ def answer_pages(starts: list[tuple[int, PageKey | None]], size: int) -> AnswerP
     # A page reads tens of answers: each is made from its row in place (_make, no keywords).
     make = Answer._make
     for row in statement.run(db, values):
-        found[row[0]].append(make((row[1], row[2], stored_time(row[3]), *row[4:])))
+        found[row[0]].append(make((row[1], row[2], stored_time(row[3]), *row[4:], PUBLISHED, ())))
     pages: AnswerPages = {}
     for conversation_id, answers in found.items():
         # A UNION ALL keeps no order of its own: each page in (created_at, id) order again.
@@ -97,7 +97,10 @@ def _pages_statement(db: peewee.Database, after: tuple[bool, ...]) -> Prepared:
     parts: list[str] = []
     parameters: list[object] = []
     for n, has_after in enumerate(after):
-        where = AnswerRow.conversation == parameter(f"id{n}")
+        # A literal, not a parameter: the planners then see the status is fixed.
+        where = (AnswerRow.conversation == parameter(f"id{n}")) & (
+            AnswerRow.status == peewee.SQL("'published'")
+        )
         if has_after:
             position = peewee.Tuple(AnswerRow.created_at, AnswerRow.id)
             last = peewee.Tuple(parameter(f"after_created_at{n}"), parameter(f"after_id{n}"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee
 
-from server.service.domain import PendingAnswer, StoredAnswer
+from server.service.domain import PUBLISHED, PendingAnswer, StoredAnswer
 from server.service.errors import Unauthenticated
 from server.storage.api_keys import active_keys
-from server.storage.conversations import answer_from_row
+from server.storage.conversations import answer_from_row, held_reasons
 from server.storage.models import (
     AnswerRow,
     ConversationCountRow,
@@ -20,7 +20,7 @@ from server.storage.models import (
 def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer | None:
     """Store an answer and count it on its conversation and product, in one transaction.
 
-    None when the conversation is not one of the organisation's. A key revoked
+    None when the conversation is not one of the organisation's, or is not published. A key revoked
     before the transaction stores nothing. An answer whose (created_by,
     request_id) is taken stores nothing and gets what is stored under it: the
     unique index decides, so concurrent retries cannot both insert.
@@ -36,13 +36,17 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
             )
             .join(OrganisationRow)
             .where(
-                (ConversationRow.id == new.conversation_id) & (OrganisationRow.trkref == new.trkref)
+                (ConversationRow.id == new.conversation_id)
+                & (OrganisationRow.trkref == new.trkref)
+                # Shoppers answer what they see: a pending or rejected question is not found.
+                & (ConversationRow.status == PUBLISHED)
             )
             .bind(db)
             .get_or_none()
         )
         if conversation is None:
             return None
+        published = pending.status == PUBLISHED
         if not active_keys({pending.created_by}, db):
             raise Unauthenticated()
         if new.request_id is not None:
@@ -60,22 +64,28 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
         if not answer_ids:  # a concurrent retry stored it first
             assert new.request_id is not None
             return find_requested(db, pending.created_by, new.request_id)
-        _count_answer(db, conversation)
+        if published:
+            _count_answer(db, conversation)
     return StoredAnswer(pending.stored(answer_ids[0]), pending.request_digest)
 
 
 def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
-    """One more answer on the conversation and on its product's counts and revision."""
+    """One more published answer on the conversation, and on its product's counts when the
+    conversation is published."""
+    count_answers(db, conversation, 1)
+
+
+def count_answers(db: peewee.Database, conversation: ConversationRow, added: int) -> None:
+    """`added` (+1 or -1) published answers on the conversation (its trigger counts them on
+    its product and organisation while it is published, migration 0011), and one to the
+    product's revision: the conversation's row first, as every writer locks them."""
     db.execute(  # type: ignore[no-untyped-call]
-        ConversationRow.update(answers_count=ConversationRow.answers_count + 1).where(
+        ConversationRow.update(answers_count=ConversationRow.answers_count + added).where(
             ConversationRow.id == conversation.id
         )
     )
     db.execute(  # type: ignore[no-untyped-call]
-        ConversationCountRow.update(
-            answers_count=ConversationCountRow.answers_count + 1,
-            revision=ConversationCountRow.revision + 1,
-        ).where(
+        ConversationCountRow.update(revision=ConversationCountRow.revision + 1).where(
             (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
             & (ConversationCountRow.sku == conversation.sku)
             & (ConversationCountRow.locale == conversation.locale)
@@ -104,6 +114,8 @@ def _row(pending: PendingAnswer) -> dict[peewee.Field, object]:
         AnswerRow.created_by: pending.created_by,
         AnswerRow.request_id: new.request_id,
         AnswerRow.request_digest: pending.request_digest,
+        AnswerRow.status: pending.status,
+        AnswerRow.held_for: ",".join(pending.held_for),
     }
 
 
@@ -115,4 +127,7 @@ def find_requested(db: peewee.Database, created_by: str, request_id: str) -> Sto
         .bind(db)
         .get_or_none()
     )
-    return None if row is None else StoredAnswer(answer_from_row(row), row.request_digest)
+    if row is None:
+        return None
+    answer = answer_from_row(row)._replace(status=row.status, held_for=held_reasons(row.held_for))
+    return StoredAnswer(answer, row.request_digest)

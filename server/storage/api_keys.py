@@ -34,6 +34,7 @@ def insert_api_key(key: ApiKey) -> None:
         secret_hash=key.secret_hash,
         created_at=naive_utc(key.created_at),
         revoked_at=None,
+        role=key.role,
     )
     ApiKeyOrganisationRow.insert_many(
         [{"api_key": row.id, "organisation": organisation.id} for organisation in organisations]
@@ -113,6 +114,7 @@ def _api_keys(query: peewee.ModelSelect[ApiKeyRow] | peewee.ModelRaw) -> list[Ap
             created_at=utc(row["created_at"]),
             revoked_at=None if row["revoked_at"] is None else utc(row["revoked_at"]),
             secret_hash=row["secret_hash"],
+            role=row["role"],
         )
         for key_id, row in keys.items()
     ]

@@ -11,6 +11,7 @@ from typing import Any
 import peewee
 
 from server.service.domain import (
+    PUBLISHED,
     Answer,
     Conversation,
     PageKey,
@@ -55,6 +56,8 @@ _INSERTED = (
     ConversationRow.created_by,
     ConversationRow.request_id,
     ConversationRow.request_digest,
+    ConversationRow.status,
+    ConversationRow.held_for,
 )
 # The parameters of one row, in _row_params' order; _insert_sql checks peewee agrees.
 _ROW_PARAMETERS = ("trkref", *(field.name for field in _INSERTED[1:]), "key_id")
@@ -65,7 +68,8 @@ def _row_params(p: PendingCreate) -> tuple[object, ...]:
     return (
         *(organisation.trkref, new.sku, new.first_name, new.question),
         *(new.locale or organisation.locale, naive_utc(p.created_at), organisation.locale),
-        *(0, 0, False, p.created_by, new.request_id, p.request_digest, p.created_by),
+        *(0, 0, False, p.created_by, new.request_id, p.request_digest),
+        *(p.status, ",".join(p.held_for), p.created_by),
     )
 
 
@@ -73,7 +77,7 @@ def insert_conversations(
     db: peewee.Database, batch: list[PendingCreate]
 ) -> list[StoredCreate | Exception]:
     """One INSERT ... SELECT ... RETURNING: a row is stored only while its key is active;
-    the product counts grow in the same transaction.
+    the product counts grow by its published rows in the same transaction.
 
     The key check and the insert are one statement and see one state: a key revoked
     before it commits stores nothing. A create whose (created_by, request_id) is taken
@@ -87,7 +91,7 @@ def insert_conversations(
         inserted = sorted(cursor.fetchall())
         if inserted and inserted[-1][0] > MAX_CONVERSATION_ID:
             raise ConversationIdsExhausted()  # the rows are rolled back, not stored
-        _count_conversations(db, [(org, sku, locale) for _, _, _, org, sku, locale in inserted])
+        _count_conversations(db, [row[3:] for row in inserted])
     ids = iter(row[0] for row in inserted)
     # Keys that stored a row are active; a create without request_id is stored
     # exactly when its key is active, one with it unless the request_id was taken.
@@ -157,6 +161,7 @@ def _insert_sql(db: peewee.Database, rows: int) -> str:
             ConversationRow.organisation,
             ConversationRow.sku,
             ConversationRow.locale,
+            ConversationRow.status,
         )
     )
     sql, params = query.sql()
@@ -164,16 +169,20 @@ def _insert_sql(db: peewee.Database, rows: int) -> str:
     return str(sql)
 
 
-def _count_conversations(db: peewee.Database, products: list[tuple[int, str, str]]) -> None:
-    """Add the conversations just inserted to their products' counts, and one to their
-    revisions, in one statement.
+def _count_conversations(db: peewee.Database, inserted: list[tuple[int, str, str, str]]) -> None:
+    """Add the published conversations just inserted to their products' counts, and one to
+    the revisions of the products of all of them, in one statement.
 
     The rows are upserted in key order, so that concurrent writers lock them in
     the same order and never deadlock.
     """
-    if not products:
+    if not inserted:
         return
-    added = sorted(collections.Counter(products).items())
+    counter = collections.Counter({(org, sku, locale): 0 for org, sku, locale, _ in inserted})
+    counter.update(
+        (org, sku, locale) for org, sku, locale, status in inserted if status == PUBLISHED
+    )
+    added = sorted(counter.items())
     values = {
         f"{name}{n}": value
         for n, ((org, sku, locale), count) in enumerate(added)
@@ -219,6 +228,8 @@ def _new_conversation(conversation_id: int, pending: PendingCreate) -> Conversat
         unhelpful=0,
         embeddable=False,
         retailer_locale=organisation.locale,
+        status=pending.status,
+        held_for=pending.held_for,
     )
 
 
@@ -234,9 +245,16 @@ def find_requested(created_by: str, request_id: str) -> StoredCreate | None:
     )
     if row is None:
         return None
+    conversation = conversation_from_row(row, row.organisation.trkref, answers=())
     return StoredCreate(
-        conversation_from_row(row, row.organisation.trkref, answers=()), row.request_digest
+        conversation._replace(status=row.status, held_for=held_reasons(row.held_for)),
+        row.request_digest,
     )
+
+
+def held_reasons(column: str) -> tuple[str, ...]:
+    """The reasons an item is held, as its held_for column joins them."""
+    return tuple(column.split(",")) if column else ()
 
 
 # A conversation's columns, in the order of Conversation's fields (its trkref apart).

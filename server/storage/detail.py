@@ -1,4 +1,4 @@
-"""Reading one conversation (Detail) and the pages of its answers (ListAnswers).
+"""Reading one published conversation (Detail) and the pages of its answers (ListAnswers).
 
 Each read first takes the conversation's row with its product's stamp (ReadCache), in one
 query; a value kept under that stamp is served without reading the answers again.
@@ -30,7 +30,9 @@ def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
         & (counts.sku == ConversationRow.sku)
         & (counts.locale == ConversationRow.locale)
     )
-    found = ConversationRow.id == parameter("id")
+    found = (ConversationRow.id == parameter("id")) & (
+        ConversationRow.status == peewee.SQL("'published'")
+    )
     if scoped:
         found &= OrganisationRow.trkref == parameter("trkref")
     return prepare(

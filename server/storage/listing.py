@@ -20,7 +20,14 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from server.service.domain import ORDERS, Conversation, ConversationPage, PageKey, PageQuery
+from server.service.domain import (
+    ORDERS,
+    PUBLISHED,
+    Conversation,
+    ConversationPage,
+    PageKey,
+    PageQuery,
+)
 from server.service.filters import NO_FILTER
 from server.storage.answer_pages import oldest_answers
 from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
@@ -53,6 +60,7 @@ class _Shape(NamedTuple):
     has_retailer_answer: bool | None
     created_from: bool
     created_before: bool
+    status: str  # the status listed: "published" unless a moderator's filter says
 
 
 def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
@@ -80,8 +88,10 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     more = len(rows) > query.size
     rows = rows[: query.size]
     answers = oldest_answers([row[0] for row in rows], query.answers)
+    status = query.filter.status or PUBLISHED
     conversations = tuple(
-        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]]) for row in rows
+        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]])._replace(status=status)
+        for row in rows
     )
     next_after = _row_key(query.order, rows[-1]) if more else None
     page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)
@@ -136,6 +146,7 @@ def _shape(query: PageQuery) -> _Shape:
         chosen.has_retailer_answer,
         chosen.created_from is not None,
         chosen.created_before is not None,
+        chosen.status or PUBLISHED,
     )
 
 
@@ -168,7 +179,11 @@ def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, A
     query = ConversationRow.select(*selected)
     if found is not None:
         query = query.with_cte(found).join(found, on=ConversationRow.id == found.c.id)
-    where = ConversationRow.organisation == _organisation_id()
+    # Shoppers' reads: the published conversations only, which the counts count; a
+    # moderator's filter may list another status. A literal: one of the three statuses.
+    where = (ConversationRow.organisation == _organisation_id()) & (
+        ConversationRow.status == peewee.SQL(f"'{shape.status}'")
+    )
     if shape.by_sku:
         where &= ConversationRow.sku == parameter("sku")
     if shape.by_locale:
@@ -185,6 +200,7 @@ def _matching(db: peewee.Database, shape: _Shape, *columns: Any) -> tuple[Any, A
         retailer = AnswerRow.select(peewee.SQL("1")).where(
             (AnswerRow.conversation == ConversationRow.id)
             & (AnswerRow.response_type == peewee.SQL("'retailer'"))
+            & (AnswerRow.status == peewee.SQL("'published'"))
         )
         where &= (
             peewee.fn.EXISTS(retailer)

@@ -20,6 +20,21 @@ database = peewee.DatabaseProxy()
 EXCLUDED = peewee.EXCLUDED
 
 
+def _default(value: str) -> peewee.SQL:
+    """A text column's DEFAULT in the schema, for rows written by code that predates it."""
+    return peewee.SQL(f"DEFAULT '{value}'")
+
+
+def _status() -> peewee.CharField:
+    """An item's moderation status: "published", "pending" or "rejected" (migration 0011)."""
+    return peewee.CharField(max_length=10, default="published", constraints=[_default("published")])
+
+
+def _held_for() -> peewee.CharField:
+    """Why an item is held, the reasons joined by commas; "" when it is not."""
+    return peewee.CharField(max_length=200, default="", constraints=[_default("")])
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
@@ -31,6 +46,10 @@ class OrganisationRow(BaseModel):
     trkref = peewee.CharField(max_length=32, unique=True)
     name = peewee.CharField(max_length=200)
     locale = peewee.CharField(max_length=35)
+    # "pre" or "post" moderation (migration 0011); the schema's default is the older rows'.
+    moderation = peewee.CharField(max_length=4, default="post", constraints=[_default("post")])
+    # Added to whenever the organisation's blocked terms change: replicas re-read them then.
+    terms_revision = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "organisation"
@@ -56,6 +75,8 @@ class ConversationRow(BaseModel):
     request_digest = peewee.CharField(max_length=64, null=True)
     # DEFAULT 0 in the schema: creates do not write it.
     answers_count = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    status = _status()
+    held_for = _held_for()
 
     class Meta:
         table_name = "conversation"
@@ -97,6 +118,8 @@ class AnswerRow(BaseModel):
     created_by = peewee.CharField(max_length=64, null=True)
     request_id = peewee.CharField(max_length=36, null=True)
     request_digest = peewee.CharField(max_length=64, null=True)
+    status = _status()
+    held_for = _held_for()
 
     class Meta:
         table_name = "answer"
@@ -172,6 +195,8 @@ class ApiKeyRow(BaseModel):
     secret_hash = peewee.CharField(max_length=255)
     created_at = peewee.DateTimeField()
     revoked_at = peewee.DateTimeField(null=True)
+    # "shopper" or "moderator" (migration 0011).
+    role = peewee.CharField(max_length=10, default="shopper", constraints=[_default("shopper")])
 
     class Meta:
         table_name = "api_key"
@@ -187,6 +212,38 @@ class ApiKeyOrganisationRow(BaseModel):
         indexes = ((("api_key", "organisation"), True),)
 
 
+class BlockedTermRow(BaseModel):
+    """A term an organisation blocks: text holding it is held for a moderator."""
+
+    id = peewee.AutoField()
+    organisation = peewee.ForeignKeyField(OrganisationRow, index=False)
+    term = peewee.CharField(max_length=200)
+
+    class Meta:
+        table_name = "blocked_term"
+        indexes = ((("organisation", "term"), True),)
+
+
+class ModerationDecisionRow(BaseModel):
+    """A moderator's decision on a conversation or an answer: who, when, from which status
+    to which, why."""
+
+    id = peewee.AutoField()
+    organisation = peewee.ForeignKeyField(OrganisationRow, index=False)
+    target = peewee.CharField(max_length=12)  # "conversation" or "answer"
+    target_id = peewee.IntegerField()
+    decided_by = peewee.CharField(max_length=64)
+    decided_at = peewee.DateTimeField()
+    from_status = peewee.CharField(max_length=10)
+    to_status = peewee.CharField(max_length=10)
+    reason = peewee.CharField(max_length=100)
+    note = peewee.TextField()
+
+    class Meta:
+        table_name = "moderation_decision"
+        indexes = ((("organisation", "id"), False),)
+
+
 def naive_utc(value: datetime.datetime) -> datetime.datetime:
     """A stored timestamp: UTC without a timezone, as both databases' columns hold it."""
     return value.astimezone(datetime.UTC).replace(tzinfo=None)
@@ -195,3 +252,22 @@ def naive_utc(value: datetime.datetime) -> datetime.datetime:
 def utc(value: datetime.datetime) -> datetime.datetime:
     """A stored timestamp read back, as timezone-aware UTC."""
     return value.replace(tzinfo=datetime.UTC)
+
+
+# The moderation queue: an organisation's pending items, oldest first (migration 0011).
+ConversationRow.add_index(
+    peewee.ModelIndex(
+        ConversationRow,
+        (ConversationRow.organisation, ConversationRow.created_at, ConversationRow.id),
+        name="conversation_pending",
+        where=ConversationRow.status == "pending",
+    )
+)
+AnswerRow.add_index(
+    peewee.ModelIndex(
+        AnswerRow,
+        (AnswerRow.created_at, AnswerRow.id),
+        name="answer_pending",
+        where=AnswerRow.status == "pending",
+    )
+)

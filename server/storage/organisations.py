@@ -22,7 +22,10 @@ def insert_organisation(organisation: Organisation) -> None:
     try:
         with database.atomic():
             OrganisationRow.create(
-                trkref=organisation.trkref, name=organisation.name, locale=organisation.locale
+                trkref=organisation.trkref,
+                name=organisation.name,
+                locale=organisation.locale,
+                moderation=organisation.moderation,
             )
     except peewee.IntegrityError as error:
         raise OrganisationExists(organisation.trkref) from error
@@ -33,4 +36,6 @@ def count_organisations() -> int:
 
 
 def _organisation(row: OrganisationRow) -> Organisation:
-    return Organisation(trkref=row.trkref, name=row.name, locale=row.locale)
+    return Organisation(
+        trkref=row.trkref, name=row.name, locale=row.locale, moderation=row.moderation
+    )

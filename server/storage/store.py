@@ -66,6 +66,7 @@ from server.storage.errors import (
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
+from server.storage.moderation_store import Moderation
 from server.storage.read_cache import DEFAULT_MIB, ReadCache
 
 Item = TypeVar("Item")
@@ -135,6 +136,7 @@ class Store:
         self._tracer = tracer
         self._span_attributes = {"db.system.name": _system(db)}
         self._api_key_digest_key: bytes | None = None
+        self.moderation = Moderation(self)
         database.initialize(db)
 
     @classmethod
@@ -376,6 +378,10 @@ class Store:
 
     def _read_page(self, query: PageQuery) -> ConversationPage:
         return listing.read_page(query, self.read_cache)
+
+    def run_read(self, read: Callable[[Arg], Result], arg: Arg) -> Awaitable[Result]:
+        """A read of another storage room, as the Store's own reads are run (_read)."""
+        return self._read(read, arg)
 
     async def _read(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read in a thread: the event loop never waits on a PostgreSQL round trip. On

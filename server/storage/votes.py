@@ -92,7 +92,9 @@ def _revise(db: peewee.Database, products: list[Product]) -> None:
 
 
 def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tuple[str, Product]]:
-    """The trkref and the product of each target of the batch that exists."""
+    """The trkref and the product of each target of the batch that exists and is published
+    (an answer on a published conversation): shoppers vote on what they see."""
+    published = peewee.SQL("'published'")
     owner = (
         OrganisationRow.trkref,
         ConversationRow.organisation,
@@ -102,11 +104,18 @@ def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tup
     queries = {
         "conversation": ConversationRow.select(ConversationRow.id, *owner)
         .join(OrganisationRow)
-        .where(ConversationRow.id.in_(_ids(batch, "conversation"))),
+        .where(
+            ConversationRow.id.in_(_ids(batch, "conversation"))
+            & (ConversationRow.status == published)
+        ),
         "answer": AnswerRow.select(AnswerRow.id, *owner)
         .join(ConversationRow)
         .join(OrganisationRow)
-        .where(AnswerRow.id.in_(_ids(batch, "answer"))),
+        .where(
+            AnswerRow.id.in_(_ids(batch, "answer"))
+            & (AnswerRow.status == published)
+            & (ConversationRow.status == published)
+        ),
     }
     owners: dict[tuple[str, int], tuple[str, Product]] = {}
     for target, query in queries.items():

@@ -39,7 +39,11 @@ class Served:
         self.service = service
         self.conversation = ask(service, SKU)
         self.answer = answer(service, self.conversation)
-        added = cli(database_url, "organisations", "add", "E20", "--name", "E", "--locale", "en-GB")
+        added = cli(
+            database_url,
+            *("organisations", "add", "E20", "--name", "E", "--locale", "en-GB"),
+            *("--moderation", "post"),
+        )
         assert added.returncode == 0, added.stderr
         self.other_key = basic_authorization(*create_key(database_url, "E20"))
         created = call(

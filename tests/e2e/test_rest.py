@@ -53,6 +53,9 @@ DOCUMENTED = {
     "answers": [],
     "answers_count": 0,
     "answers_next_page_token": "",
+    # Moderation: the demo organisation publishes at once what screening does not hold.
+    "status": "PUBLISHED",
+    "held_for": [],
 }
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 DEMO = basic_authorization(*DEMO_CREDENTIALS)

@@ -75,6 +75,8 @@ def test_an_answer_is_the_v4_answer_object_and_shows_in_detail_and_list(
         "review_locale": "en-GB",
         "reviewer_facebook_url": "https://www.facebook.com/ann",
         "response_type": "owner",
+        "status": "PUBLISHED",
+        "held_for": [],
     }
     assert body["created_at"].endswith("Z") and len(body["created_at"]) == 20
     retailer = answer(

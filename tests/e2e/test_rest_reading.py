@@ -57,6 +57,8 @@ def conversation_json(conversation_id: int, question: str, created_at: str) -> d
         "answers": [],
         "answers_count": 0,
         "answers_next_page_token": "",
+        "status": "PUBLISHED",
+        "held_for": [],
     }
 
 

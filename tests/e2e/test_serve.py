@@ -140,7 +140,7 @@ def test_fresh_embedded_database_gets_the_demo_organisation_and_key(tmp_path: Pa
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "var" / "conversations.db").exists()
     listed = cli(f"sqlite:///{tmp_path}/var/conversations.db", "organisations", "list")
-    assert listed.stdout == "D10\ten-GB\tDemo retailer\n"
+    assert listed.stdout == "D10\ten-GB\tpost\tDemo retailer\n"
 
 
 def test_organisations_cli_adds_lists_and_refuses_duplicates(database_url: str) -> None:
@@ -152,12 +152,12 @@ def test_organisations_cli_adds_lists_and_refuses_duplicates(database_url: str) 
     listed = cli(database_url, "organisations", "list")
 
     assert first.returncode == 0
-    assert first.stdout == "added organisation R2 (fr-FR): Shop Two\n"
+    assert first.stdout == "added organisation R2 (fr-FR, pre-moderated): Shop Two\n"
     assert again.returncode == 1
     assert "organisation 'R2' already exists" in again.stderr
     assert bad.returncode == 1
     assert "trkref:" in bad.stderr and "name:" in bad.stderr and "locale:" in bad.stderr
-    assert listed.stdout == "R2\tfr-FR\tShop Two\n"
+    assert listed.stdout == "R2\tfr-FR\tpre\tShop Two\n"
 
 
 def test_migrate_reports_what_it_applied(database_url: str) -> None:
@@ -208,7 +208,7 @@ def test_keys_cli_creates_lists_and_revokes(database_url: str) -> None:
     assert unknown_org.returncode == 1
     assert "organisation 'NOPE' does not exist" in unknown_org.stderr
     assert re.fullmatch(
-        rf"{key_id}\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tactive\tK1\n", active.stdout
+        rf"{key_id}\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tactive\tK1\tshopper\n", active.stdout
     )
     assert revoked.stdout == f"revoked {key_id}\n"
     assert again.returncode == 1 and f"no active API key '{key_id}'" in again.stderr

@@ -172,7 +172,11 @@ def test_another_organisation_s_conversation_costs_what_a_missing_one_does(
 ) -> None:
     # Given conversations of another organisation, and a key of D10
     ours = basic_authorization(*organisation_with_key(database_url))
-    added = cli(database_url, "organisations", "add", "B20", "--name", "B", "--locale", "en-GB")
+    added = cli(
+        database_url,
+        *("organisations", "add", "B20", "--name", "B", "--locale", "en-GB"),
+        *("--moderation", "post"),
+    )
     assert added.returncode == 0, added.stderr
     theirs = basic_authorization(*create_key(database_url, "B20"))
     service, metrics = serving_with_metrics(tmp_path, database_url)

@@ -15,9 +15,11 @@ from server.config import Config
 from server.service import api_keys
 from server.service.api_keys import IssuedKey
 from server.service.domain import Organisation
+from server.service.ports import Storage
 from server.storage.store import Store
 from tests.databases import empty_postgres
 from tests.support import Metadata, add_organisation_with_key, basic
+from tests.unit.fakes import FakeStorage
 
 T = TypeVar("T")
 
@@ -50,6 +52,19 @@ def store(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(params=["fake", "sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """The unit tests' FakeStorage, or an open, migrated, empty Store (storage contracts)."""
+    if request.param == "fake":
+        yield FakeStorage()
+        return
+    store = open_store(request.param, tmp_path, request)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @pytest.fixture

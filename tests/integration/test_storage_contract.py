@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -39,25 +37,11 @@ from server.service.errors import (
 )
 from server.service.ports import Storage
 from server.storage.answer_pages import answer_key
-from tests.integration.conftest import open_store
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
 from tests.support import NEW_CONVERSATION as NEW
-from tests.unit.fakes import FakeStorage
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
-
-
-@pytest.fixture(params=["fake", "sqlite", "postgres"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "fake":
-        yield FakeStorage()
-        return
-    store = open_store(request.param, tmp_path, request)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def key(key_id: str, *trkrefs: str, created_at: datetime.datetime = AT) -> ApiKey:

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from server.service.domain import (
     ANSWERS_START,
+    PUBLISHED,
     AnswerPage,
     AnswerQuery,
     ApiKey,
@@ -44,6 +45,7 @@ from server.service.errors import (
 from server.service.ports import Storage
 from server.storage.answer_pages import answer_key
 from server.storage.listing import page_key
+from tests.unit.fake_moderation import FakeModeration
 
 
 def folded_words(text: str) -> set[str]:
@@ -91,6 +93,7 @@ class FakeStorage:
         self.calls: collections.Counter[str] = collections.Counter()
         # True: every call fails as it does on a database that is down.
         self.unavailable = False
+        self.moderation = FakeModeration(self)
 
     def _call(self, method: str) -> None:
         self.calls[method] += 1
@@ -250,13 +253,14 @@ class FakeStorage:
         return b"the fake's page token secret...."
 
     def get_conversation(self, conversation_id: int, size: int = 100) -> Conversation | None:
+        """A published conversation with its published answers, as shoppers read it."""
         stored = self.conversations.get(conversation_id)
-        if stored is None:
+        if stored is None or stored.conversation.status != PUBLISHED:
             return None
         answers = tuple(
             self.answers[a].answer
             for a, c in sorted(self._answered.items())
-            if c == conversation_id
+            if c == conversation_id and self.answers[a].answer.status == PUBLISHED
         )
         answers = tuple(sorted(answers, key=answer_key))
         after = None
@@ -297,15 +301,13 @@ class FakeStorage:
         if key is None or key.revoked:
             raise Unauthenticated()
         if vote.target == "conversation":
-            found = self.conversations.get(vote.target_id)
-            trkref = None if found is None else found.conversation.trkref
+            found = self.get_conversation(vote.target_id, 0)
+            trkref = None if found is None else found.trkref
         else:
-            conversation_id = self._answered.get(vote.target_id)
-            trkref = (
-                None
-                if conversation_id is None
-                else self.conversations[conversation_id].conversation.trkref
-            )
+            conversation_id = self._answered.get(vote.target_id, 0)
+            shown = self.get_conversation(conversation_id, len(self.answers))
+            ids = set() if shown is None else {a.id for a in shown.answers}
+            trkref = shown.trkref if shown is not None and vote.target_id in ids else None
         if trkref != vote.trkref:
             return False
         if vote.voter_id is not None:
@@ -340,7 +342,9 @@ def _conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
     asked = (new.sku, new.first_name, new.question, new.locale or org.locale)
     at = pending.created_at.astimezone(datetime.UTC)
     # helpful 0, unhelpful 0, not embeddable; then the organisation's locale.
-    return Conversation(conversation_id, org.trkref, *asked, at, 0, 0, False, org.locale)
+    return Conversation(conversation_id, org.trkref, *asked, at, 0, 0, False, org.locale)._replace(
+        status=pending.status, held_for=pending.held_for
+    )
 
 
 # mypy checks that the fake meets the port.

@@ -65,3 +65,12 @@ def test_a_fractional_bound_rounds_up_to_the_stored_whole_seconds() -> None:
 def test_anything_outside_the_subset_is_refused_with_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(BadFilter, match=message.replace("(", r"\(")):
         parse_filter(text)
+
+
+def test_a_status_is_one_of_three_quoted_or_not() -> None:
+    assert parse_filter("status = PENDING").status == "pending"
+    assert parse_filter('status = "REJECTED" AND answered = true').status == "rejected"
+    assert parse_filter("answered = true").key() == (True, None, None, None)
+    for bad in ("status = pending", "status != PENDING", "status = DELETED", "status"):
+        with pytest.raises(BadFilter, match="status takes"):
+            parse_filter(bad)

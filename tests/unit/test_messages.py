@@ -25,7 +25,8 @@ def timestamp(value: datetime.datetime) -> Timestamp:
 
 def expected_answer(answer: Answer) -> pb.Answer:
     fields = answer._asdict()
-    return pb.Answer(**{**fields, "created_at": timestamp(answer.created_at)})
+    status = pb.Status.Value(answer.status.upper())
+    return pb.Answer(**{**fields, "created_at": timestamp(answer.created_at), "status": status})
 
 
 def test_answers_carry_every_field_and_leave_unset_optionals_absent() -> None:
@@ -55,6 +56,8 @@ def test_conversations_and_pages_carry_every_field_and_their_answers_in_order() 
             retailer_locale=conversation.retailer_locale,
             answers=[expected_answer(answer) for answer in conversation.answers],
             answers_count=conversation.answers_count,
+            status=pb.Status.Value(conversation.status.upper()),  # type: ignore[arg-type]
+            held_for=conversation.held_for,
         )
 
     assert conversation_message(full) == expected(full)

@@ -5,12 +5,24 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNSPECIFIED: _ClassVar[Status]
+    PENDING: _ClassVar[Status]
+    PUBLISHED: _ClassVar[Status]
+    REJECTED: _ClassVar[Status]
+STATUS_UNSPECIFIED: Status
+PENDING: Status
+PUBLISHED: Status
+REJECTED: Status
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("trkref", "first_name", "question", "locale", "sku", "request_id")
@@ -29,7 +41,7 @@ class CreateConversationRequest(_message.Message):
     def __init__(self, trkref: _Optional[str] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., locale: _Optional[str] = ..., sku: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers", "answers_count", "answers_next_page_token")
+    __slots__ = ("id", "first_name", "question", "created_at", "helpful", "unhelpful", "embeddable", "retailer_locale", "answers", "answers_count", "answers_next_page_token", "status", "held_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +53,8 @@ class Conversation(_message.Message):
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_COUNT_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FOR_FIELD_NUMBER: _ClassVar[int]
     id: int
     first_name: str
     question: str
@@ -52,10 +66,12 @@ class Conversation(_message.Message):
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
     answers_count: int
     answers_next_page_token: str
-    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., answers_count: _Optional[int] = ..., answers_next_page_token: _Optional[str] = ...) -> None: ...
+    status: Status
+    held_for: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., first_name: _Optional[str] = ..., question: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., embeddable: _Optional[bool] = ..., retailer_locale: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., answers_count: _Optional[int] = ..., answers_next_page_token: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., held_for: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Answer(_message.Message):
-    __slots__ = ("id", "response", "created_at", "first_name", "town", "job_title", "reviewer_segment", "helpful", "unhelpful", "review_url", "review_locale", "reviewer_facebook_url", "response_type", "retailer_name", "retailer_image_url")
+    __slots__ = ("id", "response", "created_at", "first_name", "town", "job_title", "reviewer_segment", "helpful", "unhelpful", "review_url", "review_locale", "reviewer_facebook_url", "response_type", "retailer_name", "retailer_image_url", "status", "held_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +87,8 @@ class Answer(_message.Message):
     RESPONSE_TYPE_FIELD_NUMBER: _ClassVar[int]
     RETAILER_NAME_FIELD_NUMBER: _ClassVar[int]
     RETAILER_IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FOR_FIELD_NUMBER: _ClassVar[int]
     id: int
     response: str
     created_at: _timestamp_pb2.Timestamp
@@ -86,7 +104,9 @@ class Answer(_message.Message):
     response_type: str
     retailer_name: str
     retailer_image_url: str
-    def __init__(self, id: _Optional[int] = ..., response: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_name: _Optional[str] = ..., town: _Optional[str] = ..., job_title: _Optional[str] = ..., reviewer_segment: _Optional[str] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., review_url: _Optional[str] = ..., review_locale: _Optional[str] = ..., reviewer_facebook_url: _Optional[str] = ..., response_type: _Optional[str] = ..., retailer_name: _Optional[str] = ..., retailer_image_url: _Optional[str] = ...) -> None: ...
+    status: Status
+    held_for: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., response: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_name: _Optional[str] = ..., town: _Optional[str] = ..., job_title: _Optional[str] = ..., reviewer_segment: _Optional[str] = ..., helpful: _Optional[int] = ..., unhelpful: _Optional[int] = ..., review_url: _Optional[str] = ..., review_locale: _Optional[str] = ..., reviewer_facebook_url: _Optional[str] = ..., response_type: _Optional[str] = ..., retailer_name: _Optional[str] = ..., retailer_image_url: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., held_for: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetConversationRequest(_message.Message):
     __slots__ = ("id", "trkref")
@@ -235,3 +255,119 @@ class IncrementAnswerUnhelpfulRequest(_message.Message):
     trkref: str
     voter_id: str
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
+
+class ApproveConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class RejectConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class ApproveAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class RejectAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class DecisionNote(_message.Message):
+    __slots__ = ("reason", "note")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    note: str
+    def __init__(self, reason: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ModerationDecision(_message.Message):
+    __slots__ = ("id", "target", "target_id", "from_status", "to_status", "decided_by", "decided_at", "reason", "note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TO_STATUS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    target: str
+    target_id: int
+    from_status: Status
+    to_status: Status
+    decided_by: str
+    decided_at: _timestamp_pb2.Timestamp
+    reason: str
+    note: str
+    def __init__(self, id: _Optional[int] = ..., target: _Optional[str] = ..., target_id: _Optional[int] = ..., from_status: _Optional[_Union[Status, str]] = ..., to_status: _Optional[_Union[Status, str]] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ListModerationQueueRequest(_message.Message):
+    __slots__ = ("trkref", "page_size", "page_token")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    page_size: int
+    page_token: str
+    def __init__(self, trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ModerationQueueItem(_message.Message):
+    __slots__ = ("kind", "conversation", "answer")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    conversation: Conversation
+    answer: Answer
+    def __init__(self, kind: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+
+class ListModerationQueueResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ModerationQueueItem]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ModerationQueueItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListModerationDecisionsRequest(_message.Message):
+    __slots__ = ("trkref", "page_size", "page_token")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    page_size: int
+    page_token: str
+    def __init__(self, trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListModerationDecisionsResponse(_message.Message):
+    __slots__ = ("decisions", "next_page_token")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[ModerationDecision]
+    next_page_token: str
+    def __init__(self, decisions: _Optional[_Iterable[_Union[ModerationDecision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -39,7 +39,8 @@ class ConversationServiceStub:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
+    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
     CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
@@ -95,6 +96,36 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ApproveConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/ApproveConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveConversationRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.RejectConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/RejectConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.RejectConversationRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.ApproveAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/ApproveAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveAnswerRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.RejectAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/RejectAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.RejectAnswerRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.ListModerationQueue = channel.unary_unary(
+                '/conversations.v4.ConversationService/ListModerationQueue',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueResponse.FromString,
+                _registered_method=True)
+        self.ListModerationDecisions = channel.unary_unary(
+                '/conversations.v4.ConversationService/ListModerationDecisions',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
@@ -110,7 +141,8 @@ class ConversationServiceServicer:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
+    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
     CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
@@ -244,6 +276,74 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveConversation(self, request, context):
+        """Publishes the conversation `id` of the organisation `trkref` (AIP-136), and records the
+        decision with its reason and note. Needs a moderator key: a shopper key is
+        PERMISSION_DENIED. Idempotent: approving a published conversation changes nothing and
+        records nothing (the returned decision's `id` is 0). NOT_FOUND as for GetConversation,
+        whatever the conversation's status.
+
+        REST: POST /v4/conversations/{id}/approve?trkref=D10 with
+        `{"reason":"...","note":"..."}` (both optional) as the JSON body.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectConversation(self, request, context):
+        """Rejects the conversation `id` of the organisation `trkref`: it leaves every shopper's
+        read, its counts with it. Otherwise as ApproveConversation.
+
+        REST: POST /v4/conversations/{id}/reject?trkref=D10 with the JSON body
+        `{"reason":"...","note":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveAnswer(self, request, context):
+        """Publishes the answer `id`, which answers a conversation of the organisation `trkref`;
+        otherwise as ApproveConversation (NOT_FOUND as for IncrementAnswerHelpful).
+
+        REST: POST /v4/conversation_answers/{id}/approve?trkref=D10 with the JSON body
+        `{"reason":"...","note":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectAnswer(self, request, context):
+        """Rejects the answer `id`; otherwise as ApproveAnswer.
+
+        REST: POST /v4/conversation_answers/{id}/reject?trkref=D10 with the JSON body
+        `{"reason":"...","note":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModerationQueue(self, request, context):
+        """Lists the organisation's pending conversations and answers, oldest first, a page at
+        a time (AIP-158), each with why it is held. Needs a moderator key
+        (PERMISSION_DENIED otherwise); NOT_FOUND as for ListConversations.
+
+        REST: GET /v4/organisations/{trkref}/moderation/queue
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModerationDecisions(self, request, context):
+        """Lists the organisation's moderation decisions, newest first, a page at a time.
+        Needs a moderator key (PERMISSION_DENIED otherwise); NOT_FOUND as for
+        ListConversations.
+
+        REST: GET /v4/organisations/{trkref}/moderation/decisions
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +392,36 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
+            'ApproveConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveConversationRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'RejectConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.RejectConversationRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'ApproveAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveAnswerRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'RejectAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.RejectAnswerRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'ListModerationQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModerationQueue,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueResponse.SerializeToString,
+            ),
+            'ListModerationDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModerationDecisions,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'conversations.v4.ConversationService', rpc_method_handlers)
@@ -313,7 +443,8 @@ class ConversationService:
     Basic), NOT_FOUND (an unknown organisation or conversation, one that
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
-    exists elsewhere), ALREADY_EXISTS (a request_id of CreateConversation or
+    exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
+    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
     CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
@@ -551,6 +682,168 @@ class ConversationService:
             '/conversations.v4.ConversationService/IncrementAnswerUnhelpful',
             conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ApproveConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.ApproveConversationRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/RejectConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.RejectConversationRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ApproveAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.ApproveAnswerRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/RejectAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.RejectAnswerRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModerationQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ListModerationQueue',
+            conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ListModerationQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModerationDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ListModerationDecisions',
+            conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
