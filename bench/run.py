@@ -5,7 +5,8 @@ conversations beside one of ten (bench/dataset.py).
 
 Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`;
 `.venv/bin/python -m bench.run organisation` for bench/organisation.py's rows alone,
-`.venv/bin/python -m bench.run conditional` for bench/conditional.py's).
+`.venv/bin/python -m bench.run conditional` for bench/conditional.py's,
+`.venv/bin/python -m bench.run moderation` for bench/moderation.py's).
 Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
 run is bounded by a request count sized from a short warm-up, and by a time limit.
 Every row's percentiles are of its requests' own durations, as h2load logs them
@@ -40,6 +41,8 @@ from bench import (
     flood,
     load,
     memory,
+    moderation,
+    moderation_data,
     organisation,
     organisation_data,
     report,
@@ -540,6 +543,12 @@ def organisation_table(workdir: Path) -> tuple[str, bool]:
     return organisation.table(organisation.run(workdir, service, measure_calls, CREATE))
 
 
+def moderation_table(workdir: Path) -> tuple[str, bool]:
+    """The rows of the moderation queue, List beside pending items and screened Create
+    (bench/moderation.py)."""
+    return organisation.table(moderation.run(workdir, service, measure_calls, CREATE))
+
+
 def machine() -> str:
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -559,6 +568,11 @@ def main() -> int:
             text, met = organisation_table(Path(tmp))
         print(machine(), text, f"every target met: {met}", sep="\n\n")
         return 0
+    if sys.argv[1:] == ["moderation"]:  # these rows alone
+        with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
+            text, met = moderation_table(Path(tmp))
+        print(machine(), text, f"every target met: {met}", sep="\n\n")
+        return 0
     if sys.argv[1:] == ["conditional"]:  # these rows alone
         with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
             rows = conditional_rows(Path(tmp))
@@ -570,6 +584,7 @@ def main() -> int:
         rows, footprints = run_all(Path(tmp))
         pairs = run_large(Path(tmp))
         organisation_text, organisation_met = organisation_table(Path(tmp))
+        moderation_text, moderation_met = moderation_table(Path(tmp))
     ratio_table, targets_met = ratios(rows)
     memory_row = next(row for row in rows if row.number == report.CREATE_MEMORY)
     assert memory_row.result is not None
@@ -593,7 +608,13 @@ def main() -> int:
         f"{organisation_data.PRODUCTS:,} products, beside an organisation of ten:"
     )
     print("", title, organisation_text, sep="\n\n")
-    every = targets_met and large_met and memory_met and organisation_met
+    title = (
+        f"Moderation: a queue of {moderation_data.QUEUE_PENDING:,} pending among "
+        f"{moderation_data.QUEUE_CONVERSATIONS:,}, a product of {moderation.CONVERSATIONS:,} "
+        f"a third pending, Create screening {moderation.TERMS:,} blocked terms:"
+    )
+    print("", title, moderation_text, sep="\n\n")
+    every = targets_met and large_met and memory_met and organisation_met and moderation_met
     print(f"every target met: {every}")
     return 0 if rows_ok else 1
 
