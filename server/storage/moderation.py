@@ -217,14 +217,19 @@ def _after(key: PageKey | None, kind: int, created_at: peewee.Field, id_: peewee
 
 def queue_page(trkref: str, after: PageKey | None, size: int) -> QueuePage:
     """`size` pending items of the organisation after `after`, oldest first: one range of
-    each kind's partial index, merged."""
-    owned = OrganisationRow.trkref == trkref
+    each kind's partial index, merged.
+
+    The organisation is named by a scalar subquery, not a join on its trkref: PostgreSQL then
+    plans for one organisation and reads the range of the index, where a join had it plan for
+    every organisation's pending rows (a scan and a sort)."""
+    organisation = OrganisationRow.select(OrganisationRow.id).where(
+        OrganisationRow.trkref == trkref
+    )
     pending = peewee.SQL(f"'{PENDING}'")
     conversations = (
         ConversationRow.select(*CONVERSATION_COLUMNS, ConversationRow.held_for)
-        .join(OrganisationRow)
         .where(
-            owned
+            (ConversationRow.organisation == organisation)
             & (ConversationRow.status == pending)
             & _after(after, _CONVERSATION, ConversationRow.created_at, ConversationRow.id)
         )
@@ -241,9 +246,8 @@ def queue_page(trkref: str, after: PageKey | None, size: int) -> QueuePage:
             ConversationRow.held_for,
         )
         .join(ConversationRow)
-        .join(OrganisationRow)
         .where(
-            owned
+            (ConversationRow.organisation == organisation)
             & (AnswerRow.status == pending)
             & _after(after, _ANSWER, AnswerRow.created_at, AnswerRow.id)
         )
