@@ -19,6 +19,8 @@ class Organisation:
     # "pre": new content waits for a moderator; "post": published unless screening holds it.
     # The command line adds organisations as "pre" unless told.
     moderation: str = "post"
+    # How many reporters send a published item back to the queue.
+    report_threshold: int = 3
 
 
 # An item's moderation status: shoppers see the published ones only.

@@ -13,8 +13,9 @@ import datetime
 from typing import TYPE_CHECKING
 
 from server.service.domain import Decision, DecisionPage, PageKey, QueuePage, RecordedDecision
+from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
-from server.storage import moderation
+from server.storage import moderation, reports
 
 if TYPE_CHECKING:
     from server.storage.store import Store
@@ -80,6 +81,14 @@ class Moderation:
     def _decide(self, decision: Decision) -> RecordedDecision | None:
         with self._store.writing() as db:
             return moderation.decide(db, decision)
+
+    async def report(self, report: ItemReport) -> ReportOutcome | None:
+        """Record a report on the write connection, in a thread."""
+        return await asyncio.to_thread(self._report, report)
+
+    def _report(self, report: ItemReport) -> ReportOutcome | None:
+        with self._store.writing() as db:
+            return reports.record_report(db, report)
 
     async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage:
         return await self._store.run_read(_queue_page, (trkref, after, size))

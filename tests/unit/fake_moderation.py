@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from server.service.domain import (
     PENDING,
+    PUBLISHED,
     Decision,
     DecisionPage,
     PageKey,
@@ -16,6 +17,7 @@ from server.service.domain import (
     QueuePage,
     RecordedDecision,
 )
+from server.service.reports import REPORTED, ItemReport, ReportOutcome, hold_decision
 from server.service.screening import BlockedTerms, ContactDetails
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ class FakeModeration:
         self._storage = storage
         self.terms: dict[str, set[str]] = {}
         self.log: list[RecordedDecision] = []
+        # (target, target id) -> the reports' reasons, and the reporter_ids that counted
+        self.reports: dict[tuple[str, int], list[str]] = {}
+        self.reporters: set[tuple[str, int, str]] = set()
 
     @property
     def contacts(self) -> ContactDetails:
@@ -88,6 +93,70 @@ class FakeModeration:
         recorded = RecordedDecision(len(self.log) + 1, decision, from_status)
         self.log.append(recorded)
         return recorded
+
+    def _reported(self, report: ItemReport) -> tuple[str, str, int] | None:
+        """The item's status, held_for, and the conversation to revise; None when it is
+        out of the report's reach."""
+        s = self._storage
+        if report.target == "conversation":
+            stored = s.conversations.get(report.target_id)
+            if stored is None or stored.conversation.trkref != report.trkref:
+                return None
+            found = stored.conversation
+            status, conversation_status = found.status, found.status
+            conversation_id = report.target_id
+        else:
+            answered = s.answers.get(report.target_id)
+            conversation_id = s._answered.get(report.target_id, 0)
+            if answered is None or s.conversations[conversation_id].conversation.trkref != (
+                report.trkref
+            ):
+                return None
+            status = answered.answer.status
+            conversation_status = s.conversations[conversation_id].conversation.status
+        visible = status == PUBLISHED and conversation_status == PUBLISHED
+        if report.published_only and not visible:
+            return None
+        return status, ",".join(self._held_for(report)), conversation_id
+
+    def _held_for(self, report: ItemReport) -> tuple[str, ...]:
+        s = self._storage
+        if report.target == "conversation":
+            return s.conversations[report.target_id].conversation.held_for
+        return s.answers[report.target_id].answer.held_for
+
+    async def report(self, report: ItemReport) -> ReportOutcome | None:
+        self._storage._call("report")
+        found = self._reported(report)
+        if found is None:
+            return None
+        status, _, conversation_id = found
+        key = (report.target, report.target_id)
+        if report.reporter_id is not None:
+            reporter = (*key, report.reporter_id)
+            if reporter in self.reporters:
+                return ReportOutcome(counted=False, held=False)
+            self.reporters.add(reporter)
+        reasons = self.reports.setdefault(key, [])
+        reasons.append(report.reason)
+        threshold = self._storage.organisations[report.trkref].report_threshold
+        if status != PUBLISHED or len(reasons) != threshold:
+            return ReportOutcome(counted=True, held=False)
+        held = self._held_for(report)
+        held_for = held if REPORTED in held else (*held, REPORTED)
+        s = self._storage
+        if report.target == "conversation":
+            stored = s.conversations[report.target_id]
+            moved = stored.conversation._replace(status=PENDING, held_for=held_for)
+            s.conversations[report.target_id] = replace(stored, conversation=moved)
+        else:
+            answered = s.answers[report.target_id]
+            moved_answer = answered.answer._replace(status=PENDING, held_for=held_for)
+            s.answers[report.target_id] = replace(answered, answer=moved_answer)
+        s._revise(conversation_id)
+        recorded = RecordedDecision(len(self.log) + 1, hold_decision(report, threshold), PUBLISHED)
+        self.log.append(recorded)
+        return ReportOutcome(counted=True, held=True)
 
     async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage:
         self._storage._call("queue_page")

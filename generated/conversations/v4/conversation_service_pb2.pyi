@@ -19,10 +19,25 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PENDING: _ClassVar[Status]
     PUBLISHED: _ClassVar[Status]
     REJECTED: _ClassVar[Status]
+
+class ReportReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_REASON_UNSPECIFIED: _ClassVar[ReportReason]
+    SPAM: _ClassVar[ReportReason]
+    OFFENSIVE: _ClassVar[ReportReason]
+    OFF_TOPIC: _ClassVar[ReportReason]
+    PERSONAL_INFORMATION: _ClassVar[ReportReason]
+    OTHER: _ClassVar[ReportReason]
 STATUS_UNSPECIFIED: Status
 PENDING: Status
 PUBLISHED: Status
 REJECTED: Status
+REPORT_REASON_UNSPECIFIED: ReportReason
+SPAM: ReportReason
+OFFENSIVE: ReportReason
+OFF_TOPIC: ReportReason
+PERSONAL_INFORMATION: ReportReason
+OTHER: ReportReason
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("trkref", "first_name", "question", "locale", "sku", "request_id")
@@ -255,6 +270,34 @@ class IncrementAnswerUnhelpfulRequest(_message.Message):
     trkref: str
     voter_id: str
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("reason", "reporter_id")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_ID_FIELD_NUMBER: _ClassVar[int]
+    reason: ReportReason
+    reporter_id: str
+    def __init__(self, reason: _Optional[_Union[ReportReason, str]] = ..., reporter_id: _Optional[str] = ...) -> None: ...
+
+class ReportConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "report")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    report: Report
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+
+class ReportAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "report")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    report: Report
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
 
 class ApproveConversationRequest(_message.Message):
     __slots__ = ("id", "trkref", "decision")
