@@ -352,6 +352,8 @@ class QueueItem:
     target: str  # one of MODERATION_TARGETS
     conversation: Conversation  # the conversation, or the one the answer answers
     answer: Answer | None = None
+    # Its reports: (reason, how many), by reason.
+    reports: tuple[tuple[str, int], ...] = ()
 
     @property
     def created_at(self) -> datetime.datetime:

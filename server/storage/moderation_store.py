@@ -103,7 +103,8 @@ class Moderation:
 
 
 def _queue_page(asked: tuple[str, PageKey | None, int]) -> QueuePage:
-    return moderation.queue_page(*asked)
+    page = moderation.queue_page(*asked)
+    return QueuePage(tuple(reports.with_reports(list(page.items))), page.next_after)
 
 
 def _decision_page(asked: tuple[str, PageKey | None, int]) -> DecisionPage:

@@ -97,6 +97,7 @@ def test_three_reporters_send_a_conversation_back_to_the_queue(
     [item] = [i for i in queue["items"] if i["conversation"]["id"] == shown["id"]]
     assert (item["conversation"]["status"], item["conversation"]["held_for"]) == (
         "PENDING", ["reported"])  # fmt: skip
+    assert item["reports"] == [{"reason": "OFF_TOPIC", "count": 1}, {"reason": "SPAM", "count": 2}]
     log = call(rest, "GET", "/v4/organisations/D10/moderation/decisions?page_size=1",
                authorization=keys.moderator).json()  # fmt: skip
     [decision] = log["decisions"]

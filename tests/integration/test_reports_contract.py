@@ -57,7 +57,7 @@ def test_three_reporters_send_a_conversation_back_once(storage: Storage) -> None
     queue = asyncio.run(storage.moderation.queue_page("D10", None, 10))
     [item] = queue.items
     assert item.conversation.id == conversation and item.conversation.status == PENDING
-    assert item.held_for == ("reported",)
+    assert item.held_for == ("reported",) and item.reports == (("spam", 4),)
     log = asyncio.run(storage.moderation.decision_page("D10", None, 10)).decisions
     assert [(d.decision.decided_by, d.decision.reason, d.from_status) for d in log] == [
         ("", "reported", PUBLISHED)

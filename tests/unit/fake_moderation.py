@@ -174,8 +174,16 @@ class FakeModeration:
         ordered = sorted(items, key=_queue_key)
         if after is not None:
             ordered = [item for item in ordered if _queue_key(item) > after]
-        page = tuple(ordered[:size])
+        page = tuple(self._with_reports(ordered[:size]))
         return QueuePage(page, _queue_key(page[-1]) if len(ordered) > size else None)
+
+    def _with_reports(self, items: list[QueueItem]) -> list[QueueItem]:
+        counted = []
+        for item in items:
+            reasons = self.reports.get((item.target, (item.answer or item.conversation).id), [])
+            by_reason = tuple(sorted((r, reasons.count(r)) for r in set(reasons)))
+            counted.append(replace(item, reports=by_reason))
+        return counted
 
     async def decision_page(self, trkref: str, after: PageKey | None, size: int) -> DecisionPage:
         self._storage._call("decision_page")

@@ -380,14 +380,24 @@ class ListModerationQueueRequest(_message.Message):
     def __init__(self, trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ModerationQueueItem(_message.Message):
-    __slots__ = ("kind", "conversation", "answer")
+    __slots__ = ("kind", "conversation", "answer", "reports")
     KIND_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     conversation: Conversation
     answer: Answer
-    def __init__(self, kind: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+    reports: _containers.RepeatedCompositeFieldContainer[ReportCount]
+    def __init__(self, kind: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ReportCount, _Mapping]]] = ...) -> None: ...
+
+class ReportCount(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: ReportReason
+    count: int
+    def __init__(self, reason: _Optional[_Union[ReportReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ListModerationQueueResponse(_message.Message):
     __slots__ = ("items", "next_page_token")
