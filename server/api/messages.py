@@ -22,6 +22,7 @@ _STATUSES = {
     domain.PENDING: pb.Status.PENDING,
     domain.PUBLISHED: pb.Status.PUBLISHED,
     domain.REJECTED: pb.Status.REJECTED,
+    domain.ERASED: pb.Status.ERASED,
 }
 
 

@@ -208,6 +208,18 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
         return empty_pb2.Empty()
 
     @maps_domain_errors
+    async def EraseConversation(
+        self, request: pb.EraseConversationRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("conversation", "erase", request)
+
+    @maps_domain_errors
+    async def EraseAnswer(
+        self, request: pb.EraseAnswerRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("answer", "erase", request)
+
+    @maps_domain_errors
     async def ApproveConversation(
         self, request: pb.ApproveConversationRequest, context: Context
     ) -> pb.ModerationDecision:

@@ -26,6 +26,8 @@ class Organisation:
 # An item's moderation status: shoppers see the published ones only.
 PUBLISHED, PENDING, REJECTED = "published", "pending", "rejected"
 STATUSES = (PENDING, PUBLISHED, REJECTED)
+# What the decision log says an erased item became: it is no longer stored.
+ERASED = "erased"
 # Why an item is held besides what screening finds: its organisation pre-moderates.
 PRE_MODERATION = "pre_moderation"
 POLICIES = ("pre", "post")

@@ -105,7 +105,7 @@ def _locked(db: peewee.Database, query: Any, of: type[peewee.Model]) -> Any:
     return query.bind(db).first()
 
 
-def _item_conversation(db: peewee.Database, conversation_id: int) -> ConversationRow:
+def item_conversation(db: peewee.Database, conversation_id: int) -> ConversationRow:
     query = ConversationRow.select(
         ConversationRow.id,
         ConversationRow.organisation,
@@ -130,7 +130,7 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         table = AnswerRow if decision.target == "answer" else ConversationRow
         # An answer's conversation is locked before the answer's counts move on it.
         conversation = (
-            None if table is ConversationRow else _item_conversation(db, item.conversation_id)
+            None if table is ConversationRow else item_conversation(db, item.conversation_id)
         )
         db.execute(  # type: ignore[no-untyped-call]
             table.update(status=decision.to_status).where(table.id == decision.target_id)
@@ -141,11 +141,11 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         elif conversation is None and not crossed:
             # A moderator's List of a status changes too: the product's revision moves (a
             # change of published-ness moves it by migration 0011's trigger).
-            _revise(db, decision.target_id)
+            revise(db, decision.target_id)
         return RecordedDecision(log_decision(db, decision, from_status), decision, from_status)
 
 
-def _revise(db: peewee.Database, conversation_id: int) -> None:
+def revise(db: peewee.Database, conversation_id: int) -> None:
     product = ConversationRow.select(
         ConversationRow.organisation, ConversationRow.sku, ConversationRow.locale
     ).where(ConversationRow.id == conversation_id)
@@ -194,9 +194,7 @@ def hold(db: peewee.Database, target: str, item: Any, reason: str) -> None:
     held = held_reasons(str(item.held_for))
     held_for = ",".join(held if reason in held else (*held, reason))
     table = AnswerRow if target == "answer" else ConversationRow
-    conversation = (
-        None if table is ConversationRow else _item_conversation(db, item.conversation_id)
-    )
+    conversation = None if table is ConversationRow else item_conversation(db, item.conversation_id)
     db.execute(  # type: ignore[no-untyped-call]
         table.update(status=PENDING, held_for=held_for).where(table.id == item.id)
     )

@@ -12,10 +12,17 @@ import asyncio
 import datetime
 from typing import TYPE_CHECKING
 
-from server.service.domain import Decision, DecisionPage, PageKey, QueuePage, RecordedDecision
+from server.service.domain import (
+    ERASED,
+    Decision,
+    DecisionPage,
+    PageKey,
+    QueuePage,
+    RecordedDecision,
+)
 from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
-from server.storage import moderation, reports
+from server.storage import erasure, moderation, reports
 
 if TYPE_CHECKING:
     from server.storage.store import Store
@@ -80,6 +87,8 @@ class Moderation:
 
     def _decide(self, decision: Decision) -> RecordedDecision | None:
         with self._store.writing() as db:
+            if decision.to_status == ERASED:
+                return erasure.erase(db, decision)
             return moderation.decide(db, decision)
 
     async def report(self, report: ItemReport) -> ReportOutcome | None:

@@ -1,5 +1,6 @@
-"""Reports over REST through the real Envoy transcoder, and over gRPC: 202 `{}`, the
-threshold sending an item back to the queue, other organisations' ids, hostile input."""
+"""Reports and erasure over REST through the real Envoy transcoder, and over gRPC: 202 `{}`,
+the threshold sending an item back to the queue, a moderator's erase, other organisations'
+ids, roles, hostile input."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ class Keys:
         added = cli(database, "organisations", "add", "R30", "--name", "Rival", "--locale",
                     "en-GB", "--moderation", "post", "--report-threshold", "2")  # fmt: skip
         assert added.returncode == 0, added.stderr
-        moderator_id, secret = create_key(database, "D10", role="moderator")
-        self.moderator = basic_authorization(moderator_id, secret)
+        self.moderator_id, secret = create_key(database, "D10", role="moderator")
+        self.moderator = basic_authorization(self.moderator_id, secret)
         self.rival = basic_authorization(*create_key(database, "R30"))
         self.rival_grpc = "authorization: " + self.rival
 
@@ -191,3 +192,86 @@ def test_grpc_reports_and_the_organisations_threshold(rest: ServiceProcess, keys
     bad = json.dumps({"id": theirs["id"], "trkref": "R30", "report": {}})
     refused = grpcurl(rest.address, method, data=bad, headers=[keys.rival_grpc])
     assert refused.returncode != 0 and "InvalidArgument" in refused.stderr
+
+
+ERASE_ROUTES = ["/v4/conversations/{id}/erase", "/v4/conversation_answers/{id}/erase"]
+DENIED = {"code": 7, "message": "this method needs a moderator key", "details": []}
+
+
+def test_a_moderator_erases_an_answer_then_its_conversation(
+    rest: ServiceProcess, keys: Keys
+) -> None:
+    shown = ask(rest, "Erased?")
+    given = answer(rest, shown["id"])
+    path = f"/v4/conversation_answers/{given['id']}/erase?trkref=D10"
+    assert assert_rpc_status(call(rest, "POST", path, {}), 403) == DENIED
+    erased = call(rest, "POST", path, {"reason": "erasure request"}, authorization=keys.moderator)
+    assert erased.status == 200, erased.body
+    decision = erased.json()
+    del decision["decided_at"], decision["id"]
+    assert decision == {
+        "target": "answer", "target_id": given["id"], "from_status": "PUBLISHED",
+        "to_status": "ERASED", "decided_by": keys.moderator_id,
+        "reason": "erasure request", "note": "",
+    }  # fmt: skip
+    found = call(rest, "GET", f"/v4/conversations/{shown['id']}?trkref=D10").json()
+    assert (found["answers_count"], found["answers"]) == (0, [])
+    again = call(rest, "POST", path, {}, authorization=keys.moderator)
+    missing = call(rest, "POST", "/v4/conversation_answers/999999/erase?trkref=D10", {},
+                   authorization=keys.moderator)  # fmt: skip
+    assert_rpc_status(again, 404)
+    assert again.body == missing.body
+    path = f"/v4/conversations/{shown['id']}/erase?trkref=D10"
+    assert call(rest, "POST", path, {}, authorization=keys.moderator).status == 200
+    assert_rpc_status(call(rest, "GET", f"/v4/conversations/{shown['id']}?trkref=D10"), 404)
+
+
+def test_erasing_another_organisations_ids_is_the_missing_ones_404(
+    rest: ServiceProcess, keys: Keys
+) -> None:
+    theirs = ask(rest, "Theirs, erased?", keys.rival, "R30")
+    for template in ERASE_ROUTES:
+        bodies = set()
+        for target, trkref in [(999_999, "D10"), (theirs["id"], "D10"), (theirs["id"], "R30")]:
+            path = template.format(id=target) + f"?trkref={trkref}"
+            found = call(rest, "POST", path, {}, authorization=keys.moderator)
+            assert_rpc_status(found, 404)
+            bodies.add(found.body)
+        assert len(bodies) == 1, bodies
+    assert call(rest, "GET", f"/v4/conversations/{theirs['id']}?trkref=R30",
+                authorization=keys.rival).status == 200  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        ("/v4/conversations/abc/erase?trkref=D10", {}, None),
+        ("/v4/conversations/0/erase?trkref=D10", {}, ["id"]),
+        ("/v4/conversations/1/erase", {}, ["trkref"]),
+        ("/v4/conversation_answers/1/erase?trkref=D10", {"reason": "x" * 101}, ["reason"]),
+        ("/v4/conversation_answers/1/erase?trkref=D10", {"note": "a\u0000b"}, ["note"]),
+        ("/v4/conversations/1/erase?trkref=D10&sneaky=1", {}, None),
+        ("/v4/conversations/1/erase?trkref=D10", "{not json", None),
+    ],
+)  # fmt: skip
+def test_hostile_erase_input_is_a_clear_400(
+    rest: ServiceProcess, keys: Keys, path: str, body: Any, fields: list[str] | None
+) -> None:
+    error = assert_rpc_status(call(rest, "POST", path, body, authorization=keys.moderator), 400)
+    if fields is not None:
+        [details] = error["details"]
+        assert [v["field"] for v in details["field_violations"]] == fields
+
+
+def test_grpc_erase(rest: ServiceProcess, keys: Keys) -> None:
+    theirs = ask(rest, "Erased over gRPC?", keys.rival, "R30")
+    data = json.dumps({"id": theirs["id"], "trkref": "R30"})
+    method = "conversations.v4.ConversationService/EraseConversation"
+    refused = grpcurl(rest.address, method, data=data, headers=[keys.rival_grpc])
+    assert refused.returncode != 0 and "PermissionDenied" in refused.stderr
+    ours = ask(rest, "Ours, erased over gRPC?")
+    data = json.dumps({"id": ours["id"], "trkref": "D10", "decision": {"note": "asked by mail"}})
+    erased = grpcurl(rest.address, method, data=data, headers=["authorization: " + keys.moderator])
+    assert erased.returncode == 0, erased.stderr
+    decision = json.loads(erased.stdout)
+    assert (decision["to_status"], decision["note"]) == ("ERASED", "asked by mail")

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from server.service.domain import (
+    ERASED,
     PENDING,
     PUBLISHED,
     Decision,
@@ -71,6 +72,8 @@ class FakeModeration:
     async def decide(self, decision: Decision) -> RecordedDecision | None:
         self._storage._call("decide")
         s = self._storage
+        if decision.to_status == ERASED:
+            return self._erase(decision)
         if decision.target == "conversation":
             stored = s.conversations.get(decision.target_id)
             if stored is None or stored.conversation.trkref != decision.trkref:
@@ -93,6 +96,43 @@ class FakeModeration:
         recorded = RecordedDecision(len(self.log) + 1, decision, from_status)
         self.log.append(recorded)
         return recorded
+
+    def _erase(self, decision: Decision) -> RecordedDecision | None:
+        s = self._storage
+        if decision.target == "conversation":
+            stored = s.conversations.get(decision.target_id)
+            if stored is None or stored.conversation.trkref != decision.trkref:
+                return None
+            from_status = stored.conversation.status
+            s._revise(decision.target_id)
+            gone = [a for a, c in s._answered.items() if c == decision.target_id]
+            for answer_id in gone:
+                self._forget("answer", answer_id)
+            self._forget("conversation", decision.target_id)
+            del s.conversations[decision.target_id]
+        else:
+            conversation_id = s._answered.get(decision.target_id, 0)
+            answered = s.answers.get(decision.target_id)
+            if answered is None or s.conversations[conversation_id].conversation.trkref != (
+                decision.trkref
+            ):
+                return None
+            from_status = answered.answer.status
+            s._revise(conversation_id)
+            self._forget("answer", decision.target_id)
+        recorded = RecordedDecision(len(self.log) + 1, decision, from_status)
+        self.log.append(recorded)
+        return recorded
+
+    def _forget(self, target: str, target_id: int) -> None:
+        """An erased item's votes and reports, and an answer itself."""
+        s = self._storage
+        self.reports.pop((target, target_id), None)
+        self.reporters = {r for r in self.reporters if r[:2] != (target, target_id)}
+        s._voters = {v for v in s._voters if v[:2] != (target, target_id)}
+        if target == "answer":
+            del s.answers[target_id]
+            del s._answered[target_id]
 
     def _reported(self, report: ItemReport) -> tuple[str, str, int] | None:
         """The item's status, held_for, and the conversation to revise; None when it is

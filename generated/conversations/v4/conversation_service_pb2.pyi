@@ -19,6 +19,7 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PENDING: _ClassVar[Status]
     PUBLISHED: _ClassVar[Status]
     REJECTED: _ClassVar[Status]
+    ERASED: _ClassVar[Status]
 
 class ReportReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ STATUS_UNSPECIFIED: Status
 PENDING: Status
 PUBLISHED: Status
 REJECTED: Status
+ERASED: Status
 REPORT_REASON_UNSPECIFIED: ReportReason
 SPAM: ReportReason
 OFFENSIVE: ReportReason
@@ -298,6 +300,26 @@ class ReportAnswerRequest(_message.Message):
     trkref: str
     report: Report
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+
+class EraseConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class EraseAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
 
 class ApproveConversationRequest(_message.Message):
     __slots__ = ("id", "trkref", "decision")

@@ -106,6 +106,16 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.EraseConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/EraseConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.EraseAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/EraseAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
         self.ApproveConversation = channel.unary_unary(
                 '/conversations.v4.ConversationService/ApproveConversation',
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveConversationRequest.SerializeToString,
@@ -313,6 +323,29 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseConversation(self, request, context):
+        """Erases the conversation `id` of the organisation `trkref` (AIP-136), a shopper's right
+        to erasure: its rows, its answers, their votes and reports and its search data are
+        deleted from the database, and every count moves as if it had never been published.
+        Needs a moderator key. The decision log records it (`to_status` ERASED) without its
+        text. NOT_FOUND as for GetConversation, whatever its status, and once it is erased.
+
+        REST: POST /v4/conversations/{id}/erase?trkref=D10 with an optional
+        `{"reason":"...","note":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseAnswer(self, request, context):
+        """Erases the answer `id`; otherwise as EraseConversation.
+
+        REST: POST /v4/conversation_answers/{id}/erase?trkref=D10.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveConversation(self, request, context):
         """Publishes the conversation `id` of the organisation `trkref` (AIP-136), and records the
         decision with its reason and note. Needs a moderator key: a shopper key is
@@ -438,6 +471,16 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.ReportAnswer,
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'EraseConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'EraseAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
             ),
             'ApproveConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveConversation,
@@ -783,6 +826,60 @@ class ConversationService:
             '/conversations.v4.ConversationService/ReportAnswer',
             conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/EraseConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/EraseAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
             options,
             channel_credentials,
             insecure,
