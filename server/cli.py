@@ -99,7 +99,11 @@ def migrate(store: Store, args: argparse.Namespace) -> None:
 def organisations_add(store: Store, args: argparse.Namespace) -> None:
     """Add an organisation, e.g. `organisations add D10 --name Demo --locale en-GB`."""
     new = Organisation(
-        trkref=args.trkref, name=args.name, locale=args.locale, moderation=args.moderation
+        trkref=args.trkref,
+        name=args.name,
+        locale=args.locale,
+        moderation=args.moderation,
+        report_threshold=args.report_threshold,
     )
     added = organisations.add_organisation(store, new)
     print(
@@ -230,6 +234,14 @@ def parser() -> argparse.ArgumentParser:
         default="pre",
         help="pre: new content waits for a moderator's approval (the default); post: it is "
         "published at once unless screening holds it",
+    )
+    add.add_argument(
+        "--report-threshold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="how many shoppers' reports send a published item back to the moderation queue "
+        "(default 3; 1 to 1000)",
     )
     _database_command(org_actions, "list", "list organisations", organisations_list)
 

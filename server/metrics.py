@@ -97,6 +97,17 @@ MODERATION_DECISIONS = Counter(
     "Moderators' decisions that changed an item's status, by target and verdict",
     ["target", "verdict"],
 )
+REPORTS = Counter(
+    "conversation_service_reports",
+    "Shoppers' reports that counted (a repeat of a reporter's does not), by reason",
+    ["reason"],
+)
+REPORTED_BACK = Counter(
+    "conversation_service_reported_back",
+    "Published items that reached their organisation's threshold of reports and went back "
+    "to the moderation queue, by target",
+    ["target"],
+)
 # Seconds between two reads of the queue for its gauges: a grouped count of two partial
 # indexes' rows.
 MODERATION_QUEUE_INTERVAL = 15.0
@@ -202,6 +213,12 @@ def count_process_restart(exit_code: int) -> None:
 
 def count_moderation_decision(target: str, verdict: str) -> None:
     MODERATION_DECISIONS.labels(target, verdict).inc()
+
+
+def count_report(reason: str, target: str, held: bool) -> None:
+    REPORTS.labels(reason).inc()
+    if held:
+        REPORTED_BACK.labels(target).inc()
 
 
 def report_moderation_queue(

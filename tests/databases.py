@@ -50,8 +50,8 @@ def empty_postgres(url: str) -> None:
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE vote, answer, conversation, api_key_organisation, api_key, organisation "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE vote, report, answer, conversation, api_key_organisation, api_key,"
+                " organisation RESTART IDENTITY CASCADE"
             )
     finally:
         connection.close()

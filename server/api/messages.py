@@ -22,6 +22,7 @@ _STATUSES = {
     domain.PENDING: pb.Status.PENDING,
     domain.PUBLISHED: pb.Status.PUBLISHED,
     domain.REJECTED: pb.Status.REJECTED,
+    domain.ERASED: pb.Status.ERASED,
 }
 
 
@@ -156,6 +157,8 @@ def queue_message(page: domain.QueuePage, next_page_token: str) -> pb.ListModera
         _fill_conversation(added.conversation, item.conversation)
         if item.answer is not None:
             _fill_answer(added.answer, item.answer)
+        for reason, count in item.reports:
+            added.reports.add(reason=pb.ReportReason.Value(reason.upper()), count=count)
     return response
 
 

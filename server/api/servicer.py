@@ -21,7 +21,7 @@ from server.api.messages import (
     page_message,
     queue_message,
 )
-from server.metrics import count_moderation_decision
+from server.metrics import count_moderation_decision, count_report
 from server.service import (
     answer_pages,
     answers,
@@ -29,6 +29,7 @@ from server.service import (
     conversations,
     domain,
     moderation,
+    reports,
     votes,
 )
 from server.service.domain import Caller
@@ -174,6 +175,49 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
         self, request: pb.IncrementAnswerUnhelpfulRequest, context: Context
     ) -> empty_pb2.Empty:
         return await self._vote("answer", "unhelpful", request)
+
+    @maps_domain_errors
+    async def ReportConversation(
+        self, request: pb.ReportConversationRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._report("conversation", request)
+
+    @maps_domain_errors
+    async def ReportAnswer(
+        self, request: pb.ReportAnswerRequest, context: Context
+    ) -> empty_pb2.Empty:
+        return await self._report("answer", request)
+
+    async def _report(
+        self, target: str, request: pb.ReportConversationRequest | pb.ReportAnswerRequest
+    ) -> empty_pb2.Empty:
+        number = request.report.reason
+        known = number in pb.ReportReason.values()
+        reason = pb.ReportReason.Name(number).lower() if known else ""
+        outcome = await reports.report(
+            self._store,
+            self._caller(),
+            target=target,
+            target_id=request.id,
+            trkref=request.trkref,
+            reason=reason,
+            reporter_id=request.report.reporter_id,
+        )
+        if outcome.counted:
+            count_report(reason, target, outcome.held)
+        return empty_pb2.Empty()
+
+    @maps_domain_errors
+    async def EraseConversation(
+        self, request: pb.EraseConversationRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("conversation", "erase", request)
+
+    @maps_domain_errors
+    async def EraseAnswer(
+        self, request: pb.EraseAnswerRequest, context: Context
+    ) -> pb.ModerationDecision:
+        return await self._decide("answer", "erase", request)
 
     @maps_domain_errors
     async def ApproveConversation(

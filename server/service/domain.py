@@ -19,11 +19,15 @@ class Organisation:
     # "pre": new content waits for a moderator; "post": published unless screening holds it.
     # The command line adds organisations as "pre" unless told.
     moderation: str = "post"
+    # How many reporters send a published item back to the queue.
+    report_threshold: int = 3
 
 
 # An item's moderation status: shoppers see the published ones only.
 PUBLISHED, PENDING, REJECTED = "published", "pending", "rejected"
 STATUSES = (PENDING, PUBLISHED, REJECTED)
+# What the decision log says an erased item became: it is no longer stored.
+ERASED = "erased"
 # Why an item is held besides what screening finds: its organisation pre-moderates.
 PRE_MODERATION = "pre_moderation"
 POLICIES = ("pre", "post")
@@ -350,6 +354,8 @@ class QueueItem:
     target: str  # one of MODERATION_TARGETS
     conversation: Conversation  # the conversation, or the one the answer answers
     answer: Answer | None = None
+    # Its reports: (reason, how many), by reason.
+    reports: tuple[tuple[str, int], ...] = ()
 
     @property
     def created_at(self) -> datetime.datetime:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from server.service import page_tokens
 from server.service.answer_pages import check_conversation_id, check_page_size
 from server.service.domain import (
+    ERASED,
     PENDING,
     PRE_MODERATION,
     PUBLISHED,
@@ -42,7 +43,7 @@ PAGE_SIZE_MAX = 100
 REASON_MAX = 100
 NOTE_MAX = 2000
 # What an approve and a reject move an item to.
-VERDICTS = {"approve": PUBLISHED, "reject": REJECTED}
+VERDICTS = {"approve": PUBLISHED, "reject": REJECTED, "erase": ERASED}
 
 
 async def submission_status(

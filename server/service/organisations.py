@@ -11,6 +11,7 @@ from server.service.validation import check_locale, check_text, check_trkref
 NAME_MAX = 200
 
 # Post-moderated, so that the README's examples show at once what they create.
+REPORT_THRESHOLD_MAX = 1000
 DEMO = Organisation(trkref="D10", name="Demo retailer", locale="en-GB", moderation="post")
 
 
@@ -23,6 +24,12 @@ def add_organisation(store: Storage, organisation: Organisation) -> Organisation
     if organisation.moderation not in POLICIES:
         violations.append(
             FieldViolation("moderation", Reason.UNKNOWN_POLICY, "must be 'pre' or 'post'")
+        )
+    if not 1 <= organisation.report_threshold <= REPORT_THRESHOLD_MAX:
+        violations.append(
+            FieldViolation(
+                "report_threshold", Reason.OUT_OF_RANGE, f"must be 1 to {REPORT_THRESHOLD_MAX}"
+            )
         )
     if violations:
         raise InvalidOrganisation(violations)

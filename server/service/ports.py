@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from server.service.domain import (
     AnswerPage,
@@ -27,6 +27,9 @@ from server.service.domain import (
 )
 from server.service.screening import BlockedTerms, ContactDetails
 
+if TYPE_CHECKING:
+    from server.service.reports import ItemReport, ReportOutcome
+
 
 class ModerationStorage(Protocol):
     """Moderation's units of work (server.storage.moderation_store.Moderation)."""
@@ -43,6 +46,8 @@ class ModerationStorage(Protocol):
     def list_terms(self, trkref: str) -> list[str] | None: ...
 
     async def decide(self, decision: Decision) -> RecordedDecision | None: ...
+
+    async def report(self, report: ItemReport) -> ReportOutcome | None: ...
 
     async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage: ...
 

@@ -50,6 +50,8 @@ class OrganisationRow(BaseModel):
     moderation = peewee.CharField(max_length=4, default="post", constraints=[_default("post")])
     # Added to whenever the organisation's blocked terms change: replicas re-read them then.
     terms_revision = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    # How many reporters send a published item back to the queue (migration 0012).
+    report_threshold = peewee.IntegerField(default=3, constraints=[peewee.SQL("DEFAULT 3")])
 
     class Meta:
         table_name = "organisation"
@@ -142,6 +144,23 @@ class VoteRow(BaseModel):
     class Meta:
         table_name = "vote"
         indexes = ((("target", "target_id", "voter_id"), True),)
+
+
+class ReportRow(BaseModel):
+    """A shopper's report of a conversation or an answer; one per reporter_id and target,
+    and each one without a reporter_id counts alone."""
+
+    id = peewee.AutoField()
+    target = peewee.CharField(max_length=12)  # "conversation" or "answer"
+    target_id = peewee.IntegerField()
+    reason = peewee.CharField(max_length=24)  # one of REPORT_REASONS
+    reporter_id = peewee.CharField(max_length=100, null=True)
+    reported_by = peewee.CharField(max_length=64)  # the API key that sent it
+    created_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "report"
+        indexes = ((("target", "target_id", "reporter_id"), True),)
 
 
 class ConversationCountRow(BaseModel):

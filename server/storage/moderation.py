@@ -105,7 +105,7 @@ def _locked(db: peewee.Database, query: Any, of: type[peewee.Model]) -> Any:
     return query.bind(db).first()
 
 
-def _item_conversation(db: peewee.Database, conversation_id: int) -> ConversationRow:
+def item_conversation(db: peewee.Database, conversation_id: int) -> ConversationRow:
     query = ConversationRow.select(
         ConversationRow.id,
         ConversationRow.organisation,
@@ -121,7 +121,7 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
     follow (migration 0011's triggers, count_answers). None when the item is not one of
     the organisation's. A decision that changes nothing is not logged (id 0)."""
     with db.atomic():
-        item = _decided_item(db, decision)
+        item = locked_item(db, decision.trkref, decision.target, decision.target_id)
         if item is None:
             return None
         from_status = str(item.status)
@@ -130,7 +130,7 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         table = AnswerRow if decision.target == "answer" else ConversationRow
         # An answer's conversation is locked before the answer's counts move on it.
         conversation = (
-            None if table is ConversationRow else _item_conversation(db, item.conversation_id)
+            None if table is ConversationRow else item_conversation(db, item.conversation_id)
         )
         db.execute(  # type: ignore[no-untyped-call]
             table.update(status=decision.to_status).where(table.id == decision.target_id)
@@ -141,11 +141,11 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         elif conversation is None and not crossed:
             # A moderator's List of a status changes too: the product's revision moves (a
             # change of published-ness moves it by migration 0011's trigger).
-            _revise(db, decision.target_id)
-        return RecordedDecision(_log(db, decision, from_status), decision, from_status)
+            revise(db, decision.target_id)
+        return RecordedDecision(log_decision(db, decision, from_status), decision, from_status)
 
 
-def _revise(db: peewee.Database, conversation_id: int) -> None:
+def revise(db: peewee.Database, conversation_id: int) -> None:
     product = ConversationRow.select(
         ConversationRow.organisation, ConversationRow.sku, ConversationRow.locale
     ).where(ConversationRow.id == conversation_id)
@@ -160,25 +160,49 @@ def _revise(db: peewee.Database, conversation_id: int) -> None:
     )
 
 
-def _decided_item(db: peewee.Database, decision: Decision) -> Any:
-    """The item a decision is on, if it is one of the organisation's, locked (_locked)."""
-    owned = OrganisationRow.trkref == decision.trkref
-    if decision.target == "conversation":
-        query = ConversationRow.select(ConversationRow.id, ConversationRow.status)
-        found = query.join(OrganisationRow).where(
-            (ConversationRow.id == decision.target_id) & owned
+def locked_item(db: peewee.Database, trkref: str, target: str, target_id: int) -> Any:
+    """The conversation or answer `target_id`, if it is one of the organisation's, locked
+    (_locked): its id, status, held_for, its organisation's report_threshold, and for an
+    answer its conversation's id and status (`conversation_status`)."""
+    owned = OrganisationRow.trkref == trkref
+    threshold = OrganisationRow.report_threshold
+    if target == "conversation":
+        query = ConversationRow.select(
+            ConversationRow.id, ConversationRow.status, ConversationRow.held_for, threshold
         )
-        return _locked(db, found, ConversationRow)
-    answers = AnswerRow.select(AnswerRow.id, AnswerRow.status, AnswerRow.conversation)
+        found = query.join(OrganisationRow).where((ConversationRow.id == target_id) & owned)
+        return _locked(db, found.objects(), ConversationRow)
+    answers = AnswerRow.select(
+        AnswerRow.id,
+        AnswerRow.status,
+        AnswerRow.held_for,
+        AnswerRow.conversation,
+        ConversationRow.status.alias("conversation_status"),
+        threshold,
+    )
     answer = (
         answers.join(ConversationRow)
         .join(OrganisationRow)
-        .where((AnswerRow.id == decision.target_id) & owned)
+        .where((AnswerRow.id == target_id) & owned)
     )
-    return _locked(db, answer, AnswerRow)
+    return _locked(db, answer.objects(), AnswerRow)
 
 
-def _log(db: peewee.Database, decision: Decision, from_status: str) -> int:
+def hold(db: peewee.Database, target: str, item: Any, reason: str) -> None:
+    """Send a published item back to PENDING, held (also) for `reason`; the counts follow
+    as a decision's do."""
+    held = held_reasons(str(item.held_for))
+    held_for = ",".join(held if reason in held else (*held, reason))
+    table = AnswerRow if target == "answer" else ConversationRow
+    conversation = None if table is ConversationRow else item_conversation(db, item.conversation_id)
+    db.execute(  # type: ignore[no-untyped-call]
+        table.update(status=PENDING, held_for=held_for).where(table.id == item.id)
+    )
+    if conversation is not None:
+        count_answers(db, conversation, -1)
+
+
+def log_decision(db: peewee.Database, decision: Decision, from_status: str) -> int:
     organisation_id = OrganisationRow.select(OrganisationRow.id).where(
         OrganisationRow.trkref == decision.trkref
     )

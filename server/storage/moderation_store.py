@@ -12,9 +12,17 @@ import asyncio
 import datetime
 from typing import TYPE_CHECKING
 
-from server.service.domain import Decision, DecisionPage, PageKey, QueuePage, RecordedDecision
+from server.service.domain import (
+    ERASED,
+    Decision,
+    DecisionPage,
+    PageKey,
+    QueuePage,
+    RecordedDecision,
+)
+from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
-from server.storage import moderation
+from server.storage import erasure, moderation, reports
 
 if TYPE_CHECKING:
     from server.storage.store import Store
@@ -79,7 +87,17 @@ class Moderation:
 
     def _decide(self, decision: Decision) -> RecordedDecision | None:
         with self._store.writing() as db:
+            if decision.to_status == ERASED:
+                return erasure.erase(db, decision)
             return moderation.decide(db, decision)
+
+    async def report(self, report: ItemReport) -> ReportOutcome | None:
+        """Record a report on the write connection, in a thread."""
+        return await asyncio.to_thread(self._report, report)
+
+    def _report(self, report: ItemReport) -> ReportOutcome | None:
+        with self._store.writing() as db:
+            return reports.record_report(db, report)
 
     async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage:
         return await self._store.run_read(_queue_page, (trkref, after, size))
@@ -94,7 +112,8 @@ class Moderation:
 
 
 def _queue_page(asked: tuple[str, PageKey | None, int]) -> QueuePage:
-    return moderation.queue_page(*asked)
+    page = moderation.queue_page(*asked)
+    return QueuePage(tuple(reports.with_reports(list(page.items))), page.next_after)
 
 
 def _decision_page(asked: tuple[str, PageKey | None, int]) -> DecisionPage:

@@ -26,6 +26,7 @@ def insert_organisation(organisation: Organisation) -> None:
                 name=organisation.name,
                 locale=organisation.locale,
                 moderation=organisation.moderation,
+                report_threshold=organisation.report_threshold,
             )
     except peewee.IntegrityError as error:
         raise OrganisationExists(organisation.trkref) from error
@@ -37,5 +38,9 @@ def count_organisations() -> int:
 
 def _organisation(row: OrganisationRow) -> Organisation:
     return Organisation(
-        trkref=row.trkref, name=row.name, locale=row.locale, moderation=row.moderation
+        trkref=row.trkref,
+        name=row.name,
+        locale=row.locale,
+        moderation=row.moderation,
+        report_threshold=row.report_threshold,
     )

@@ -95,7 +95,7 @@ def test_the_queue_approve_reject_and_the_log(rest: ServiceProcess, keys: Keys) 
     assert queue.status == 200, queue.body
     items = queue.json()["items"]
     [item] = [i for i in items if i["conversation"]["id"] == held["id"]]
-    assert item == {"kind": "conversation", "conversation": held}
+    assert item == {"kind": "conversation", "conversation": held, "reports": []}
     path = f"/v4/conversations/{held['id']}/approve?trkref=D10"
     body = {"reason": "ok", "note": "a word, not spam"}
     approved = call(rest, "POST", path, body, authorization=keys.moderator)

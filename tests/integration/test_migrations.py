@@ -24,6 +24,7 @@ def test_every_model_is_compared() -> None:
         "ApiKeyOrganisationRow",
         "BlockedTermRow",
         "ModerationDecisionRow",
+        "ReportRow",
     }
 
 

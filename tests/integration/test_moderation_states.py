@@ -1,6 +1,6 @@
 """A stateful property test of moderation, on SQLite and PostgreSQL: creates, answers,
-votes, screening hits, approvals and rejections in any order; after every step a shopper
-reads exactly the published set, and every count equals a full count in SQL."""
+votes, reports, screening hits, approvals, rejections and erasures in any order; after every
+step a shopper reads exactly the published set, and every count equals a full count in SQL."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from server.service import moderation, votes
+from server.service import moderation, reports, votes
 from server.service.conversations import ListRequest, get_conversation, list_conversations
-from server.service.domain import PUBLISHED, REJECTED, NewAnswer, NewConversation, Organisation
-from server.service.errors import ConversationNotFound
+from server.service.domain import (
+    ERASED,
+    PENDING,
+    PUBLISHED,
+    REJECTED,
+    NewAnswer,
+    NewConversation,
+    Organisation,
+)
+from server.service.errors import AnswerNotFound, ConversationNotFound
 from server.service.moderation import DecisionRequest
 from server.service.organisations import add_organisation
 from server.storage.store import Store
@@ -23,6 +31,8 @@ from tests.support import answer, create, store_key
 
 _organisations = itertools.count(1)
 VERDICTS = ["approve", "reject"]
+# Each machine's organisation's threshold of reporters: low, so that steps reach it.
+THRESHOLD = 2
 
 
 class Moderated(RuleBasedStateMachine):
@@ -36,13 +46,16 @@ class Moderated(RuleBasedStateMachine):
         super().__init__()
         self.conversations: dict[int, str] = {}
         self.answers: dict[int, tuple[int, str]] = {}
+        # (target, id) -> the reporters that counted
+        self.reporters: dict[tuple[str, int], set[str]] = {}
 
     @initialize(pre=st.booleans())
     def organisation(self, pre: bool) -> None:
         n = next(_organisations)
         self.trkref = f"M{n}"
         add_organisation(
-            self.store, Organisation(self.trkref, "M", "en-GB", "pre" if pre else "post")
+            self.store,
+            Organisation(self.trkref, "M", "en-GB", "pre" if pre else "post", THRESHOLD),
         )
         self.pre = pre
         self.shopper = store_key(self.store, f"shopper-{n}", self.trkref)
@@ -108,6 +121,54 @@ class Moderated(RuleBasedStateMachine):
             self.answers[target_id] = (self.answers[target_id][0], to_status)
         else:
             self.conversations[target_id] = to_status
+
+    def _visible(self, target: str, target_id: int) -> bool:
+        if target == "conversation":
+            return self.conversations[target_id] == PUBLISHED
+        conversation, status = self.answers[target_id]
+        return status == PUBLISHED and self.conversations[conversation] == PUBLISHED
+
+    @rule(data=st.data(), on_answer=st.booleans(), reporter=st.sampled_from(["r1", "r2", "r3"]))
+    def report(self, data: st.DataObject, on_answer: bool, reporter: str) -> None:
+        items = self.answers if on_answer else self.conversations
+        if not items:
+            return
+        target_id = data.draw(st.sampled_from(sorted(items)))
+        target = "answer" if on_answer else "conversation"
+        visible = self._visible(target, target_id)
+        try:
+            outcome = asyncio.run(
+                reports.report(self.store, self.shopper, target=target, target_id=target_id,
+                               trkref=self.trkref, reason="spam", reporter_id=reporter)
+            )  # fmt: skip
+        except (ConversationNotFound, AnswerNotFound):
+            assert not visible
+            return
+        assert visible
+        counted = self.reporters.setdefault((target, target_id), set())
+        assert outcome.counted == (reporter not in counted)
+        counted.add(reporter)
+        assert outcome.held == (outcome.counted and len(counted) == THRESHOLD)
+        if outcome.held and on_answer:
+            self.answers[target_id] = (self.answers[target_id][0], PENDING)
+        elif outcome.held:
+            self.conversations[target_id] = PENDING
+
+    @rule(data=st.data(), on_answer=st.booleans())
+    def erase(self, data: st.DataObject, on_answer: bool) -> None:
+        items = self.answers if on_answer else self.conversations
+        if not items:
+            return
+        target_id = data.draw(st.sampled_from(sorted(items)))
+        target = "answer" if on_answer else "conversation"
+        asked = DecisionRequest(self.trkref, target, target_id, "erase")
+        recorded = asyncio.run(moderation.decide(self.store, asked, self.moderator))
+        assert recorded.decision.to_status == ERASED
+        if on_answer:
+            del self.answers[target_id]
+            return
+        del self.conversations[target_id]
+        self.answers = {a: (c, s) for a, (c, s) in self.answers.items() if c != target_id}
 
     @invariant()
     def shoppers_read_the_published_set(self) -> None:

@@ -277,9 +277,10 @@ def test_the_search_migration_reverts_and_applies_again_with_every_text(
 ) -> None:
     runner = Runner(store.db, str(MIGRATIONS))
     with store.reading():
-        # Moderation's migration, which follows it, is reverted first and applied again.
-        assert runner.down(MIGRATION) == ["0011_moderation", MIGRATION]
-        assert runner.up() == [MIGRATION, "0011_moderation"]
+        # The migrations that follow it are reverted first and applied again.
+        later = ["0011_moderation", "0012_reports", "0013_search_published_answers"]
+        assert runner.down(MIGRATION) == [*reversed(later), MIGRATION]
+        assert runner.up() == [MIGRATION, *later]
     with_kettle = [c.id for c in stored if any("kettle" in t.lower() for t in texts(c))]
     found = walk(store, ListRequest("D10", search="kettle", order_by="created_at asc"))
     assert [c.id for c in found] == sorted(with_kettle)

@@ -8,7 +8,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from server.service.domain import (
+    ERASED,
     PENDING,
+    PUBLISHED,
     Decision,
     DecisionPage,
     PageKey,
@@ -16,6 +18,7 @@ from server.service.domain import (
     QueuePage,
     RecordedDecision,
 )
+from server.service.reports import REPORTED, ItemReport, ReportOutcome, hold_decision
 from server.service.screening import BlockedTerms, ContactDetails
 
 if TYPE_CHECKING:
@@ -33,6 +36,9 @@ class FakeModeration:
         self._storage = storage
         self.terms: dict[str, set[str]] = {}
         self.log: list[RecordedDecision] = []
+        # (target, target id) -> the reports' reasons, and the reporter_ids that counted
+        self.reports: dict[tuple[str, int], list[str]] = {}
+        self.reporters: set[tuple[str, int, str]] = set()
 
     @property
     def contacts(self) -> ContactDetails:
@@ -66,6 +72,8 @@ class FakeModeration:
     async def decide(self, decision: Decision) -> RecordedDecision | None:
         self._storage._call("decide")
         s = self._storage
+        if decision.to_status == ERASED:
+            return self._erase(decision)
         if decision.target == "conversation":
             stored = s.conversations.get(decision.target_id)
             if stored is None or stored.conversation.trkref != decision.trkref:
@@ -89,6 +97,107 @@ class FakeModeration:
         self.log.append(recorded)
         return recorded
 
+    def _erase(self, decision: Decision) -> RecordedDecision | None:
+        s = self._storage
+        if decision.target == "conversation":
+            stored = s.conversations.get(decision.target_id)
+            if stored is None or stored.conversation.trkref != decision.trkref:
+                return None
+            from_status = stored.conversation.status
+            s._revise(decision.target_id)
+            gone = [a for a, c in s._answered.items() if c == decision.target_id]
+            for answer_id in gone:
+                self._forget("answer", answer_id)
+            self._forget("conversation", decision.target_id)
+            del s.conversations[decision.target_id]
+        else:
+            conversation_id = s._answered.get(decision.target_id, 0)
+            answered = s.answers.get(decision.target_id)
+            if answered is None or s.conversations[conversation_id].conversation.trkref != (
+                decision.trkref
+            ):
+                return None
+            from_status = answered.answer.status
+            s._revise(conversation_id)
+            self._forget("answer", decision.target_id)
+        recorded = RecordedDecision(len(self.log) + 1, decision, from_status)
+        self.log.append(recorded)
+        return recorded
+
+    def _forget(self, target: str, target_id: int) -> None:
+        """An erased item's votes and reports, and an answer itself."""
+        s = self._storage
+        self.reports.pop((target, target_id), None)
+        self.reporters = {r for r in self.reporters if r[:2] != (target, target_id)}
+        s._voters = {v for v in s._voters if v[:2] != (target, target_id)}
+        if target == "answer":
+            del s.answers[target_id]
+            del s._answered[target_id]
+
+    def _reported(self, report: ItemReport) -> tuple[str, str, int] | None:
+        """The item's status, held_for, and the conversation to revise; None when it is
+        out of the report's reach."""
+        s = self._storage
+        if report.target == "conversation":
+            stored = s.conversations.get(report.target_id)
+            if stored is None or stored.conversation.trkref != report.trkref:
+                return None
+            found = stored.conversation
+            status, conversation_status = found.status, found.status
+            conversation_id = report.target_id
+        else:
+            answered = s.answers.get(report.target_id)
+            conversation_id = s._answered.get(report.target_id, 0)
+            if answered is None or s.conversations[conversation_id].conversation.trkref != (
+                report.trkref
+            ):
+                return None
+            status = answered.answer.status
+            conversation_status = s.conversations[conversation_id].conversation.status
+        visible = status == PUBLISHED and conversation_status == PUBLISHED
+        if report.published_only and not visible:
+            return None
+        return status, ",".join(self._held_for(report)), conversation_id
+
+    def _held_for(self, report: ItemReport) -> tuple[str, ...]:
+        s = self._storage
+        if report.target == "conversation":
+            return s.conversations[report.target_id].conversation.held_for
+        return s.answers[report.target_id].answer.held_for
+
+    async def report(self, report: ItemReport) -> ReportOutcome | None:
+        self._storage._call("report")
+        found = self._reported(report)
+        if found is None:
+            return None
+        status, _, conversation_id = found
+        key = (report.target, report.target_id)
+        if report.reporter_id is not None:
+            reporter = (*key, report.reporter_id)
+            if reporter in self.reporters:
+                return ReportOutcome(counted=False, held=False)
+            self.reporters.add(reporter)
+        reasons = self.reports.setdefault(key, [])
+        reasons.append(report.reason)
+        threshold = self._storage.organisations[report.trkref].report_threshold
+        if status != PUBLISHED or len(reasons) != threshold:
+            return ReportOutcome(counted=True, held=False)
+        held = self._held_for(report)
+        held_for = held if REPORTED in held else (*held, REPORTED)
+        s = self._storage
+        if report.target == "conversation":
+            stored = s.conversations[report.target_id]
+            moved = stored.conversation._replace(status=PENDING, held_for=held_for)
+            s.conversations[report.target_id] = replace(stored, conversation=moved)
+        else:
+            answered = s.answers[report.target_id]
+            moved_answer = answered.answer._replace(status=PENDING, held_for=held_for)
+            s.answers[report.target_id] = replace(answered, answer=moved_answer)
+        s._revise(conversation_id)
+        recorded = RecordedDecision(len(self.log) + 1, hold_decision(report, threshold), PUBLISHED)
+        self.log.append(recorded)
+        return ReportOutcome(counted=True, held=True)
+
     async def queue_page(self, trkref: str, after: PageKey | None, size: int) -> QueuePage:
         self._storage._call("queue_page")
         s = self._storage
@@ -105,8 +214,16 @@ class FakeModeration:
         ordered = sorted(items, key=_queue_key)
         if after is not None:
             ordered = [item for item in ordered if _queue_key(item) > after]
-        page = tuple(ordered[:size])
+        page = tuple(self._with_reports(ordered[:size]))
         return QueuePage(page, _queue_key(page[-1]) if len(ordered) > size else None)
+
+    def _with_reports(self, items: list[QueueItem]) -> list[QueueItem]:
+        counted = []
+        for item in items:
+            reasons = self.reports.get((item.target, (item.answer or item.conversation).id), [])
+            by_reason = tuple(sorted((r, reasons.count(r)) for r in set(reasons)))
+            counted.append(replace(item, reports=by_reason))
+        return counted
 
     async def decision_page(self, trkref: str, after: PageKey | None, size: int) -> DecisionPage:
         self._storage._call("decision_page")

@@ -19,10 +19,27 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PENDING: _ClassVar[Status]
     PUBLISHED: _ClassVar[Status]
     REJECTED: _ClassVar[Status]
+    ERASED: _ClassVar[Status]
+
+class ReportReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_REASON_UNSPECIFIED: _ClassVar[ReportReason]
+    SPAM: _ClassVar[ReportReason]
+    OFFENSIVE: _ClassVar[ReportReason]
+    OFF_TOPIC: _ClassVar[ReportReason]
+    PERSONAL_INFORMATION: _ClassVar[ReportReason]
+    OTHER: _ClassVar[ReportReason]
 STATUS_UNSPECIFIED: Status
 PENDING: Status
 PUBLISHED: Status
 REJECTED: Status
+ERASED: Status
+REPORT_REASON_UNSPECIFIED: ReportReason
+SPAM: ReportReason
+OFFENSIVE: ReportReason
+OFF_TOPIC: ReportReason
+PERSONAL_INFORMATION: ReportReason
+OTHER: ReportReason
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("trkref", "first_name", "question", "locale", "sku", "request_id")
@@ -256,6 +273,54 @@ class IncrementAnswerUnhelpfulRequest(_message.Message):
     voter_id: str
     def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., voter_id: _Optional[str] = ...) -> None: ...
 
+class Report(_message.Message):
+    __slots__ = ("reason", "reporter_id")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_ID_FIELD_NUMBER: _ClassVar[int]
+    reason: ReportReason
+    reporter_id: str
+    def __init__(self, reason: _Optional[_Union[ReportReason, str]] = ..., reporter_id: _Optional[str] = ...) -> None: ...
+
+class ReportConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "report")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    report: Report
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+
+class ReportAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "report")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    report: Report
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+
+class EraseConversationRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
+class EraseAnswerRequest(_message.Message):
+    __slots__ = ("id", "trkref", "decision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    trkref: str
+    decision: DecisionNote
+    def __init__(self, id: _Optional[int] = ..., trkref: _Optional[str] = ..., decision: _Optional[_Union[DecisionNote, _Mapping]] = ...) -> None: ...
+
 class ApproveConversationRequest(_message.Message):
     __slots__ = ("id", "trkref", "decision")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -337,14 +402,24 @@ class ListModerationQueueRequest(_message.Message):
     def __init__(self, trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ModerationQueueItem(_message.Message):
-    __slots__ = ("kind", "conversation", "answer")
+    __slots__ = ("kind", "conversation", "answer", "reports")
     KIND_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     conversation: Conversation
     answer: Answer
-    def __init__(self, kind: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+    reports: _containers.RepeatedCompositeFieldContainer[ReportCount]
+    def __init__(self, kind: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ReportCount, _Mapping]]] = ...) -> None: ...
+
+class ReportCount(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: ReportReason
+    count: int
+    def __init__(self, reason: _Optional[_Union[ReportReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ListModerationQueueResponse(_message.Message):
     __slots__ = ("items", "next_page_token")

@@ -96,6 +96,26 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ReportConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/ReportConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ReportConversationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ReportAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/ReportAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.EraseConversation = channel.unary_unary(
+                '/conversations.v4.ConversationService/EraseConversation',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
+        self.EraseAnswer = channel.unary_unary(
+                '/conversations.v4.ConversationService/EraseAnswer',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+                _registered_method=True)
         self.ApproveConversation = channel.unary_unary(
                 '/conversations.v4.ConversationService/ApproveConversation',
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ApproveConversationRequest.SerializeToString,
@@ -276,6 +296,56 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportConversation(self, request, context):
+        """Reports the conversation `id` of the organisation `trkref` to its moderators (AIP-136),
+        for a reason. With a `reporter_id`, a reporter counts once per conversation: a repeat
+        changes nothing and succeeds. Without one, every report counts as one more reporter.
+        When the conversation reaches its organisation's threshold of reporters (3 unless
+        `organisations add --report-threshold` says otherwise), it goes back to PENDING,
+        held for `reported`, and shoppers no longer see it; the decision log records it with
+        an empty `decided_by`. A shopper key reports published conversations only; NOT_FOUND
+        as for GetConversation.
+
+        REST: POST /v4/conversations/{id}/report?trkref=D10 with `{"reason":"spam",
+        "reporter_id":"shopper-42"}`, answered 202 Accepted with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportAnswer(self, request, context):
+        """Reports the answer `id`; otherwise as ReportConversation.
+
+        REST: POST /v4/conversation_answers/{id}/report?trkref=D10, answered 202 Accepted
+        with `{}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseConversation(self, request, context):
+        """Erases the conversation `id` of the organisation `trkref` (AIP-136), a shopper's right
+        to erasure: its rows, its answers, their votes and reports and its search data are
+        deleted from the database, and every count moves as if it had never been published.
+        Needs a moderator key. The decision log records it (`to_status` ERASED) without its
+        text. NOT_FOUND as for GetConversation, whatever its status, and once it is erased.
+
+        REST: POST /v4/conversations/{id}/erase?trkref=D10 with an optional
+        `{"reason":"...","note":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseAnswer(self, request, context):
+        """Erases the answer `id`; otherwise as EraseConversation.
+
+        REST: POST /v4/conversation_answers/{id}/erase?trkref=D10.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveConversation(self, request, context):
         """Publishes the conversation `id` of the organisation `trkref` (AIP-136), and records the
         decision with its reason and note. Needs a moderator key: a shopper key is
@@ -391,6 +461,26 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.IncrementAnswerUnhelpful,
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ReportConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ReportConversationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ReportAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'EraseConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseConversation,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
+            ),
+            'EraseAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseAnswer,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.SerializeToString,
             ),
             'ApproveConversation': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveConversation,
@@ -682,6 +772,114 @@ class ConversationService:
             '/conversations.v4.ConversationService/IncrementAnswerUnhelpful',
             conversations_dot_v4_dot_conversation__service__pb2.IncrementAnswerUnhelpfulRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ReportConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.ReportConversationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ReportAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.ReportAnswerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/EraseConversation',
+            conversations_dot_v4_dot_conversation__service__pb2.EraseConversationRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/EraseAnswer',
+            conversations_dot_v4_dot_conversation__service__pb2.EraseAnswerRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ModerationDecision.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,88 @@
+"""Queries of reports: a report recorded, and the item sent back to the queue by the one
+that reaches its organisation's threshold, in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, cast
+
+import peewee
+
+from server.service.domain import PUBLISHED, QueueItem
+from server.service.reports import REPORTED, ItemReport, ReportOutcome, hold_decision
+from server.storage.models import ReportRow, naive_utc
+from server.storage.moderation import hold, locked_item, log_decision
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+def record_report(db: peewee.Database, report: ItemReport) -> ReportOutcome | None:
+    """Record a report; None when the item is not one of the organisation's (or, for a
+    shopper's report, not published). The item stays locked until the transaction ends,
+    so reports of one item count in turn: exactly one reaches the threshold."""
+    with db.atomic():
+        item = locked_item(db, report.trkref, report.target, report.target_id)
+        if item is None:
+            return None
+        status = str(item.status)
+        published = status == PUBLISHED and (
+            report.target == "conversation" or str(item.conversation_status) == PUBLISHED
+        )
+        if report.published_only and not published:
+            return None
+        inserted = db.execute(  # type: ignore[no-untyped-call]
+            ReportRow.insert(
+                target=report.target,
+                target_id=report.target_id,
+                reason=report.reason,
+                reporter_id=report.reporter_id,
+                reported_by=report.reported_by,
+                created_at=naive_utc(report.reported_at),
+            ).on_conflict_ignore()
+        )
+        if not _counted(db, inserted):
+            return ReportOutcome(counted=False, held=False)
+        threshold = int(item.report_threshold)
+        if status != PUBLISHED or _reporters(db, report) != threshold:
+            return ReportOutcome(counted=True, held=False)
+        hold(db, report.target, item, REPORTED)
+        log_decision(db, hold_decision(report, threshold), PUBLISHED)
+        return ReportOutcome(counted=True, held=True)
+
+
+def _counted(db: peewee.Database, cursor: object) -> bool:
+    """Whether an insert ... on conflict ignore inserted its row."""
+    return bool(db.rows_affected(cursor))  # type: ignore[no-untyped-call]
+
+
+def _reporters(db: peewee.Database, report: ItemReport) -> int:
+    query = (
+        ReportRow.select(peewee.fn.COUNT(ReportRow.id))
+        .where((ReportRow.target == report.target) & (ReportRow.target_id == report.target_id))
+        .tuples()
+        .bind(db)
+    )
+    rows = cast("Iterable[tuple[int]]", query)
+    return int(next(iter(rows))[0])
+
+
+def with_reports(items: list[QueueItem]) -> list[QueueItem]:
+    """The items with their reports counted by reason: one grouped read for the page."""
+    if not items:
+        return items
+    targets = [(item.target, (item.answer or item.conversation).id) for item in items]
+    rows = (
+        ReportRow.select(
+            ReportRow.target, ReportRow.target_id, ReportRow.reason, peewee.fn.COUNT(ReportRow.id)
+        )
+        .where(peewee.Tuple(ReportRow.target, ReportRow.target_id).in_(targets))
+        .group_by(ReportRow.target, ReportRow.target_id, ReportRow.reason)
+        .order_by(ReportRow.target, ReportRow.target_id, ReportRow.reason)
+        .tuples()
+    )
+    counted: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for target, target_id, reason, count in cast("Iterable[Any]", rows):
+        counted.setdefault((target, target_id), []).append((reason, int(count)))
+    found = zip(items, targets, strict=True)
+    return [replace(item, reports=tuple(counted.get(key, ()))) for item, key in found]
