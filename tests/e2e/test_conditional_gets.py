@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from server.package_data import DESCRIPTOR_SET
 from tests.databases import empty_postgres
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
@@ -271,9 +272,13 @@ def test_hostile_if_none_match_values_are_ignored_or_refused_never_a_500(served:
 def verbose_grpcurl(
     served: Served, method: str, data: str, headers: list[str]
 ) -> subprocess.CompletedProcess[str]:
-    """grpcurl -v: the response's headers (initial metadata) printed with its message."""
+    """grpcurl -v: the response's headers (initial metadata) printed with its message. The
+    contract comes from the descriptor set, not reflection (test_serve tests that): the call
+    is the one under test."""
     flags = [arg for header in headers for arg in ("-H", header)]
-    command = [GRPCURL, "-v", "-plaintext", "-d", data, *flags, served.service.address, method]
+    contract = ["-protoset", str(DESCRIPTOR_SET)]
+    command = [GRPCURL, "-v", "-plaintext", *contract, "-d", data, *flags, served.service.address]
+    command.append(method)
     return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
 
