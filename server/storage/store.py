@@ -397,8 +397,9 @@ class Store:
 
     def _read_on_this_thread(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read on the connection this thread keeps open (the event loop's, on SQLite):
-        taking one from the pool and giving it back cost as much as a Detail's queries.
-        As `translated` does, without its generator: a Detail's read is some 20 µs."""
+        taking one from the pool and giving it back costs about as much as a Detail's
+        queries (docs/performance.md). Errors are translated as `translated` does, without
+        its generator."""
         try:
             if self._file is not None:
                 self._file.check_for_read()
