@@ -13,13 +13,13 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.databases import empty_postgres
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     HttpResponse,
     ServiceProcess,
     assert_rpc_status,
     call,
+    empty_database,
     grpcurl,
 )
 from tests.support import basic_authorization, cli, create_key
@@ -65,11 +65,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp(f"moderator-reads-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/conversations.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        empty_postgres(url)
+    url = empty_database(request, workdir)
     with ServiceProcess(workdir, ["--database-url", url], rest=True, demo=True) as service:
         yield Served(service, url)
 
