@@ -43,9 +43,9 @@ def page(
         ("Buy-NOW!", "buy now"),
         ("  buy   now  ", "buy now"),
         ("Spám", "spam"),
-        ("ＳＰＡＭ", "spam"),  # full-width
+        ("\uff33\uff30\uff21\uff2d", "spam"),  # full-width
         ("s\u200bpam", "spam"),  # a zero-width space inside
-        ("ﬁne", "fine"),  # a ligature
+        ("\ufb01ne", "fine"),  # a ligature
         ("KIRMIZI", "kirmizi"),
         ("売り切れ", "売り切れ"),
     ],
