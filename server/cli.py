@@ -281,8 +281,8 @@ def _terms_commands(commands: Any) -> None:
         "terms",
         help="add, remove or list an organisation's blocked terms",
         description="Manage the terms screening holds a submission for (whole words, "
-        "insensitive to case, accents and width). Every replica uses them from its next "
-        "create on.",
+        "insensitive to case, accents and width), stored folded: Buy-NOW! is buy now. Every "
+        "replica uses them from its next create on.",
     )
     actions = terms.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, summary, run in (
