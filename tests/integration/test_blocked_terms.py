@@ -70,6 +70,24 @@ def test_terms_are_stored_folded_once_and_read_in_code_point_order(storage: Stor
     assert listed(storage, 3) == [term for term in ordered if term != "zebra"]
 
 
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_the_order_is_by_code_point_whatever_the_column_s_collation(
+    store: Store, organisation: Organisation
+) -> None:
+    """A database whose collation follows a language ("en" puts "ŋ" before "o") still pages
+    the terms by code point."""
+    with store.session():
+        store.db.execute_sql(  # type: ignore[no-untyped-call]
+            'ALTER TABLE blocked_term ALTER COLUMN term TYPE varchar(200) COLLATE "en-x-icu"'
+        )
+    moderator(store)
+    for term in ("o", "\u014b", "b", "\u00e6"):
+        add(store, term)
+    ordered = ["b", "o", "\u00e6", "\u014b"]
+    assert listed(store, 1) == listed(store, 10) == ordered
+    assert store.moderation.list_terms("D10") == ordered
+
+
 def test_a_change_holds_the_next_create(store: Store, organisation: Organisation) -> None:
     """The terms compiled for a create are read again once the terms revision moves, as
     another replica's change moves it."""
