@@ -40,8 +40,9 @@ class ConversationServiceStub:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -177,8 +178,9 @@ class ConversationServiceServicer:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -601,8 +603,9 @@ class ConversationService:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
