@@ -71,6 +71,11 @@ class FakeModeration:
             return None
         return sorted(self.terms.get(trkref, ()))
 
+    async def terms_page(self, trkref: str, after: str | None, size: int) -> tuple[list[str], bool]:
+        self._storage._call("terms_page")
+        terms = [t for t in sorted(self.terms.get(trkref, ())) if after is None or t > after]
+        return terms[:size], len(terms) > size
+
     async def decide(self, decision: Decision) -> RecordedDecision | None:
         self._storage._call("decide")
         s = self._storage
