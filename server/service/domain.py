@@ -395,9 +395,9 @@ class DecisionPage:
 
 @dataclass(frozen=True)
 class ModerationQuery:
-    """A page of an organisation's queue or decision log (`kind`); a page token is bound
-    to both."""
+    """A page of an organisation's queue, decision log or blocked terms (`kind`); a page
+    token is bound to both."""
 
-    kind: str  # "queue" or "decisions"
+    kind: str  # "queue", "decisions" or "blocked_terms"
     trkref: str
     size: int = 20

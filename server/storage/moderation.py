@@ -1,11 +1,10 @@
-"""Queries of moderation: an organisation's blocked terms, the decisions that move an item's
-status (and the counts with it), the queue of pending items and the decision log."""
+"""Queries of moderation: the decisions that move an item's status (and the counts with
+it), the queue of pending items and the decision log."""
 
 from __future__ import annotations
 
 import calendar
 import datetime
-from collections.abc import Iterable
 from typing import Any, cast
 
 import peewee
@@ -30,7 +29,6 @@ from server.storage.conversations import (
 )
 from server.storage.models import (
     AnswerRow,
-    BlockedTermRow,
     ConversationCountRow,
     ConversationRow,
     ModerationDecisionRow,
@@ -42,59 +40,6 @@ from server.storage.prepared import stored_time
 
 # Where a queue's item stands: conversations before the answers of the same second.
 _CONVERSATION, _ANSWER = 0, 1
-
-
-def _organisation(trkref: str) -> OrganisationRow | None:
-    return OrganisationRow.get_or_none(OrganisationRow.trkref == trkref)
-
-
-def change_terms(trkref: str, terms: list[str], add: bool) -> int | None:
-    """Add (or remove) an organisation's blocked terms; how many changed, None when there
-    is no such organisation. Any change adds to its terms_revision, so replicas re-read."""
-    organisation = _organisation(trkref)
-    if organisation is None:
-        return None
-    if add:
-        rows = [{"organisation": organisation.id, "term": term} for term in terms]
-        changed = BlockedTermRow.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
-    else:
-        changed = (
-            BlockedTermRow.delete()
-            .where(
-                (BlockedTermRow.organisation == organisation.id) & BlockedTermRow.term.in_(terms)
-            )
-            .execute()
-        )
-    if changed:
-        OrganisationRow.update(terms_revision=OrganisationRow.terms_revision + 1).where(
-            OrganisationRow.id == organisation.id
-        ).execute()
-    return int(changed)
-
-
-def terms_revision(trkref: str) -> int | None:
-    """The revision of an organisation's blocked terms; None when there is no such one."""
-    row = (
-        OrganisationRow.select(OrganisationRow.terms_revision)
-        .where(OrganisationRow.trkref == trkref)
-        .tuples()
-        .first()
-    )
-    return None if row is None else int(row[0])
-
-
-def read_terms(trkref: str) -> tuple[int, list[str]] | None:
-    """An organisation's terms revision and its blocked terms (sorted), read together."""
-    organisation = _organisation(trkref)
-    if organisation is None:
-        return None
-    terms = (
-        BlockedTermRow.select(BlockedTermRow.term)
-        .where(BlockedTermRow.organisation == organisation.id)
-        .order_by(BlockedTermRow.term)
-        .tuples()
-    )
-    return int(organisation.terms_revision), [term for (term,) in cast(Iterable[Any], terms)]
 
 
 def _locked(db: peewee.Database, query: Any, of: type[peewee.Model]) -> Any:

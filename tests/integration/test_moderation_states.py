@@ -129,7 +129,7 @@ class Moderated(RuleBasedStateMachine):
         conversation, status = self.answers[target_id]
         return status == PUBLISHED and self.conversations[conversation] == PUBLISHED
 
-    @rule(data=st.data(), on_answer=st.booleans(), reporter=st.sampled_from(["r1", "r2", "r3"]))
+    @rule(data=st.data(), on_answer=st.booleans(), reporter=st.sampled_from(["r1", "r2", "r3", ""]))
     def report(self, data: st.DataObject, on_answer: bool, reporter: str) -> None:
         items = self.answers if on_answer else self.conversations
         if not items:
@@ -147,9 +147,11 @@ class Moderated(RuleBasedStateMachine):
             return
         assert visible
         counted = self.reporters.setdefault((target, target_id), set())
-        assert outcome.counted == (reporter not in counted)
+        # Every report without a reporter_id ("") counts, as one reporter together.
+        added = reporter not in counted
+        assert outcome.counted == (added or reporter == "")
         counted.add(reporter)
-        assert outcome.held == (outcome.counted and len(counted) == THRESHOLD)
+        assert outcome.held == (added and len(counted) == THRESHOLD)
         if outcome.held and on_answer:
             self.answers[target_id] = (self.answers[target_id][0], PENDING)
         elif outcome.held:

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.service import page_tokens
-from server.service.domain import MODERATOR, AnswerQuery, PageQuery
+from server.service.domain import MODERATOR, AnswerQuery, ModerationQuery, PageQuery
+from server.service.errors import InvalidRequest
 
 QUERY = PageQuery("D10", "AIPTPDV5700", None, "created_at desc", 20)
 
@@ -172,3 +173,29 @@ def test_a_shoppers_token_is_issued_as_before_roles() -> None:
     """A shopper's view adds nothing to the digest: tokens issued before stay valid."""
     digest = hashlib.sha256(json.dumps(["answers", "D10", 7]).encode()).hexdigest()[:32]
     assert page_tokens._query_digest(AnswerQuery("D10", 7, 20)) == digest
+
+
+TERMS = ModerationQuery("blocked_terms", "D10")
+
+
+@given(st.text(max_size=200))
+def test_a_text_key_reads_back_for_its_list_only(text: str) -> None:
+    token = page_tokens.issue(b"k" * 32, TERMS, (text,))
+    assert page_tokens.text_after(b"k" * 32, TERMS, token) == text
+    for other in (ModerationQuery("blocked_terms", "E20"), ModerationQuery("queue", "D10")):
+        with pytest.raises(InvalidRequest):
+            page_tokens.text_after(b"k" * 32, other, token)
+
+
+def test_no_token_is_the_first_page_of_texts() -> None:
+    assert page_tokens.text_after(b"k" * 32, TERMS, "") is None
+
+
+@pytest.mark.parametrize("key", [(7,), ("a", "b"), ()])
+def test_a_key_that_is_not_one_text_is_refused_on_a_list_of_texts(key: tuple[object, ...]) -> None:
+    token = page_tokens.issue(b"k" * 32, TERMS, key)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest) as raised:
+        page_tokens.text_after(b"k" * 32, TERMS, token)
+    assert raised.value.violations == [page_tokens.NOT_A_PAGE_TOKEN]
+    with pytest.raises(InvalidRequest):
+        page_tokens.text_after(b"j" * 32, TERMS, page_tokens.issue(b"k" * 32, TERMS, ("a",)))
