@@ -5,7 +5,6 @@ one product, in either order and with If-None-Match, each served its own view.""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -37,11 +36,7 @@ class Served:
         added = cli(url, "organisations", "add", "E20", "--name", "Rival", "--locale", "en-GB")
         assert added.returncode == 0, added.stderr
         assert cli(url, "terms", "add", "D10", "spam").returncode == 0
-        key_id, secret = create_key(url, "D10", role="moderator")
-        self.moderator = basic_authorization(key_id, secret)
-        self.moderator_grpc = (
-            "authorization: Basic " + base64.b64encode(f"{key_id}:{secret}".encode()).decode()
-        )
+        self.moderator = basic_authorization(*create_key(url, "D10", role="moderator"))
         self.rival = basic_authorization(*create_key(url, "E20", role="moderator"))
         self.pending = ask(service, "Is this spam?", "HELD-1")
 
@@ -216,18 +211,37 @@ def test_a_hostile_filter_is_a_clear_400(served: Served, text: str, description:
 def test_grpc_moderator_reads(served: Served) -> None:
     method = "conversations.v4.ConversationService/"
     held = served.pending["id"]
-    data = json.dumps({"id": held, "trkref": "D10"})
-    found = grpcurl(served.service.address, method + "GetConversation", data=data,
-                    headers=[served.moderator_grpc])  # fmt: skip
+    moderator, shopper, rival = (
+        f"authorization: {authorization}"
+        for authorization in (served.moderator, DEMO_AUTHORIZATION, served.rival)
+    )
+
+    def rpc(name: str, asked: dict[str, Any], header: str) -> Any:
+        return grpcurl(served.service.address, method + name, data=json.dumps(asked),
+                       headers=[header])  # fmt: skip
+
+    found = rpc("GetConversation", {"id": held, "trkref": "D10"}, moderator)
     assert found.returncode == 0, found.stderr
     shown = json.loads(found.stdout)
     assert (shown["status"], shown["held_for"]) == ("PENDING", ["blocked_term"])
-    asked = json.dumps({"conversation_id": held, "trkref": "D10", "filter": "status = PENDING"})
-    shopper = "authorization: " + DEMO_AUTHORIZATION
-    refused = grpcurl(served.service.address, method + "ListAnswers", data=asked,
-                      headers=[shopper])  # fmt: skip
-    assert refused.returncode != 0 and "PermissionDenied" in refused.stderr
-    listed = grpcurl(served.service.address, method + "ListAnswers", data=asked,
-                     headers=[served.moderator_grpc])  # fmt: skip
+    pending = {"conversation_id": held, "trkref": "D10", "filter": "status = PENDING"}
+    listed = rpc("ListAnswers", pending, moderator)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == {}  # a pending conversation without answers
+    refused = rpc("ListAnswers", pending, shopper)
+    assert refused.returncode != 0 and "PermissionDenied" in refused.stderr
+    hostile = rpc("ListAnswers", {**pending, "filter": "status = PENDING OR true"}, moderator)
+    assert hostile.returncode != 0 and "InvalidArgument" in hostile.stderr
+    assert "OR is not supported" in hostile.stderr
+    errors = set()
+    for name, asked, header in [
+        ("GetConversation", {"id": 999_999, "trkref": "D10"}, moderator),
+        ("GetConversation", {"id": held, "trkref": "D10"}, shopper),
+        ("GetConversation", {"id": held, "trkref": "D10"}, rival),
+        ("GetConversation", {"id": held, "trkref": "E20"}, rival),
+        ("ListAnswers", {**pending, "trkref": "E20"}, rival),
+    ]:
+        missing = rpc(name, asked, header)
+        assert missing.returncode != 0 and "NotFound" in missing.stderr, missing.stderr
+        errors.add(missing.stderr)
+    assert len(errors) == 1, errors
