@@ -121,6 +121,7 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             conversation_id=request.conversation_id,
             page_size=request.page_size,
             page_token=request.page_token,
+            filter=request.filter,
         )
         found = await conditional.list_answers(
             self._store, asked, self._caller(), _if_none_match(context)

@@ -2,8 +2,9 @@
 
 A token carries the key of the last item of its page and a digest of the query
 (a List's organisation, sku, locale, order, search and filter; a ListAnswers'
-organisation and conversation; the organisation of the moderation queue, its log or its
-blocked terms); an HMAC with the key every replica shares makes it tamper-evident. A token
+organisation, conversation and filter; the organisation of the moderation queue, its log
+or its blocked terms) and of the role whose view it pages through (a moderator's token is
+no shopper's); an HMAC with the key every replica shares makes it tamper-evident. A token
 that does not verify, or that comes back with another query, is refused as invalid.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, cast
 from server.service.domain import (
     ORDERS,
     SEARCH_ORDER,
+    SHOPPER,
     AnswerQuery,
     ModerationQuery,
     PageKey,
@@ -49,11 +51,16 @@ def _query_digest(query: Query) -> str:
         fields = ["moderation", query.kind, query.trkref]
     elif isinstance(query, AnswerQuery):
         fields = ["answers", query.trkref, query.conversation_id]
+        if query.role != SHOPPER:
+            fields += [query.role, query.status]
     else:
         fields = [query.trkref, query.sku, query.locale, query.order]
         if query.search or query.filter != NO_FILTER:
             # Appended only when given: tokens issued for a List without them stay valid.
             fields += [query.search, *query.filter.key()]
+        if query.role != SHOPPER:
+            # A shopper's view is the one without it, as a shopper's tokens were issued.
+            fields += ["role", query.role]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 

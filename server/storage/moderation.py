@@ -21,7 +21,7 @@ from server.service.domain import (
     RecordedDecision,
 )
 from server.storage.answer_pages import ANSWER_COLUMNS
-from server.storage.answers import count_answers
+from server.storage.answers import count_answers, revise_product
 from server.storage.conversations import (
     CONVERSATION_COLUMNS,
     conversation_from_tuple,
@@ -83,7 +83,9 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         crossed = (from_status == PUBLISHED) != (decision.to_status == PUBLISHED)
         if conversation is not None and crossed:
             count_answers(db, conversation, 1 if decision.to_status == PUBLISHED else -1)
-        elif conversation is None and not crossed:
+        elif conversation is not None:
+            revise_product(db, conversation)  # a moderator's reads show the answer's status
+        elif not crossed:
             # A moderator's List of a status changes too: the product's revision moves (a
             # change of published-ness moves it by migration 0011's trigger).
             revise(db, decision.target_id)

@@ -1,6 +1,7 @@
 """A stateful property test of moderation, on SQLite and PostgreSQL: creates, answers,
 votes, reports, screening hits, approvals, rejections and erasures in any order; after every
-step a shopper reads exactly the published set, and every count equals a full count in SQL."""
+step a shopper reads exactly the published set, every count equals a full count in SQL, and
+a moderator's Detail shows every conversation and answer with its status."""
 
 from __future__ import annotations
 
@@ -197,6 +198,17 @@ class Moderated(RuleBasedStateMachine):
             raise AssertionError(f"conversation {i} is not published yet is read")
         assert_counts_exact(self.store)
         Moderated.checked += 1
+
+    @invariant()
+    def moderators_read_every_status(self) -> None:
+        if not hasattr(self, "trkref"):
+            return
+        for i, status in self.conversations.items():
+            found = asyncio.run(get_conversation(self.store, self.trkref, i, self.moderator))
+            assert found.status == status
+            assert {a.id: a.status for a in found.answers} == {
+                a: s for a, (c, s) in self.answers.items() if c == i
+            }
 
 
 def run_machine(store: Store) -> int:

@@ -23,6 +23,7 @@ from server.service.conversations import ListRequest
 from server.service.domain import (
     ORDERS,
     SEARCH_ORDER,
+    SHOPPER,
     Caller,
     Conversation,
     ConversationPage,
@@ -163,7 +164,7 @@ def test_pages_hold_exactly_the_matching_conversations_in_order(
         with pytest.raises(InvalidRequest):
             walk(store, request)
         return
-    query = conversations._page_query(request)
+    query = conversations._page_query(request, SHOPPER)
     found = walk(store, request)
     expected = [c for c in stored if listed(c, query)]
     assert len({c.id for c in found}) == len(found)

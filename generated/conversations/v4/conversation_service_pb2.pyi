@@ -166,16 +166,18 @@ class ListConversationsResponse(_message.Message):
     def __init__(self, summary: _Optional[_Union[ConversationSummary, _Mapping]] = ..., conversations: _Optional[_Iterable[_Union[Conversation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListAnswersRequest(_message.Message):
-    __slots__ = ("conversation_id", "trkref", "page_size", "page_token")
+    __slots__ = ("conversation_id", "trkref", "page_size", "page_token", "filter")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TRKREF_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     conversation_id: int
     trkref: str
     page_size: int
     page_token: str
-    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    filter: str
+    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListAnswersResponse(_message.Message):
     __slots__ = ("answers", "next_page_token", "answers_count")
