@@ -24,7 +24,7 @@ from server.api.interceptors import Method
 from server.api.observers import call_metadata
 from server.service.authentication import Authenticator
 from server.service.domain import Caller
-from server.service.errors import DomainError, TooManyFailedAuthentications, Unauthenticated
+from server.service.errors import TooManyFailedAuthentications, Unauthenticated
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -115,8 +115,8 @@ class AuthInterceptor:
                     caller = await self._new_caller(header, context)
             except (Unauthenticated, TooManyFailedAuthentications) as error:
                 await self._refuse(context, error)
-            except DomainError as error:
-                await abort_with_error(context, error)
+            except Exception as error:  # a domain error, or one of the database, or a bug
+                await abort_with_error(context, error, "authentication")
             token = _current_caller.set(caller)
             try:
                 return await call(request, context)
@@ -139,7 +139,7 @@ class AuthInterceptor:
                 await asyncio.sleep(self._failed_delay)
             finally:
                 self._delayed -= 1
-        await abort_with_error(context, error)
+        await abort_with_error(context, error, "authentication")
 
     async def _new_caller(self, header: str, context: Context) -> Caller:
         """Who presents this `authorization` value, not seen before (or forgotten, or not
