@@ -18,8 +18,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
-from server.service.errors import StorageUnavailable
-from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault
+from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault, unavailable
 
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
@@ -153,7 +152,7 @@ class SharedConnection:
             if self._failures != failures:
                 # It failed as unavailable while this thread waited for it: do not
                 # wait on a database that is down or locked a second time.
-                raise StorageUnavailable(f"database unavailable ({self._failure}); retry later")
+                raise unavailable(self._failure)
             try:
                 self._check()
                 self._db.connect(reuse_if_open=True)

@@ -58,10 +58,10 @@ from server.storage.errors import (
     FaultPeriods,
     OnUnavailable,
     as_domain_error,
-    domain_error,
     drop_frames,
     sequence_exhausted,
     translated,
+    unavailable,
 )
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
@@ -258,7 +258,7 @@ class Store:
             else:
                 db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
         if not self.faults.probe_succeeded():
-            raise StorageUnavailable("database unavailable (writes failing); retry later")
+            raise unavailable("writes failing")
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
@@ -407,7 +407,7 @@ class Store:
                 self.db.connect()
             return read(arg)
         except DATABASE_ERRORS as error:
-            raise domain_error(error, self._on_unavailable) from error
+            raise as_domain_error(error, self._on_unavailable) from error
 
     async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
         """The stamp of a conversation's product, read alone (see _read)."""
@@ -473,7 +473,7 @@ class Store:
             return await self._traced(operation, writer.submit(item, self.write_timeout))
         except (TimeoutError, Closed) as error:
             kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
-            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
+            raise unavailable(kind) from error
 
     def write_votes(self, batch: list[Vote]) -> Sequence[bool | Exception]:
         """Count a batch of votes in one transaction; every vote gets its outcome or its error."""
@@ -522,9 +522,8 @@ class Store:
             if sequence_exhausted(error):
                 drop_frames(error)
                 return [ConversationIdsExhausted()] * len(batch)
-            failure = as_domain_error(error)
+            failure = as_domain_error(error, self._on_unavailable)
             if isinstance(failure, StorageUnavailable):
-                self._on_unavailable(error)
                 return [failure] * len(batch)
             if len(batch) == 1:
                 return [failure]
