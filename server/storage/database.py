@@ -28,7 +28,7 @@ READ_CHECK_SECONDS = 0.1
 # The options of a pool, not of a connection.
 _POOL_OPTIONS = ("max_connections", "stale_timeout", "timeout")
 
-# Pooled connections: opening a connection per call costs about a millisecond.
+# Pooled connections: a call does not pay for opening a connection.
 _POOLED_SCHEMES = {
     "sqlite": "sqlite+pool",
     "postgres": "postgresql+pool",

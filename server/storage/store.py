@@ -385,8 +385,8 @@ class Store:
 
     async def _read(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read in a thread: the event loop never waits on a PostgreSQL round trip. On
-        SQLite, on the loop: a read of the embedded file is tens of µs of CPU and never
-        waits for a writer (WAL), less than handing it to a thread and back."""
+        SQLite, on the loop: a read of the embedded file never waits for a writer (WAL)
+        and costs less than handing it to a thread and back (docs/performance.md)."""
         if self._embedded:
             return self._read_on_this_thread(read, arg)
         return await asyncio.to_thread(self._read_pooled, read, arg)
