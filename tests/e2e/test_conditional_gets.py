@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.databases import empty_postgres
+from harness.support import basic_authorization, cli, create_key
 from server.package_data import DESCRIPTOR_SET
-from tests.databases import empty_postgres
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     GRPCURL,
@@ -24,7 +25,6 @@ from tests.e2e.service import (
     assert_rpc_status,
     call,
 )
-from tests.support import basic_authorization, cli, create_key
 
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 SKU = "COND-1"

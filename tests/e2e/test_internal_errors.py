@@ -12,9 +12,9 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.databases import fresh_postgres
+from harness.databases import fresh_postgres
+from harness.support import basic_authorization
 from tests.e2e.service import ServiceProcess, call
-from tests.support import basic_authorization
 
 INTERNAL_ERROR_JSON = b'{"code":13,"message":"internal error","details":[]}'
 
