@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import random
 import re
 import time
 import uuid
@@ -133,7 +134,10 @@ def identify_call(metadata: Metadata, trace_id_of: TraceIdOf = traceparent_trace
     headers = cast(dict[str, str], dict(metadata))
     request_id = headers.get(REQUEST_ID, "")
     if not PLAIN_REQUEST_ID.fullmatch(request_id):
-        request_id = str(uuid.uuid4())
+        # A random UUID whose bits come from `random`, seeded from the system once (and
+        # again in a forked child), not a read of the system's randomness per call as
+        # uuid.uuid4()'s: a request id need not be unpredictable.
+        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
     return CallIds(request_id, trace_id_of(headers))
 
 
