@@ -26,8 +26,8 @@ from bench import moderation_data as data
 from bench.load import Result, merge
 from bench.organisation import Measure, Measured, Serve
 from conversations.v4 import conversation_service_pb2 as pb
-from tests.databases import fresh_postgres
-from tests.support import (
+from harness.databases import fresh_postgres
+from harness.support import (
     ORGANISATION,
     basic_authorization,
     create_key,

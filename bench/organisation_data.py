@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.dataset import CHUNK, FIRST_CREATED, Fill, Progress, build_postgres, build_sqlite
-from tests.support import ORGANISATION
+from harness.support import ORGANISATION
 
 PRODUCTS = 10_000
 SEARCH_SKU, SEARCH_PRODUCT_SIZE = "BENCH-SEARCH", 10_000
