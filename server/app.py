@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server import logs, metrics
+from server.addresses import UNIX_PREFIX, join_address, split_address
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
 from server.api.draining import Draining
@@ -38,7 +39,8 @@ from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET
-from server.rest.envoy import UNIX_PREFIX, EnvoyFailed, Listener, SupervisedEnvoy, split_address
+from server.rest.envoy import EnvoyFailed, SupervisedEnvoy
+from server.rest.envoy_config import Listener
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
@@ -260,10 +262,8 @@ def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
 
 def _loopback_address(grpc_address: str, port: int) -> str:
     """Where this machine reaches the gRPC server: loopback when it listens on every interface."""
-    host, _ = split_address(grpc_address)
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host, _ = split_address(grpc_address, default_host="127.0.0.1")
+    return join_address("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)
 
 
 def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvoy:
@@ -307,7 +307,7 @@ def start_metrics(config: Config, processes: Path | None = None) -> metrics.Metr
     if config.metrics_address is None:
         return None
     server = metrics.start_metrics_server(config.metrics_address, processes)
-    host, _ = metrics.metrics_host_port(config.metrics_address)
+    host, _ = split_address(config.metrics_address, default_host="127.0.0.1")
     log.info("metrics on http://%s:%d/metrics", host, server.port)
     return server
 

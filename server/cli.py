@@ -15,9 +15,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import app, workers
+from server.addresses import reachable_address
 from server.config import Config
 from server.logs import configure_logging
-from server.rest import envoy
+from server.rest import envoy, envoy_config
 from server.service import api_keys, moderation, organisations
 from server.service.domain import POLICIES, ROLES, Organisation
 from server.service.errors import DomainError
@@ -51,7 +52,7 @@ def proxy(args: argparse.Namespace) -> int:
     the replicas given by --upstream (each a `serve --no-rest`), until SIGTERM or SIGINT; then
     stop taking connections and finish the requests in flight. Envoy is started again
     whenever it dies."""
-    listener = envoy.Listener(
+    listener = envoy_config.Listener(
         args.http_address,
         max_request_bytes=args.max_request_bytes,
         request_timeout=args.http_request_timeout,
@@ -77,7 +78,7 @@ def health(args: argparse.Namespace) -> int:
     """Ask the gRPC health service of the `serve` listening on --grpc-address (plaintext) how
     it is, print the answer, and exit 0 when it is SERVING, 1 otherwise: a container's
     health check. A wildcard host (0.0.0.0, [::]) is asked on the loopback address."""
-    address = args.grpc_address.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:")
+    address = reachable_address(args.grpc_address)
     with grpc.insecure_channel(address) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         try:

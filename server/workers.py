@@ -30,14 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from server import metrics
+from server.addresses import UNIX_PREFIX, join_address, split_address
 from server.app import prepare_database, start_metrics, start_rest_proxy
 from server.config import Config
-from server.rest.envoy import (
-    UNIX_PREFIX,
-    EnvoyFailed,
-    SupervisedEnvoy,
-    split_address,
-)
+from server.rest.envoy import EnvoyFailed, SupervisedEnvoy
 from server.restarts import RestartBackoff
 from server.signals import stop_requested
 from server.worker import DRAINING, READY, SERVING, STOP, name_the_process_in_log_lines
@@ -288,7 +284,7 @@ def shared_port(address: str) -> Iterator[str]:
     with socket.socket(family, kind) as held:
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         held.bind((where[0], port, *where[2:]))
-        yield f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        yield join_address(host, port)
 
 
 def serve(config: Config, count: int) -> int:
