@@ -14,10 +14,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import app, workers
+from server import app
 from server.addresses import reachable_address
 from server.config import Config
 from server.logs import configure_logging
+from server.processes import workers
 from server.rest import envoy, envoy_config
 from server.service import api_keys, moderation, organisations
 from server.service.domain import POLICIES, ROLES, Organisation

