@@ -126,17 +126,7 @@ async def start_server(
     server = grpc.aio.server(
         # With tracing, OpenTelemetry's span of each call is outermost: every wrapper runs in it.
         interceptors=None if tracing is None else [tracing.server_interceptor()],
-        options=[
-            ("grpc.max_receive_message_length", config.max_request_bytes),
-            ("grpc.max_send_message_length", MAX_SEND_BYTES),
-            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-            ("grpc.max_allowed_incoming_connections", config.max_connections),
-            # Without this a second server on the same port starts silently;
-            # the processes of one `serve` share theirs on purpose.
-            ("grpc.so_reuseport", 1 if shared_port else 0),
-        ],
+        options=_server_options(config, shared_port),
     )
     draining = Draining(f"/{SERVICE_NAME}/")
     # Every handler registered through `intercepted` is wrapped once, here, by each of these.
@@ -167,13 +157,39 @@ async def start_server(
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
     )
-    registrar = intercepted.registrar
+    health_servicer = await _add_services(intercepted.registrar, store, config.reflection)
+    port = _add_ports(server, config, local_address)
+    await server.start()
+    checks = authenticator.keep_checking_revocations()
+    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
+    return RunningServer(server, health_servicer, port, watches, draining)
+
+
+def _server_options(config: Config, shared_port: bool) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments: its limits, and whether it shares its port."""
+    return [
+        ("grpc.max_receive_message_length", config.max_request_bytes),
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.max_allowed_incoming_connections", config.max_connections),
+        # Without this a second server on the same port starts silently;
+        # the processes of one `serve` share theirs on purpose.
+        ("grpc.so_reuseport", 1 if shared_port else 0),
+    ]
+
+
+async def _add_services(
+    registrar: grpc.aio.Server, store: Store, reflection: bool
+) -> health.aio.HealthServicer:
+    """ConversationService, health (NOT_SERVING for now) and, when asked, reflection."""
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), registrar)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if config.reflection:
+    if reflection:
         enable_documented_reflection(
             registrar,
             (SERVICE_NAME, health.SERVICE_NAME),
@@ -181,6 +197,12 @@ async def start_server(
             health_pb2.DESCRIPTOR,
             reflection_pb2.DESCRIPTOR,
         )
+    return health_servicer
+
+
+def _add_ports(server: grpc.aio.Server, config: Config, local_address: str | None) -> int:
+    """Listen on config.grpc_address (with TLS when configured) and on `local_address`;
+    the gRPC port."""
     credentials = _server_credentials(config)
     if credentials is None:
         port = server.add_insecure_port(config.grpc_address)
@@ -188,10 +210,7 @@ async def start_server(
         port = server.add_secure_port(config.grpc_address, credentials)
     if local_address is not None:
         server.add_insecure_port(local_address)
-    await server.start()
-    checks = authenticator.keep_checking_revocations()
-    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
-    return RunningServer(server, health_servicer, port, watches, draining)
+    return port
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
