@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import logs, metrics
+from server import logs, metrics, serving
 from server.addresses import UNIX_PREFIX
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
@@ -37,7 +37,6 @@ from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
 from server.package_data import DESCRIPTOR_SET
-from server.processes import serving
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
@@ -272,7 +271,7 @@ def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
 
 
 class ServerInProcess:
-    """The gRPC server of this process, as the serve loop (processes/serving.py) runs it:
+    """The gRPC server of this process, as the serve loop (serving.py) runs it:
     the one process of `serve`, or server process `number` of `serve --processes N`.
 
     Health is SERVING when the serve loop (or the supervisor) says every part is up and

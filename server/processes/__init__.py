@@ -1,1 +1,1 @@
-"""The process model: the supervisor of child processes, the server processes, the serve loop."""
+"""`serve --processes N`: the server processes, their supervisor in `serve`, and their messages."""

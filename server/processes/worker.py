@@ -33,7 +33,7 @@ from server.processes.protocol import (
     receive_assignment,
     receive_command,
 )
-from server.processes.serving import drain
+from server.serving import drain
 from server.signals import stop_requested_async
 from server.tracing import start_tracing
 

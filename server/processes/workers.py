@@ -29,11 +29,10 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from server import metrics
+from server import metrics, serving
 from server.addresses import UNIX_PREFIX, join_address, split_address
 from server.app import prepare_database, run_event_loop
 from server.config import Config
-from server.processes import serving
 from server.processes.protocol import (
     Assignment,
     Command,
@@ -43,9 +42,9 @@ from server.processes.protocol import (
     Stop,
     receive_ready,
 )
-from server.processes.supervisor import StartFailed, SupervisedProcess
 from server.processes.worker import name_the_process_in_log_lines
 from server.signals import stop_requested, stop_requested_async
+from server.supervisor import StartFailed, SupervisedProcess
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ class ServerProcess(SupervisedProcess):
 
 class ServerProcesses:
     """The N server processes of one `serve`, their unix sockets and metrics in `workdir`:
-    the gRPC serving of the serve loop (processes/serving.py)."""
+    the gRPC serving of the serve loop (serving.py)."""
 
     def __init__(self, config: Config, count: int, workdir: Path) -> None:
         self._config = config

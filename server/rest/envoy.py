@@ -26,8 +26,8 @@ from typing import Any
 import envoy
 
 from server.addresses import split_address
-from server.processes.supervisor import StartFailed, SupervisedProcess
 from server.rest.envoy_config import Listener, render_config
+from server.supervisor import StartFailed, SupervisedProcess
 
 log = logging.getLogger(__name__)
 

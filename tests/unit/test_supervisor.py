@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.processes.supervisor import RESTART_DELAYS, RESTART_RESET, RestartBackoff
+from server.supervisor import RESTART_DELAYS, RESTART_RESET, RestartBackoff
 
 
 def test_delays_double_up_to_the_maximum_and_start_over_after_a_long_run() -> None:

@@ -1,5 +1,5 @@
 """The one serve loop of `serve` and its one drain sequence, for both shapes of its gRPC
-serving: a server in this process (server.app), or N server processes (workers.py).
+serving: a server in this process (server.app), or N server processes (processes/workers.py).
 
 Either way `serve` starts the gRPC serving, then Envoy in front of it (with REST on),
 then the metrics port, reports SERVING, waits for SIGTERM or SIGINT, and drains.
@@ -18,9 +18,9 @@ from server import metrics
 from server.addresses import split_address
 from server.api.interceptors import access_log
 from server.config import Config
-from server.processes.supervisor import StartFailed
 from server.rest.envoy import SupervisedEnvoy
 from server.rest.envoy_config import Listener
+from server.supervisor import StartFailed
 
 log = logging.getLogger(__name__)
 
