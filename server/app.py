@@ -1,4 +1,5 @@
-"""Assembles the gRPC server (service, health, reflection, interceptors) and runs it."""
+"""Assembles the gRPC server (service, health, reflection, interceptors) and runs it in
+this process: the one of `serve`, or a server process of `serve --processes N`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import base64
 import gc
 import logging
 import tempfile
-import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server import logs, metrics
+from server import logs, metrics, serving
+from server.addresses import UNIX_PREFIX
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
 from server.api.draining import Draining
@@ -32,9 +32,7 @@ from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
-from server.logs import access_log
 from server.package_data import DESCRIPTOR_SET
-from server.rest.envoy import UNIX_PREFIX, EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator
 from server.service.organisations import seed_demo
 from server.signals import stop_requested_async
@@ -66,9 +64,6 @@ class RunningServer:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
-    # Where the local Envoy connects: the port itself on loopback, or with TLS
-    # on it, a plaintext port on 127.0.0.1 that only this machine reaches.
-    local_address: str
     background: asyncio.Future[tuple[None, None]]  # revocations, the queue's gauges
     draining: Draining
 
@@ -126,17 +121,7 @@ async def start_server(
     server = grpc.aio.server(
         # With tracing, OpenTelemetry's span of each call is outermost: every wrapper runs in it.
         interceptors=None if tracing is None else [tracing.server_interceptor()],
-        options=[
-            ("grpc.max_receive_message_length", config.max_request_bytes),
-            ("grpc.max_send_message_length", MAX_SEND_BYTES),
-            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-            ("grpc.max_allowed_incoming_connections", config.max_connections),
-            # Without this a second server on the same port starts silently;
-            # the processes of one `serve` share theirs on purpose.
-            ("grpc.so_reuseport", 1 if shared_port else 0),
-        ],
+        options=_server_options(config, shared_port),
     )
     draining = Draining(f"/{SERVICE_NAME}/")
     # Every handler registered through `intercepted` is wrapped once, here, by each of these.
@@ -167,13 +152,39 @@ async def start_server(
             DecodingInterceptor(),  # last: the others keep its decoder
         ],
     )
-    registrar = intercepted.registrar
+    health_servicer = await _add_services(intercepted.registrar, store, config.reflection)
+    port = _add_ports(server, config, local_address)
+    await server.start()
+    checks = authenticator.keep_checking_revocations()
+    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
+    return RunningServer(server, health_servicer, port, watches, draining)
+
+
+def _server_options(config: Config, shared_port: bool) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments: its limits, and whether it shares its port."""
+    return [
+        ("grpc.max_receive_message_length", config.max_request_bytes),
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.max_allowed_incoming_connections", config.max_connections),
+        # Without this a second server on the same port starts silently;
+        # the processes of one `serve` share theirs on purpose.
+        ("grpc.so_reuseport", 1 if shared_port else 0),
+    ]
+
+
+async def _add_services(
+    registrar: grpc.aio.Server, store: Store, reflection: bool
+) -> health.aio.HealthServicer:
+    """ConversationService, health (NOT_SERVING for now) and, when asked, reflection."""
     pb_grpc.add_ConversationServiceServicer_to_server(ConversationService(store), registrar)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if config.reflection:
+    if reflection:
         enable_documented_reflection(
             registrar,
             (SERVICE_NAME, health.SERVICE_NAME),
@@ -181,6 +192,12 @@ async def start_server(
             health_pb2.DESCRIPTOR,
             reflection_pb2.DESCRIPTOR,
         )
+    return health_servicer
+
+
+def _add_ports(server: grpc.aio.Server, config: Config, local_address: str | None) -> int:
+    """Listen on config.grpc_address (with TLS when configured) and on `local_address`;
+    the gRPC port."""
     credentials = _server_credentials(config)
     if credentials is None:
         port = server.add_insecure_port(config.grpc_address)
@@ -188,12 +205,7 @@ async def start_server(
         port = server.add_secure_port(config.grpc_address, credentials)
     if local_address is not None:
         server.add_insecure_port(local_address)
-    else:
-        local_address = _loopback_address(config.grpc_address, port)
-    await server.start()
-    checks = authenticator.keep_checking_revocations()
-    watches = asyncio.gather(checks, metrics.keep_measuring_queue(store))
-    return RunningServer(server, health_servicer, port, local_address, watches, draining)
+    return port
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
@@ -254,77 +266,98 @@ def prepare_database(config: Config, tracing: Tracing | None = None) -> Store:
     return store
 
 
-def _loopback_address(grpc_address: str, port: int) -> str:
-    """Where this machine reaches the gRPC server: loopback when it listens on every interface."""
-    host, _ = split_address(grpc_address)
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+class ServerInProcess:
+    """The gRPC server of this process, as the serve loop (serving.py) runs it:
+    the one process of `serve`, or server process `number` of `serve --processes N`.
 
-
-def start_rest_proxy(config: Config, upstreams: Sequence[str]) -> SupervisedEnvoy:
-    """Envoy in front of the gRPC server (or its processes), started again whenever it dies."""
-    listener = Listener(
-        config.http_address,
-        max_request_bytes=config.max_request_bytes,
-        request_timeout=config.http_request_timeout,
-        tls_cert=config.http_tls_cert,
-        tls_key=config.http_tls_key,
-        cors_origins=config.cors_origin,
-    )
-    proxy = SupervisedEnvoy(
-        listener,
-        upstreams,
-        workers=config.envoy_workers,
-        on_restart=metrics.count_envoy_restart,
-        on_refusal=log_envoy_refusal,
-        otlp_endpoint=config.otlp_endpoint,
-        log_level=config.log_level,
-        log_format=config.log_format,
-    )
-    proxy.start()
-    return proxy
-
-
-def log_envoy_refusal(entry: dict[str, Any]) -> None:
-    """A request Envoy answered itself with an error: an access log line, and counted. A
-    5xx (a response Envoy could not send on, such as one over its buffer) is a failure,
-    logged as an error, although the service answered the call."""
-    status = entry.get("status")
-    level = logging.ERROR if isinstance(status, int) and status >= 500 else logging.INFO
-    message = f"{entry.get('method')} {entry.get('path')} {status}"
-    access_log.log(level, {"message": message, "event": "http_refused", **entry})
-    metrics.count_envoy_refusal(str(entry.get("reason", "")), str(entry.get("status", "")))
-
-
-def start_metrics(config: Config, processes: Path | None = None) -> metrics.MetricsServer | None:
-    """Serve Prometheus metrics when an address is configured: this process's, or with
-    `processes` (their multiprocess directory) those of `serve --processes N`."""
-    if config.metrics_address is None:
-        return None
-    server = metrics.start_metrics_server(config.metrics_address, processes)
-    host, _ = metrics.metrics_host_port(config.metrics_address)
-    log.info("metrics on http://%s:%d/metrics", host, server.port)
-    return server
-
-
-async def drain(
-    running: RunningServer, proxy: SupervisedEnvoy | None, grace: float, delay: float = 0.0
-) -> None:
-    """Finish the calls in flight, taking no new ones, within `grace` seconds.
-
-    Health reports NOT_SERVING at once and calls are still served for `delay`
-    seconds, so that load balancers that check health stop sending them. Then
-    Envoy stops taking requests and its requests in flight are answered while
-    the gRPC server still runs; then the gRPC server refuses new calls and
-    gives its own calls in flight what is left of the grace period.
+    Health is SERVING when the serve loop (or the supervisor) says every part is up and
+    this process's database probe succeeds; NOT_SERVING otherwise.
     """
-    await running.health.enter_graceful_shutdown()
-    await asyncio.sleep(delay)
-    deadline = time.monotonic() + grace
-    if proxy is not None:
-        await asyncio.to_thread(proxy.drain, grace)
-    await running.stop(max(0.0, deadline - time.monotonic()))
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tracing: Tracing | None,
+        local_address: str | None,
+        number: int | None = None,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._tracing = tracing
+        self._local_address = local_address
+        self._number = number
+        self._running: RunningServer | None = None
+        self._watcher: DatabaseHealthWatcher | None = None
+        self._every_part_up = False
+        self._database_up = False
+
+    @property
+    def upstreams(self) -> list[str]:
+        return [] if self._local_address is None else [self._local_address]
+
+    @property
+    def metrics_directory(self) -> None:
+        return None
+
+    @property
+    def running(self) -> RunningServer:
+        assert self._running is not None
+        return self._running
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Where database reads wait: keys and organisations not seen before.
+        loop.set_default_executor(
+            futures.ThreadPoolExecutor(self._config.workers, thread_name_prefix="database")
+        )
+        self._running = running = await start_server(
+            self._config,
+            self._store,
+            self._tracing,
+            local_address=self._local_address,
+            shared_port=self._number is not None,
+        )
+        freeze_startup_objects()
+        if self._number is None:
+            log.info("gRPC serving on port %d (%s)", running.port, self._config.grpc_address)
+        else:
+            log.info(
+                "server process %d serving on port %d and %s",
+                self._number,
+                running.port,
+                self._local_address,
+            )
+
+        def report_database(available: bool) -> None:  # in the watcher's thread
+            asyncio.run_coroutine_threadsafe(self._report_database(available), loop)
+            metrics.report_database(available)
+
+        self._watcher = DatabaseHealthWatcher(self._store.ping, report_database)
+        await asyncio.to_thread(self._watcher.start)
+
+    async def report_serving(self) -> None:
+        self._every_part_up = True
+        await self._report()
+
+    async def report_draining(self) -> None:
+        await self.running.health.enter_graceful_shutdown()
+
+    async def stop(self, grace: float) -> bool:
+        await self.running.stop(grace)
+        return True
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+        await asyncio.to_thread(self._store.close)
+
+    async def _report_database(self, up: bool) -> None:
+        self._database_up = up
+        await self._report()
+
+    async def _report(self) -> None:
+        await self.running.mark_serving(self._every_part_up and self._database_up)
 
 
 def serve(config: Config) -> int:
@@ -340,7 +373,8 @@ def serve(config: Config) -> int:
             # Where the local Envoy reaches the gRPC server: no one else can connect there.
             with tempfile.TemporaryDirectory(prefix="conversation-service-") as sockets:
                 local_address = f"{UNIX_PREFIX}{sockets}/grpc.sock" if config.rest else None
-                return run_event_loop(_serve(config, store, tracing, local_address))
+                server = ServerInProcess(config, store, tracing, local_address)
+                return run_event_loop(_serve(config, server))
         finally:
             store.close()  # closed already, unless serving failed
     finally:
@@ -348,50 +382,8 @@ def serve(config: Config) -> int:
             tracing.shutdown()
 
 
-async def _serve(
-    config: Config, store: Store, tracing: Tracing | None, local_address: str | None
-) -> int:
-    loop = asyncio.get_running_loop()
-    # Where database reads wait: keys and organisations not seen before.
-    loop.set_default_executor(
-        futures.ThreadPoolExecutor(config.workers, thread_name_prefix="database")
-    )
-    running = await start_server(config, store, tracing, local_address=local_address)
-    freeze_startup_objects()
+async def _serve(config: Config, server: ServerInProcess) -> int:
+    stopping = stop_requested_async()
     if config.otlp_endpoint is not None:
         log.info("exporting traces over OTLP to %s", config.otlp_endpoint)
-    log.info("gRPC serving on port %d (%s)", running.port, config.grpc_address)
-    proxy: SupervisedEnvoy | None = None
-    stopping = stop_requested_async()
-    if config.rest:
-        try:
-            proxy = await asyncio.to_thread(start_rest_proxy, config, [running.local_address])
-        except EnvoyFailed as error:
-            log.error("REST proxy failed to start: %s", error)
-            await running.stop(grace=0)
-            return 1
-        log.info(
-            "REST serving on %s (Envoy gRPC-JSON transcoder, Envoy pid %d)",
-            config.http_address,
-            proxy.pid,
-        )
-    metrics_server = start_metrics(config)
-
-    def report_database(available: bool) -> None:  # in the watcher's thread
-        asyncio.run_coroutine_threadsafe(running.mark_serving(available), loop)
-        metrics.report_database(available)
-
-    watcher = DatabaseHealthWatcher(store.ping, report_database)
-    await asyncio.to_thread(watcher.start)
-
-    await stopping.wait()
-    await asyncio.to_thread(watcher.stop)
-    await drain(running, proxy, config.grace_period, config.drain_delay)
-    if proxy is not None:
-        await asyncio.to_thread(proxy.stop)
-    # Calls cut off by the grace period may have queued creates: write them.
-    await asyncio.to_thread(store.close)
-    if metrics_server is not None:
-        metrics_server.stop()
-    log.info("stopped")
-    return 0
+    return await serving.serve(config, server, stopping)

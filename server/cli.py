@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import Field, fields
-from pathlib import Path
+from dataclasses import fields
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import app, workers
+from server import app
+from server.addresses import reachable_address
 from server.config import Config
 from server.logs import configure_logging
-from server.rest import envoy
+from server.options import config_option
+from server.processes import workers
+from server.rest import envoy, envoy_config
 from server.service import api_keys, blocked_terms, organisations
 from server.service.domain import POLICIES, ROLES, Organisation
 from server.service.errors import DomainError
 from server.signals import stop_requested
 from server.storage.store import Store
-
-ENV_PREFIX = "CONVERSATION_SERVICE_"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -51,7 +49,7 @@ def proxy(args: argparse.Namespace) -> int:
     the replicas given by --upstream (each a `serve --no-rest`), until SIGTERM or SIGINT; then
     stop taking connections and finish the requests in flight. Envoy is started again
     whenever it dies."""
-    listener = envoy.Listener(
+    listener = envoy_config.Listener(
         args.http_address,
         max_request_bytes=args.max_request_bytes,
         request_timeout=args.http_request_timeout,
@@ -77,7 +75,7 @@ def health(args: argparse.Namespace) -> int:
     """Ask the gRPC health service of the `serve` listening on --grpc-address (plaintext) how
     it is, print the answer, and exit 0 when it is SERVING, 1 otherwise: a container's
     health check. A wildcard host (0.0.0.0, [::]) is asked on the loopback address."""
-    address = args.grpc_address.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:")
+    address = reachable_address(args.grpc_address)
     with grpc.insecure_channel(address) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
@@ -187,8 +185,24 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve_parser = _command(commands, "serve", "run the gRPC server (and REST)", serve)
     for config_field in fields(Config):
-        _config_option(serve_parser, config_field.name)
+        config_option(serve_parser, config_field.name)
 
+    _proxy_command(commands)
+
+    health_parser = _command(commands, "health", "check a running server's health", health)
+    config_option(health_parser, "grpc_address")
+    health_parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
+    )
+
+    _database_command(commands, "migrate", "apply pending database migrations", migrate)
+    _organisation_commands(commands)
+    _key_commands(commands)
+    _terms_commands(commands)
+    return top
+
+
+def _proxy_command(commands: Any) -> None:
     proxy_parser = _command(commands, "proxy", "run Envoy in front of `serve` replicas", proxy)
     proxy_parser.add_argument(
         "--upstream",
@@ -209,15 +223,10 @@ def parser() -> argparse.ArgumentParser:
         *("log_level", "log_format"),
         "cors_origin",
     ):
-        _config_option(proxy_parser, name)
+        config_option(proxy_parser, name)
 
-    health_parser = _command(commands, "health", "check a running server's health", health)
-    _config_option(health_parser, "grpc_address")
-    health_parser.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
-    )
 
-    _database_command(commands, "migrate", "apply pending database migrations", migrate)
+def _organisation_commands(commands: Any) -> None:
     orgs = commands.add_parser(
         "organisations",
         help="add or list organisations",
@@ -245,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     )
     _database_command(org_actions, "list", "list organisations", organisations_list)
 
+
+def _key_commands(commands: Any) -> None:
     keys = commands.add_parser(
         "keys",
         help="create, list or revoke API keys",
@@ -272,8 +283,6 @@ def parser() -> argparse.ArgumentParser:
     _database_command(key_actions, "list", "list keys", keys_list)
     revoke = _database_command(key_actions, "revoke", "revoke a key", keys_revoke)
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
-    _terms_commands(commands)
-    return top
 
 
 def _terms_commands(commands: Any) -> None:
@@ -309,92 +318,9 @@ def _database_command(
     subparsers: Any, name: str, summary: str, run: Callable[[Store, argparse.Namespace], None]
 ) -> argparse.ArgumentParser:
     command = _command(subparsers, name, summary, on_database(run))
-    _config_option(command, "database_url")
-    _config_option(command, "database_timeout")
+    config_option(command, "database_url")
+    config_option(command, "database_timeout")
     return command
-
-
-_FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(Config)}
-
-
-def _config_option(parser: argparse.ArgumentParser, name: str) -> None:
-    """The option of a Config field: --NAME, or the environment variable
-    CONVERSATION_SERVICE_NAME, then the field's default. A boolean field is a switch:
-    one on by default is turned off with --no-NAME or CONVERSATION_SERVICE_NAME=off, one
-    off by default turned on with --NAME or CONVERSATION_SERVICE_NAME=on."""
-    config_field = _FIELDS[name]
-    flag, env = name.replace("_", "-"), ENV_PREFIX + name.upper()
-    meaning: str = config_field.metadata["help"]
-    kind = _option_type(name)
-    if kind is bool and not config_field.default:
-        parser.add_argument(
-            f"--{flag}",
-            dest=name,
-            action="store_true",
-            default=os.environ.get(env, "off") == "on",
-            help=f"{meaning}; env {env}=on",
-        )
-        return
-    if kind is bool:
-        parser.add_argument(
-            f"--no-{flag}",
-            dest=name,
-            action="store_false",
-            default=os.environ.get(env, "on") != "off",
-            help=f"turn off: {meaning}; env {env}=off",
-        )
-        return
-    from_env = os.environ.get(env)
-    extra = {"type": kind, **config_field.metadata["argparse"]}
-    if extra.get("action") == "append":  # repeatable: the variable holds them space-separated
-        parser.add_argument(
-            f"--{flag}",
-            default=tuple(extra["type"](value) for value in (from_env or "").split()),
-            help=f"{meaning}; env {env}",
-            **{**extra, "action": _Repeated},
-        )
-        return
-    parser.add_argument(
-        f"--{flag}",
-        default=extra["type"](from_env) if from_env else config_field.default,
-        help=f"{meaning} (default %(default)s); env {env}",
-        **extra,
-    )
-
-
-class _Repeated(argparse.Action):
-    """A repeatable option as a tuple: the values given on the command line, which replace
-    those of its environment variable (the default)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        given = getattr(namespace, self.dest)
-        setattr(namespace, self.dest, (*(() if given is self.default else given), values))
-
-
-def _option_type(name: str) -> type:
-    """The type a Config field's option parses to: its annotation, without `| None`."""
-    hint = typing.get_type_hints(Config)[name]
-    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
-    kind = kinds[0]
-    return Path if kind is Path else kind
-
-
-def options_table() -> str:
-    """`serve`'s options as a Markdown table, for docs/operations.md (a test keeps them equal)."""
-    rows = ["| option | environment variable | default | meaning |", "|---|---|---|---|"]
-    for config_field in fields(Config):
-        name = config_field.name
-        env = ENV_PREFIX + name.upper()
-        if _option_type(name) is bool and not config_field.default:
-            flag, env_value, default = f"--{name.replace('_', '-')}", f"{env}=on", "off"
-        elif _option_type(name) is bool:
-            flag, env_value, default = f"--no-{name.replace('_', '-')}", f"{env}=off", "on"
-        else:
-            flag, env_value = f"--{name.replace('_', '-')}", env
-            off = config_field.default is None or config_field.default == ()
-            default = "off" if off else str(config_field.default)
-        rows.append(f"| `{flag}` | `{env_value}` | {default} | {config_field.metadata['help']} |")
-    return "\n".join(rows)
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -19,9 +19,9 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from server.addresses import otlp_host_port
 from server.api.observers import NO_TRACE
 from server.config import Config
-from server.rest.envoy import otlp_host_port
 
 DEFAULT_SERVICE_NAME = "conversation-service"
 # Health checks come every second from every load balancer: not worth a trace each.

@@ -44,10 +44,17 @@ class Call:
 
 
 def grpc_create(
-    address: str, authorization: str = DEMO_AUTHORIZATION, timeout: float = 10
+    address: str,
+    authorization: str = DEMO_AUTHORIZATION,
+    timeout: float = 10,
+    *,
+    own_connection: bool = False,
 ) -> Create:
-    """Creates over gRPC; the outcome is the status code's name."""
-    channel = grpc.insecure_channel(address)
+    """Creates over gRPC; the outcome is the status code's name. With `own_connection`,
+    the channel opens a connection of its own rather than sharing one with the process's
+    other channels to the same address (grpc's global subchannel pool)."""
+    options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
+    channel = grpc.insecure_channel(address, options=options)
     stub = pb_grpc.ConversationServiceStub(channel)
     metadata = [("authorization", authorization)]
 

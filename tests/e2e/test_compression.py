@@ -10,7 +10,7 @@ from collections.abc import Callable
 import brotli
 import pytest
 
-from server.rest.envoy import SWAGGER_UI
+from server.rest.envoy_config import SWAGGER_UI
 from tests.e2e.service import ServiceProcess, assert_rpc_status, http
 from tests.e2e.test_rest import CONVERSATIONS, DEMO, JSON, SEED_BODY
 

@@ -40,7 +40,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from harness.support import basic_authorization, cli, create_key, stored_questions
-from server.rest import envoy
+from server.rest import envoy_config
 from tests.e2e.load import (
     OK,
     Call,
@@ -513,7 +513,7 @@ def test_every_rendered_configuration_is_one_envoy_accepts(tmp_path: Path, kind:
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     tls = (tmp_path / "cert.pem", tmp_path / "key.pem") if kind == "tls" else (None, None)
     origins = ("https://shop.example", "http://127.0.0.1:3000") if kind == "cors" else ()
-    listener = envoy.Listener(
+    listener = envoy_config.Listener(
         "127.0.0.1:8080",
         tls_cert=tls[0],
         tls_key=tls[1],
@@ -523,7 +523,7 @@ def test_every_rendered_configuration_is_one_envoy_accepts(tmp_path: Path, kind:
     admin = "127.0.0.1:0" if kind == "admin on a port" else tmp_path / "admin.sock"
     config = tmp_path / "envoy.yaml"
     config.write_text(
-        envoy.render_config(
+        envoy_config.render_config(
             listener, ["127.0.0.1:50051"], admin=admin, refusal_log=tmp_path / "refusals"
         )
     )

@@ -119,7 +119,10 @@ def test_a_killed_process_is_started_again_and_the_service_goes_on_answering(
             load.wait_for_successes(100)
         calls = load.stop()
         # New connections: some reach the new process.
-        after = [grpc_create(service.address)(f"load after {n}")[0] for n in range(40)]
+        after = [
+            grpc_create(service.address, own_connection=True)(f"load after {n}")[0]
+            for n in range(40)
+        ]
         health = grpcurl(service.address, "grpc.health.v1.Health/Check")
         samples = scrape(metrics_port)
     log = service.log()

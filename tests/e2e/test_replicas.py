@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -54,11 +55,13 @@ def wait_until_logged_past(replica: ServiceProcess, moment: datetime.datetime) -
     raise TimeoutError(f"a process of {replica.address} logged nothing past {moment} in 30s")
 
 
-def start_proxy(workdir: Path, http_address: str, upstreams: list[str]) -> subprocess.Popen[bytes]:
+def start_proxy(
+    workdir: Path, http_address: str, upstreams: list[str], extra_args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     upstream_args = [arg for upstream in upstreams for arg in ("--upstream", upstream)]
     log = (workdir / "proxy.log").open("w")
     process = subprocess.Popen(
-        [SERVICE, "proxy", "--http-address", http_address, *upstream_args],
+        [SERVICE, "proxy", "--http-address", http_address, *upstream_args, *extra_args],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -217,3 +220,50 @@ def test_what_one_replica_keeps_shows_what_the_other_writes_at_once(
     assert seen[4].conversations[0].answers[0].unhelpful == 1
     assert [c.id for c in seen[5].conversations] == [second.id, first.id]
     assert seen[5].summary.question_count == 2
+
+
+def envoy_health(admin_address: str, replica: ServiceProcess) -> str:
+    """Envoy's view of a replica's health (its /clusters health_flags: `healthy`, or why not)."""
+    clusters = http("GET", f"http://{admin_address}/clusters").body.decode()
+    prefix = f"conversations_grpc::{replica.address}::health_flags::"
+    [flags] = [line.removeprefix(prefix) for line in clusters.splitlines() if prefix in line]
+    return flags
+
+
+def test_a_replica_that_answers_after_the_proxy_started_is_healthy_within_seconds(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Envoy's first health check of a replica times out (the replica is stopped); once it
+    answers, Envoy checks it again within a second, with no traffic yet, rather than after
+    Envoy's default no-traffic interval of a minute."""
+    empty_postgres(postgres_url)
+    args = ["--database-url", postgres_url, "--processes", "1"]  # one process to stop
+    replicas = [ServiceProcess(tmp_path, args) for _ in range(2)]
+    http_address, admin_address = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    with replicas[0], replicas[1]:
+        late = replicas[1]
+        os.kill(late.process.pid, signal.SIGSTOP)
+        try:
+            proxy = start_proxy(
+                tmp_path,
+                http_address,
+                [r.address for r in replicas],
+                ["--admin-address", admin_address],
+            )
+            deadline = time.monotonic() + 10
+            while "active_hc_timeout" not in envoy_health(admin_address, late):
+                assert time.monotonic() < deadline, envoy_health(admin_address, late)
+                time.sleep(0.1)  # polling Envoy's admin interface until its check timed out
+            at_first = envoy_health(admin_address, late)
+        finally:
+            os.kill(late.process.pid, signal.SIGCONT)
+        try:
+            deadline = time.monotonic() + 20  # well inside the default interval of 60 s
+            while envoy_health(admin_address, late) != "healthy" and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling Envoy's admin interface
+            then = envoy_health(admin_address, late)
+        finally:
+            stop(proxy)
+
+    assert at_first == "/failed_active_hc/active_hc_timeout"
+    assert then == "healthy"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from server import app, workers
+from server import app
 from server.cli import parse
 from server.config import Config
+from server.processes import workers
 
 
 def serve_config(argv: Sequence[str]) -> Config:
@@ -21,7 +22,7 @@ def serve_config(argv: Sequence[str]) -> Config:
 
 def serve_call(argv: Sequence[str]) -> tuple[Config, int]:
     """The Config `serve` would run with and its number of server processes (nothing is
-    served): one runs in the process itself (app.serve), more under server.workers."""
+    served): one runs in the process itself (app.serve), more under server.processes.workers."""
     args = parse(argv)
     calls: list[tuple[Config, int]] = []
 

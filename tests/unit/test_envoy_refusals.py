@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from server.app import log_envoy_refusal
+from server.serving import log_envoy_refusal
 
 OVER_THE_BUFFER = {
     "status": 500,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import options_table
+from server.options import options_table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
