@@ -11,6 +11,8 @@ from __future__ import annotations
 import calendar
 import datetime
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 import peewee
 
@@ -42,6 +44,13 @@ ANSWER_COLUMNS = (
 AnswerPages = dict[int, tuple[tuple[Answer, ...], PageKey | None]]
 
 
+def answer_from_tuple(
+    row: Sequence[Any], status: str = PUBLISHED, held_for: tuple[str, ...] = ()
+) -> Answer:
+    """An answer from its ANSWER_COLUMNS."""
+    return Answer._make((row[1], row[2], stored_time(row[3]), *row[4:], status, held_for))
+
+
 def answer_key(answer: Answer) -> PageKey:
     """Where an answer stands among its conversation's: (created_at, id)."""
     return (calendar.timegm(answer.created_at.utctimetuple()), answer.id)
@@ -67,10 +76,8 @@ def answer_pages(starts: list[tuple[int, PageKey | None]], size: int) -> AnswerP
             values[f"after_id{n}"] = after[1]
     statement = _pages_statement(db, tuple(after is not None for _, after in starts))
     found: dict[int, list[Answer]] = {conversation_id: [] for conversation_id, _ in starts}
-    # A page reads tens of answers: each is made from its row in place (_make, no keywords).
-    make = Answer._make
     for row in statement.run(db, values):
-        found[row[0]].append(make((row[1], row[2], stored_time(row[3]), *row[4:], PUBLISHED, ())))
+        found[row[0]].append(answer_from_tuple(row))
     pages: AnswerPages = {}
     for conversation_id, answers in found.items():
         # A UNION ALL keeps no order of its own: each page in (created_at, id) order again.

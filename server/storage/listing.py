@@ -90,8 +90,7 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     answers = oldest_answers([row[0] for row in rows], query.answers)
     status = query.filter.status or PUBLISHED
     conversations = tuple(
-        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]])._replace(status=status)
-        for row in rows
+        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]], status) for row in rows
     )
     next_after = _row_key(query.order, rows[-1]) if more else None
     page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)
