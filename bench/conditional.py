@@ -1,8 +1,10 @@
 """The conditional GET rows: a Detail answered 304 Not Modified over REST (If-None-Match
 naming its current ETag: one stamp read, no rows, no body), beside gRPC Health/Check and
-the same Detail answered 200 in full, on one server (the target, in bench/report.py's
-RATIOS: the 304 at least 0.8 of Health/Check's throughput). `python -m bench.run conditional`
-measures these rows alone; `make bench` measures the 304 row with the others."""
+the same Detail answered 200 in full, and `GET /readyz` (Envoy asks gRPC Health/Check,
+the 304's hops without its work), on one server. The targets, in bench/report.py's
+RATIOS: the 304 at least 0.8 of Health/Check's throughput, over gRPC directly and through
+the same Envoy. `python -m bench.run conditional` measures these rows alone; `make bench`
+measures the 304 and /readyz rows with the others."""
 
 from __future__ import annotations
 
@@ -62,6 +64,17 @@ def not_modified_row(
     )
 
 
+def ready_row(base_url: str, measure_rest: MeasureRest) -> Row:
+    """GETs of /readyz: Envoy's Lua asks the service's gRPC Health/Check for each; successes
+    are 200s (SERVING)."""
+    return measure_rest(
+        f"{report.READY_REST} REST /readyz via Envoy (gRPC Health/Check), SQLite",
+        base_url + "/readyz",
+        None,
+        "",
+    )
+
+
 def run(
     workdir: Path,
     serve_rest: Callable[[Path, str], AbstractContextManager[ServiceProcess]],
@@ -81,4 +94,5 @@ def run(
         rows.append(measure_rest(f"{report.GET_REST} REST Get via Envoy, SQLite", get_url,
                                  None, authorization))  # fmt: skip
         rows.append(not_modified_row(server.base_url, conversation_id, authorization, measure_rest))
+        rows.append(ready_row(server.base_url, measure_rest))
     return rows

@@ -22,6 +22,9 @@ LIST_UNCACHED, GET_UNCACHED = 18, 19
 FLOODED_GET = 20
 # A Detail over REST with If-None-Match naming its current ETag: 304 Not Modified.
 NOT_MODIFIED_REST = 21
+# GET /readyz through the same Envoy: one gRPC Health/Check behind an HTTP request, the
+# 304's hops without its work.
+READY_REST = 22
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 
@@ -48,6 +51,7 @@ RATIOS: list[tuple[str, int, int, float | None]] = [
     ("REST List first page via Envoy / Health", LIST_REST, HEALTH, None),
     ("REST Get answered 304 via Envoy / Health", NOT_MODIFIED_REST, HEALTH, 0.8),
     ("REST Get answered 304 / REST Get answered 200", NOT_MODIFIED_REST, GET_REST, None),
+    ("REST Get answered 304 / REST /readyz", NOT_MODIFIED_REST, READY_REST, 0.8),
     ("gRPC Create SQLite, 2 processes / 1", CREATE_SQLITE_2, CREATE_SQLITE, None),
     ("gRPC Create PostgreSQL, 2 processes / 1", CREATE_POSTGRES_2, CREATE_POSTGRES, None),
 ]

@@ -292,7 +292,8 @@ def rest_service(workdir: Path, database_url: str) -> Iterator[ServiceProcess]:
 
 
 def conditional_rows(workdir: Path) -> list[Row]:
-    """bench/conditional.py's rows alone: Health/Check, REST Get, REST Get answered 304."""
+    """bench/conditional.py's rows alone: Health/Check, REST Get, REST Get answered 304,
+    REST /readyz."""
     demo = basic_authorization(*DEMO_CREDENTIALS)
     health = Load(f"{report.HEALTH} gRPC Health/Check", HEALTH)
     return conditional.run(workdir, rest_service,
@@ -429,6 +430,7 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             measure_rest(f"{report.LIST_REST} REST List first page via Envoy, SQLite",
                          f"{base}{REST_PATH}?sku={ANSWERED_SKU}", None, demo),
             conditional.not_modified_row(base, conversation_id, demo, measure_rest),
+            conditional.ready_row(base, measure_rest),
         ]  # fmt: skip
         rows.append(measure_docs_page(server))
     peers = (

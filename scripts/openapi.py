@@ -48,12 +48,14 @@ ERRORS = {
     "400": "Invalid input (google.rpc.BadRequest in details), malformed JSON or unknown query "
     "parameter",
     "401": "Missing or invalid credentials (HTTP Basic: API key and secret)",
-    "403": "A shopper's API key on a moderator's method (the moderation queue, decisions "
-    "and their log)",
-    "404": "Unknown organisation, conversation or answer, one of another organisation than "
-    "trkref or one the key is not assigned to, or a path or method the API does not have",
+    "403": "A shopper's API key on a moderator's method (the moderation queue, decisions, "
+    "their log and blocked terms)",
+    "404": "Unknown organisation, conversation, answer or blocked term, one of another "
+    "organisation than trkref or one the key is not assigned to, or a path or method the API "
+    "does not have",
     "408": "The request was not sent whole in time (Envoy's request timeout)",
-    "409": "The request_id (or Idempotency-Key) was already used for a different request",
+    "409": "The request_id (or Idempotency-Key) was already used for a different request, "
+    "or the term is blocked already",
     "413": "Request body over the size limit",
     "429": "A limit is reached (the API key's rate, the calls at once, failed authentications "
     "from this address) or no more ids can be stored; retry after Retry-After seconds",
@@ -418,9 +420,12 @@ def _operation(
     query = [
         f for f in request.field if f.name not in path_params and rule.body not in ("*", f.name)
     ]
-    if method.output_type == EMPTY:
+    if method.output_type == EMPTY and rule.WhichOneof("pattern") == "post":
         result = _json("Accepted: the empty object `{}`", builder.ref(EMPTY))
         success = {"202": _with_headers(result, {})}
+    elif method.output_type == EMPTY:
+        result = _json("Done: the empty object `{}`", builder.ref(EMPTY))
+        success = {"200": _with_headers(result, {})}
     else:
         result = _json("The result", builder.ref(method.output_type))
         success = {"200": _with_headers(result, {})}

@@ -18,7 +18,7 @@ from server import app, workers
 from server.config import Config
 from server.logs import configure_logging
 from server.rest import envoy
-from server.service import api_keys, moderation, organisations
+from server.service import api_keys, blocked_terms, organisations
 from server.service.domain import POLICIES, ROLES, Organisation
 from server.service.errors import DomainError
 from server.signals import stop_requested
@@ -144,18 +144,18 @@ def keys_revoke(store: Store, args: argparse.Namespace) -> None:
 
 def terms_add(store: Store, args: argparse.Namespace) -> None:
     """Block terms for an organisation: a submission holding one is held for a moderator."""
-    added = moderation.change_blocked_terms(store, args.trkref, args.term, add=True)
+    added = blocked_terms.change_blocked_terms(store, args.trkref, args.term, add=True)
     print(f"added {added} blocked term(s) to {args.trkref}")
 
 
 def terms_remove(store: Store, args: argparse.Namespace) -> None:
-    removed = moderation.change_blocked_terms(store, args.trkref, args.term, add=False)
+    removed = blocked_terms.change_blocked_terms(store, args.trkref, args.term, add=False)
     print(f"removed {removed} blocked term(s) from {args.trkref}")
 
 
 def terms_list(store: Store, args: argparse.Namespace) -> None:
     """An organisation's blocked terms, one per line."""
-    for term in moderation.list_blocked_terms(store, args.trkref):
+    for term in blocked_terms.list_blocked_terms(store, args.trkref):
         print(term)
 
 
@@ -281,8 +281,8 @@ def _terms_commands(commands: Any) -> None:
         "terms",
         help="add, remove or list an organisation's blocked terms",
         description="Manage the terms screening holds a submission for (whole words, "
-        "insensitive to case, accents and width). Every replica uses them from its next "
-        "create on.",
+        "insensitive to case, accents and width), stored folded: Buy-NOW! is buy now. Every "
+        "replica uses them from its next create on.",
     )
     actions = terms.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, summary, run in (

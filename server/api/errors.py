@@ -15,6 +15,8 @@ from grpc_status import rpc_status
 from server.service.errors import (
     AnswerNotFound,
     ApiKeyNotFound,
+    BlockedTermExists,
+    BlockedTermNotFound,
     ConversationIdsExhausted,
     ConversationNotFound,
     DomainError,
@@ -42,8 +44,10 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     ConversationNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     AnswerNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     ApiKeyNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
+    BlockedTermNotFound: grpc.StatusCode.NOT_FOUND,  # HTTP 404
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,  # HTTP 403
     OrganisationExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
+    BlockedTermExists: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,  # HTTP 409
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429
     TooManyFailedAuthentications: grpc.StatusCode.RESOURCE_EXHAUSTED,  # HTTP 429

@@ -19,7 +19,9 @@ from google.protobuf.message import Message
 
 from conversations.v4 import conversation_service_pb2 as pb
 from server.service import answer_pages, answers, conversations, page_tokens
-from server.service.domain import ORDERS, AnswerQuery, PageQuery
+from server.service.domain import ORDERS, PRE_MODERATION, AnswerQuery, PageQuery
+from server.service.reports import REPORTED
+from server.service.screening import HoldReason
 from server.service.validation import LOCALE_MAX, URL_MAX
 
 _UINT32_MAX = 2**32 - 1
@@ -32,6 +34,13 @@ _LAST_SECOND = 253402300799
 # A character of four bytes in UTF-8; of two in UTF-16, which JSON escapes as `\uXXXX`.
 _WIDEST_UTF8 = "\U0001f600"
 _WIDEST_JSON = "\u2028"
+# Every reason an item may be held for, each once, as a moderator's reads show them; and the
+# status a read sends whose JSON name is the longest.
+_EVERY_HOLD = (PRE_MODERATION, *(str(reason) for reason in HoldReason), REPORTED)
+_LONGEST_STATUS = max(
+    (pb.Status.PENDING, pb.Status.PUBLISHED, pb.Status.REJECTED),
+    key=lambda status: len(pb.Status.Name(status)),
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ def largest_answer(wide: str) -> pb.Answer:
         response_type=max(answers.RESPONSE_TYPES, key=len),
         retailer_name=wide * answers.RETAILER_NAME_MAX,
         retailer_image_url=wide * URL_MAX,
+        status=_LONGEST_STATUS,
+        held_for=_EVERY_HOLD,
     )
 
 
@@ -77,6 +88,8 @@ def largest_conversation(wide: str, answer_count: int) -> pb.Conversation:
         answers=[largest_answer(wide)] * answer_count,
         answers_count=_UINT32_MAX,
         answers_next_page_token=_largest_token(AnswerQuery("x" * 32, _UINT32_MAX, 0)),
+        status=_LONGEST_STATUS,
+        held_for=_EVERY_HOLD,
     )
 
 

@@ -168,3 +168,9 @@ def decisions_message(
     response = pb.ListModerationDecisionsResponse(next_page_token=next_page_token)
     response.decisions.extend(decision_message(recorded) for recorded in page.decisions)
     return response
+
+
+def blocked_terms_message(terms: list[str], next_page_token: str) -> pb.ListBlockedTermsResponse:
+    response = pb.ListBlockedTermsResponse(next_page_token=next_page_token)
+    response.blocked_terms.extend(pb.BlockedTerm(term=term) for term in terms)
+    return response

@@ -15,6 +15,7 @@ from server.api.interceptors import call_metadata
 from server.api.messages import (
     answer_message,
     answer_page_message,
+    blocked_terms_message,
     conversation_message,
     decision_message,
     decisions_message,
@@ -25,6 +26,7 @@ from server.metrics import count_moderation_decision, count_report
 from server.service import (
     answer_pages,
     answers,
+    blocked_terms,
     conditional,
     conversations,
     domain,
@@ -119,6 +121,7 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             conversation_id=request.conversation_id,
             page_size=request.page_size,
             page_token=request.page_token,
+            filter=request.filter,
         )
         found = await conditional.list_answers(
             self._store, asked, self._caller(), _if_none_match(context)
@@ -276,6 +279,33 @@ class ConversationService(pb_grpc.ConversationServiceServicer):
             self._store, request.trkref, request.page_size, request.page_token, self._caller()
         )
         return decisions_message(page, token)
+
+    @maps_domain_errors
+    async def ListBlockedTerms(
+        self, request: pb.ListBlockedTermsRequest, context: Context
+    ) -> pb.ListBlockedTermsResponse:
+        terms, token = await blocked_terms.read_blocked_terms(
+            self._store, request.trkref, request.page_size, request.page_token, self._caller()
+        )
+        return blocked_terms_message(terms, token)
+
+    @maps_domain_errors
+    async def CreateBlockedTerm(
+        self, request: pb.CreateBlockedTermRequest, context: Context
+    ) -> pb.BlockedTerm:
+        stored = await blocked_terms.create_blocked_term(
+            self._store, request.trkref, request.blocked_term.term, self._caller()
+        )
+        return pb.BlockedTerm(term=stored)
+
+    @maps_domain_errors
+    async def DeleteBlockedTerm(
+        self, request: pb.DeleteBlockedTermRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await blocked_terms.delete_blocked_term(
+            self._store, request.trkref, request.term, self._caller()
+        )
+        return empty_pb2.Empty()
 
     async def _vote(self, target: str, counter: str, request: VoteRequest) -> empty_pb2.Empty:
         await votes.vote(

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-# What a page on an allowed origin may send and read: the key (Authorization), the
-# create's Idempotency-Key, a JSON body, a conditional read's If-None-Match and its own
-# request id; the headers the API answers with.
-ALLOW_METHODS = "GET, POST, HEAD"
+# What a page on an allowed origin may send and read: the methods (a moderator's page
+# unblocks a term with DELETE), the key (Authorization), the create's Idempotency-Key, a JSON
+# body, a conditional read's If-None-Match and its own request id; the headers the API
+# answers with.
+ALLOW_METHODS = "GET, POST, HEAD, DELETE"
 ALLOW_HEADERS = "authorization, idempotency-key, content-type, if-none-match, x-request-id"
 EXPOSE_HEADERS = "etag, retry-after, x-request-id, www-authenticate"
 # Seconds a browser may keep a preflight's answer.

@@ -7,7 +7,14 @@ from dataclasses import dataclass, replace
 
 from server.service import page_tokens
 from server.service.domain import AnswerPage, AnswerQuery, Caller, Conversation
-from server.service.errors import ConversationNotFound, FieldViolation, InvalidRequest, Reason
+from server.service.errors import (
+    ConversationNotFound,
+    FieldViolation,
+    InvalidRequest,
+    PermissionDenied,
+    Reason,
+)
+from server.service.filters import ANSWER_FIELDS, BadFilter, parse_filter
 from server.service.ports import Storage
 from server.service.validation import check_trkref
 
@@ -25,12 +32,14 @@ _KEY_LENGTH = 2
 
 @dataclass(frozen=True)
 class ListAnswersRequest:
-    """A ListAnswers as asked: page_size 0 means the default."""
+    """A ListAnswers as asked: page_size 0 means the default, filter "" none (a moderator's
+    `status = ...` alone)."""
 
     trkref: str
     conversation_id: int
     page_size: int = 0
     page_token: str = ""
+    filter: str = ""
 
 
 def check_conversation_id(violations: list[FieldViolation], field: str, value: int) -> None:
@@ -49,11 +58,12 @@ def embedded_answers(asked: int | None) -> int:
     return EMBEDDED if asked is None else min(asked, EMBEDDED_MAX)
 
 
-def with_answers_token(secret: bytes, conversation: Conversation) -> Conversation:
-    """The conversation with the ListAnswers page_token of the answers it does not embed."""
+def with_answers_token(secret: bytes, conversation: Conversation, role: str) -> Conversation:
+    """The conversation with the ListAnswers page_token of the answers it does not embed,
+    bound to the view (`role`) that read it."""
     if conversation.answers_after is None:
         return conversation
-    query = AnswerQuery(conversation.trkref, conversation.id, 0)
+    query = AnswerQuery(conversation.trkref, conversation.id, 0, role=role)
     token = page_tokens.issue(secret, query, conversation.answers_after)
     return conversation._replace(answers_next_page_token=token)
 
@@ -63,7 +73,9 @@ async def list_answers(
 ) -> tuple[AnswerPage, str]:
     """A page of a conversation's answers, oldest first, and the token of the next page (""
     on the last one). Not found alike whether the conversation does not exist, belongs to
-    another organisation, or `trkref` is out of the caller's reach."""
+    another organisation, or `trkref` is out of the caller's reach. A moderator reads the
+    answers of every status (or of the one its filter names) of a conversation of any status;
+    a shopper, the published answers of a published conversation."""
     query, secret = await checked_list_answers(store, request, caller)
     return await read_answers(store, query, secret)
 
@@ -77,10 +89,18 @@ async def checked_list_answers(
     check_trkref(violations, "trkref", request.trkref)
     check_conversation_id(violations, "conversation_id", request.conversation_id)
     check_page_size(violations, "page_size", request.page_size)
+    try:
+        status = parse_filter(request.filter, ANSWER_FIELDS).status
+    except BadFilter as bad:
+        violations.append(FieldViolation("filter", Reason.INVALID_FILTER, str(bad)))
     if violations:
         raise InvalidRequest(violations)
+    if status is not None and not caller.moderator:
+        raise PermissionDenied()
     size = min(request.page_size or PAGE_SIZE, PAGE_SIZE_MAX)
-    query = AnswerQuery(request.trkref, request.conversation_id, size)
+    query = AnswerQuery(
+        request.trkref, request.conversation_id, size, role=caller.role, status=status
+    )
     secret = await store.page_token_secret()
     if request.page_token:
         try:

@@ -3,7 +3,8 @@ ListAnswers, and the If-None-Match that answers "not modified" without reading r
 
 A tag is an HMAC, with the key every replica shares (the page tokens' key), of what makes
 the response: the query as checked (its organisation, ids, sku, locale, order, page size,
-page key, search, filter, embedded answers) and the stamp of its product, the one row
+page key, search, filter, embedded answers), the role whose view it is (a moderator's
+response is never a shopper's 304, nor the reverse) and the stamp of its product, the one row
 of conversation_count every write that changes the response changes
 (server/storage/stamps.py). It is derived from stored data only, so every replica and
 process gives a response the same tag; a write changes it. The stamp is read before the
@@ -96,14 +97,15 @@ async def get_conversation(
     """A Detail (conversations.get_conversation) with its tag; not modified when
     If-None-Match names it, after one stamp read."""
     conversations.check_get(trkref, conversation_id, caller)
-    stamp = await store.conversation_stamp(trkref, conversation_id)
+    stamp = await store.conversation_stamp(trkref, conversation_id, caller.role)
     if stamp is None:
         raise ConversationNotFound(conversation_id)
     secret = await store.page_token_secret()
-    tag = entity_tag(secret, ("detail", trkref, conversation_id), stamp)
+    tag = entity_tag(secret, ("detail", trkref, conversation_id, caller.role), stamp)
     if none_match(if_none_match, tag):
         return Tagged(tag, None)
-    return Tagged(tag, await conversations.read_conversation(store, trkref, conversation_id))
+    found = await conversations.read_conversation(store, trkref, conversation_id, caller.role)
+    return Tagged(tag, found)
 
 
 async def list_conversations(
@@ -126,7 +128,7 @@ def list_fields(query: PageQuery) -> tuple[object, ...]:
     after = None if query.after is None else list(query.after)
     return (
         "list", query.trkref, query.sku, query.locale, query.order, query.size, after,
-        query.search, *query.filter.key(), query.answers,
+        query.search, *query.filter.key(), query.answers, query.role,
     )  # fmt: skip
 
 
@@ -136,7 +138,7 @@ async def list_answers(
     """A ListAnswers (answer_pages.list_answers) with its tag; not modified when
     If-None-Match names it, after one stamp read."""
     query, secret = await answer_pages.checked_list_answers(store, request, caller)
-    stamp = await store.conversation_stamp(query.trkref, query.conversation_id)
+    stamp = await store.conversation_stamp(query.trkref, query.conversation_id, query.role)
     if stamp is None:
         raise ConversationNotFound(query.conversation_id)
     tag = entity_tag(secret, answers_fields(query), stamp)
@@ -148,4 +150,7 @@ async def list_answers(
 def answers_fields(query: AnswerQuery) -> tuple[object, ...]:
     """Everything of a ListAnswers' query its response depends on."""
     after = None if query.after is None else list(query.after)
-    return ("answers", query.trkref, query.conversation_id, query.size, after)
+    return (
+        "answers", query.trkref, query.conversation_id, query.size, after, query.role,
+        query.status,
+    )  # fmt: skip

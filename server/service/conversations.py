@@ -130,13 +130,15 @@ async def create_conversation(
 async def get_conversation(
     store: Storage, trkref: str, conversation_id: int, caller: Caller
 ) -> Conversation:
-    """The conversation `conversation_id` of the organisation `trkref`, with its answers.
+    """The conversation `conversation_id` of the organisation `trkref`, with its answers:
+    for a moderator, of any status with answers of every status; for a shopper, published
+    with its published answers.
 
-    Not found alike whether it does not exist, belongs to another organisation, or
-    `trkref` is out of the caller's reach.
+    Not found alike whether it does not exist (or is not published, for a shopper), belongs
+    to another organisation, or `trkref` is out of the caller's reach.
     """
     check_get(trkref, conversation_id, caller)
-    return await read_conversation(store, trkref, conversation_id)
+    return await read_conversation(store, trkref, conversation_id, caller.role)
 
 
 def check_get(trkref: str, conversation_id: int, caller: Caller) -> None:
@@ -150,15 +152,18 @@ def check_get(trkref: str, conversation_id: int, caller: Caller) -> None:
         raise ConversationNotFound(conversation_id)
 
 
-async def read_conversation(store: Storage, trkref: str, conversation_id: int) -> Conversation:
-    """A Detail checked by check_get: the conversation, or ConversationNotFound."""
+async def read_conversation(
+    store: Storage, trkref: str, conversation_id: int, role: str
+) -> Conversation:
+    """A Detail checked by check_get, as `role` sees it: the conversation, or
+    ConversationNotFound."""
     # Scoped in the one statement: another organisation's id costs what a missing one does.
-    conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS, trkref)
+    conversation = await store.read_conversation(conversation_id, DETAIL_ANSWERS, trkref, role)
     if conversation is None:
         raise ConversationNotFound(conversation_id)
     if conversation.answers_after is None:
         return conversation
-    return with_answers_token(await store.page_token_secret(), conversation)
+    return with_answers_token(await store.page_token_secret(), conversation, role)
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,9 @@ async def list_conversations(
     store: Storage, request: ListRequest, caller: Caller
 ) -> tuple[ConversationPage, str]:
     """A page of the conversations about a product (or every product of the organisation),
-    and the token of the next page ("" on the last one)."""
+    and the token of the next page ("" on the last one). The published conversations unless
+    a moderator's filter names another status; a moderator's carry their answers of every
+    status. The counts are of published items, whoever asks."""
     query, secret = await checked_list(store, request, caller)
     return await read_list(store, query, secret)
 
@@ -190,7 +197,7 @@ async def checked_list(
 ) -> tuple[PageQuery, bytes]:
     """What a List checks before reading its page: the query it asks for (after its
     page_token's key), and the key page tokens are signed with."""
-    query = _page_query(request)
+    query = _page_query(request, caller.role)
     if query.filter.status is not None and not caller.moderator:
         raise PermissionDenied()
     if request.trkref not in caller.organisations:
@@ -213,14 +220,14 @@ async def read_list(
     """The page of a query checked_list made, and the token of the next page."""
     page = await store.read_page(query)
     if any(c.answers_after is not None for c in page.conversations):
-        conversations = tuple(with_answers_token(secret, c) for c in page.conversations)
+        conversations = tuple(with_answers_token(secret, c, query.role) for c in page.conversations)
         page = replace(page, conversations=conversations)
     token = "" if page.next_after is None else page_tokens.issue(secret, query, page.next_after)
     return page, token
 
 
-def _page_query(request: ListRequest) -> PageQuery:
-    """The query a List asks for; InvalidRequest lists every bad parameter."""
+def _page_query(request: ListRequest, role: str) -> PageQuery:
+    """The query a List asks for, in `role`'s view; InvalidRequest lists every bad parameter."""
     violations: list[FieldViolation] = []
     check_trkref(violations, "trkref", request.trkref)
     if request.sku:
@@ -253,5 +260,13 @@ def _page_query(request: ListRequest) -> PageQuery:
     sku = request.sku or None
     answers = embedded_answers(request.answers_page_size)
     return PageQuery(
-        request.trkref, sku, locale, order, size, search=words, filter=chosen, answers=answers
+        request.trkref,
+        sku,
+        locale,
+        order,
+        size,
+        search=words,
+        filter=chosen,
+        answers=answers,
+        role=role,
     )

@@ -31,7 +31,9 @@ ERASED = "erased"
 # Why an item is held besides what screening finds: its organisation pre-moderates.
 PRE_MODERATION = "pre_moderation"
 POLICIES = ("pre", "post")
-ROLES = ("shopper", "moderator")
+# A key's role: a moderator's reads see every status, a shopper's the published items only.
+SHOPPER, MODERATOR = "shopper", "moderator"
+ROLES = (SHOPPER, MODERATOR)
 
 
 class Answer(NamedTuple):
@@ -217,7 +219,7 @@ class Caller:
 
     @property
     def moderator(self) -> bool:
-        return self.role == "moderator"
+        return self.role == MODERATOR
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,9 @@ class PageQuery:
     filter: Filter = NO_FILTER
     # How many answers each conversation carries at most, its oldest.
     answers: int = 3
+    # Whose view: a shopper's answers are the published ones; a moderator's are of every
+    # status, each with why it is held.
+    role: str = SHOPPER
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,10 @@ class AnswerQuery:
     conversation_id: int
     size: int
     after: PageKey | None = None
+    # Whose view (PageQuery.role); a moderator's conversation may be of any status.
+    role: str = SHOPPER
+    # A moderator's answers of one status only; None for every status the role sees.
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,9 +395,9 @@ class DecisionPage:
 
 @dataclass(frozen=True)
 class ModerationQuery:
-    """A page of an organisation's queue or decision log (`kind`); a page token is bound
-    to both."""
+    """A page of an organisation's queue, decision log or blocked terms (`kind`); a page
+    token is bound to both."""
 
-    kind: str  # "queue" or "decisions"
+    kind: str  # "queue", "decisions" or "blocked_terms"
     trkref: str
     size: int = 20

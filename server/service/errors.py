@@ -34,6 +34,7 @@ class Reason(enum.StrEnum):
     SEARCH_REQUIRED = "SEARCH_REQUIRED"  # order_by relevance without a search
     UNKNOWN_POLICY = "UNKNOWN_POLICY"  # a moderation policy but pre or post
     UNKNOWN_ROLE = "UNKNOWN_ROLE"  # a key's role but shopper or moderator
+    NOTHING_TO_MATCH = "NOTHING_TO_MATCH"  # a blocked term without a letter or digit
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,22 @@ class PermissionDenied(DomainError):
 
     def __init__(self) -> None:
         super().__init__("this method needs a moderator key")
+
+
+class BlockedTermExists(DomainError):
+    """The organisation blocks the term already (in its folded form)."""
+
+    def __init__(self, term: str) -> None:
+        self.term = term
+        super().__init__(f"the blocked term {term!r} already exists")
+
+
+class BlockedTermNotFound(DomainError):
+    """The organisation does not block the term (in its folded form)."""
+
+    def __init__(self, term: str) -> None:
+        self.term = term
+        super().__init__(f"the blocked term {term!r} does not exist")
 
 
 class OrganisationExists(DomainError):

@@ -2,7 +2,8 @@
 
 The subset is comparisons joined by `AND`: `answered = true|false`,
 `has_retailer_answer = true|false`, `created_at >= "RFC 3339"` and `created_at < "..."`,
-and, for moderator keys, `status = PENDING|PUBLISHED|REJECTED` (quoted or not).
+and, for moderator keys, `status = PENDING|PUBLISHED|REJECTED` (quoted or not). A
+ListAnswers' filter takes the status comparison only (ANSWER_FIELDS).
 Anything else (another field, operator or value, `OR`, `NOT`, `-`, parentheses, a
 comparison given twice) is refused with what is wrong, never ignored: a filter that
 were silently widened would list conversations the caller did not ask for.
@@ -32,6 +33,8 @@ _RFC3339 = re.compile(
 )
 _BOOLEANS = ("answered", "has_retailer_answer")
 _FIELDS = (*_BOOLEANS, "created_at", "status")
+# The fields a ListAnswers' filter takes: a moderator's answers of one status.
+ANSWER_FIELDS = ("status",)
 # The statuses a filter names, as the contract's Status spells them.
 STATUSES = ("PENDING", "PUBLISHED", "REJECTED")
 _TIME_EXAMPLE = '"2026-01-01T00:00:00Z"'
@@ -68,8 +71,9 @@ class Filter:
 NO_FILTER = Filter()
 
 
-def parse_filter(text: str) -> Filter:
-    """The Filter `text` says; BadFilter naming the first thing outside the subset."""
+def parse_filter(text: str, fields: tuple[str, ...] = _FIELDS) -> Filter:
+    """The Filter `text` says, of these fields (a List's unless told); BadFilter naming the
+    first thing outside the subset."""
     if len(text) > FILTER_MAX:
         raise BadFilter(f"must be at most {FILTER_MAX} characters")
     tokens = _tokens(text)
@@ -80,7 +84,7 @@ def parse_filter(text: str) -> Filter:
             if tokens[position] != "AND":
                 raise BadFilter(f"expected AND before {tokens[position]!r}")
             position += 1
-        field, value = _comparison(tokens[position : position + 3])
+        field, value = _comparison(tokens[position : position + 3], fields)
         if field in found:
             raise BadFilter(f"{field.removesuffix(' =')} is given twice")
         found[field] = value
@@ -111,13 +115,13 @@ def _tokens(text: str) -> list[str]:
     return tokens
 
 
-def _comparison(tokens: list[str]) -> tuple[str, object]:
+def _comparison(tokens: list[str], fields: tuple[str, ...]) -> tuple[str, object]:
     """One `field operator value`, as ("field operator", value)."""
     if not tokens:
         raise BadFilter("a comparison must follow AND")
     field = tokens[0]
-    if field not in _FIELDS:
-        raise BadFilter(f"unknown field {field!r}: one of {', '.join(_FIELDS)}")
+    if field not in fields:
+        raise BadFilter(f"unknown field {field!r}: one of {', '.join(fields)}")
     operator = tokens[1] if len(tokens) > 1 else ""
     value = tokens[2] if len(tokens) > 2 else ""
     if field == "status":

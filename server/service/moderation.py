@@ -1,5 +1,5 @@
 """Use cases of moderation: what a submission's status is, the decisions of moderators, the
-queue of pending items and the log of decisions."""
+queue of pending items and the log of decisions (blocked terms: blocked_terms.py)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,10 @@ from server.service.errors import (
     InvalidRequest,
     OrganisationNotFound,
     PermissionDenied,
-    Reason,
 )
 from server.service.ports import Storage
 from server.service.screening import screen
-from server.service.validation import check_optional_text, check_text, check_trkref
+from server.service.validation import check_optional_text, check_trkref
 
 # As a List's pages (AIP-158).
 PAGE_SIZE = 20
@@ -169,38 +168,3 @@ async def read_decisions(
     query, after, secret = await _checked(store, "decisions", trkref, page_size, page_token, caller)
     page = await store.moderation.decision_page(trkref, after, query.size)
     return page, _next_token(secret, query, page.next_after)
-
-
-TERM_MAX = 200
-
-
-def check_terms(terms: list[str]) -> None:
-    """InvalidRequest unless every term is 1 to TERM_MAX characters without control ones."""
-    violations: list[FieldViolation] = []
-    for term in terms:
-        check_text(violations, "term", term, max_length=TERM_MAX)
-    if not terms:
-        violations.append(FieldViolation("term", Reason.REQUIRED, "is required"))
-    if violations:
-        raise InvalidRequest(violations)
-
-
-def change_blocked_terms(store: Storage, trkref: str, terms: list[str], *, add: bool) -> int:
-    """Add or remove blocked terms of an organisation; how many changed. Every replica
-    screens with them from its next create on (the terms revision changes)."""
-    check_terms(terms)
-    changed = (
-        store.moderation.add_terms(trkref, terms)
-        if add
-        else store.moderation.remove_terms(trkref, terms)
-    )
-    if changed is None:
-        raise OrganisationNotFound(trkref)
-    return changed
-
-
-def list_blocked_terms(store: Storage, trkref: str) -> list[str]:
-    terms = store.moderation.list_terms(trkref)
-    if terms is None:
-        raise OrganisationNotFound(trkref)
-    return terms

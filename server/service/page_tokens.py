@@ -2,9 +2,10 @@
 
 A token carries the key of the last item of its page and a digest of the query
 (a List's organisation, sku, locale, order, search and filter; a ListAnswers'
-organisation and conversation; the moderation queue's or log's organisation); an HMAC
-with the key every replica shares makes it tamper-evident. A token that does not verify, or that
-comes back with another query, is refused as invalid.
+organisation, conversation and filter; the organisation of the moderation queue, its log
+or its blocked terms) and of the role whose view it pages through (a moderator's token is
+no shopper's); an HMAC with the key every replica shares makes it tamper-evident. A token
+that does not verify, or that comes back with another query, is refused as invalid.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import hashlib
 import hmac
 import json
 import math
+from typing import Any, cast
 
 from server.service.domain import (
     ORDERS,
     SEARCH_ORDER,
+    SHOPPER,
     AnswerQuery,
     ModerationQuery,
     PageKey,
     PageQuery,
 )
-from server.service.errors import FieldViolation, Reason
+from server.service.errors import FieldViolation, InvalidRequest, Reason
 from server.service.filters import NO_FILTER
 
 _SIGNATURE_BYTES = 16
@@ -48,11 +51,16 @@ def _query_digest(query: Query) -> str:
         fields = ["moderation", query.kind, query.trkref]
     elif isinstance(query, AnswerQuery):
         fields = ["answers", query.trkref, query.conversation_id]
+        if query.role != SHOPPER:
+            fields += [query.role, query.status]
     else:
         fields = [query.trkref, query.sku, query.locale, query.order]
         if query.search or query.filter != NO_FILTER:
             # Appended only when given: tokens issued for a List without them stay valid.
             fields += [query.search, *query.filter.key()]
+        if query.role != SHOPPER:
+            # A shopper's view is the one without it, as a shopper's tokens were issued.
+            fields += ["role", query.role]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 
@@ -79,7 +87,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue(secret: bytes, query: Query, after: PageKey) -> str:
+def issue(secret: bytes, query: Query, after: PageKey | tuple[str]) -> str:
     """The token of the page that starts after `after`, for this query."""
     payload = json.dumps({"q": _query_digest(query), "k": list(after)}, separators=(",", ":"))
     signature = hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES]
@@ -88,6 +96,32 @@ def issue(secret: bytes, query: Query, after: PageKey) -> str:
 
 def read(secret: bytes, query: Query, token: str, key_length: int) -> PageKey:
     """The key a token carries; BadPageToken unless this service issued it for this query."""
+    key = _verified_key(secret, query, token)
+    if len(key) != key_length:
+        raise BadPageToken()
+    relevance = _relevance_at(query)
+    if not all(_key_value(value, n == relevance) for n, value in enumerate(key)):
+        raise BadPageToken()
+    return tuple(cast(list[int | float], key))
+
+
+def text_after(secret: bytes, query: Query, token: str) -> str | None:
+    """Where a page of texts in order (blocked terms) starts: after the one text its token's
+    key holds, or None for the first page (no token). InvalidRequest unless this service
+    issued the token for this query."""
+    if not token:
+        return None
+    try:
+        key = _verified_key(secret, query, token)
+    except BadPageToken:
+        key = []
+    if len(key) != 1 or not isinstance(key[0], str):
+        raise InvalidRequest([NOT_A_PAGE_TOKEN])
+    return key[0]
+
+
+def _verified_key(secret: bytes, query: Query, token: str) -> list[Any]:
+    """The key of a token whose signature verifies and that was issued for `query`."""
     try:
         encoded_payload, encoded_signature = token.split(".")
         payload, signature = _unb64(encoded_payload), _unb64(encoded_signature)
@@ -97,10 +131,6 @@ def read(secret: bytes, query: Query, token: str, key_length: int) -> PageKey:
     if not hmac.compare_digest(signature, expected):
         raise BadPageToken()
     content = json.loads(payload)
-    key = content["k"]
-    if content["q"] != _query_digest(query) or len(key) != key_length:
+    if content["q"] != _query_digest(query):
         raise BadPageToken()
-    relevance = _relevance_at(query)
-    if not all(_key_value(value, n == relevance) for n, value in enumerate(key)):
-        raise BadPageToken()
-    return tuple(key)
+    return list(content["k"])

@@ -6,6 +6,7 @@ import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from server.service.domain import (
+    SHOPPER,
     AnswerPage,
     AnswerQuery,
     ApiKey,
@@ -44,6 +45,10 @@ class ModerationStorage(Protocol):
     def remove_terms(self, trkref: str, terms: list[str]) -> int | None: ...
 
     def list_terms(self, trkref: str) -> list[str] | None: ...
+
+    async def terms_page(
+        self, trkref: str, after: str | None, size: int
+    ) -> tuple[list[str], bool]: ...
 
     async def decide(self, decision: Decision) -> RecordedDecision | None: ...
 
@@ -89,24 +94,28 @@ class Storage(Protocol):
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate: ...
 
     async def read_conversation(
-        self, conversation_id: int, answers: int, trkref: str | None = None
+        self, conversation_id: int, answers: int, trkref: str | None = None, role: str = SHOPPER
     ) -> Conversation | None:
-        """A conversation with its `answers` oldest answers; None when there is none, or,
-        with `trkref`, when it is not that organisation's."""
+        """A conversation with its `answers` oldest answers, as `role` sees them (a shopper:
+        published ones only; a moderator: every status, with why each is held); None when
+        there is none, or, with `trkref`, when it is not that organisation's."""
         ...
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
-        """A page of a conversation's answers; None when the conversation is not one of
-        `query.trkref`'s."""
+        """A page of a conversation's answers, as `query.role` sees them; None when the
+        conversation is not one of `query.trkref`'s (or, for a shopper, not published)."""
         ...
 
     async def read_page(self, query: PageQuery) -> ConversationPage: ...
 
     async def page_token_secret(self) -> bytes: ...
 
-    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+    async def conversation_stamp(
+        self, trkref: str, conversation_id: int, role: str = SHOPPER
+    ) -> Stamp | None:
         """The stamp of a conversation's product, read alone (no conversation or answer
-        rows); None when the conversation is not one of `trkref`'s."""
+        rows); None when the conversation is not one of `trkref`'s (or, for a shopper, not
+        published)."""
         ...
 
     async def product_stamp(self, trkref: str, sku: str, locale: str | None) -> Stamp:

@@ -66,6 +66,9 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
             return find_requested(db, pending.created_by, new.request_id)
         if published:
             _count_answer(db, conversation)
+        else:
+            # Not counted, yet a moderator's reads of the product show it.
+            revise_product(db, conversation)
     return StoredAnswer(pending.stored(answer_ids[0]), pending.request_digest)
 
 
@@ -84,6 +87,11 @@ def count_answers(db: peewee.Database, conversation: ConversationRow, added: int
             ConversationRow.id == conversation.id
         )
     )
+    revise_product(db, conversation)
+
+
+def revise_product(db: peewee.Database, conversation: ConversationRow) -> None:
+    """One more revision of the conversation's product: what its reads show has changed."""
     db.execute(  # type: ignore[no-untyped-call]
         ConversationCountRow.update(revision=ConversationCountRow.revision + 1).where(
             (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]

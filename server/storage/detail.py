@@ -1,7 +1,10 @@
-"""Reading one published conversation (Detail) and the pages of its answers (ListAnswers).
+"""Reading one conversation (Detail) and the pages of its answers (ListAnswers), as a role
+sees them: a shopper, a published conversation and its published answers; a moderator, a
+conversation and answers of every status, each with why it is held.
 
 Each read first takes the conversation's row with its product's stamp (ReadCache), in one
-query; a value kept under that stamp is served without reading the answers again.
+query; a value kept under that stamp, for that role, is served without reading the answers
+again.
 """
 
 from __future__ import annotations
@@ -12,29 +15,36 @@ from typing import Any
 
 import peewee
 
-from server.service.domain import AnswerPage, AnswerQuery, Conversation
+from server.service.domain import SHOPPER, Answer, AnswerPage, AnswerQuery, Conversation, PageKey
 from server.storage.answer_pages import answer_pages, oldest_answers
-from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
+from server.storage.conversations import (
+    CONVERSATION_COLUMNS,
+    conversation_from_tuple,
+    held_reasons,
+)
 from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
 from server.storage.prepared import Prepared, parameter, prepare
 from server.storage.read_cache import ReadCache, Stamp
 
 
 @functools.lru_cache(maxsize=8)
-def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
+def _conversation_statement(db: peewee.Database, scoped: bool, moderated: bool) -> Prepared:
     """A conversation, its organisation's trkref and its product's stamp (ReadCache);
-    `scoped`: only when its organisation is the one named by the `trkref` parameter."""
+    `scoped`: only when its organisation is the one named by the `trkref` parameter;
+    `moderated`: of any status, with its status and held_for after its columns (else a
+    published one)."""
     counts = ConversationCountRow
     product = (
         (counts.organisation == ConversationRow.organisation)
         & (counts.sku == ConversationRow.sku)
         & (counts.locale == ConversationRow.locale)
     )
-    found = (ConversationRow.id == parameter("id")) & (
-        ConversationRow.status == peewee.SQL("'published'")
-    )
+    found = ConversationRow.id == parameter("id")
+    if not moderated:
+        found &= ConversationRow.status == peewee.SQL("'published'")
     if scoped:
         found &= OrganisationRow.trkref == parameter("trkref")
+    held = (ConversationRow.status, ConversationRow.held_for) if moderated else ()
     return prepare(
         ConversationRow.select(
             counts.question_count,
@@ -42,6 +52,7 @@ def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
             counts.revision,
             OrganisationRow.trkref,
             *CONVERSATION_COLUMNS,
+            *held,
         )
         .join(OrganisationRow)
         .switch(ConversationRow)
@@ -51,56 +62,73 @@ def _conversation_statement(db: peewee.Database, scoped: bool) -> Prepared:
 
 
 def get_conversation(
-    conversation_id: int, answers: int, cache: ReadCache, trkref: str | None = None
+    conversation_id: int,
+    answers: int,
+    cache: ReadCache,
+    trkref: str | None = None,
+    role: str = SHOPPER,
 ) -> Conversation | None:
-    """The conversation with its `answers` oldest answers; None when there is none, or when
-    `trkref` is given and names another organisation: then another organisation's
-    conversation costs what a missing one does, one statement finding no row. From `cache`
-    while its product is unchanged."""
-    found = _conversation_and_stamp(conversation_id, trkref)
+    """The conversation with its `answers` oldest answers, as `role` sees them; None when
+    there is none (for a shopper, none published), or when `trkref` is given and names
+    another organisation: then another organisation's conversation costs what a missing one
+    does, one statement finding no row. From `cache` while its product is unchanged."""
+    found = _conversation_and_stamp(conversation_id, trkref, role)
     if found is None:
         return None
     stamp, trkref, columns = found
-    key = ("conversation", conversation_id, answers)
+    key = ("conversation", conversation_id, answers, role)
     kept = None if stamp is None else cache.get(key, stamp, Conversation)
     if kept is not None:
         return kept
-    page, after = oldest_answers([conversation_id], answers)[conversation_id]
-    conversation = conversation_from_tuple(columns, trkref, page, after)
+    page, after = oldest_answers([conversation_id], answers, role)[conversation_id]
+    conversation = _conversation(columns, trkref, role, page, after)
     if stamp is not None:
         cache.put(key, stamp, conversation)
     return conversation
 
 
 def read_answer_page(query: AnswerQuery, cache: ReadCache) -> AnswerPage | None:
-    """A page of a conversation's answers; None when the conversation is not one of
-    `query.trkref`'s. From `cache` while its product is unchanged."""
-    found = _conversation_and_stamp(query.conversation_id, query.trkref)
+    """A page of a conversation's answers, as `query.role` sees them; None when the
+    conversation is not one of `query.trkref`'s (for a shopper, not published). From
+    `cache` while its product is unchanged."""
+    found = _conversation_and_stamp(query.conversation_id, query.trkref, query.role)
     if found is None:
         return None
-    stamp, _, columns = found
+    stamp, trkref, columns = found
     kept = None if stamp is None else cache.get(query, stamp, AnswerPage)
     if kept is not None:
         return kept
     starts = [(query.conversation_id, query.after)]
-    answers, after = answer_pages(starts, query.size)[query.conversation_id]
-    page = AnswerPage(answers, _answers_count(columns), after)
+    pages = answer_pages(starts, query.size, query.role, query.status)
+    answers, after = pages[query.conversation_id]
+    page = AnswerPage(answers, _conversation(columns, trkref, query.role).answers_count, after)
     if stamp is not None:
         cache.put(query, stamp, page)
     return page
 
 
-def _answers_count(columns: Sequence[Any]) -> int:
-    return int(columns[-1])  # answers_count ends CONVERSATION_COLUMNS
+def _conversation(
+    columns: Sequence[Any],
+    trkref: str,
+    role: str,
+    answers: tuple[Answer, ...] = (),
+    after: PageKey | None = None,
+) -> Conversation:
+    """The conversation of the columns _conversation_statement reads, with these answers."""
+    if role == SHOPPER:
+        return conversation_from_tuple(columns, trkref, answers, after)
+    *own, status, held_for = columns
+    return conversation_from_tuple(own, trkref, answers, after, status, held_reasons(held_for))
 
 
 def _conversation_and_stamp(
-    conversation_id: int, trkref: str | None
+    conversation_id: int, trkref: str | None, role: str
 ) -> tuple[Stamp | None, str, Sequence[Any]] | None:
-    """A conversation's product stamp, its organisation's trkref and its
-    CONVERSATION_COLUMNS; None when there is no such conversation (of `trkref`, when given)."""
+    """A conversation's product stamp, its organisation's trkref and the columns of
+    _conversation_statement; None when there is no such conversation (of `trkref`, when
+    given; published, for a shopper)."""
     db = database.obj
-    statement = _conversation_statement(db, trkref is not None)
+    statement = _conversation_statement(db, trkref is not None, role != SHOPPER)
     rows = statement.run(db, {"id": conversation_id, "trkref": trkref})
     if not rows:
         return None

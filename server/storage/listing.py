@@ -23,6 +23,7 @@ import peewee
 from server.service.domain import (
     ORDERS,
     PUBLISHED,
+    SHOPPER,
     Conversation,
     ConversationPage,
     PageKey,
@@ -30,7 +31,11 @@ from server.service.domain import (
 )
 from server.service.filters import NO_FILTER
 from server.storage.answer_pages import oldest_answers
-from server.storage.conversations import CONVERSATION_COLUMNS, conversation_from_tuple
+from server.storage.conversations import (
+    CONVERSATION_COLUMNS,
+    conversation_from_tuple,
+    held_reasons,
+)
 from server.storage.models import (
     AnswerRow,
     ConversationCountRow,
@@ -44,8 +49,10 @@ from server.storage.prepared import Prepared, parameter, prepare, stored_time
 from server.storage.read_cache import ReadCache
 from server.storage.search import matches, search_value
 
-# Where each column of an order's key is in a page's rows.
-_KEY_COLUMNS = {"id": 0, "created_at": 5, "helpful": 6, "answers_count": 10, "relevance": 11}
+# Where each column of an order's key is in a page's rows: relevance ends a search's rows.
+_KEY_COLUMNS = {"id": 0, "created_at": 5, "helpful": 6, "answers_count": 10, "relevance": -1}
+# A moderator's rows hold each conversation's status and held_for after its columns.
+_HELD_COLUMNS = (ConversationRow.status, ConversationRow.held_for)
 
 
 class _Shape(NamedTuple):
@@ -61,6 +68,7 @@ class _Shape(NamedTuple):
     created_from: bool
     created_before: bool
     status: str  # the status listed: "published" unless a moderator's filter says
+    moderated: bool  # a moderator's view: status and held_for read, answers of every status
 
 
 def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
@@ -87,11 +95,18 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     rows = _page_statement(db, shape).run(db, {**values, "limit": query.size + 1})
     more = len(rows) > query.size
     rows = rows[: query.size]
-    answers = oldest_answers([row[0] for row in rows], query.answers)
-    status = query.filter.status or PUBLISHED
-    conversations = tuple(
-        conversation_from_tuple(row[:11], query.trkref, *answers[row[0]], status) for row in rows
-    )
+    answers = oldest_answers([row[0] for row in rows], query.answers, query.role)
+    if shape.moderated:
+        conversations = tuple(
+            conversation_from_tuple(
+                row[:11], query.trkref, *answers[row[0]], row[11], held_reasons(row[12])
+            )
+            for row in rows
+        )
+    else:
+        conversations = tuple(
+            conversation_from_tuple(row[:11], query.trkref, *answers[row[0]]) for row in rows
+        )
     next_after = _row_key(query.order, rows[-1]) if more else None
     page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)
     if stamp is not None:
@@ -146,6 +161,7 @@ def _shape(query: PageQuery) -> _Shape:
         chosen.created_from is not None,
         chosen.created_before is not None,
         chosen.status or PUBLISHED,
+        query.role != SHOPPER,
     )
 
 
@@ -228,7 +244,8 @@ def _key_column(name: str, found: Any) -> Any:
 @functools.lru_cache(maxsize=256)
 def _page_statement(db: peewee.Database, shape: _Shape) -> Prepared:
     """A page's conversations: one range of the order's index, `limit` rows at most."""
-    query, relevance = _matching(db, shape, *CONVERSATION_COLUMNS)
+    held = _HELD_COLUMNS if shape.moderated else ()
+    query, relevance = _matching(db, shape, *CONVERSATION_COLUMNS, *held)
     ascending = shape.order.endswith(" asc")
     columns = [
         relevance if name == "relevance" else getattr(ConversationRow, name)

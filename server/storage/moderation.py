@@ -1,11 +1,9 @@
-"""Queries of moderation: an organisation's blocked terms, the decisions that move an item's
-status (and the counts with it), the decision log and the queue's depth; a page of the queue
-is moderation_queue.py's."""
+"""Queries of moderation: the decisions that move an item's status (and the counts with
+it), the decision log and the queue's depth; a page of the queue is moderation_queue.py's."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
 from typing import Any, cast
 
 import peewee
@@ -18,13 +16,12 @@ from server.service.domain import (
     PageKey,
     RecordedDecision,
 )
-from server.storage.answers import count_answers
+from server.storage.answers import count_answers, revise_product
 from server.storage.conversations import (
     held_reasons,
 )
 from server.storage.models import (
     AnswerRow,
-    BlockedTermRow,
     ConversationCountRow,
     ConversationRow,
     ModerationDecisionRow,
@@ -33,59 +30,6 @@ from server.storage.models import (
     utc,
 )
 from server.storage.prepared import stored_time
-
-
-def _organisation(trkref: str) -> OrganisationRow | None:
-    return OrganisationRow.get_or_none(OrganisationRow.trkref == trkref)
-
-
-def change_terms(trkref: str, terms: list[str], add: bool) -> int | None:
-    """Add (or remove) an organisation's blocked terms; how many changed, None when there
-    is no such organisation. Any change adds to its terms_revision, so replicas re-read."""
-    organisation = _organisation(trkref)
-    if organisation is None:
-        return None
-    if add:
-        rows = [{"organisation": organisation.id, "term": term} for term in terms]
-        changed = BlockedTermRow.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
-    else:
-        changed = (
-            BlockedTermRow.delete()
-            .where(
-                (BlockedTermRow.organisation == organisation.id) & BlockedTermRow.term.in_(terms)
-            )
-            .execute()
-        )
-    if changed:
-        OrganisationRow.update(terms_revision=OrganisationRow.terms_revision + 1).where(
-            OrganisationRow.id == organisation.id
-        ).execute()
-    return int(changed)
-
-
-def terms_revision(trkref: str) -> int | None:
-    """The revision of an organisation's blocked terms; None when there is no such one."""
-    row = (
-        OrganisationRow.select(OrganisationRow.terms_revision)
-        .where(OrganisationRow.trkref == trkref)
-        .tuples()
-        .first()
-    )
-    return None if row is None else int(row[0])
-
-
-def read_terms(trkref: str) -> tuple[int, list[str]] | None:
-    """An organisation's terms revision and its blocked terms (sorted), read together."""
-    organisation = _organisation(trkref)
-    if organisation is None:
-        return None
-    terms = (
-        BlockedTermRow.select(BlockedTermRow.term)
-        .where(BlockedTermRow.organisation == organisation.id)
-        .order_by(BlockedTermRow.term)
-        .tuples()
-    )
-    return int(organisation.terms_revision), [term for (term,) in cast(Iterable[Any], terms)]
 
 
 def _locked(db: peewee.Database, query: Any, of: type[peewee.Model]) -> Any:
@@ -129,7 +73,9 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         crossed = (from_status == PUBLISHED) != (decision.to_status == PUBLISHED)
         if conversation is not None and crossed:
             count_answers(db, conversation, 1 if decision.to_status == PUBLISHED else -1)
-        elif conversation is None and not crossed:
+        elif conversation is not None:
+            revise_product(db, conversation)  # a moderator's reads show the answer's status
+        elif not crossed:
             # A moderator's List of a status changes too: the product's revision moves (a
             # change of published-ness moves it by migration 0011's trigger).
             revise(db, decision.target_id)

@@ -22,7 +22,7 @@ from server.service.domain import (
 )
 from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
-from server.storage import erasure, moderation, moderation_queue, reports
+from server.storage import blocked_terms, erasure, moderation, moderation_queue, reports
 
 if TYPE_CHECKING:
     from server.storage.store import Store
@@ -51,20 +51,24 @@ class Moderation:
 
     def add_terms(self, trkref: str, terms: list[str]) -> int | None:
         with self._store.session():
-            return moderation.change_terms(trkref, terms, add=True)
+            return blocked_terms.change_terms(trkref, terms, add=True)
 
     def remove_terms(self, trkref: str, terms: list[str]) -> int | None:
         with self._store.session():
-            return moderation.change_terms(trkref, terms, add=False)
+            return blocked_terms.change_terms(trkref, terms, add=False)
 
     def list_terms(self, trkref: str) -> list[str] | None:
         with self._store.reading():
-            found = moderation.read_terms(trkref)
+            found = blocked_terms.read_terms(trkref)
         return None if found is None else found[1]
+
+    async def terms_page(self, trkref: str, after: str | None, size: int) -> tuple[list[str], bool]:
+        """`size` of the organisation's terms after `after`, and whether more follow."""
+        return await self._store.run_read(blocked_terms.terms_page, (trkref, after, size))
 
     async def blocked_terms(self, trkref: str) -> BlockedTerms:
         """The organisation's blocked terms, compiled; read again only when they changed."""
-        revision = await self._store.run_read(moderation.terms_revision, trkref)
+        revision = await self._store.run_read(blocked_terms.terms_revision, trkref)
         kept = self._terms.get(trkref)
         if kept is not None and kept[0] == revision:
             return kept[1]
@@ -73,7 +77,7 @@ class Moderation:
 
     def _read_terms(self, trkref: str) -> BlockedTerms:
         with self._store.reading():
-            found = moderation.read_terms(trkref)
+            found = blocked_terms.read_terms(trkref)
         revision, terms = (0, []) if found is None else found
         compiled = BlockedTerms.compile(terms)
         self._terms[trkref] = (revision, compiled)

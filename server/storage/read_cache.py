@@ -4,19 +4,21 @@ served again while their product is unchanged.
 Each value is kept with its product's stamp: the counts and revision of the product's
 rows in conversation_count, as read just before the value. Every write that changes
 what a List or a Detail of a product shows changes its stamp in the same transaction
-(a create or an answer its counts, each of them and a vote its revision), and a read
+(a create or a published answer its counts; every create, answer, vote and moderation
+decision its revision, a held answer too: a moderator's reads show it), and a read
 takes the stamp first, in the query it needs anyway (a List's summary, a Detail's
 conversation). A value kept under the stamp just read is served without reading it
 again. It cannot be older than what the caller would have read: it was read after its
 stamp, and every replica writes the stamp with the rows, so whatever changed the value
 since changed the stamp too.
 
-One value per key (a List's query, a conversation's id, a page of answers' query) is
-kept, within a budget of bytes of memory: every object a value holds is counted as
-Python sizes it (a text of emoji takes four bytes a character, one of ASCII one), a text
-beyond ASCII its UTF-8 form as well (a protobuf message of it leaves that inside the
-string), and each entry a fixed part for its key and slot, with the texts of a key that
-holds long ones (a List's search). The values read least lately go first. A lock guards
+One value per key (a List's query, a conversation's id, a page of answers' query, each
+with the role whose view it is: a moderator's read is never served to a shopper) is kept,
+within a budget of bytes of memory: every object a value holds is counted as Python sizes
+it (a text of emoji takes four bytes a character, one of ASCII one), a text beyond ASCII
+its UTF-8 form as well (a protobuf message of it leaves that inside the string), and each
+entry a fixed part for its key and slot, with the texts of a key that holds long ones (a
+List's search). The values read least lately go first. A lock guards
 them: on PostgreSQL, reads run in the event loop's executor.
 """
 

@@ -43,7 +43,11 @@ def record_report(db: peewee.Database, report: ItemReport) -> ReportOutcome | No
         if not _counted(db, inserted):
             return ReportOutcome(counted=False, held=False)
         threshold = int(item.report_threshold)
-        if status != PUBLISHED or _reporters(db, report) != threshold:
+        reporters, anonymous = _reporters(db, report)
+        # Only the report that adds the threshold's reporter holds the item: reports
+        # without a reporter_id are one reporter together, added by the first of them.
+        added = report.reporter_id is not None or anonymous == 1
+        if status != PUBLISHED or not added or reporters != threshold:
             return ReportOutcome(counted=True, held=False)
         hold(db, report.target, item, REPORTED)
         log_decision(db, hold_decision(report, threshold), PUBLISHED)
@@ -55,12 +59,19 @@ def _counted(db: peewee.Database, cursor: object) -> bool:
     return bool(db.rows_affected(cursor))  # type: ignore[no-untyped-call]
 
 
-def _reporters(db: peewee.Database, report: ItemReport) -> int:
+def _reporters(db: peewee.Database, report: ItemReport) -> tuple[int, int]:
+    """The item's distinct reporters, those without a reporter_id counting as one, and
+    its reports without one."""
+    anonymous = peewee.Case(None, [(ReportRow.reporter_id.is_null(), 1)], 0)
     query = (
-        ReportRow.select(peewee.fn.COUNT(ReportRow.id))
+        ReportRow.select(
+            peewee.fn.COUNT(peewee.fn.COALESCE(ReportRow.reporter_id, "").distinct()),
+            peewee.fn.SUM(anonymous),
+        )
         .where((ReportRow.target == report.target) & (ReportRow.target_id == report.target_id))
         .tuples()
         .bind(db)
     )
-    rows = cast("Iterable[tuple[int]]", query)
-    return int(next(iter(rows))[0])
+    rows = cast("Iterable[tuple[int, int]]", query)
+    reporters, anonymous_reports = next(iter(rows))
+    return int(reporters), int(anonymous_reports or 0)

@@ -13,20 +13,26 @@ import functools
 
 import peewee
 
-from server.service.domain import Stamp
+from server.service.domain import SHOPPER, Stamp
 from server.storage.models import ConversationCountRow, ConversationRow, OrganisationRow, database
 from server.storage.prepared import Prepared, parameter, prepare
 
 
 @functools.lru_cache(maxsize=4)
-def _conversation_statement(db: peewee.Database) -> Prepared:
-    """A conversation's product stamp, when the conversation is the `trkref`'s."""
+def _conversation_statement(db: peewee.Database, published: bool) -> Prepared:
+    """A conversation's product stamp, when the conversation is the `trkref`'s (and
+    `published`: when it is published)."""
     counts = ConversationCountRow
     product = (
         (counts.organisation == ConversationRow.organisation)
         & (counts.sku == ConversationRow.sku)
         & (counts.locale == ConversationRow.locale)
     )
+    found = (ConversationRow.id == parameter("id")) & (
+        OrganisationRow.trkref == parameter("trkref")
+    )
+    if published:
+        found &= ConversationRow.status == peewee.SQL("'published'")
     return prepare(
         ConversationRow.select(
             peewee.fn.COALESCE(counts.question_count, 0),
@@ -36,10 +42,7 @@ def _conversation_statement(db: peewee.Database) -> Prepared:
         .join(OrganisationRow)
         .switch(ConversationRow)
         .join(counts, peewee.JOIN.LEFT_OUTER, on=product)
-        .where(
-            (ConversationRow.id == parameter("id"))
-            & (OrganisationRow.trkref == parameter("trkref"))
-        )
+        .where(found)
     )
 
 
@@ -63,12 +66,14 @@ def _product_statement(db: peewee.Database, by_locale: bool) -> Prepared:
     )
 
 
-def conversation_stamp(asked: tuple[str, int]) -> Stamp | None:
+def conversation_stamp(asked: tuple[str, int, str]) -> Stamp | None:
     """The stamp of the product of conversation `id` of organisation `trkref`; None when
-    there is no such conversation of that organisation."""
-    trkref, conversation_id = asked
+    there is no such conversation of that organisation, or, for a shopper (`role`), no such
+    published one: a shopper's If-None-Match finds nothing it could not read."""
+    trkref, conversation_id, role = asked
     db = database.obj
-    rows = _conversation_statement(db).run(db, {"id": conversation_id, "trkref": trkref})
+    statement = _conversation_statement(db, role == SHOPPER)
+    rows = statement.run(db, {"id": conversation_id, "trkref": trkref})
     if not rows:
         return None
     questions, answers, revision = rows[0]

@@ -21,6 +21,7 @@ import peewee
 from opentelemetry import trace
 
 from server.service.domain import (
+    SHOPPER,
     AnswerPage,
     AnswerQuery,
     ApiKey,
@@ -350,19 +351,19 @@ class Store:
         return await self._submit("INSERT conversations", self._conversation_writer(), pending)
 
     async def read_conversation(
-        self, conversation_id: int, answers: int, trkref: str | None = None
+        self, conversation_id: int, answers: int, trkref: str | None = None, role: str = SHOPPER
     ) -> Conversation | None:
-        """A conversation with its `answers` oldest answers, off the event loop (see _read);
-        with `trkref`, None for a conversation of another organisation, found by the same
-        one statement."""
+        """A conversation with its `answers` oldest answers as `role` sees them, off the
+        event loop (see _read); with `trkref`, None for a conversation of another
+        organisation, found by the same one statement."""
         return await self._traced(
             "SELECT conversations",
-            self._read(self._get_conversation, (conversation_id, answers, trkref)),
+            self._read(self._get_conversation, (conversation_id, answers, trkref, role)),
         )
 
-    def _get_conversation(self, asked: tuple[int, int, str | None]) -> Conversation | None:
-        conversation_id, answers, trkref = asked
-        return detail.get_conversation(conversation_id, answers, self.read_cache, trkref)
+    def _get_conversation(self, asked: tuple[int, int, str | None, str]) -> Conversation | None:
+        conversation_id, answers, trkref, role = asked
+        return detail.get_conversation(conversation_id, answers, self.read_cache, trkref, role)
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
         """A page of a conversation's answers; None when the conversation is not one of
@@ -409,9 +410,11 @@ class Store:
         except DATABASE_ERRORS as error:
             raise domain_error(error, self._on_unavailable) from error
 
-    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+    async def conversation_stamp(
+        self, trkref: str, conversation_id: int, role: str = SHOPPER
+    ) -> Stamp | None:
         """The stamp of a conversation's product, read alone (see _read)."""
-        asked = (trkref, conversation_id)
+        asked = (trkref, conversation_id, role)
         return await self._traced(
             "SELECT conversation_count", self._read(stamps.conversation_stamp, asked)
         )

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.databases import empty_postgres
 from tests.postgres_cluster import free_port
 from tests.support import SERVICE, basic_authorization, cli, create_key
 
@@ -229,6 +231,16 @@ def call(
 
 def _lower(headers: Any) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
+
+
+def empty_database(request: pytest.FixtureRequest, workdir: Path) -> str:
+    """The URL of an empty database of the kind `request.param` names: a fresh SQLite file
+    in `workdir`, or the test run's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{workdir}/conversations.db"
+    url = str(request.getfixturevalue("postgres_url"))
+    empty_postgres(url)
+    return url
 
 
 def grpcurl(

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from server.package_data import DESCRIPTOR_SET
-from tests.databases import empty_postgres
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     GRPCURL,
@@ -23,6 +22,7 @@ from tests.e2e.service import (
     ServiceProcess,
     assert_rpc_status,
     call,
+    empty_database,
 )
 from tests.support import basic_authorization, cli, create_key
 
@@ -71,11 +71,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp(f"conditional-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir}/conversations.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        empty_postgres(url)
+    url = empty_database(request, workdir)
     with ServiceProcess(workdir, ["--database-url", url], rest=True, demo=True) as service:
         yield Served(service, url)
 

@@ -145,7 +145,7 @@ def test_a_preflight_from_an_allowed_origin_is_answered(
 
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == shops[0].origin
-    assert response.headers["access-control-allow-methods"] == "GET, POST, HEAD"
+    assert response.headers["access-control-allow-methods"] == "GET, POST, HEAD, DELETE"
     allowed = response.headers["access-control-allow-headers"].split(", ")
     assert allowed == [
         "authorization",

@@ -1,6 +1,7 @@
 """A stateful property test of moderation, on SQLite and PostgreSQL: creates, answers,
 votes, reports, screening hits, approvals, rejections and erasures in any order; after every
-step a shopper reads exactly the published set, and every count equals a full count in SQL."""
+step a shopper reads exactly the published set, every count equals a full count in SQL, and
+a moderator's Detail shows every conversation and answer with its status."""
 
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ class Moderated(RuleBasedStateMachine):
         conversation, status = self.answers[target_id]
         return status == PUBLISHED and self.conversations[conversation] == PUBLISHED
 
-    @rule(data=st.data(), on_answer=st.booleans(), reporter=st.sampled_from(["r1", "r2", "r3"]))
+    @rule(data=st.data(), on_answer=st.booleans(), reporter=st.sampled_from(["r1", "r2", "r3", ""]))
     def report(self, data: st.DataObject, on_answer: bool, reporter: str) -> None:
         items = self.answers if on_answer else self.conversations
         if not items:
@@ -146,9 +147,11 @@ class Moderated(RuleBasedStateMachine):
             return
         assert visible
         counted = self.reporters.setdefault((target, target_id), set())
-        assert outcome.counted == (reporter not in counted)
+        # Every report without a reporter_id ("") counts, as one reporter together.
+        added = reporter not in counted
+        assert outcome.counted == (added or reporter == "")
         counted.add(reporter)
-        assert outcome.held == (outcome.counted and len(counted) == THRESHOLD)
+        assert outcome.held == (added and len(counted) == THRESHOLD)
         if outcome.held and on_answer:
             self.answers[target_id] = (self.answers[target_id][0], PENDING)
         elif outcome.held:
@@ -195,6 +198,17 @@ class Moderated(RuleBasedStateMachine):
             raise AssertionError(f"conversation {i} is not published yet is read")
         assert_counts_exact(self.store)
         Moderated.checked += 1
+
+    @invariant()
+    def moderators_read_every_status(self) -> None:
+        if not hasattr(self, "trkref"):
+            return
+        for i, status in self.conversations.items():
+            found = asyncio.run(get_conversation(self.store, self.trkref, i, self.moderator))
+            assert found.status == status
+            assert {a.id: a.status for a in found.answers} == {
+                a: s for a, (c, s) in self.answers.items() if c == i
+            }
 
 
 def run_machine(store: Store) -> int:

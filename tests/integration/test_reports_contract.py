@@ -72,6 +72,32 @@ def test_three_reporters_send_a_conversation_back_once(storage: Storage) -> None
     ]
 
 
+def test_reports_without_a_reporter_id_are_one_reporter(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = published_conversation(storage)
+    counted = ReportOutcome(counted=True, held=False)
+    for _ in range(5):  # recorded, but one reporter: the threshold of 3 is not reached
+        assert report(storage, "conversation", conversation, None) == counted
+    assert asyncio.run(storage.read_conversation(conversation, 20, "D10")) is not None
+    assert report(storage, "conversation", conversation, "a") == counted
+    assert report(storage, "conversation", conversation, None) == counted
+    assert report(storage, "conversation", conversation, "b") == ReportOutcome(True, True)
+    assert asyncio.run(storage.read_conversation(conversation, 20, "D10")) is None
+    [item] = asyncio.run(storage.moderation.queue_page("D10", None, 10)).items
+    assert item.reports == (("spam", 8),)
+
+
+def test_an_anonymous_report_adds_the_threshold_s_reporter_once(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = published_conversation(storage)
+    counted = ReportOutcome(counted=True, held=False)
+    assert report(storage, "conversation", conversation, "a") == counted
+    assert report(storage, "conversation", conversation, "b") == counted
+    assert report(storage, "conversation", conversation, None) == ReportOutcome(True, True)
+    decisions = asyncio.run(storage.moderation.decision_page("D10", None, 10)).decisions
+    assert len(decisions) == 1
+
+
 def test_an_answer_reported_leaves_its_conversations_count(storage: Storage) -> None:
     add_organisation_with_key(storage)
     conversation = published_conversation(storage)

@@ -42,9 +42,10 @@ def test_held_answers_words_match_no_shoppers_search(store: Store) -> None:
     assert found(store, "zebra") == [] and found(store, "giraffe") == [shown.id]
     runner = Runner(store.db, str(MIGRATIONS))
     with store.reading():
-        assert runner.down("0013_search_published_answers") == ["0013_search_published_answers"]
+        reverted = ["0014_folded_blocked_terms", "0013_search_published_answers"]
+        assert runner.down("0013_search_published_answers") == reverted
     # Reverted, the index holds every answer's text again, as 0010 built it.
     assert found(store, "zebra") == [shown.id]
     with store.reading():
-        assert runner.up() == ["0013_search_published_answers"]
+        assert runner.up() == reverted[::-1]
     assert found(store, "zebra") == [] and found(store, "giraffe") == [shown.id]

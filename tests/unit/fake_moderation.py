@@ -36,9 +36,11 @@ class FakeModeration:
         self._storage = storage
         self.terms: dict[str, set[str]] = {}
         self.log: list[RecordedDecision] = []
-        # (target, target id) -> the reports' reasons, and the reporter_ids that counted
+        # (target, target id) -> the reports' reasons, the reporter_ids that counted, and
+        # how many reports came without one
         self.reports: dict[tuple[str, int], list[str]] = {}
         self.reporters: set[tuple[str, int, str]] = set()
+        self.anonymous: dict[tuple[str, int], int] = {}
 
     @property
     def contacts(self) -> ContactDetails:
@@ -68,6 +70,11 @@ class FakeModeration:
         if trkref not in self._storage.organisations:
             return None
         return sorted(self.terms.get(trkref, ()))
+
+    async def terms_page(self, trkref: str, after: str | None, size: int) -> tuple[list[str], bool]:
+        self._storage._call("terms_page")
+        terms = [t for t in sorted(self.terms.get(trkref, ())) if after is None or t > after]
+        return terms[:size], len(terms) > size
 
     async def decide(self, decision: Decision) -> RecordedDecision | None:
         self._storage._call("decide")
@@ -128,6 +135,7 @@ class FakeModeration:
         """An erased item's votes and reports, and an answer itself."""
         s = self._storage
         self.reports.pop((target, target_id), None)
+        self.anonymous.pop((target, target_id), None)
         self.reporters = {r for r in self.reporters if r[:2] != (target, target_id)}
         s._voters = {v for v in s._voters if v[:2] != (target, target_id)}
         if target == "answer":
@@ -179,8 +187,13 @@ class FakeModeration:
             self.reporters.add(reporter)
         reasons = self.reports.setdefault(key, [])
         reasons.append(report.reason)
+        # Reports without a reporter_id are one reporter together, added by the first.
+        anonymous = self.anonymous.setdefault(key, 0) + (report.reporter_id is None)
+        self.anonymous[key] = anonymous
+        named = sum(1 for reporter in self.reporters if reporter[:2] == key)
+        added = report.reporter_id is not None or anonymous == 1
         threshold = self._storage.organisations[report.trkref].report_threshold
-        if status != PUBLISHED or len(reasons) != threshold:
+        if status != PUBLISHED or not added or named + (anonymous > 0) != threshold:
             return ReportOutcome(counted=True, held=False)
         held = self._held_for(report)
         held_for = held if REPORTED in held else (*held, REPORTED)

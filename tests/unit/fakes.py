@@ -19,7 +19,9 @@ from dataclasses import replace
 
 from server.service.domain import (
     ANSWERS_START,
+    MODERATOR,
     PUBLISHED,
+    SHOPPER,
     AnswerPage,
     AnswerQuery,
     ApiKey,
@@ -188,18 +190,20 @@ class FakeStorage:
         return stored
 
     async def read_conversation(
-        self, conversation_id: int, answers: int, trkref: str | None = None
+        self, conversation_id: int, answers: int, trkref: str | None = None, role: str = SHOPPER
     ) -> Conversation | None:
         self._call("read_conversation")
-        found = self.get_conversation(conversation_id, answers)
+        found = self.get_conversation(conversation_id, answers, role)
         return None if found is None or trkref not in (None, found.trkref) else found
 
     async def read_answers(self, query: AnswerQuery) -> AnswerPage | None:
         self._call("read_answers")
-        conversation = self.get_conversation(query.conversation_id, 0)
+        conversation = self.get_conversation(query.conversation_id, 0, query.role)
         if conversation is None or conversation.trkref != query.trkref:
             return None
-        every = self.get_conversation(query.conversation_id, len(self.answers))
+        every = self.get_conversation(
+            query.conversation_id, len(self.answers), query.role, query.status
+        )
         assert every is not None
         after = [a for a in every.answers if query.after is None or answer_key(a) > query.after]
         page = tuple(after[: query.size])
@@ -208,9 +212,13 @@ class FakeStorage:
 
     async def read_page(self, query: PageQuery) -> ConversationPage:
         self._call("read_page")
-        # Every answer: a search matches the words of any of them.
-        every = [self.get_conversation(i, len(self.answers)) for i in self.conversations]
-        matching = [c for c in every if c is not None and listed(c, query)]
+        # Every published answer: a search matches the words of any of them.
+        status = query.filter.status or PUBLISHED
+        every = [
+            self.get_conversation(i, len(self.answers), MODERATOR, PUBLISHED)
+            for i in self.conversations
+        ]
+        matching = [c for c in every if c is not None and c.status == status and listed(c, query)]
         ascending = query.order.endswith(" asc")
 
         def key(conversation: Conversation) -> PageKey:
@@ -221,7 +229,9 @@ class FakeStorage:
         if after is not None:
             ordered = [c for c in ordered if (key(c) > after if ascending else key(c) < after)]
         page = tuple(c._replace(answers=()) for c in ordered[: query.size])
-        page = tuple(filter(None, (self.get_conversation(c.id, query.answers) for c in page)))
+        page = tuple(
+            filter(None, (self.get_conversation(c.id, query.answers, query.role) for c in page))
+        )
         more = len(ordered) > query.size
         return ConversationPage(
             page,
@@ -234,10 +244,14 @@ class FakeStorage:
         c = self.conversations[conversation_id].conversation
         self.revisions[c.trkref, c.sku, c.locale] += 1
 
-    async def conversation_stamp(self, trkref: str, conversation_id: int) -> Stamp | None:
+    async def conversation_stamp(
+        self, trkref: str, conversation_id: int, role: str = SHOPPER
+    ) -> Stamp | None:
         self._call("conversation_stamp")
         found = self.conversations.get(conversation_id)
         if found is None or found.conversation.trkref != trkref:
+            return None
+        if role == SHOPPER and found.conversation.status != PUBLISHED:
             return None
         c = found.conversation
         return (0, 0, self.revisions[c.trkref, c.sku, c.locale])
@@ -252,23 +266,36 @@ class FakeStorage:
         self._call("page_token_secret")
         return b"the fake's page token secret...."
 
-    def get_conversation(self, conversation_id: int, size: int = 100) -> Conversation | None:
-        """A published conversation with its published answers, as shoppers read it."""
+    def get_conversation(
+        self,
+        conversation_id: int,
+        size: int = 100,
+        role: str = SHOPPER,
+        status: str | None = None,
+    ) -> Conversation | None:
+        """A conversation with its answers as `role` reads them: a shopper, a published one
+        with its published answers; a moderator, one of any status with its answers of
+        every status (of `status`, when given). `answers_count` counts the published ones."""
         stored = self.conversations.get(conversation_id)
-        if stored is None or stored.conversation.status != PUBLISHED:
+        if stored is None or (role == SHOPPER and stored.conversation.status != PUBLISHED):
             return None
-        answers = tuple(
+        everyone = [
             self.answers[a].answer
             for a, c in sorted(self._answered.items())
-            if c == conversation_id and self.answers[a].answer.status == PUBLISHED
-        )
-        answers = tuple(sorted(answers, key=answer_key))
+            if c == conversation_id
+        ]
+        shown = PUBLISHED if role == SHOPPER else status
+        answers = tuple(sorted((a for a in everyone if shown in (None, a.status)), key=answer_key))
+        if role == SHOPPER:
+            answers = tuple(a._replace(held_for=()) for a in answers)
         after = None
         if len(answers) > size:
             after = answer_key(answers[size - 1]) if size else ANSWERS_START
-        return stored.conversation._replace(
-            answers=answers[:size], answers_count=len(answers), answers_after=after
+        published = sum(1 for a in everyone if a.status == PUBLISHED)
+        conversation = stored.conversation._replace(
+            answers=answers[:size], answers_count=published, answers_after=after
         )
+        return conversation if role == MODERATOR else conversation._replace(held_for=())
 
     # Answers and votes
 

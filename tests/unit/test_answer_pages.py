@@ -12,8 +12,8 @@ import pytest
 from server.service import answer_pages, conversations
 from server.service.answer_pages import ListAnswersRequest, list_answers
 from server.service.domain import NewAnswer, NewConversation
-from server.service.errors import ConversationNotFound, InvalidRequest
-from tests.support import CALLER, answer, create
+from server.service.errors import ConversationNotFound, InvalidRequest, PermissionDenied, Reason
+from tests.support import CALLER, answer, create, store_key
 from tests.unit.fakes import FakeStorage
 
 QUESTION = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")
@@ -82,3 +82,52 @@ def test_bad_parameters_are_listed_and_a_stranger_conversation_is_not_found(
     conversation_id = answered(store, 1)
     with pytest.raises(ConversationNotFound):
         asyncio.run(list_answers(store, ListAnswersRequest("E20", conversation_id), CALLER))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("answered = true", "unknown field 'answered': one of status"),
+        ('created_at >= "2026-01-01T00:00:00Z"', "unknown field 'created_at': one of status"),
+        ("status = pending", "status takes = and one of PENDING, PUBLISHED, REJECTED"),
+        ("status != PENDING", "status takes = and one of PENDING, PUBLISHED, REJECTED"),
+        ("status = ERASED", "status takes = and one of PENDING, PUBLISHED, REJECTED"),
+        ("status = PENDING AND status = REJECTED", "status is given twice"),
+        ("status = PENDING OR status = REJECTED", "OR is not supported: join comparisons with AND"),
+        ("NOT status = PENDING", "NOT is not supported: join comparisons with AND"),
+        ("(status = PENDING)", "'(' is not allowed: a filter is comparisons joined by AND"),
+        ('status = "PENDING', "has a string without its closing double quote"),
+        ("status = PENDING AND", "ends with AND: a comparison must follow it"),
+        ("status = PENDING\u0000", "'\\x00' is not allowed: a filter is comparisons joined by AND"),
+        ("status = PENDING" + " " * 1000, "must be at most 1000 characters"),
+    ],
+)
+def test_a_list_answers_filter_outside_its_subset_is_refused_with_what_is_wrong(
+    store: FakeStorage, text: str, message: str
+) -> None:
+    conversation_id = answered(store, 1)
+    moderator = store_key(store, "moderator", "D10", role="moderator")
+    for caller in (moderator, CALLER):  # refused as invalid before the role is checked
+        asked = ListAnswersRequest("D10", conversation_id, filter=text)
+        with pytest.raises(InvalidRequest) as raised:
+            asyncio.run(list_answers(store, asked, caller))
+        assert [(v.field, v.reason, v.description) for v in raised.value.violations] == [
+            ("filter", Reason.INVALID_FILTER, message)
+        ]
+
+
+def test_a_status_filter_is_a_moderators_and_its_token_is_bound_to_it(store: FakeStorage) -> None:
+    conversation_id = answered(store, 3)
+    moderator = store_key(store, "moderator", "D10", role="moderator")
+    with pytest.raises(PermissionDenied):
+        asked = ListAnswersRequest("D10", conversation_id, filter="status = PUBLISHED")
+        asyncio.run(list_answers(store, asked, CALLER))
+    asked = ListAnswersRequest("D10", conversation_id, 1, filter="status = PUBLISHED")
+    _, token = asyncio.run(list_answers(store, asked, moderator))
+    for caller, chosen in [(moderator, ""), (moderator, "status = PENDING"), (CALLER, "")]:
+        other = ListAnswersRequest("D10", conversation_id, 1, token, chosen)
+        with pytest.raises(InvalidRequest):
+            asyncio.run(list_answers(store, other, caller))
+    same = ListAnswersRequest("D10", conversation_id, 1, token, "status = PUBLISHED")
+    page, _ = asyncio.run(list_answers(store, same, moderator))
+    assert [a.response for a in page.answers] == ["Answer 1"]

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.service import page_tokens
-from server.service.domain import PageQuery
+from server.service.domain import MODERATOR, AnswerQuery, ModerationQuery, PageQuery
+from server.service.errors import InvalidRequest
 
 QUERY = PageQuery("D10", "AIPTPDV5700", None, "created_at desc", 20)
 
@@ -151,3 +152,50 @@ def test_a_float_is_a_key_value_only_where_a_relevance_order_holds_its_relevance
     for key in ((0.25, 5.0, 6), (1, 5, 6.5)):
         with pytest.raises(page_tokens.BadPageToken):
             page_tokens.read(b"k" * 32, searched, signed(payload_of(searched, list(key))), 3)
+
+
+def test_a_token_is_bound_to_the_role_whose_view_it_pages_through() -> None:
+    answers = AnswerQuery("D10", 7, 20)
+    for shoppers in (QUERY, answers):
+        moderators = replace(shoppers, role=MODERATOR)
+        for issued, asked in [(shoppers, moderators), (moderators, shoppers)]:
+            token = page_tokens.issue(b"k" * 32, issued, (1, 2))
+            with pytest.raises(page_tokens.BadPageToken):
+                page_tokens.read(b"k" * 32, asked, token, 2)
+            assert page_tokens.read(b"k" * 32, issued, token, 2) == (1, 2)
+    pending = replace(answers, role=MODERATOR, status="pending")
+    token = page_tokens.issue(b"k" * 32, pending, (1, 2))
+    with pytest.raises(page_tokens.BadPageToken):
+        page_tokens.read(b"k" * 32, replace(pending, status=None), token, 2)
+
+
+def test_a_shoppers_token_is_issued_as_before_roles() -> None:
+    """A shopper's view adds nothing to the digest: tokens issued before stay valid."""
+    digest = hashlib.sha256(json.dumps(["answers", "D10", 7]).encode()).hexdigest()[:32]
+    assert page_tokens._query_digest(AnswerQuery("D10", 7, 20)) == digest
+
+
+TERMS = ModerationQuery("blocked_terms", "D10")
+
+
+@given(st.text(max_size=200))
+def test_a_text_key_reads_back_for_its_list_only(text: str) -> None:
+    token = page_tokens.issue(b"k" * 32, TERMS, (text,))
+    assert page_tokens.text_after(b"k" * 32, TERMS, token) == text
+    for other in (ModerationQuery("blocked_terms", "E20"), ModerationQuery("queue", "D10")):
+        with pytest.raises(InvalidRequest):
+            page_tokens.text_after(b"k" * 32, other, token)
+
+
+def test_no_token_is_the_first_page_of_texts() -> None:
+    assert page_tokens.text_after(b"k" * 32, TERMS, "") is None
+
+
+@pytest.mark.parametrize("key", [(7,), ("a", "b"), ()])
+def test_a_key_that_is_not_one_text_is_refused_on_a_list_of_texts(key: tuple[object, ...]) -> None:
+    token = page_tokens.issue(b"k" * 32, TERMS, key)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest) as raised:
+        page_tokens.text_after(b"k" * 32, TERMS, token)
+    assert raised.value.violations == [page_tokens.NOT_A_PAGE_TOKEN]
+    with pytest.raises(InvalidRequest):
+        page_tokens.text_after(b"j" * 32, TERMS, page_tokens.issue(b"k" * 32, TERMS, ("a",)))

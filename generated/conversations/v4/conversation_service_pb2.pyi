@@ -166,16 +166,18 @@ class ListConversationsResponse(_message.Message):
     def __init__(self, summary: _Optional[_Union[ConversationSummary, _Mapping]] = ..., conversations: _Optional[_Iterable[_Union[Conversation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListAnswersRequest(_message.Message):
-    __slots__ = ("conversation_id", "trkref", "page_size", "page_token")
+    __slots__ = ("conversation_id", "trkref", "page_size", "page_token", "filter")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TRKREF_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     conversation_id: int
     trkref: str
     page_size: int
     page_token: str
-    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    filter: str
+    def __init__(self, conversation_id: _Optional[int] = ..., trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListAnswersResponse(_message.Message):
     __slots__ = ("answers", "next_page_token", "answers_count")
@@ -446,3 +448,49 @@ class ListModerationDecisionsResponse(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[ModerationDecision]
     next_page_token: str
     def __init__(self, decisions: _Optional[_Iterable[_Union[ModerationDecision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class BlockedTerm(_message.Message):
+    __slots__ = ("term",)
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    def __init__(self, term: _Optional[str] = ...) -> None: ...
+
+class NewBlockedTerm(_message.Message):
+    __slots__ = ("term",)
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    def __init__(self, term: _Optional[str] = ...) -> None: ...
+
+class ListBlockedTermsRequest(_message.Message):
+    __slots__ = ("trkref", "page_size", "page_token")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    page_size: int
+    page_token: str
+    def __init__(self, trkref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBlockedTermsResponse(_message.Message):
+    __slots__ = ("blocked_terms", "next_page_token")
+    BLOCKED_TERMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    blocked_terms: _containers.RepeatedCompositeFieldContainer[BlockedTerm]
+    next_page_token: str
+    def __init__(self, blocked_terms: _Optional[_Iterable[_Union[BlockedTerm, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CreateBlockedTermRequest(_message.Message):
+    __slots__ = ("trkref", "blocked_term")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_TERM_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    blocked_term: NewBlockedTerm
+    def __init__(self, trkref: _Optional[str] = ..., blocked_term: _Optional[_Union[NewBlockedTerm, _Mapping]] = ...) -> None: ...
+
+class DeleteBlockedTermRequest(_message.Message):
+    __slots__ = ("trkref", "term")
+    TRKREF_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    trkref: str
+    term: str
+    def __init__(self, trkref: _Optional[str] = ..., term: _Optional[str] = ...) -> None: ...

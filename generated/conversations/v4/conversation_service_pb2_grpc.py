@@ -40,8 +40,9 @@ class ConversationServiceStub:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -146,6 +147,21 @@ class ConversationServiceStub:
                 request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.SerializeToString,
                 response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.FromString,
                 _registered_method=True)
+        self.ListBlockedTerms = channel.unary_unary(
+                '/conversations.v4.ConversationService/ListBlockedTerms',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsResponse.FromString,
+                _registered_method=True)
+        self.CreateBlockedTerm = channel.unary_unary(
+                '/conversations.v4.ConversationService/CreateBlockedTerm',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.CreateBlockedTermRequest.SerializeToString,
+                response_deserializer=conversations_dot_v4_dot_conversation__service__pb2.BlockedTerm.FromString,
+                _registered_method=True)
+        self.DeleteBlockedTerm = channel.unary_unary(
+                '/conversations.v4.ConversationService/DeleteBlockedTerm',
+                request_serializer=conversations_dot_v4_dot_conversation__service__pb2.DeleteBlockedTermRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
@@ -162,8 +178,9 @@ class ConversationServiceServicer:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -414,6 +431,43 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBlockedTerms(self, request, context):
+        """Lists the organisation's blocked terms, in the order of their code points, a page at a
+        time (AIP-132, AIP-158). Screening holds a submission that holds one as a whole word.
+        Needs a moderator key (PERMISSION_DENIED otherwise); NOT_FOUND as for
+        ListConversations.
+
+        REST: GET /v4/organisations/{trkref}/moderation/blocked_terms
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBlockedTerm(self, request, context):
+        """Blocks a term for the organisation (AIP-133): from the next create on, on every
+        replica, a submission that holds it is held for a moderator. Returns the term as
+        stored: folded for case, accents, width and invisible characters, its words separated
+        by single spaces (`Buy-NOW!` is `buy now`), the form screening matches. A term already
+        blocked in that form is ALREADY_EXISTS. Needs a moderator key; NOT_FOUND as for
+        ListConversations.
+
+        REST: POST /v4/organisations/{trkref}/moderation/blocked_terms with `{"term":"..."}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBlockedTerm(self, request, context):
+        """Unblocks a term of the organisation (AIP-135), named in any form that folds to the
+        stored one. A term not blocked is NOT_FOUND. Needs a moderator key; NOT_FOUND as for
+        ListConversations.
+
+        REST: DELETE /v4/organisations/{trkref}/moderation/blocked_terms/{term}
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -512,6 +566,21 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.FromString,
                     response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.SerializeToString,
             ),
+            'ListBlockedTerms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlockedTerms,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsResponse.SerializeToString,
+            ),
+            'CreateBlockedTerm': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBlockedTerm,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.CreateBlockedTermRequest.FromString,
+                    response_serializer=conversations_dot_v4_dot_conversation__service__pb2.BlockedTerm.SerializeToString,
+            ),
+            'DeleteBlockedTerm': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBlockedTerm,
+                    request_deserializer=conversations_dot_v4_dot_conversation__service__pb2.DeleteBlockedTermRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'conversations.v4.ConversationService', rpc_method_handlers)
@@ -534,8 +603,9 @@ class ConversationService:
     belongs to another organisation than `trkref`, or an organisation the key may
     not reach: one identical error in every case, so that it never reveals what
     exists elsewhere), PERMISSION_DENIED (a shopper key on a moderator's method: the
-    moderation queue, its decisions and their log), ALREADY_EXISTS (a request_id of CreateConversation or
-    CreateAnswer reused for another request), RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
+    moderation queue, its decisions, their log and blocked terms), ALREADY_EXISTS (a request_id of
+    CreateConversation or CreateAnswer reused for another request, a term blocked already),
+    RESOURCE_EXHAUSTED (the key's rate limit), UNAVAILABLE
     (storage unavailable; retry).
     """
 
@@ -1042,6 +1112,87 @@ class ConversationService:
             '/conversations.v4.ConversationService/ListModerationDecisions',
             conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsRequest.SerializeToString,
             conversations_dot_v4_dot_conversation__service__pb2.ListModerationDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlockedTerms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/ListBlockedTerms',
+            conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.ListBlockedTermsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBlockedTerm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/CreateBlockedTerm',
+            conversations_dot_v4_dot_conversation__service__pb2.CreateBlockedTermRequest.SerializeToString,
+            conversations_dot_v4_dot_conversation__service__pb2.BlockedTerm.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBlockedTerm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conversations.v4.ConversationService/DeleteBlockedTerm',
+            conversations_dot_v4_dot_conversation__service__pb2.DeleteBlockedTermRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

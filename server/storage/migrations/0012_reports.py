@@ -2,8 +2,9 @@
 for a reason; each organisation's threshold of reporters (3 for every existing one) sends
 a published item back to the queue.
 
-A report with a reporter_id counts once per reporter and item (the unique index; NULLs are
-distinct on both databases, so reports without one each count)."""
+A report with a reporter_id is recorded once per reporter and item (the unique index; NULLs
+are distinct on both databases, so each report without one is recorded:
+server/storage/reports.py counts those as one reporter)."""
 
 from peewee import *
 
