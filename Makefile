@@ -77,13 +77,13 @@ $(REDOCLY): scripts/redocly/package-lock.json
 	touch $@
 
 lint: $(BIN)/.installed $(REDOCLY)
-	$(BIN)/ruff check server tests scripts bench
-	$(BIN)/ruff format --check server tests scripts bench
+	$(BIN)/ruff check server tests scripts bench harness
+	$(BIN)/ruff format --check server tests scripts bench harness
 	$(BIN)/hadolint Containerfile
 	$(REDOCLY) lint --config scripts/redocly/redocly.yaml generated/conversations/v4/openapi.json
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy server tests scripts bench
+	$(BIN)/mypy server tests scripts bench harness
 
 # The tests use the PostgreSQL on 127.0.0.1:5432, or, when nothing answers there, a
 # private cluster that tests/postgres_cluster.py starts for the run and removes after.

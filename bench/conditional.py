@@ -16,8 +16,8 @@ from typing import Protocol
 
 from bench import dataset, report
 from bench.report import Row
-from tests.e2e.service import ServiceProcess
-from tests.support import opened_store
+from harness.service import ServiceProcess
+from harness.support import opened_store
 
 # The product the Detail is of: 20 conversations with 2 answers each, as bench/run.py's.
 SKU, CONVERSATIONS, ANSWERS_EACH = "BENCH-CONDITIONAL", 20, 2

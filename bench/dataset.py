@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 import psycopg2
 
+from harness.databases import POSTGRES_ADMIN_URL
+from harness.support import ORGANISATION, organisation_with_key
 from server.service import page_tokens
 from server.service.domain import DEFAULT_ORDER, PageQuery
 from server.storage import listing
@@ -37,8 +39,6 @@ from server.storage.models import (
     ServiceSecretRow,
 )
 from server.storage.store import Store
-from tests.databases import POSTGRES_ADMIN_URL
-from tests.support import ORGANISATION, organisation_with_key
 
 LARGE_SKU, LARGE_COUNT = "BENCH-1M", 1_000_000
 SMALL_SKU, SMALL_COUNT = "BENCH-10", 10

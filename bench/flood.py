@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench import dataset, report
 from bench.report import table
+from harness.service import ServiceProcess
+from harness.support import opened_store
 from server.service.authentication import Authenticator
-from tests.e2e.service import ServiceProcess
-from tests.support import opened_store
 
 # The flood: h2load's connections and streams on each, as many as the attacker held.
 FLOOD_CONNECTIONS, FLOOD_STREAMS = 50, 10

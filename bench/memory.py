@@ -12,8 +12,8 @@ from bench import load
 from bench.load import Result
 
 TARGET_CREATES = 200_000
-# 200,000 creates take about 3 minutes on 2 cores; on a slower machine the target
-# count does not fit: the run stops starting counted runs once the next one would end after this.
+# On a slow machine the target count does not fit: the run stops starting counted runs
+# once the next one would end after this (the time it takes: docs/performance.md).
 TIME_BOUND_SECONDS = 240
 CHUNK_SECONDS = 10
 # The target: each process's RSS after the creates within this fraction of it after warm-up.

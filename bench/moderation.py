@@ -24,7 +24,7 @@ from bench import moderation_data as data
 from bench import side_by_side
 from bench.side_by_side import Creates, Measure, Measured, Serve
 from conversations.v4 import conversation_service_pb2 as pb
-from tests.support import (
+from harness.support import (
     ORGANISATION,
     basic_authorization,
     create_key,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.dataset import Generated, Progress, insert_chunks, organisation_sql, series_insert
+from harness.support import ORGANISATION
 from server.service.screening import HoldReason
-from tests.support import ORGANISATION
 
 LARGE_SKU, SMALL_SKU, SMALL_COUNT = "BENCH-MODERATED", "BENCH-MODERATED-10", 10
 QUEUE_ORGANISATION, QUEUE_CONVERSATIONS, QUEUE_PRODUCTS = "M10", 100_000, 1_000

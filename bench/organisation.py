@@ -29,12 +29,12 @@ from bench import organisation_data as data
 from bench import side_by_side
 from bench.side_by_side import Creates, Measure, Measured, Serve
 from conversations.v4 import conversation_service_pb2 as pb
+from harness.support import basic_authorization, create_key, opened_store, organisation_with_key
 from server.service import page_tokens
 from server.service.domain import PageQuery
 from server.service.filters import parse_filter
 from server.storage.models import ServiceSecretRow
 from server.storage.prepared import stored_time
-from tests.support import basic_authorization, create_key, opened_store, organisation_with_key
 
 # How many conversations the data set holds; BENCH_ORGANISATION_CONVERSATIONS sets another
 # size (a data set of each size is built once and kept).

@@ -24,7 +24,7 @@ from bench.dataset import (
     organisation_sql,
     series_insert,
 )
-from tests.support import ORGANISATION
+from harness.support import ORGANISATION
 
 PRODUCTS = 10_000
 SEARCH_SKU, SEARCH_PRODUCT_SIZE = "BENCH-SEARCH", 10_000

@@ -51,10 +51,9 @@ from bench import (
 from bench.load import Result
 from bench.report import Row, memory_table, ratios, table
 from conversations.v4 import conversation_service_pb2 as pb
-from server import logs
-from tests.databases import fresh_postgres
-from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, free_port
-from tests.support import (
+from harness.databases import fresh_postgres
+from harness.service import DEMO_CREDENTIALS, ServiceProcess, free_port
+from harness.support import (
     basic_authorization,
     create_key,
     opened_store,
@@ -62,6 +61,7 @@ from tests.support import (
     stored_conversation,
     stored_count,
 )
+from server import logs
 
 STREAMS = 16
 WARM_UP_SECONDS = 3

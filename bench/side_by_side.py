@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.dataset import Generated
 from bench.load import Result, merge
-from tests.databases import fresh_postgres
+from harness.databases import fresh_postgres
 
 
 @dataclass(frozen=True)

@@ -24,19 +24,15 @@ from server import logs, metrics
 from server.api.auth import AuthInterceptor
 from server.api.decoding import DecodingInterceptor
 from server.api.draining import Draining
-from server.api.interceptors import (
-    AccessLogInterceptor,
-    CallObservers,
-    ConcurrencyLimit,
-    InterceptedServer,
-    access_log,
-    traceparent_trace_id,
-)
+from server.api.interceptors import InterceptedServer
 from server.api.largest import largest
+from server.api.limits import ConcurrencyLimit
+from server.api.observers import AccessLogInterceptor, CallObservers, traceparent_trace_id
 from server.api.reflection import enable_documented_reflection
 from server.api.servicer import SERVICE_NAME, ConversationService
 from server.api.span_attributes import SpanAttributesInterceptor
 from server.config import Config
+from server.logs import access_log
 from server.package_data import DESCRIPTOR_SET
 from server.rest.envoy import UNIX_PREFIX, EnvoyFailed, Listener, SupervisedEnvoy, split_address
 from server.service.authentication import Authenticator

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.storage.read_cache import DEFAULT_MIB
-
 DEFAULT_DATABASE_URL = "sqlite:///var/conversations.db"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
@@ -68,7 +66,7 @@ class Config:
     # A page or a conversation is kept with its product's counts and revision, which
     # every write that changes what the product's reads show changes (docs/architecture.md).
     read_cache_mib: int = option(
-        DEFAULT_MIB,
+        32,
         "MiB of List pages and Detail conversations a process keeps, served again while "
         "their product is unchanged (0: none)",
     )

@@ -11,6 +11,7 @@ at once, after the access lines queued before it: the stream stays in time order
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -21,11 +22,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from server.api.interceptors import access_log, call_ids
+# A line per call, written by the call observers (server/api/observers.py).
+access_log = logging.getLogger("conversation_service.access")
+
+# What the access log writes of a call: its fields, the message among them, in order.
+Fields = dict[str, Any]
+
+
+class CallIds(NamedTuple):
+    """What ties a log line to its call: the request id, and the trace id when there is one."""
+
+    request_id: str
+    trace_id: str | None
+
+
+# The ids of the call being served, for each of its log lines. Each call runs in
+# an asyncio task of its own, so what a call sets here leaves with it.
+call_ids: contextvars.ContextVar[CallIds | None] = contextvars.ContextVar("call_ids", default=None)
 
 # --log-level's names.
 LEVELS = {
@@ -72,6 +89,9 @@ class JsonLines(JsonFormatter):
         super().__init__(["message"])
         self._clock = UtcClock()
         self._pid = os.getpid()  # each process configures its logging itself
+        # The access log's fields are strings, numbers and None, which json's own encoder
+        # writes as the formatter's does: one encoder, made once, not one a line.
+        self._encode = json.JSONEncoder().encode
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -82,13 +102,11 @@ class JsonLines(JsonFormatter):
         log_data["pid"] = record.process
         super().add_fields(log_data, record, message_dict)
 
-    def fields_line(self, seconds: float, logger: str, fields: str) -> str:
-        """The line of an INFO record whose fields are the JSON object `fields` (its
-        message among them), as format() would write it, without the record."""
-        return (
-            f'{{"time": "{self._clock.stamp(seconds)}", "level": "info", '
-            f'"logger": "{logger}", "pid": {self._pid}, {fields[1:]}'
-        )
+    def fields_line(self, seconds: float, logger: str, fields: Fields) -> str:
+        """The line of an INFO record whose message is the dict `fields`, as format() would
+        write it, without the record."""
+        head = {"time": self._clock.stamp(seconds), "level": "info", "logger": logger}
+        return self._encode({**head, "pid": self._pid, **fields})
 
 
 class TextLines(logging.Formatter):
@@ -113,8 +131,8 @@ class TextLines(logging.Formatter):
             line += "\n" + self.formatException(record.exc_info)
         return line
 
-    def fields_line(self, seconds: float, logger: str, fields: str) -> str:
-        return f"{self._head(seconds, 'INFO', logger)} {escape_controls(fields)}"
+    def fields_line(self, seconds: float, logger: str, fields: Fields) -> str:
+        return f"{self._head(seconds, 'INFO', logger)} {escape_controls(json.dumps(fields))}"
 
     def _head(self, seconds: float, level: str, logger: str) -> str:
         return f"{self._clock.stamp(seconds)} {level} {logger}{self._pid}"
@@ -167,9 +185,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
 
-    def write_line(self, name: str, fields: str) -> None:
-        """An INFO line of logger `name` whose fields are the JSON object `fields`, as a
-        record of them would read, without the record: the access log's hot path."""
+    def write_line(self, name: str, fields: Fields) -> None:
+        """An INFO line of logger `name` whose message is the dict `fields`, as a record of
+        it would read, without the record: the access log's hot path."""
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             self._last = max(time.time(), self._last)
             self._add(self.lines.fields_line(self._last, name, fields) + "\n")
@@ -292,7 +310,7 @@ def _log_uncaught_in_thread(hook: threading.ExceptHookArgs) -> None:
     logging.getLogger("server").error("uncaught exception in thread %s", name, exc_info=exc_info)
 
 
-def access_writer() -> Callable[[str], None]:
+def access_writer() -> Callable[[Fields], None]:
     """How the access log's lines are written: straight into its batching handler once
     configure_logging() has set it up, else through logging."""
     for handler in access_log.handlers:
@@ -300,4 +318,10 @@ def access_writer() -> Callable[[str], None]:
             if access_log.isEnabledFor(logging.INFO):
                 return functools.partial(handler.write_line, access_log.name)
             return lambda fields: None
-    return access_log.info
+    return log_access
+
+
+def log_access(fields: Fields) -> None:
+    """An access log line through logging, where no batching handler takes it: its fields
+    as one JSON object, the record's message."""
+    access_log.info(json.dumps(fields))

@@ -29,8 +29,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from server.api.errors import Context
-from server.api.interceptors import Begin, CallObserver, Handler
 from server.service.errors import DomainError
 
 if TYPE_CHECKING:
@@ -136,19 +134,12 @@ SUPERVISOR_METRICS = frozenset(
 )
 
 
-def call_type(handler: Handler) -> str:
-    """The grpc_type label of a method: unary, client_stream, server_stream or bidi_stream."""
-    if handler.request_streaming:
-        return "bidi_stream" if handler.response_streaming else "client_stream"
-    return "server_stream" if handler.response_streaming else "unary"
-
-
 class _MethodMetrics:
     """One method's metrics, their label values bound once, as the method is registered."""
 
-    def __init__(self, method: str, handler: Handler) -> None:
+    def __init__(self, method: str, call_type: str) -> None:
         service, _, name = method.lstrip("/").rpartition("/")
-        self.labels = (call_type(handler), service, name)
+        self.labels = (call_type, service, name)
         self.started = STARTED.labels(*self.labels)
         self.in_flight = IN_FLIGHT.labels(*self.labels)
         # The codes' series appear with their first call; the method's own at 0 from the
@@ -156,7 +147,7 @@ class _MethodMetrics:
         self.handled: dict[grpc.StatusCode, Counter] = {}
         self.seconds: dict[grpc.StatusCode, Histogram] = {}
 
-    def begin(self, context: Context) -> None:
+    def begin(self, metadata: object) -> None:
         self.started.inc()
         self.in_flight.inc()
 
@@ -170,21 +161,20 @@ class _MethodMetrics:
         self.seconds[code].observe(seconds)
 
 
-class MetricsInterceptor(CallObserver):
+class MetricsInterceptor:
     """Counts every call as it starts and as it ends, by method and status code, and
-    records how long it took."""
+    records how long it took: a call observer (server/api/observers.py)."""
 
     def __init__(self) -> None:
         self._methods: dict[str, _MethodMetrics] = {}
 
-    def begin_for(self, method: str, handler: Handler) -> Begin:
+    def observing(self, method: str, call_type: str) -> _MethodMetrics:
+        """The metrics of `method`, whose kind is `call_type` (unary, client_stream,
+        server_stream or bidi_stream)."""
         metrics = self._methods.get(method)
         if metrics is None:
-            metrics = self._methods[method] = _MethodMetrics(method, handler)
-        return metrics.begin
-
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self._methods[method].end(code, seconds)
+            metrics = self._methods[method] = _MethodMetrics(method, call_type)
+        return metrics
 
 
 def count_database_error(error: BaseException) -> None:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from server.api.interceptors import NO_TRACE
+from server.api.observers import NO_TRACE
 from server.config import Config
 from server.rest.envoy import otlp_host_port
 

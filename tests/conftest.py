@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from harness.databases import fresh_postgres
 from server.storage.store import Store
-from tests.databases import fresh_postgres
 
 # `ci`, which .ci/run selects with HYPOTHESIS_PROFILE=ci: the same examples on every run
 # (no example database to remember a failure by on a clean clone), and a failure printed

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.service import free_port
+
 # PostgreSQL refuses to run as root; as root, run its programs as this user.
 PG_USER = "postgres"
 ADMIN_URL_VARIABLE = "CONVERSATION_SERVICE_TEST_POSTGRES"
@@ -49,12 +51,6 @@ def _version(bin_dir: Path) -> float:
         return float(bin_dir.parent.name)
     except ValueError:
         return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(host: str, port: int) -> bool:

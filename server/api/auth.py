@@ -20,10 +20,11 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from server.api.errors import Context, abort_with_error
-from server.api.interceptors import ServiceInterceptor, call_metadata
+from server.api.interceptors import Method
+from server.api.observers import call_metadata
 from server.service.authentication import Authenticator
 from server.service.domain import Caller
-from server.service.errors import DomainError, TooManyFailedAuthentications, Unauthenticated
+from server.service.errors import TooManyFailedAuthentications, Unauthenticated
 
 _current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 
@@ -77,7 +78,7 @@ def client_address(context: Context) -> str:
     return peer
 
 
-class AuthInterceptor(ServiceInterceptor):
+class AuthInterceptor:
     """Authenticates every call of the methods under `prefix`; the rest (health) stays open."""
 
     # Headers remembered at most; all are forgotten when there would be more.
@@ -90,7 +91,7 @@ class AuthInterceptor(ServiceInterceptor):
         failed_delay: float = 0.0,
         max_delayed: int = 0,
     ) -> None:
-        super().__init__(prefix)
+        self._prefix = prefix
         self._authenticator = authenticator
         # Seconds a failed authentication waits for its answer once its address is past
         # its allowance of failures; at most `max_delayed` wait at once (0: no bound),
@@ -101,7 +102,11 @@ class AuthInterceptor(ServiceInterceptor):
         # same credentials, so a client's later calls skip decoding and hashing them.
         self._callers: dict[str, Caller] = {}
 
-    def wrap_unary(self, behavior: Any) -> Any:
+    def wrap(self, method: Method) -> Method:
+        if not method.name.startswith(self._prefix):
+            return method
+        call = method.call
+
         async def authenticated(request: Any, context: Context) -> Any:
             try:
                 header = authorization(call_metadata(context))
@@ -110,15 +115,15 @@ class AuthInterceptor(ServiceInterceptor):
                     caller = await self._new_caller(header, context)
             except (Unauthenticated, TooManyFailedAuthentications) as error:
                 await self._refuse(context, error)
-            except DomainError as error:
-                await abort_with_error(context, error)
+            except Exception as error:  # a domain error, or one of the database, or a bug
+                await abort_with_error(context, error, "authentication")
             token = _current_caller.set(caller)
             try:
-                return await behavior(request, context)
+                return await call(request, context)
             finally:
                 _current_caller.reset(token)
 
-        return authenticated
+        return method.serving(authenticated)
 
     async def _refuse(
         self, context: Context, error: Unauthenticated | TooManyFailedAuthentications
@@ -134,7 +139,7 @@ class AuthInterceptor(ServiceInterceptor):
                 await asyncio.sleep(self._failed_delay)
             finally:
                 self._delayed -= 1
-        await abort_with_error(context, error)
+        await abort_with_error(context, error, "authentication")
 
     async def _new_caller(self, header: str, context: Context) -> Caller:
         """Who presents this `authorization` value, not seen before (or forgotten, or not

@@ -14,23 +14,22 @@ from typing import Any
 import grpc
 
 from server.api.errors import Context
-from server.api.interceptors import Handler, WrappingInterceptor
+from server.api.interceptors import Method
 
 # The request of a call whose bytes are not a message of the method's request type.
 MALFORMED = object()
 MALFORMED_MESSAGE = "malformed request: the body is not a protobuf message of this method's type"
 
 
-class DecodingInterceptor(WrappingInterceptor):
+class DecodingInterceptor:
     """Turns an undecodable request of a unary-unary method into INVALID_ARGUMENT.
 
     Put it last, innermost: the interceptors around it keep its decoder and see the call."""
 
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        decode, behavior = handler.request_deserializer, handler.unary_unary
-        if decode is None or behavior is None:
-            return handler
-        call: Any = behavior  # a coroutine function, not as typed
+    def wrap(self, method: Method) -> Method:
+        decode, call = method.decode, method.call
+        if decode is None or method.streaming:
+            return method
 
         def lenient(data: bytes) -> Any:
             try:
@@ -43,8 +42,4 @@ class DecodingInterceptor(WrappingInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE)
             return await call(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            decoded,
-            request_deserializer=lenient,
-            response_serializer=handler.response_serializer,
-        )
+        return method._replace(decode=lenient, call=decoded)

@@ -17,10 +17,10 @@ from typing import Any
 import grpc
 
 from server.api.errors import Context, abort_retryable
-from server.api.interceptors import ServiceInterceptor
+from server.api.interceptors import Method
 
 
-class Draining(ServiceInterceptor):
+class Draining:
     """Counts the service's calls in flight; once hold() is called, holds new ones until
     release(), then answers them UNAVAILABLE."""
 
@@ -31,25 +31,29 @@ class Draining(ServiceInterceptor):
     POLL = 0.01
 
     def __init__(self, prefix: str) -> None:
-        super().__init__(prefix)
+        self._prefix = prefix
         self._in_flight = 0
         self._holding = False
         self._released = asyncio.Event()
         self._last_change = 0.0
 
-    def wrap_unary(self, behavior: Any) -> Any:
+    def wrap(self, method: Method) -> Method:
+        if not method.name.startswith(self._prefix):
+            return method
+        call = method.call
+
         async def counted(request: Any, context: Context) -> Any:
             if self._holding:
                 await self._hold(context)
             self._in_flight += 1
             try:
-                return await behavior(request, context)
+                return await call(request, context)
             finally:
                 self._in_flight -= 1
                 if self._holding:
                     self._last_change = asyncio.get_running_loop().time()
 
-        return counted
+        return method.serving(counted)
 
     async def hold(self, seconds: float) -> None:
         """Hold every new call; return once the calls in flight have ended and no call has

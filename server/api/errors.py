@@ -109,9 +109,23 @@ def retry_info() -> error_details_pb2.RetryInfo:
     )
 
 
-async def abort_with_error(context: Context, error: DomainError) -> NoReturn:
-    """End the call with the error's status."""
-    await _abort_with_status(context, to_status(error), METADATA_BY_ERROR.get(type(error), ()))
+# What a caller is told of a statement the database refused and of anything unexpected:
+# the details stay in the log.
+INTERNAL_ERROR = "internal error"
+
+
+async def abort_with_error(context: Context, error: Exception, where: str) -> NoReturn:
+    """End the call with the status of `error`, raised in `where`: a domain error's, from the
+    table; a statement the database refused (StorageFailed), or anything else,
+    INTERNAL `internal error`, logged."""
+    if isinstance(error, DomainError) and not isinstance(error, StorageFailed):
+        metadata = METADATA_BY_ERROR.get(type(error), ())
+        await _abort_with_status(context, to_status(error), metadata)
+    if isinstance(error, StorageFailed):
+        log.error("%s failed: %s", where, error)
+    else:
+        log.error("unexpected error in %s", where, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
 
 
 async def abort_retryable(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -140,19 +154,13 @@ Method = Callable[[Servicer, Request, Context], Coroutine[Any, Any, Response]]
 def maps_domain_errors(
     method: Method[Servicer, Request, Response],
 ) -> Method[Servicer, Request, Response]:
-    """Turn the domain errors an RPC raises into their gRPC status; hide anything else."""
+    """Turn what an RPC raises into its gRPC status (abort_with_error)."""
 
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Request, context: Context) -> Response:
         try:
             return await method(self, request, context)
-        except StorageFailed as error:
-            log.error("%s failed: %s", method.__name__, error)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        except DomainError as error:
-            await abort_with_error(context, error)
-        except Exception:
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as error:
+            await abort_with_error(context, error, method.__name__)
 
     return wrapper

@@ -41,8 +41,8 @@ def _set_time(timestamp: Timestamp, value: datetime.datetime) -> None:
 # Messages are filled in place, a field at a time (RepeatedCompositeContainer.add(),
 # then attributes): a message handed to another's constructor is copied, and keyword
 # arguments cost a dict per message. Fields at their default are left alone, as
-# proto3 leaves them; the optional ones are set unless None. A List page's message
-# took about a third less time than with keyword arguments.
+# proto3 leaves them; the optional ones are set unless None (what a page's message
+# costs: docs/performance.md, Get and List).
 
 
 def _fill_answer(message: pb.Answer, answer: domain.Answer) -> None:

@@ -11,7 +11,6 @@ from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
 from server.api.auth import current_caller
 from server.api.errors import Context, maps_domain_errors
-from server.api.interceptors import call_metadata
 from server.api.messages import (
     answer_message,
     answer_page_message,
@@ -22,6 +21,7 @@ from server.api.messages import (
     page_message,
     queue_message,
 )
+from server.api.observers import call_metadata
 from server.metrics import count_moderation_decision, count_report
 from server.service import (
     answer_pages,

@@ -49,7 +49,7 @@ def is_digest(stored: str) -> bool:
 
 
 def legacy_secret_matches(secret: str, stored: str) -> bool:
-    """Constant-time check of a secret against a salted scrypt hash (tens of ms of CPU)."""
+    """Constant-time check of a secret against a salted scrypt hash (slow by design)."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != LEGACY_SCHEME:

@@ -40,7 +40,7 @@ class Answer(NamedTuple):
     """An answer to a conversation's question.
 
     Answer and Conversation are named tuples, not frozen dataclasses: a List page
-    makes sixty of them, and a tuple is made in a fifth of the time.
+    makes sixty of them, and a tuple is made much faster (docs/performance.md).
     """
 
     id: int

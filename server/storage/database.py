@@ -18,8 +18,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
-from server.service.errors import StorageUnavailable
-from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault
+from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault, unavailable
 
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
@@ -29,7 +28,7 @@ READ_CHECK_SECONDS = 0.1
 # The options of a pool, not of a connection.
 _POOL_OPTIONS = ("max_connections", "stale_timeout", "timeout")
 
-# Pooled connections: opening a connection per call costs about a millisecond.
+# Pooled connections: a call does not pay for opening a connection.
 _POOLED_SCHEMES = {
     "sqlite": "sqlite+pool",
     "postgres": "postgresql+pool",
@@ -153,7 +152,7 @@ class SharedConnection:
             if self._failures != failures:
                 # It failed as unavailable while this thread waited for it: do not
                 # wait on a database that is down or locked a second time.
-                raise StorageUnavailable(f"database unavailable ({self._failure}); retry later")
+                raise unavailable(self._failure)
             try:
                 self._check()
                 self._db.connect(reuse_if_open=True)

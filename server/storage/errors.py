@@ -128,13 +128,23 @@ def sequence_exhausted(error: BaseException) -> bool:
     return any(getattr(cause, "pgcode", None) == "2200H" for cause in _causes(error))
 
 
-def as_domain_error(error: BaseException) -> StorageUnavailable | StorageFailed:
-    """The domain error of a database error; its frames are dropped (see drop_frames)."""
+def as_domain_error(
+    error: BaseException, on_unavailable: OnUnavailable = _ignore
+) -> StorageUnavailable | StorageFailed:
+    """The domain error of a database error, the one translation of every path: a fault
+    of the database is StorageUnavailable, told to `on_unavailable`; any other error is
+    StorageFailed. The error's frames are dropped (see drop_frames)."""
     kind = fault(error)
     drop_frames(error)
-    if kind is not None:
-        return StorageUnavailable(f"database unavailable ({kind}); retry later")
-    return StorageFailed(f"database error: {type(error).__name__}")
+    if kind is None:
+        return StorageFailed(f"database error: {type(error).__name__}")
+    on_unavailable(error)
+    return unavailable(kind)
+
+
+def unavailable(kind: str) -> StorageUnavailable:
+    """The domain error of a database unavailable for a `kind` of fault ("timed out")."""
+    return StorageUnavailable(f"database unavailable ({kind}); retry later")
 
 
 @contextmanager
@@ -143,18 +153,7 @@ def translated(on_unavailable: OnUnavailable = _ignore) -> Iterator[None]:
     try:
         yield
     except DATABASE_ERRORS as error:
-        raise domain_error(error, on_unavailable) from error
-
-
-def domain_error(
-    error: BaseException, on_unavailable: OnUnavailable = _ignore
-) -> StorageUnavailable | StorageFailed:
-    """The domain error of a database error, told to `on_unavailable` when it is one of
-    unavailability."""
-    found = as_domain_error(error)
-    if isinstance(found, StorageUnavailable):
-        on_unavailable(error)
-    return found
+        raise as_domain_error(error, on_unavailable) from error
 
 
 def drop_frames(error: BaseException | None) -> None:

@@ -59,10 +59,10 @@ from server.storage.errors import (
     FaultPeriods,
     OnUnavailable,
     as_domain_error,
-    domain_error,
     drop_frames,
     sequence_exhausted,
     translated,
+    unavailable,
 )
 from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
@@ -259,7 +259,7 @@ class Store:
             else:
                 db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
         if not self.faults.probe_succeeded():
-            raise StorageUnavailable("database unavailable (writes failing); retry later")
+            raise unavailable("writes failing")
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
@@ -386,8 +386,8 @@ class Store:
 
     async def _read(self, read: Callable[[Arg], Result], arg: Arg) -> Result:
         """A read in a thread: the event loop never waits on a PostgreSQL round trip. On
-        SQLite, on the loop: a read of the embedded file is tens of µs of CPU and never
-        waits for a writer (WAL), less than handing it to a thread and back."""
+        SQLite, on the loop: a read of the embedded file never waits for a writer (WAL)
+        and costs less than handing it to a thread and back (docs/performance.md)."""
         if self._embedded:
             return self._read_on_this_thread(read, arg)
         return await asyncio.to_thread(self._read_pooled, read, arg)
@@ -408,7 +408,7 @@ class Store:
                 self.db.connect()
             return read(arg)
         except DATABASE_ERRORS as error:
-            raise domain_error(error, self._on_unavailable) from error
+            raise as_domain_error(error, self._on_unavailable) from error
 
     async def conversation_stamp(
         self, trkref: str, conversation_id: int, role: str = SHOPPER
@@ -476,7 +476,7 @@ class Store:
             return await self._traced(operation, writer.submit(item, self.write_timeout))
         except (TimeoutError, Closed) as error:
             kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
-            raise StorageUnavailable(f"database unavailable ({kind}); retry later") from error
+            raise unavailable(kind) from error
 
     def write_votes(self, batch: list[Vote]) -> Sequence[bool | Exception]:
         """Count a batch of votes in one transaction; every vote gets its outcome or its error."""
@@ -525,9 +525,8 @@ class Store:
             if sequence_exhausted(error):
                 drop_frames(error)
                 return [ConversationIdsExhausted()] * len(batch)
-            failure = as_domain_error(error)
+            failure = as_domain_error(error, self._on_unavailable)
             if isinstance(failure, StorageUnavailable):
-                self._on_unavailable(error)
                 return [failure] * len(batch)
             if len(batch) == 1:
                 return [failure]

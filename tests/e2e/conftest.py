@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import empty_postgres
+from harness.databases import empty_postgres
 from tests.e2e.browser import DOCS_IMAGES
 from tests.e2e.service import ServiceProcess
 

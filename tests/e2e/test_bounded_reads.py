@@ -16,10 +16,10 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import basic, basic_authorization
 from server.api.largest import largest, largest_answer
 from server.service import answer_pages, conversations
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, http
-from tests.support import basic, basic_authorization
 
 DEMO = basic_authorization(*DEMO_CREDENTIALS)
 METADATA = basic(*DEMO_CREDENTIALS)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from server.package_data import DESCRIPTOR_SET
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
@@ -24,7 +25,6 @@ from tests.e2e.service import (
     call,
     empty_database,
 )
-from tests.support import basic_authorization, cli, create_key
 
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 SKU = "COND-1"

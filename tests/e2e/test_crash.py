@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.support import basic_authorization, organisation_with_key, stored_questions
 from tests.e2e.load import (
     OK,
     Load,
@@ -14,7 +15,6 @@ from tests.e2e.load import (
     grpc_create,
 )
 from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess
-from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 THREADS = 6
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.support import stored_questions
 from tests.e2e.load import (
     OK,
     REFUSED,
@@ -21,7 +22,6 @@ from tests.e2e.load import (
     rest_create,
 )
 from tests.e2e.service import ServiceProcess, http
-from tests.support import stored_questions
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])

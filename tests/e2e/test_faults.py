@@ -18,6 +18,7 @@ import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.support import basic_authorization, organisation_with_key, stored_questions
 from tests.e2e.load import (
     OK,
     Call,
@@ -28,7 +29,6 @@ from tests.e2e.load import (
 )
 from tests.e2e.service import ServiceProcess, assert_rpc_status, call, free_port, http
 from tests.postgres_cluster import PostgresCluster
-from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 DATABASE_TIMEOUT = 2.0
 # The clients' deadline: a call still waiting on the database past it ends

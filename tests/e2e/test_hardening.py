@@ -39,6 +39,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import basic_authorization, cli, create_key, stored_questions
 from server.rest import envoy
 from tests.e2e.load import (
     OK,
@@ -49,7 +50,6 @@ from tests.e2e.load import (
     rest_create,
 )
 from tests.e2e.service import DEMO_AUTHORIZATION, ServiceProcess, free_port, http, scrape
-from tests.support import basic_authorization, cli, create_key, stored_questions
 
 CREATE_BODY = json.dumps({"first_name": "A shopper", "question": "Fits?", "sku": "SKU1"})
 JSON = {"content-type": "application/json", "authorization": DEMO_AUTHORIZATION}

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.databases import empty_postgres
-from tests.e2e.service import HttpResponse, ServiceProcess, assert_rpc_status, http
-from tests.support import (
+from harness.databases import empty_postgres
+from harness.support import (
     basic_authorization,
     organisation_with_key,
     stored_answers,
     stored_conversation,
 )
+from tests.e2e.service import HttpResponse, ServiceProcess, assert_rpc_status, http
 
 # Any code point but surrogates (which neither protobuf nor JSON strings carry).
 CHARACTERS = st.characters(exclude_categories=["Cs"])

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, opened_store
 from server.storage.models import AnswerRow, ConversationRow
 from tests.e2e.service import DEMO_CREDENTIALS, HttpResponse, ServiceProcess, http
-from tests.support import basic_authorization, opened_store
 
 DEMO = {"authorization": basic_authorization(*DEMO_CREDENTIALS)}
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, http
-from tests.support import basic_authorization
 
 HEADERS = {
     "authorization": basic_authorization(*DEMO_CREDENTIALS),

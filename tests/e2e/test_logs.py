@@ -22,11 +22,11 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.databases import empty_postgres
+from harness.databases import empty_postgres
+from harness.support import basic
 from tests.e2e.raw_requests import grpc_call, http1_get
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, call
 from tests.e2e.test_rest import CONVERSATIONS, SEED_BODY
-from tests.support import basic
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

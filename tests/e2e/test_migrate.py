@@ -8,9 +8,9 @@ import time
 import psycopg2
 from playhouse.migrations import Runner
 
+from harness.databases import fresh_postgres
+from harness.support import SERVICE, opened_store
 from server.package_data import MIGRATIONS
-from tests.databases import fresh_postgres
-from tests.support import SERVICE, opened_store
 
 
 def test_processes_migrating_at_once_take_turns() -> None:

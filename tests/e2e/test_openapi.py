@@ -9,11 +9,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from harness.support import basic_authorization
 from server.package_data import OPENAPI
 from server.service.domain import ORDERS
 from server.service.errors import Reason
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
-from tests.support import basic_authorization
 
 schema = schemathesis.openapi.from_path(OPENAPI)
 # What the REST API promises: never a 5xx, only documented statuses and content

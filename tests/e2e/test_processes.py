@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from harness.support import basic_authorization, organisation_with_key, stored_questions
 from tests.e2e.load import (
     OK,
     Load,
@@ -25,7 +26,6 @@ from tests.e2e.service import (
     http,
     scrape,
 )
-from tests.support import basic_authorization, organisation_with_key, stored_questions
 
 CREATE = "/conversations.v4.ConversationService/CreateConversation"
 

@@ -13,8 +13,8 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import basic
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess
-from tests.support import basic
 
 METADATA = basic(*DEMO_CREDENTIALS)
 WIDEST = "\U0001f600" * 5000

@@ -16,10 +16,10 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from tests.databases import empty_postgres
+from harness.databases import empty_postgres
+from harness.support import SERVICE, basic_authorization, organisation_with_key, stored_questions
 from tests.e2e.load import OK, Load, assert_acknowledged_stored_once, rest_create
 from tests.e2e.service import ServiceProcess, free_port, http
-from tests.support import SERVICE, basic_authorization, organisation_with_key, stored_questions
 
 CREATE_LOG_LINE = '"method": "/conversations.v4.ConversationService/CreateConversation"'
 

@@ -18,6 +18,13 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import (
+    basic_authorization,
+    cli,
+    create_key,
+    stored_conversation,
+    stored_questions,
+)
 from tests.e2e.service import (
     DEMO_CREDENTIALS,
     HttpResponse,
@@ -25,13 +32,6 @@ from tests.e2e.service import (
     assert_rpc_status,
     grpcurl,
     http,
-)
-from tests.support import (
-    basic_authorization,
-    cli,
-    create_key,
-    stored_conversation,
-    stored_questions,
 )
 
 SEED_BODY = {

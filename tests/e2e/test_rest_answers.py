@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     HttpResponse,
@@ -15,7 +16,6 @@ from tests.e2e.service import (
     call,
     grpcurl,
 )
-from tests.support import basic_authorization, cli, create_key
 
 REQUEST_ID = "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 OWNER = {

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     ServiceProcess,
@@ -19,7 +20,6 @@ from tests.e2e.service import (
     call,
     grpcurl,
 )
-from tests.support import basic_authorization, cli, create_key
 
 TERMS = "/v4/organisations/{trkref}/moderation/blocked_terms"
 DENIED = {"code": 7, "message": "this method needs a moderator key", "details": []}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
     ASKED_SKU,
     DEMO_AUTHORIZATION,
@@ -21,7 +22,6 @@ from tests.e2e.service import (
     call,
     grpcurl,
 )
-from tests.support import basic_authorization, cli, create_key
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 DECISION_ROUTES = [

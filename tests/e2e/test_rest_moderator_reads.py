@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     HttpResponse,
@@ -21,7 +22,6 @@ from tests.e2e.service import (
     empty_database,
     grpcurl,
 )
-from tests.support import basic_authorization, cli, create_key
 
 DENIED = {"code": 7, "message": "this method needs a moderator key", "details": []}
 PENDING_ONLY = "filter=status%20%3D%20PENDING"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
     DEMO_AUTHORIZATION,
     HttpResponse,
@@ -16,7 +17,6 @@ from tests.e2e.service import (
     call,
     grpcurl,
 )
-from tests.support import basic_authorization, cli, create_key
 
 CONVERSATIONS = "/v4/organisations/D10/conversations"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import basic_authorization, create_key
 from tests.e2e.service import (
     ASKED_SKU,
     DEMO_AUTHORIZATION,
@@ -22,7 +23,6 @@ from tests.e2e.service import (
     grpcurl,
     scrape,
 )
-from tests.support import basic_authorization, create_key
 
 ROUTES = ["/v4/conversations/{id}/report", "/v4/conversation_answers/{id}/report"]
 

@@ -14,10 +14,10 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.databases import empty_postgres
+from harness.support import basic_authorization, cli, organisation_with_key
 from server.service.authentication import Authenticator
-from tests.databases import empty_postgres
 from tests.e2e.service import ServiceProcess, http
-from tests.support import basic_authorization, cli, organisation_with_key
 
 BOUND = Authenticator.REVOCATION_BOUND
 # Channels per check: new connections, which the kernel spreads over a port's processes.

@@ -12,15 +12,15 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
-from server.package_data import MIGRATIONS
-from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, grpcurl
-from tests.support import (
+from harness.support import (
     basic_authorization,
     cli,
     create_key,
     opened_store,
     organisation_with_key,
 )
+from server.package_data import MIGRATIONS
+from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, grpcurl
 
 SEED_JSON = (
     '{"trkref":"D10","first_name":"A shopper","question":"How is this product?",'

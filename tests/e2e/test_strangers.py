@@ -20,8 +20,8 @@ import grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import basic_authorization, cli, create_key, organisation_with_key
 from tests.e2e.service import ServiceProcess, free_port, http
-from tests.support import basic_authorization, cli, create_key, organisation_with_key
 
 FAILING_CALLS = 1000
 STATEMENTS = "conversation_service_database_statements_total"

@@ -15,11 +15,11 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import basic, basic_authorization
 from tests.e2e.browser import chromium
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, http
 from tests.e2e.test_rest import CONVERSATIONS, SEED_BODY
-from tests.support import basic, basic_authorization
 
 # A REST client's own span, as W3C Trace Context.
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.support import basic_authorization
 from tests.e2e.service import DEMO_CREDENTIALS, ServiceProcess, grpcurl, http
-from tests.support import basic_authorization
 
 ROOT = Path(__file__).resolve().parents[2]
 # scripts/package.sh runs the uv `make` installs from scripts/uv-requirements.txt.

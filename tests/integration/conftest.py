@@ -10,6 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
+from harness.databases import empty_postgres
+from harness.support import Metadata, add_organisation_with_key, basic
 from server.app import RunningServer, start_server
 from server.config import Config
 from server.service import api_keys
@@ -17,8 +19,6 @@ from server.service.api_keys import IssuedKey
 from server.service.domain import Organisation
 from server.service.ports import Storage
 from server.storage.store import Store
-from tests.databases import empty_postgres
-from tests.support import Metadata, add_organisation_with_key, basic
 from tests.unit.fakes import FakeStorage
 
 T = TypeVar("T")

@@ -16,13 +16,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import Metadata, basic
 from server.api.auth import AuthInterceptor
 from server.app import RunningServer
 from server.service import api_keys, organisations
 from server.service.api_keys import IssuedKey
 from server.service.domain import Organisation
 from server.storage.store import Store
-from tests.support import Metadata, basic
 
 REQUEST = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S1")
 Start = Callable[..., RunningServer]

@@ -14,12 +14,12 @@ from google.protobuf import empty_pb2
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import TEST_SECRET, Metadata, basic, store_key
 from server.app import RunningServer
 from server.service.domain import Organisation
 from server.service.organisations import add_organisation
 from server.storage.models import VoteRow
 from server.storage.store import Store
-from tests.support import TEST_SECRET, Metadata, basic, store_key
 
 E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
 REQUEST_ID = "5b0c8a52-1c87-4d11-9a55-0d1d0c3a6e01"

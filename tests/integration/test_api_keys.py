@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.support import CALLER, TEST_SECRET, create, legacy_scrypt_hash, store_key
+from harness.support import NEW_CONVERSATION as NEW
 from server.service import api_keys, authentication, organisations
 from server.service.authentication import Authenticator
 from server.service.domain import ApiKey, Organisation
@@ -18,8 +20,6 @@ from server.service.errors import (
     Unauthenticated,
 )
 from server.storage.store import Store
-from tests.support import CALLER, TEST_SECRET, create, legacy_scrypt_hash, store_key
-from tests.support import NEW_CONVERSATION as NEW
 
 
 def test_created_key_authenticates_for_its_organisations(

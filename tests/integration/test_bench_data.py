@@ -8,12 +8,12 @@ import asyncio
 import peewee
 
 from bench import dataset
+from harness.support import CALLER
 from server.service import conversations
 from server.service.conversations import ListRequest
 from server.service.domain import Organisation
 from server.storage.models import database
 from server.storage.store import Store
-from tests.support import CALLER
 
 BIG, SMALL = "BIG", "SMALL"
 

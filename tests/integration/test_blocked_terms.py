@@ -16,6 +16,7 @@ from playhouse.migrations import Runner
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import CALLER, Metadata, add_organisation_with_key, basic, create, store_key
 from server.app import RunningServer
 from server.package_data import MIGRATIONS
 from server.service import api_keys, blocked_terms
@@ -23,7 +24,6 @@ from server.service.domain import PENDING, PUBLISHED, Caller, NewConversation, O
 from server.service.errors import BlockedTermExists, BlockedTermNotFound
 from server.service.ports import Storage
 from server.storage.store import Store
-from tests.support import CALLER, Metadata, add_organisation_with_key, basic, create, store_key
 
 MODERATOR = Caller("moderator-key", frozenset({"D10"}), role="moderator")
 MIGRATION = "0014_folded_blocked_terms"

@@ -18,6 +18,16 @@ from typing import Any
 import peewee
 import pytest
 
+from harness.databases import BatchesBegun, wait_until_queued, write_lock_held
+from harness.support import (
+    CALLER,
+    ORGANISATION,
+    add_organisation_with_key,
+    create,
+    insert,
+    store_key,
+)
+from harness.support import NEW_CONVERSATION as SEED
 from server.service import api_keys, conversations
 from server.service.domain import (
     Conversation,
@@ -29,9 +39,6 @@ from server.service.domain import (
 from server.service.errors import StorageFailed, StorageUnavailable
 from server.storage.database import SharedConnection
 from server.storage.store import Store
-from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
-from tests.support import CALLER, ORGANISATION, add_organisation_with_key, create, insert, store_key
-from tests.support import NEW_CONVERSATION as SEED
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 

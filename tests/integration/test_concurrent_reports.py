@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from harness.databases import empty_postgres
+from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 from server.service.domain import PUBLISHED, Decision, NewConversation, PendingCreate
 from server.service.reports import ItemReport, ReportOutcome
 from server.storage.store import Store
-from tests.databases import empty_postgres
-from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 STORES = 6

@@ -15,11 +15,11 @@ import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.support import Metadata
 from server.app import RunningServer
 from server.storage.store import Store
 from tests.integration.conftest import open_store
 from tests.integration.test_reading import statements_of
-from tests.support import Metadata
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import datetime
 import peewee
 import pytest
 
+from harness.support import CALLER, create
 from server.service import organisations
 from server.service.domain import Caller, NewConversation, Organisation
 from server.service.errors import (
@@ -15,7 +16,6 @@ from server.service.errors import (
     OrganisationNotFound,
 )
 from server.storage.store import Store
-from tests.support import CALLER, create
 
 SEED = NewConversation(
     trkref="D10",

@@ -9,6 +9,7 @@ import datetime
 
 import pytest
 
+from harness.support import CALLER, add_organisation_with_key, answer, create
 from server.service import reports, votes
 from server.service.domain import (
     ERASED,
@@ -22,7 +23,6 @@ from server.service.errors import AnswerNotFound, ConversationNotFound
 from server.service.ports import Storage
 from server.storage.store import Store
 from tests.integration.test_moderation import assert_counts_exact, decide, moderator, shown
-from tests.support import CALLER, add_organisation_with_key, answer, create
 
 SECRET = "Zanzibarian"
 # Every table that holds a shopper's text, or a row that points at an item.

@@ -11,11 +11,11 @@ import grpc_testing
 import pytest
 
 from conversations.v4 import conversation_service_pb2 as pb
+from harness.databases import write_lock_held
+from harness.support import CALLER
 from server.api.servicer import ConversationService
 from server.service.domain import Organisation
 from server.storage.store import Store
-from tests.databases import write_lock_held
-from tests.support import CALLER
 
 METHOD = pb.DESCRIPTOR.services_by_name["ConversationService"].methods_by_name["CreateConversation"]
 SEED = pb.CreateConversationRequest(

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from harness.databases import BatchesBegun, wait_until_queued, write_lock_held
+from harness.support import CALLER, NEW_CONVERSATION, create, store_key
 from server.service.domain import Conversation, NewConversation, Organisation
 from server.service.errors import InvalidConversation, RequestIdReused
 from server.storage.store import Store
-from tests.databases import BatchesBegun, wait_until_queued, write_lock_held
-from tests.support import CALLER, NEW_CONVERSATION, create, store_key
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"
 NEW = NewConversation(

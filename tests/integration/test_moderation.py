@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playhouse.migrations import Runner
 
+from harness.support import CALLER, answer, create, store_key
 from server.package_data import MIGRATIONS
 from server.service import moderation
 from server.service.conversations import ListRequest, list_conversations
@@ -17,7 +18,6 @@ from server.service.domain import PENDING, PUBLISHED, REJECTED, Caller, NewAnswe
 from server.service.errors import ConversationNotFound, PermissionDenied
 from server.service.moderation import DecisionRequest
 from server.storage.store import Store
-from tests.support import CALLER, answer, create, store_key
 
 MIGRATION = "0011_moderation"
 # The migrations after it, reverted before it and applied again after it.

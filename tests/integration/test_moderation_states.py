@@ -12,6 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from harness.support import answer, create, store_key
 from server.service import moderation, reports, votes
 from server.service.conversations import ListRequest, get_conversation, list_conversations
 from server.service.domain import (
@@ -28,7 +29,6 @@ from server.service.moderation import DecisionRequest
 from server.service.organisations import add_organisation
 from server.storage.store import Store
 from tests.integration.test_moderation import assert_counts_exact
-from tests.support import answer, create, store_key
 
 _organisations = itertools.count(1)
 VERDICTS = ["approve", "reject"]

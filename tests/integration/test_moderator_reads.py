@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from harness.support import CALLER, answer, create, store_key
 from server.service import conditional, moderation
 from server.service.answer_pages import ListAnswersRequest, list_answers
 from server.service.conversations import ListRequest, get_conversation, list_conversations
@@ -32,7 +33,6 @@ from server.service.errors import (
 from server.service.moderation import DecisionRequest
 from server.service.organisations import add_organisation
 from server.storage.store import Store
-from tests.support import CALLER, answer, create, store_key
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.support import CALLER, add_organisation_with_key, answer, create, store_key, vote
 from server.service import conversations
 from server.service.conversations import ListRequest
 from server.service.domain import (
@@ -31,7 +32,6 @@ from server.service.organisations import add_organisation
 from server.storage.models import AnswerRow, ConversationRow
 from server.storage.store import Store
 from tests.integration.conftest import open_store
-from tests.support import CALLER, add_organisation_with_key, answer, create, store_key, vote
 
 E20 = Organisation(trkref="E20", name="Second retailer", locale="de-DE")
 

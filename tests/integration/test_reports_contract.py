@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 
+from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 from server.service.domain import (
     PENDING,
     PUBLISHED,
@@ -17,7 +18,6 @@ from server.service.domain import (
 )
 from server.service.ports import Storage
 from server.service.reports import ItemReport, ReportOutcome
-from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 

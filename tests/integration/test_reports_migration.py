@@ -7,12 +7,12 @@ import datetime
 
 from playhouse.migrations import Runner
 
+from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 from server.package_data import MIGRATIONS
 from server.service.domain import NewConversation, Organisation, PendingCreate
 from server.service.reports import ItemReport
 from server.storage.models import OrganisationRow, ReportRow
 from server.storage.store import Store
-from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 
 MIGRATION = "0012_reports"
 LATER = ["0013_search_published_answers", "0014_folded_blocked_terms"]

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playhouse.migrations import Runner
 
+from harness.support import CALLER, add_organisation_with_key, answer, create, store_key
 from server.package_data import MIGRATIONS
 from server.service import conversations
 from server.service.conversations import ListRequest
@@ -36,7 +37,6 @@ from server.service.organisations import add_organisation
 from server.storage.listing import page_key
 from server.storage.store import Store
 from tests.integration.test_reading import statements_of
-from tests.support import CALLER, add_organisation_with_key, answer, create, store_key
 from tests.unit.fakes import listed
 
 WORDS = ["battery", "cable", "charger", "screen", "zipper", "kettle", "café", "blender"]

@@ -8,12 +8,12 @@ import asyncio
 
 from playhouse.migrations import Runner
 
+from harness.support import CALLER, add_organisation_with_key, answer, create, store_key
 from server.package_data import MIGRATIONS
 from server.service import moderation
 from server.service.conversations import ListRequest, list_conversations
 from server.service.domain import Caller, NewAnswer, NewConversation
 from server.storage.store import Store
-from tests.support import CALLER, add_organisation_with_key, answer, create, store_key
 
 BOSS = Caller(key_id="boss", organisations=frozenset({"D10"}), role="moderator")
 

@@ -17,15 +17,15 @@ from prometheus_client import REGISTRY
 
 from conversations.v4 import conversation_service_pb2 as pb
 from conversations.v4 import conversation_service_pb2_grpc as pb_grpc
+from harness.databases import BatchesBegun, write_lock_held
+from harness.support import Metadata
 from server.api.decoding import MALFORMED_MESSAGE
 from server.api.servicer import SERVICE_NAME
 from server.app import RunningServer, start_server
 from server.config import Config
 from server.service.domain import Organisation
 from server.storage.store import Store
-from tests.databases import BatchesBegun, write_lock_held
 from tests.integration.conftest import OnLoop
-from tests.support import Metadata
 
 # A valid create; the stubs do not change the messages they send.
 ASK = pb.CreateConversationRequest(trkref="D10", first_name="Ann", question="Q?", sku="S")

@@ -12,6 +12,8 @@ from dataclasses import replace
 
 import pytest
 
+from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
+from harness.support import NEW_CONVERSATION as NEW
 from server.service.domain import (
     ANSWERS_START,
     ORDERS,
@@ -37,8 +39,6 @@ from server.service.errors import (
 )
 from server.service.ports import Storage
 from server.storage.answer_pages import answer_key
-from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert, store_key
-from tests.support import NEW_CONVERSATION as NEW
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"

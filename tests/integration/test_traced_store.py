@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from harness.support import CALLER, add_organisation_with_key
+from harness.support import NEW_CONVERSATION as NEW
 from server.service import conversations
 from server.storage.store import Store
-from tests.support import CALLER, add_organisation_with_key
-from tests.support import NEW_CONVERSATION as NEW
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import add_organisation_with_key
+from harness.support import add_organisation_with_key
 from tests.unit.fakes import FakeStorage
 
 

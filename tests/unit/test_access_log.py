@@ -1,4 +1,4 @@
-"""The access log line: the JSON object json.dumps would write, built from parts."""
+"""The access log line: the call's fields, as json.dumps writes them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import json
 import grpc
 import pytest
 
-from server.api.interceptors import (
+from server.api.observers import (
     HEALTH_CHECK,
     HEALTH_CHECKER,
     AccessLogInterceptor,
-    CallIds,
     _call_metadata,
-    call_ids,
 )
+from server.logs import CallIds, Fields, call_ids
 
 
 @pytest.mark.parametrize(
@@ -27,19 +26,16 @@ from server.api.interceptors import (
     ],
 )
 def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
-    lines: list[str] = []
-    observer = AccessLogInterceptor(write=lines.append)
+    lines: list[Fields] = []
+    method = "/conversations.v4.ConversationService/GetConversation"
+    observer = AccessLogInterceptor(write=lines.append).observing(method, "unary")
     token = call_ids.set(ids)
     try:
-        observer.observe(
-            "/conversations.v4.ConversationService/GetConversation",
-            grpc.StatusCode.NOT_FOUND,
-            0.0012344,
-        )
+        observer.end(grpc.StatusCode.NOT_FOUND, 0.0012344)
     finally:
         call_ids.reset(token)
 
-    assert lines == [
+    assert [json.dumps(line) for line in lines] == [
         json.dumps(
             {
                 "message": "/conversations.v4.ConversationService/GetConversation NOT_FOUND",
@@ -55,13 +51,13 @@ def test_the_line_is_what_json_dumps_writes(ids: CallIds | None) -> None:
 
 
 def test_the_health_checks_of_the_service_own_envoy_are_not_logged() -> None:
-    lines: list[str] = []
-    observer = AccessLogInterceptor(write=lines.append)
+    lines: list[Fields] = []
+    observer = AccessLogInterceptor(write=lines.append).observing(HEALTH_CHECK, "unary")
     token = _call_metadata.set((HEALTH_CHECKER,))
     try:
-        observer.observe(HEALTH_CHECK, grpc.StatusCode.OK, 0.001)
+        observer.end(grpc.StatusCode.OK, 0.001)
     finally:
         _call_metadata.reset(token)
-    observer.observe(HEALTH_CHECK, grpc.StatusCode.OK, 0.001)  # anyone else's
+    observer.end(grpc.StatusCode.OK, 0.001)  # anyone else's
 
-    assert [json.loads(line)["method"] for line in lines] == [HEALTH_CHECK]
+    assert [line["method"] for line in lines] == [HEALTH_CHECK]

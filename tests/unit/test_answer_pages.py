@@ -9,11 +9,11 @@ import operator
 
 import pytest
 
+from harness.support import CALLER, answer, create, store_key
 from server.service import answer_pages, conversations
 from server.service.answer_pages import ListAnswersRequest, list_answers
 from server.service.domain import NewAnswer, NewConversation
 from server.service.errors import ConversationNotFound, InvalidRequest, PermissionDenied, Reason
-from tests.support import CALLER, answer, create, store_key
 from tests.unit.fakes import FakeStorage
 
 QUESTION = NewConversation(trkref="D10", first_name="Ann", question="Fits?", sku="S1")

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from harness.support import CALLER, answer, create, vote
+from harness.support import NEW_CONVERSATION as QUESTION
 from server.service.answers import validate_new_answer
 from server.service.domain import Caller, NewAnswer
 from server.service.errors import (
@@ -16,8 +18,6 @@ from server.service.errors import (
     InvalidRequest,
     RequestIdReused,
 )
-from tests.support import CALLER, answer, create, vote
-from tests.support import NEW_CONVERSATION as QUESTION
 from tests.unit.fakes import FakeStorage
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from harness.support import CALLER, TEST_SECRET, legacy_scrypt_hash, store_key
 from server.service import authentication
 from server.service.authentication import (
     Authenticator,
@@ -26,7 +27,6 @@ from server.service.errors import (
     Unauthenticated,
 )
 from server.service.limits import TokenBucket
-from tests.support import CALLER, TEST_SECRET, legacy_scrypt_hash, store_key
 from tests.unit.fakes import FakeStorage
 
 

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from harness.support import CALLER
 from server.service import blocked_terms
 from server.service.domain import Caller
 from server.service.errors import (
@@ -16,7 +17,6 @@ from server.service.errors import (
     OrganisationNotFound,
     PermissionDenied,
 )
-from tests.support import CALLER
 from tests.unit.fakes import FakeStorage
 
 MODERATOR = Caller("moderator-key", frozenset({"D10"}), role="moderator")

@@ -7,11 +7,18 @@ from typing import Any
 
 import grpc
 
-from server.api.interceptors import CallObserver, Metadata, call_metadata
+from server.api.interceptors import Method
+from server.api.observers import CallObservers, Metadata, call_metadata
 
 
-class Observer(CallObserver):
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+class Observer:
+    def observing(self, method: str, call_type: str) -> Observer:
+        return self
+
+    def begin(self, metadata: Metadata) -> None:
+        pass
+
+    def end(self, code: grpc.StatusCode, seconds: float) -> None:
         pass
 
 
@@ -35,8 +42,8 @@ async def seen(request: Any, context: Any) -> list[Metadata]:
 
 
 def test_each_call_reads_its_metadata_once_and_sees_its_own() -> None:
-    handler = Observer().wrap("/a.Service/M", grpc.unary_unary_rpc_method_handler(seen))
-    behavior: Any = handler.unary_unary
+    method = Method.of("/a.Service/M", grpc.unary_unary_rpc_method_handler(seen))
+    behavior: Any = CallObservers(Observer()).wrap(method).call
     first, second = Context([("x-request-id", "a")]), Context([("x-request-id", "b")])
 
     async def both() -> list[list[Metadata]]:

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import pytest
 
+from harness.support import CALLER, answer, create, vote
+from harness.support import NEW_CONVERSATION as NEW
 from server.service import conditional
 from server.service.answer_pages import ListAnswersRequest
 from server.service.conversations import ListRequest
 from server.service.domain import NewAnswer
 from server.service.errors import ConversationNotFound, InvalidRequest, OrganisationNotFound
-from tests.support import CALLER, answer, create, vote
-from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 TAG = '"abc"'

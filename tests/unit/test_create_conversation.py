@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from harness.support import CALLER, create
+from harness.support import NEW_CONVERSATION as NEW
 from server.service.conversations import request_digest
 from server.service.domain import Caller
 from server.service.errors import (
@@ -15,8 +17,6 @@ from server.service.errors import (
     RequestIdReused,
     StorageUnavailable,
 )
-from tests.support import CALLER, create
-from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 REQUEST_ID = "3f1c2b9e-8a43-4c1e-9d2f-6b7a5e4c3d21"

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from harness.support import CALLER, create, vote
+from harness.support import NEW_CONVERSATION as NEW
 from server.service.conversations import validate_new_conversation
 from server.service.errors import (
     AnswerNotFound,
@@ -16,8 +18,6 @@ from server.service.errors import (
     Reason,
 )
 from server.service.validation import check_url
-from tests.support import CALLER, create, vote
-from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 BLANK = "is required and must not be blank"

@@ -8,26 +8,25 @@ from typing import Any
 import grpc
 
 from server.api.errors import Context
-from server.api.interceptors import Handler, InterceptedServer, WrappingInterceptor
+from server.api.interceptors import Handler, InterceptedServer, Method
 
 
-class Tagging(WrappingInterceptor):
+class Tagging:
     """Appends its tag to the response: shows which wrappers ran, and in what order."""
 
     def __init__(self, tag: str, prefix: str = "/") -> None:
         self.tag, self.prefix, self.wrapped = tag, prefix, 0
 
-    def applies_to(self, method: str) -> bool:
-        return method.startswith(self.prefix)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: Method) -> Method:
+        if not method.name.startswith(self.prefix):
+            return method
         self.wrapped += 1
-        behavior: Any = handler.unary_unary
+        call = method.call
 
         async def tagged(request: Any, context: Context) -> Any:
-            return await behavior(request, context) + self.tag
+            return await call(request, context) + self.tag
 
-        return grpc.unary_unary_rpc_method_handler(tagged)
+        return method.serving(tagged)
 
 
 class Registered:

@@ -73,7 +73,7 @@ def test_a_full_batch_is_written_at_once_by_the_flusher(
         if through == "logging":
             handler.handle(record(n))
         else:
-            handler.write_line("conversation_service.access", f"call {n}")
+            handler.write_line("conversation_service.access", {"message": f"call {n}"})
     deadline = time.monotonic() + 5  # long before the handler's interval (60 s)
     while not stream.writes and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -125,7 +125,7 @@ def test_another_logger_line_goes_at_once_after_the_lines_waiting(
 ) -> None:
     handler.setFormatter(logs.JsonLines())
     handler.handle(record(1))
-    handler.write_line(ACCESS, '{"message": "call 2"}')
+    handler.write_line(ACCESS, {"message": "call 2"})
     handler.handle(record(3, name="server.app", level=logging.ERROR))
 
     lines = [json.loads(line) for line in "".join(stream.writes).splitlines()]
@@ -156,7 +156,7 @@ def test_a_line_written_directly_reads_as_a_formatted_record(
     message = logging.LogRecord(ACCESS, logging.INFO, __file__, 1, "", (), None)
     message.msg = fields  # a dict: its keys are the line's fields
     formatted = handler.format(message)
-    handler.write_line(ACCESS, json.dumps(fields))
+    handler.write_line(ACCESS, fields)
     handler.flush()
 
     [written] = stream.writes

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from harness.support import CALLER, ORGANISATION
 from server.service.api_keys import DEMO_KEY_ID, DEMO_SECRET, create_key, list_keys, revoke_key
 from server.service.authentication import Authenticator, digest_secret
 from server.service.domain import Organisation
@@ -16,7 +17,6 @@ from server.service.errors import (
     OrganisationNotFound,
 )
 from server.service.organisations import DEMO, add_organisation, list_organisations, seed_demo
-from tests.support import CALLER, ORGANISATION
 from tests.unit.fakes import FakeStorage
 
 MOMENT = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)

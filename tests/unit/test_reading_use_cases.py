@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from harness.support import CALLER, create
+from harness.support import NEW_CONVERSATION as NEW
 from server.service import conversations
 from server.service.conversations import ListRequest
 from server.service.domain import Conversation, ConversationPage
@@ -17,8 +19,6 @@ from server.service.errors import (
     OrganisationNotFound,
     Reason,
 )
-from tests.support import CALLER, create
-from tests.support import NEW_CONVERSATION as NEW
 from tests.unit.fakes import FakeStorage
 
 ORDERS = (
