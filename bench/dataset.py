@@ -82,10 +82,10 @@ class Progress:
 
 
 # The generated columns, as SQL over the series value `i` (the n-th conversation of
-# its product); created_at is added per database.
+# its product); created_at is added by series_insert.
 _COLUMNS = (
     "organisation_id, sku, first_name, question, locale, helpful, unhelpful, embeddable, "
-    "retailer_locale, created_at"
+    "retailer_locale"
 )
 _VALUES = (
     "{org}, {p}, 'Shopper ' || i, 'Question ' || i || ': does it fit the 2019 model?', "
@@ -93,30 +93,52 @@ _VALUES = (
 )
 
 
-def _organisation_sql(p: str) -> str:
-    return f"(SELECT id FROM organisation WHERE trkref = {p})"
+def organisation_sql(postgres: bool) -> str:
+    """The id of the organisation named by the parameter (trkref), as SQL."""
+    return f"(SELECT id FROM organisation WHERE trkref = {'%s' if postgres else '?'})"
 
 
-def _insert_sql(postgres: bool) -> str:
-    """The INSERT of the conversations first to last (the series) about a product.
+def series_insert(postgres: bool, columns: str, values: str) -> str:
+    """The INSERT of the conversations first to last of the series `i`: `columns` from
+    `values` (SQL over `i`, its parameters in the database's style), then created_at, two
+    conversations a second from FIRST_CREATED.
 
-    Parameters: trkref, sku, embeddable, retailer_locale, FIRST_CREATED, first, last.
+    Parameters: those of `values`, FIRST_CREATED, first, last.
     """
     if postgres:
         # psycopg2 takes `%` for a parameter: the modulo operator is `%%`.
-        values = _VALUES.replace(" % ", " %% ").format(org=_organisation_sql("%s"), p="%s")
         return (
-            f"INSERT INTO conversation ({_COLUMNS}) SELECT {values},"
+            f"INSERT INTO conversation ({columns}, created_at)"
+            f" SELECT {values.replace(' % ', ' %% ')},"
             " %s::timestamp + (i / 2) * interval '1 second'"
             " FROM generate_series(%s, %s) AS s(i)"
         )
-    values = _VALUES.format(org=_organisation_sql("?"), p="?")
     return (
-        f"INSERT INTO conversation ({_COLUMNS}) SELECT {values},"
+        f"INSERT INTO conversation ({columns}, created_at) SELECT {values},"
         " datetime(?, '+' || (i / 2) || ' seconds') FROM"
         " (WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)"
         " SELECT i FROM s)"
     )
+
+
+def insert_chunks(
+    cursor: Any,
+    commit: Callable[[], None],
+    insert: str,
+    params: Sequence[object],
+    total: int,
+    *,
+    progress: Progress | None = None,
+    chunk: int = CHUNK,
+) -> None:
+    """Run series_insert's `insert` over 1 to `total`, `chunk` rows a statement, committing
+    after each and moving `progress`."""
+    for first in range(1, total + 1, chunk):
+        last = min(total, first + chunk - 1)
+        cursor.execute(insert, (*params, FIRST_CREATED, first, last))
+        commit()
+        if progress is not None:
+            progress.advance(last - first + 1)
 
 
 def generate(
@@ -131,22 +153,17 @@ def generate(
     """Insert each (sku, count) product's conversations of ORGANISATION through a DB-API
     cursor, `chunk` rows a statement, committing after each; then their counts."""
     progress = Progress(label, sum(count for _, count in products)) if label else None
-    insert = _insert_sql(postgres)
-    for sku, total in products:
-        for first in range(1, total + 1, chunk):
-            last = min(total, first + chunk - 1)
-            params = (ORGANISATION.trkref, sku, False, ORGANISATION.locale, FIRST_CREATED)
-            cursor.execute(insert, (*params, first, last))
-            commit()
-            if progress is not None:
-                progress.advance(last - first + 1)
     p = "%s" if postgres else "?"
+    insert = series_insert(postgres, _COLUMNS, _VALUES.format(org=organisation_sql(postgres), p=p))
+    for sku, total in products:
+        params = (ORGANISATION.trkref, sku, False, ORGANISATION.locale)
+        insert_chunks(cursor, commit, insert, params, total, progress=progress, chunk=chunk)
     skus = ", ".join(p for _ in products)
     cursor.execute(
         "INSERT INTO conversation_count"
         " (organisation_id, sku, locale, question_count, answers_count)"
         " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count) FROM conversation"
-        f" WHERE organisation_id = {_organisation_sql(p)} AND sku IN ({skus})"
+        f" WHERE organisation_id = {organisation_sql(postgres)} AND sku IN ({skus})"
         " GROUP BY organisation_id, sku, locale",
         (ORGANISATION.trkref, *(sku for sku, _ in products)),
     )
@@ -174,6 +191,41 @@ def _fill_large(database: str) -> Fill:
         generate(cursor, postgres=postgres, commit=commit, label=f"{database}, {LABEL}")
 
     return fill
+
+
+# Generates a data set of a size: a DB-API cursor, its commit, whether it is PostgreSQL,
+# how many conversations, and the progress bar's label.
+Generate = Callable[[Any, Callable[[], None], bool, int, str], None]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A data set of a given number of conversations, built once per size on SQLite and on
+    PostgreSQL by `generate` and kept: `name` and `version` are part of the file's and the
+    database's names; the progress bar says `label` after the database and the size."""
+
+    name: str
+    version: int
+    label: str
+    generate: Generate
+
+    def sqlite(self, conversations: int) -> str:
+        """The URL of the SQLite file holding the data set; built first if missing."""
+        file_name = f"{self.name}-{conversations}-v{self.version}.db"
+        return build_sqlite(file_name, self._fill(conversations, "SQLite"))
+
+    def postgres(self, conversations: int) -> str:
+        """The URL of the PostgreSQL database holding the data set; built first if missing."""
+        name = f"conversations_bench_{self.name}_{conversations}_v{self.version}"
+        return build_postgres(name, self._fill(conversations, "PostgreSQL"))
+
+    def _fill(self, conversations: int, database: str) -> Fill:
+        label = f"{database}, {conversations:,} conversations{self.label}"
+
+        def fill(cursor: Any, commit: Callable[[], None], postgres: bool) -> None:
+            self.generate(cursor, commit, postgres, conversations, label)
+
+        return fill
 
 
 def build_sqlite(file_name: str, fill: Fill) -> str:

@@ -13,9 +13,7 @@ Every read runs without the read cache, so that every page is read from the inde
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,9 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from bench import moderation_data as data
-from bench.load import Result, merge
-from bench.organisation import Measure, Measured, Serve
+from bench import side_by_side
+from bench.side_by_side import Creates, Measure, Measured, Serve
 from conversations.v4 import conversation_service_pb2 as pb
-from harness.databases import fresh_postgres
 from harness.support import (
     ORGANISATION,
     basic_authorization,
@@ -59,13 +56,11 @@ def list_call(sku: str) -> tuple[str, Any]:
 
 def run(workdir: Path, serve: Serve, measure: Measure, create: Any) -> list[Measured]:
     """Every row on both databases."""
-    measured: list[Measured] = []
-    for database, url in (("SQLite", data.sqlite_dataset(CONVERSATIONS)),
-                          ("PostgreSQL", data.postgres_dataset(CONVERSATIONS))):  # fmt: skip
-        measured += _reads(workdir, serve, measure, database, url)
-    for database, fresh in (("SQLite", _sqlite_fresh(workdir)), ("PostgreSQL", _postgres_fresh())):
-        measured.append(_creates(workdir, serve, measure, database, fresh, create))
-    return measured
+    creates = Creates(f"Create, screening {TERMS:,} blocked terms", "Create, no blocked terms",
+                      CREATE_SHARE, "moderation-creates", _prepared, _check_creates)  # fmt: skip
+    return side_by_side.run(
+        workdir, serve, measure, create, (data.DATA, CONVERSATIONS), _reads, creates
+    )
 
 
 def _reads(
@@ -116,33 +111,10 @@ def _check(address: str, moderator: str, shopper: str) -> None:
     assert page.summary.question_count == expected, "the summary counts pending conversations"
 
 
-def _creates(
-    workdir: Path,
-    serve: Serve,
-    measure: Measure,
-    database: str,
-    fresh: Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]],
-    create: Any,
-) -> Measured:
-    """Create on a database whose organisation blocks TERMS terms beside one blocking none,
-    side by side: the two servers run at once and their measurements take turns."""
-    results: dict[bool, list[Result]] = {True: [], False: []}
-    with (
-        fresh(True) as (screened_url, screened_key),
-        fresh(False) as (bare_url, bare_key),
-        serve(workdir, screened_url) as screened,
-        serve(workdir, bare_url) as bare,
-    ):
-        for _ in range(2):
-            results[False] += measure(bare, [("Create without terms", create)], bare_key)
-            results[True] += measure(screened, [("Create with terms", create)], screened_key)
-        for url in (screened_url, bare_url):
-            assert _pending(url) == 0, "screening held a create"
-            assert stored_count(url) > 0, "nothing was created"
-    with_terms, without = merge(results[True]), merge(results[False])
-    met = with_terms.per_second >= CREATE_SHARE * without.per_second
-    return Measured(database, f"Create, screening {TERMS:,} blocked terms", with_terms,
-                    "Create, no blocked terms", without, f">= {CREATE_SHARE}x", met)  # fmt: skip
+def _check_creates(url: str) -> None:
+    """Screening held none of the creates (their texts pass it), and they were stored."""
+    assert _pending(url) == 0, "screening held a create"
+    assert stored_count(url) > 0, "nothing was created"
 
 
 def _pending(url: str) -> int:
@@ -169,23 +141,3 @@ def _prepared(url: str, screened: bool) -> str:
             added = store.moderation.add_terms(ORGANISATION.trkref, blocked_terms(TERMS))
         assert added == TERMS, f"{added} terms added, not {TERMS}"
     return key
-
-
-def _sqlite_fresh(
-    workdir: Path,
-) -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
-    @contextlib.contextmanager
-    def fresh(screened: bool) -> Iterator[tuple[str, str]]:
-        url = f"sqlite:///{workdir}/moderation-creates-{'with' if screened else 'without'}.db"
-        yield url, _prepared(url, screened)
-
-    return fresh
-
-
-def _postgres_fresh() -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
-    @contextlib.contextmanager
-    def fresh(screened: bool) -> Iterator[tuple[str, str]]:
-        with fresh_postgres("bench_moderation_creates") as url:
-            yield url, _prepared(url, screened)
-
-    return fresh

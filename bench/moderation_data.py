@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.dataset import CHUNK, FIRST_CREATED, Fill, Progress, build_postgres, build_sqlite
+from bench.dataset import Generated, Progress, insert_chunks, organisation_sql, series_insert
 from harness.support import ORGANISATION
 from server.service.screening import HoldReason
 
@@ -32,34 +32,22 @@ def _insert_sql(postgres: bool, sku_sql: str, pending_every: int) -> str:
 
     Parameters: trkref, FIRST_CREATED, first, last.
     """
-    p = "%s" if postgres else "?"
     held = f"i % {pending_every} = 0" if pending_every else "false"
     columns = (
         "organisation_id, sku, first_name, question, locale, helpful, unhelpful, embeddable,"
-        " retailer_locale, status, held_for, created_at"
+        " retailer_locale, status, held_for"
     )
     values = (
-        f"(SELECT id FROM organisation WHERE trkref = {p}), {sku_sql}, 'Shopper ' || i,"
+        f"{organisation_sql(postgres)}, {sku_sql}, 'Shopper ' || i,"
         " 'Question ' || i || ': does it fit the 2019 model?', 'en-GB', i % 50, i % 7, false,"
         f" 'en-GB', CASE WHEN {held} THEN 'pending' ELSE 'published' END,"
         f" CASE WHEN {held} THEN '{HoldReason.BLOCKED_TERM}' ELSE '' END"
     )
-    if postgres:
-        sql = (
-            f"INSERT INTO conversation ({columns}) SELECT {values},"
-            " %s::timestamp + (i / 2) * interval '1 second' FROM generate_series(%s, %s) AS s(i)"
-        )
-        return sql.replace(" % ", " %% ")
-    return (
-        f"INSERT INTO conversation ({columns}) SELECT {values},"
-        " datetime(?, '+' || (i / 2) || ' seconds') FROM"
-        " (WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)"
-        " SELECT i FROM s)"
-    )
+    return series_insert(postgres, columns, values)
 
 
 def generate(
-    cursor: Any, *, postgres: bool, commit: Callable[[], None], conversations: int, label: str
+    cursor: Any, commit: Callable[[], None], postgres: bool, conversations: int, label: str
 ) -> None:
     """Insert both organisations' conversations, then the products' counts."""
     p = "%s" if postgres else "?"
@@ -69,7 +57,7 @@ def generate(
     )
     commit()
     progress = Progress(label, conversations + SMALL_COUNT + QUEUE_CONVERSATIONS)
-    spread = f"'P' || (i % {QUEUE_PRODUCTS})".replace(" % ", " %% " if postgres else " % ")
+    spread = f"'P' || (i % {QUEUE_PRODUCTS})"
     batches = [
         (ORGANISATION.trkref, f"'{LARGE_SKU}'", 3, conversations),
         (ORGANISATION.trkref, f"'{SMALL_SKU}'", 0, SMALL_COUNT),
@@ -77,11 +65,7 @@ def generate(
     ]
     for trkref, sku_sql, pending_every, total in batches:
         insert = _insert_sql(postgres, sku_sql, pending_every)
-        for first in range(1, total + 1, CHUNK):
-            last = min(total, first + CHUNK - 1)
-            cursor.execute(insert, (trkref, FIRST_CREATED, first, last))
-            commit()
-            progress.advance(last - first + 1)
+        insert_chunks(cursor, commit, insert, (trkref,), total, progress=progress)
     cursor.execute(
         "INSERT INTO conversation_count"
         " (organisation_id, sku, locale, question_count, answers_count, answered_count)"
@@ -92,21 +76,4 @@ def generate(
     progress.close()
 
 
-def sqlite_dataset(conversations: int) -> str:
-    """The URL of the SQLite file holding the data set; built first if missing."""
-    return build_sqlite(f"moderation-{conversations}-v{VERSION}.db", _fill(conversations, "SQLite"))
-
-
-def postgres_dataset(conversations: int) -> str:
-    """The URL of the PostgreSQL database holding the data set; built first if missing."""
-    name = f"conversations_bench_moderation_{conversations}_v{VERSION}"
-    return build_postgres(name, _fill(conversations, "PostgreSQL"))
-
-
-def _fill(conversations: int, database: str) -> Fill:
-    label = f"{database}, {conversations:,} conversations, a third pending"
-
-    def fill(cursor: Any, commit: Callable[[], None], postgres: bool) -> None:
-        generate(cursor, postgres=postgres, commit=commit, conversations=conversations, label=label)
-
-    return fill
+DATA = Generated("moderation", VERSION, ", a third pending", generate)

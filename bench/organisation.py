@@ -18,10 +18,7 @@ Every read runs without the read cache, so that every page is read from the inde
 from __future__ import annotations
 
 import calendar
-import contextlib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +26,9 @@ import peewee
 from grpc_health.v1 import health_pb2
 
 from bench import organisation_data as data
-from bench.load import Result, merge
+from bench import side_by_side
+from bench.side_by_side import Creates, Measure, Measured, Serve
 from conversations.v4 import conversation_service_pb2 as pb
-from harness.databases import fresh_postgres
 from harness.support import basic_authorization, create_key, opened_store, organisation_with_key
 from server.service import page_tokens
 from server.service.domain import PageQuery
@@ -50,19 +47,6 @@ QUEUE_FILTER = "answered = false"
 QUEUE_ORDER = "created_at asc"
 LIST = "/conversations.v4.ConversationService/ListConversations"
 HEALTH = ("/grpc.health.v1.Health/Check", None)
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One row's result, and the row it is compared with."""
-
-    database: str
-    name: str
-    result: Result
-    beside: str
-    other: Result
-    target: str
-    met: bool | None
 
 
 def list_call(trkref: str, page_token: str = "", **asked: Any) -> tuple[str, Any]:
@@ -94,21 +78,13 @@ def queue_token(database_url: str, trkref: str, depth: int) -> str:
     return page_tokens.issue(secret, query, (moment, conversation_id))
 
 
-# Measures calls (name, method and request) on a server, taking turns; their results.
-Measure = Callable[[Any, list[tuple[str, Any]], str], list[Result]]
-# Starts `serve` on a database URL, with the read cache or without.
-Serve = Callable[..., Any]
-
-
 def run(workdir: Path, serve: Serve, measure: Measure, create: Any) -> list[Measured]:
     """Every row on both databases."""
-    measured: list[Measured] = []
-    for database, url in (("SQLite", data.sqlite_dataset(CONVERSATIONS)),
-                          ("PostgreSQL", data.postgres_dataset(CONVERSATIONS))):  # fmt: skip
-        measured += _reads(workdir, serve, measure, database, url)
-    for database, fresh in (("SQLite", _sqlite_fresh(workdir)), ("PostgreSQL", _postgres_fresh())):
-        measured.append(_creates(workdir, serve, measure, database, fresh, create))
-    return measured
+    creates = Creates("Create with the search index and new indexes", "Create without them",
+                      CREATE_SHARE, "creates", _migrated)  # fmt: skip
+    return side_by_side.run(
+        workdir, serve, measure, create, (data.DATA, CONVERSATIONS), _reads, creates
+    )
 
 
 def _reads(
@@ -165,32 +141,6 @@ def _reads(
     ]  # fmt: skip
 
 
-def _creates(
-    workdir: Path,
-    serve: Serve,
-    measure: Measure,
-    database: str,
-    fresh: Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]],
-    create: Any,
-) -> Measured:
-    """Create on a database with migration 0010 beside one without it, side by side: the
-    two servers run at once and their measurements take turns."""
-    results: dict[bool, list[Result]] = {True: [], False: []}
-    with (
-        fresh(True) as (with_url, with_key),
-        fresh(False) as (without_url, without_key),
-        serve(workdir, with_url) as indexed,
-        serve(workdir, without_url) as bare,
-    ):
-        for _ in range(2):
-            results[False] += measure(bare, [("Create without", create)], without_key)
-            results[True] += measure(indexed, [("Create with", create)], with_key)
-    indexed_result, bare_result = merge(results[True]), merge(results[False])
-    met = indexed_result.per_second >= CREATE_SHARE * bare_result.per_second
-    return Measured(database, "Create with the search index and new indexes", indexed_result,
-                    "Create without them", bare_result, f">= {CREATE_SHARE}x", met)  # fmt: skip
-
-
 # What migration 0010 adds to a create's work: its triggers and its indexes.
 _TRIGGERS = {
     "conversation": ("conversation_search", "conversation_counted", "conversation_recounted"),
@@ -221,40 +171,3 @@ def _migrated(url: str, indexed: bool) -> str:
             for dropped in [*drops, *(f"INDEX {index}" for index in _INDEXES)]:
                 db.execute_sql(f"DROP {dropped}")
     return key
-
-
-def _sqlite_fresh(
-    workdir: Path,
-) -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
-    @contextlib.contextmanager
-    def fresh(indexed: bool) -> Iterator[tuple[str, str]]:
-        url = f"sqlite:///{workdir}/creates-{'with' if indexed else 'without'}.db"
-        yield url, _migrated(url, indexed)
-
-    return fresh
-
-
-def _postgres_fresh() -> Callable[[bool], contextlib.AbstractContextManager[tuple[str, str]]]:
-    @contextlib.contextmanager
-    def fresh(indexed: bool) -> Iterator[tuple[str, str]]:
-        with fresh_postgres("bench_creates") as url:
-            yield url, _migrated(url, indexed)
-
-    return fresh
-
-
-def table(measured: list[Measured]) -> tuple[str, bool]:
-    lines = [
-        "| database | call | ok req/s | p50 / p99 ms | beside | its req/s | its p50 / p99 ms "
-        "| ratio (req/s) | target | met |",
-        "|---|---|---:|---:|---|---:|---:|---:|---|---|",
-    ]
-    for m in measured:
-        a, b = m.result, m.other
-        ratio = a.per_second / b.per_second if b.per_second else 0.0
-        lines.append(
-            f"| {m.database} | {m.name} | {a.per_second:,.0f} | {a.p50_ms:.2f} / {a.p99_ms:.2f} "
-            f"| {m.beside} | {b.per_second:,.0f} | {b.p50_ms:.2f} / {b.p99_ms:.2f} "
-            f"| {ratio:.2f} | {m.target} | {'' if m.met is None else m.met} |"
-        )
-    return "\n".join(lines), all(m.met is not False for m in measured)

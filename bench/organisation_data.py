@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.dataset import CHUNK, FIRST_CREATED, Fill, Progress, build_postgres, build_sqlite
+from bench.dataset import (
+    CHUNK,
+    Generated,
+    Progress,
+    insert_chunks,
+    organisation_sql,
+    series_insert,
+)
 from harness.support import ORGANISATION
 
 PRODUCTS = 10_000
@@ -49,28 +56,16 @@ def _insert_sql(postgres: bool, sku_sql: str) -> str:
 
     Parameters: trkref, FIRST_CREATED, first, last.
     """
-    p = "%s" if postgres else "?"
     columns = (
         "organisation_id, sku, first_name, question, locale, helpful, unhelpful, embeddable,"
-        " retailer_locale, created_at"
+        " retailer_locale"
     )
     values = (
-        f"(SELECT id FROM organisation WHERE trkref = {p}), {sku_sql}, 'Shopper ' || i,"
+        f"{organisation_sql(postgres)}, {sku_sql}, 'Shopper ' || i,"
         f" {_question_sql()}, CASE WHEN i % 10 = 0 THEN 'fr-FR' ELSE 'en-GB' END, i % 50,"
         " i % 7, false, 'en-GB'"
     )
-    if postgres:
-        sql = (
-            f"INSERT INTO conversation ({columns}) SELECT {values},"
-            " %s::timestamp + (i / 2) * interval '1 second' FROM generate_series(%s, %s) AS s(i)"
-        )
-        return sql.replace(" % ", " %% ")
-    return (
-        f"INSERT INTO conversation ({columns}) SELECT {values},"
-        " datetime(?, '+' || (i / 2) || ' seconds') FROM"
-        " (WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)"
-        " SELECT i FROM s)"
-    )
+    return series_insert(postgres, columns, values)
 
 
 def _answer_sql(postgres: bool) -> list[str]:
@@ -90,7 +85,7 @@ def _answer_sql(postgres: bool) -> list[str]:
 
 
 def generate(
-    cursor: Any, *, postgres: bool, commit: Callable[[], None], conversations: int, label: str
+    cursor: Any, commit: Callable[[], None], postgres: bool, conversations: int, label: str
 ) -> None:
     """Insert both organisations' conversations, the answers and the counts."""
     p = "%s" if postgres else "?"
@@ -99,7 +94,7 @@ def generate(
         (SMALL, "A small retailer", "en-GB"),
     )
     progress = Progress(label, conversations + SEARCH_PRODUCT_SIZE + SMALL_SIZE)
-    spread = f"'P' || (i % {PRODUCTS})".replace(" % ", " %% " if postgres else " % ")
+    spread = f"'P' || (i % {PRODUCTS})"
     batches = [
         (ORGANISATION.trkref, spread, conversations),
         (ORGANISATION.trkref, f"'{SEARCH_SKU}'", SEARCH_PRODUCT_SIZE),
@@ -107,14 +102,9 @@ def generate(
     ]
     for trkref, sku_sql, total in batches:
         insert = _insert_sql(postgres, sku_sql)
-        for first in range(1, total + 1, CHUNK):
-            last = min(total, first + CHUNK - 1)
-            cursor.execute(insert, (trkref, FIRST_CREATED, first, last))
-            commit()
-            progress.advance(last - first + 1)
+        insert_chunks(cursor, commit, insert, (trkref,), total, progress=progress)
     cursor.execute(
-        f"SELECT MAX(id) FROM conversation WHERE organisation_id ="
-        f" (SELECT id FROM organisation WHERE trkref = {p})",
+        f"SELECT MAX(id) FROM conversation WHERE organisation_id = {organisation_sql(postgres)}",
         (ORGANISATION.trkref,),
     )
     (largest,) = cursor.fetchone()
@@ -133,22 +123,4 @@ def generate(
     progress.close()
 
 
-def sqlite_dataset(conversations: int) -> str:
-    """The URL of the SQLite file holding the data set; built first if missing."""
-    name = f"organisation-{conversations}-v{VERSION}.db"
-    return build_sqlite(name, _fill(conversations, "SQLite"))
-
-
-def postgres_dataset(conversations: int) -> str:
-    """The URL of the PostgreSQL database holding the data set; built first if missing."""
-    name = f"conversations_bench_organisation_{conversations}_v{VERSION}"
-    return build_postgres(name, _fill(conversations, "PostgreSQL"))
-
-
-def _fill(conversations: int, database: str) -> Fill:
-    label = f"{database}, {conversations:,} conversations over {PRODUCTS:,} products"
-
-    def fill(cursor: Any, commit: Callable[[], None], postgres: bool) -> None:
-        generate(cursor, postgres=postgres, commit=commit, conversations=conversations, label=label)
-
-    return fill
+DATA = Generated("organisation", VERSION, f" over {PRODUCTS:,} products", generate)

@@ -46,6 +46,7 @@ from bench import (
     organisation,
     organisation_data,
     report,
+    side_by_side,
 )
 from bench.load import Result
 from bench.report import Row, memory_table, ratios, table
@@ -542,13 +543,13 @@ def measure_calls(server: ServiceProcess, calls: list[tuple[str, Call]], key: st
 
 def organisation_table(workdir: Path) -> tuple[str, bool]:
     """The rows of search, filters and the organisation-wide List (bench/organisation.py)."""
-    return organisation.table(organisation.run(workdir, service, measure_calls, CREATE))
+    return side_by_side.table(organisation.run(workdir, service, measure_calls, CREATE))
 
 
 def moderation_table(workdir: Path) -> tuple[str, bool]:
     """The rows of the moderation queue, List beside pending items and screened Create
     (bench/moderation.py)."""
-    return organisation.table(moderation.run(workdir, service, measure_calls, CREATE))
+    return side_by_side.table(moderation.run(workdir, service, measure_calls, CREATE))
 
 
 def machine() -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import calendar
 import datetime
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 import peewee
 
@@ -42,6 +44,13 @@ ANSWER_COLUMNS = (
 
 # The answers of some conversations, each a page, and where the next page of each starts.
 AnswerPages = dict[int, tuple[tuple[Answer, ...], PageKey | None]]
+
+
+def answer_from_tuple(
+    row: Sequence[Any], status: str = PUBLISHED, held_for: tuple[str, ...] = ()
+) -> Answer:
+    """An answer from its ANSWER_COLUMNS."""
+    return Answer._make((row[1], row[2], stored_time(row[3]), *row[4:], status, held_for))
 
 
 def answer_key(answer: Answer) -> PageKey:
@@ -82,14 +91,11 @@ def answer_pages(
         db, tuple(after is not None for _, after in starts), shown, moderated
     )
     found: dict[int, list[Answer]] = {conversation_id: [] for conversation_id, _ in starts}
-    # A page reads tens of answers: each is made from its row in place (_make, no keywords).
-    make = Answer._make
     for row in statement.run(db, values):
-        at = stored_time(row[3])
         if moderated:  # its status and held_for end the row
-            answer = make((row[1], row[2], at, *row[4:-2], row[-2], held_reasons(row[-1])))
+            answer = answer_from_tuple(row[:-2], row[-2], held_reasons(row[-1]))
         else:
-            answer = make((row[1], row[2], at, *row[4:], PUBLISHED, ()))
+            answer = answer_from_tuple(row)
         found[row[0]].append(answer)
     pages: AnswerPages = {}
     for conversation_id, answers in found.items():

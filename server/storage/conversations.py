@@ -278,8 +278,11 @@ def conversation_from_tuple(
     trkref: str,
     answers: tuple[Answer, ...],
     answers_after: PageKey | None = None,
+    status: str = PUBLISHED,
+    held_for: tuple[str, ...] = (),
 ) -> Conversation:
-    """A conversation from its CONVERSATION_COLUMNS, with a page of its answers."""
+    """A conversation from its CONVERSATION_COLUMNS, with a page of its answers; its
+    status and why it is held as the read knows them."""
     id_, sku, first_name, question, locale, created_at, helpful, unhelpful, *rest = row
     embeddable, retailer_locale, answers_count = rest
     return Conversation(
@@ -297,6 +300,9 @@ def conversation_from_tuple(
         answers,
         answers_count,
         answers_after,
+        "",
+        status,
+        held_for,
     )
 
 

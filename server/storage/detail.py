@@ -118,8 +118,7 @@ def _conversation(
     if role == SHOPPER:
         return conversation_from_tuple(columns, trkref, answers, after)
     *own, status, held_for = columns
-    conversation = conversation_from_tuple(own, trkref, answers, after)
-    return conversation._replace(status=status, held_for=held_reasons(held_for))
+    return conversation_from_tuple(own, trkref, answers, after, status, held_reasons(held_for))
 
 
 def _conversation_and_stamp(

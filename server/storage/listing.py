@@ -98,8 +98,8 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     answers = oldest_answers([row[0] for row in rows], query.answers, query.role)
     if shape.moderated:
         conversations = tuple(
-            conversation_from_tuple(row[:11], query.trkref, *answers[row[0]])._replace(
-                status=row[11], held_for=held_reasons(row[12])
+            conversation_from_tuple(
+                row[:11], query.trkref, *answers[row[0]], row[11], held_reasons(row[12])
             )
             for row in rows
         )

@@ -1,9 +1,8 @@
 """Queries of moderation: the decisions that move an item's status (and the counts with
-it), the queue of pending items and the decision log."""
+it), the decision log and the queue's depth; a page of the queue is moderation_queue.py's."""
 
 from __future__ import annotations
 
-import calendar
 import datetime
 from typing import Any, cast
 
@@ -12,19 +11,13 @@ import peewee
 from server.service.domain import (
     PENDING,
     PUBLISHED,
-    Answer,
     Decision,
     DecisionPage,
     PageKey,
-    QueueItem,
-    QueuePage,
     RecordedDecision,
 )
-from server.storage.answer_pages import ANSWER_COLUMNS
 from server.storage.answers import count_answers, revise_product
 from server.storage.conversations import (
-    CONVERSATION_COLUMNS,
-    conversation_from_tuple,
     held_reasons,
 )
 from server.storage.models import (
@@ -37,9 +30,6 @@ from server.storage.models import (
     utc,
 )
 from server.storage.prepared import stored_time
-
-# Where a queue's item stands: conversations before the answers of the same second.
-_CONVERSATION, _ANSWER = 0, 1
 
 
 def _locked(db: peewee.Database, query: Any, of: type[peewee.Model]) -> Any:
@@ -167,102 +157,6 @@ def log_decision(db: peewee.Database, decision: Decision, from_status: str) -> i
         ).returning(ModerationDecisionRow.id)
     )
     return int(next(iter(cursor))[0])
-
-
-def _seconds(moment: datetime.datetime | str) -> int:
-    value = moment if isinstance(moment, datetime.datetime) else stored_time(moment)
-    return calendar.timegm(value.utctimetuple())
-
-
-def _after(key: PageKey | None, kind: int, created_at: peewee.Field, id_: peewee.Field) -> object:
-    """Where a kind's rows start in the queue's order (created_at, kind, id), after `key`."""
-    if key is None:
-        return True
-    at = datetime.datetime.fromtimestamp(key[0], datetime.UTC).replace(tzinfo=None)
-    if kind < key[1]:
-        return created_at > at
-    if kind > key[1]:
-        return created_at >= at
-    return peewee.Tuple(created_at, id_) > peewee.Tuple(at, key[2])
-
-
-def queue_page(trkref: str, after: PageKey | None, size: int) -> QueuePage:
-    """`size` pending items of the organisation after `after`, oldest first: one range of
-    each kind's partial index, merged.
-
-    The organisation is named by a scalar subquery, not a join on its trkref: PostgreSQL then
-    plans for one organisation and reads the range of the index, where a join had it plan for
-    every organisation's pending rows (a scan and a sort)."""
-    organisation = OrganisationRow.select(OrganisationRow.id).where(
-        OrganisationRow.trkref == trkref
-    )
-    pending = peewee.SQL(f"'{PENDING}'")
-    conversations = (
-        ConversationRow.select(*CONVERSATION_COLUMNS, ConversationRow.held_for)
-        .where(
-            (ConversationRow.organisation == organisation)
-            & (ConversationRow.status == pending)
-            & _after(after, _CONVERSATION, ConversationRow.created_at, ConversationRow.id)
-        )
-        .order_by(ConversationRow.created_at, ConversationRow.id)
-        .limit(size + 1)
-        .tuples()
-    )
-    answers = (
-        AnswerRow.select(
-            *ANSWER_COLUMNS,
-            AnswerRow.held_for,
-            *CONVERSATION_COLUMNS,
-            ConversationRow.status,
-            ConversationRow.held_for,
-        )
-        .join(ConversationRow)
-        .where(
-            (ConversationRow.organisation == organisation)
-            & (AnswerRow.status == pending)
-            & _after(after, _ANSWER, AnswerRow.created_at, AnswerRow.id)
-        )
-        .order_by(AnswerRow.created_at, AnswerRow.id)
-        .limit(size + 1)
-        .tuples()
-    )
-    items = [_pending_conversation(row, trkref) for row in conversations]
-    items += [_pending_answer(row, trkref) for row in answers]
-    items.sort(key=_queue_key)
-    page = tuple(items[:size])
-    more = len(items) > size
-    return QueuePage(page, _queue_key(page[-1]) if more else None)
-
-
-def _queue_key(item: QueueItem) -> PageKey:
-    if item.answer is not None:
-        return (_seconds(item.answer.created_at), _ANSWER, item.answer.id)
-    return (_seconds(item.conversation.created_at), _CONVERSATION, item.conversation.id)
-
-
-def _pending_conversation(row: Any, trkref: str) -> QueueItem:
-    conversation = conversation_from_tuple(row[:-1], trkref, ())
-    held = held_reasons(str(row[-1]))
-    return QueueItem("conversation", conversation._replace(status=PENDING, held_for=held))
-
-
-def _pending_answer(row: Any, trkref: str) -> QueueItem:
-    answer_end = len(ANSWER_COLUMNS)
-    created_at = row[3]
-    answer = Answer._make(
-        (
-            row[1],
-            row[2],
-            stored_time(created_at),
-            *row[4:answer_end],
-            PENDING,
-            held_reasons(str(row[answer_end])),
-        )
-    )
-    columns = row[answer_end + 1 : -2]
-    conversation = conversation_from_tuple(columns, trkref, ())
-    status, held = str(row[-2]), held_reasons(str(row[-1]))
-    return QueueItem("answer", conversation._replace(status=status, held_for=held), answer)
 
 
 def decision_page(trkref: str, after: PageKey | None, size: int) -> DecisionPage:

@@ -22,7 +22,7 @@ from server.service.domain import (
 )
 from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
-from server.storage import blocked_terms, erasure, moderation, reports
+from server.storage import blocked_terms, erasure, moderation, moderation_queue, reports
 
 if TYPE_CHECKING:
     from server.storage.store import Store
@@ -116,8 +116,7 @@ class Moderation:
 
 
 def _queue_page(asked: tuple[str, PageKey | None, int]) -> QueuePage:
-    page = moderation.queue_page(*asked)
-    return QueuePage(tuple(reports.with_reports(list(page.items))), page.next_after)
+    return moderation_queue.read_queue_page(*asked)
 
 
 def _decision_page(asked: tuple[str, PageKey | None, int]) -> DecisionPage:

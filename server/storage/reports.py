@@ -3,12 +3,11 @@ that reaches its organisation's threshold, in one transaction."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import peewee
 
-from server.service.domain import PUBLISHED, QueueItem
+from server.service.domain import PUBLISHED
 from server.service.reports import REPORTED, ItemReport, ReportOutcome, hold_decision
 from server.storage.models import ReportRow, naive_utc
 from server.storage.moderation import hold, locked_item, log_decision
@@ -76,24 +75,3 @@ def _reporters(db: peewee.Database, report: ItemReport) -> tuple[int, int]:
     rows = cast("Iterable[tuple[int, int]]", query)
     reporters, anonymous_reports = next(iter(rows))
     return int(reporters), int(anonymous_reports or 0)
-
-
-def with_reports(items: list[QueueItem]) -> list[QueueItem]:
-    """The items with their reports counted by reason: one grouped read for the page."""
-    if not items:
-        return items
-    targets = [(item.target, (item.answer or item.conversation).id) for item in items]
-    rows = (
-        ReportRow.select(
-            ReportRow.target, ReportRow.target_id, ReportRow.reason, peewee.fn.COUNT(ReportRow.id)
-        )
-        .where(peewee.Tuple(ReportRow.target, ReportRow.target_id).in_(targets))
-        .group_by(ReportRow.target, ReportRow.target_id, ReportRow.reason)
-        .order_by(ReportRow.target, ReportRow.target_id, ReportRow.reason)
-        .tuples()
-    )
-    counted: dict[tuple[str, int], list[tuple[str, int]]] = {}
-    for target, target_id, reason, count in cast("Iterable[Any]", rows):
-        counted.setdefault((target, target_id), []).append((reason, int(count)))
-    found = zip(items, targets, strict=True)
-    return [replace(item, reports=tuple(counted.get(key, ()))) for item, key in found]

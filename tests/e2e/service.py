@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.databases import empty_postgres
 from harness.service import DEMO_AUTHORIZATION, DEMO_CREDENTIALS, ServiceProcess, free_port
+from harness.support import basic_authorization, cli, create_key
 
 __all__ = [
     "DEMO_AUTHORIZATION",
@@ -149,3 +150,36 @@ def grpcurl(
         text=True,
         timeout=30,
     )
+
+
+# The product the conversations of ask() are about.
+ASKED_SKU = "ASKED1"
+
+
+def ask(
+    service: ServiceProcess,
+    question: str,
+    authorization: str = DEMO_AUTHORIZATION,
+    trkref: str = "D10",
+) -> dict[str, Any]:
+    """A conversation about ASKED_SKU created over REST: its JSON."""
+    body = {"first_name": "A shopper", "question": question, "sku": ASKED_SKU}
+    created = call(service, "POST", f"/v4/organisations/{trkref}/conversations", body,
+                   authorization=authorization)  # fmt: skip
+    assert created.status == 200, created.body
+    return dict(created.json())
+
+
+class RivalKeys:
+    """A service's embedded database with another organisation, `rival` ("Rival", en-GB,
+    added with `options`), and a moderator's key of D10: `moderator` (its authorization),
+    `moderator_id`, `moderator_secret`. A test module adds the keys it needs."""
+
+    def __init__(self, service: ServiceProcess, rival: str, *options: str) -> None:
+        self.database = f"sqlite:///{service.workdir}/var/conversations.db"
+        added = cli(self.database, "organisations", "add", rival, "--name", "Rival",
+                    "--locale", "en-GB", *options)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        self.moderator_id, self.moderator_secret = create_key(self.database, "D10",
+                                                              role="moderator")  # fmt: skip
+        self.moderator = basic_authorization(self.moderator_id, self.moderator_secret)

@@ -13,8 +13,11 @@ import pytest
 
 from harness.support import basic_authorization, cli, create_key
 from tests.e2e.service import (
+    ASKED_SKU,
     DEMO_AUTHORIZATION,
+    RivalKeys,
     ServiceProcess,
+    ask,
     assert_rpc_status,
     call,
     grpcurl,
@@ -32,36 +35,21 @@ LIST_ROUTES = ["/v4/organisations/{trkref}/moderation/queue",
 DENIED = {"code": 7, "message": "this method needs a moderator key", "details": []}
 
 
-class Keys:
+class Keys(RivalKeys):
     """The demo key (a shopper's of D10), a moderator's of D10, one of E20 alone."""
 
     def __init__(self, service: ServiceProcess) -> None:
-        database = f"sqlite:///{service.workdir}/var/conversations.db"
-        added = cli(database, "organisations", "add", "E20", "--name", "Rival", "--locale", "en-GB")
-        assert added.returncode == 0, added.stderr
-        assert cli(database, "terms", "add", "D10", "spam").returncode == 0
-        self.moderator_id, secret = create_key(database, "D10", role="moderator")
-        self.moderator = basic_authorization(self.moderator_id, secret)
-        self.moderator_grpc = (
-            "authorization: Basic "
-            + base64.b64encode(f"{self.moderator_id}:{secret}".encode()).decode()
-        )
-        self.rival = basic_authorization(*create_key(database, "E20", role="moderator"))
-        self.rival_shopper = basic_authorization(*create_key(database, "E20"))
+        super().__init__(service, "E20")
+        assert cli(self.database, "terms", "add", "D10", "spam").returncode == 0
+        credentials = f"{self.moderator_id}:{self.moderator_secret}".encode()
+        self.moderator_grpc = "authorization: Basic " + base64.b64encode(credentials).decode()
+        self.rival = basic_authorization(*create_key(self.database, "E20", role="moderator"))
+        self.rival_shopper = basic_authorization(*create_key(self.database, "E20"))
 
 
 @pytest.fixture(scope="module")
 def keys(rest: ServiceProcess) -> Iterator[Keys]:
     yield Keys(rest)
-
-
-def ask(service: ServiceProcess, question: str, authorization: str = DEMO_AUTHORIZATION,
-        trkref: str = "D10") -> dict[str, Any]:  # fmt: skip
-    body = {"first_name": "A shopper", "question": question, "sku": "MOD1"}
-    created = call(service, "POST", f"/v4/organisations/{trkref}/conversations", body,
-                   authorization=authorization)  # fmt: skip
-    assert created.status == 200, created.body
-    return dict(created.json())
 
 
 def test_a_held_create_returns_its_status_and_reasons_and_leaves_shoppers_reads(
@@ -81,7 +69,7 @@ def test_a_held_create_returns_its_status_and_reasons_and_leaves_shoppers_reads(
     hidden = call(rest, "GET", f"/v4/conversations/{held['id']}?trkref=D10")
     assert_rpc_status(hidden, 404)
     assert hidden.body == missing.body
-    listed = call(rest, "GET", "/v4/organisations/D10/conversations?sku=MOD1").json()
+    listed = call(rest, "GET", f"/v4/organisations/D10/conversations?sku={ASKED_SKU}").json()
     assert [c["id"] for c in listed["conversations"]] == [published["id"]]
     assert listed["summary"] == {"question_count": 1, "answers_count": 0}
     pre = ask(rest, "Fits?", keys.rival_shopper, "E20")
@@ -252,7 +240,8 @@ def test_grpc_moderation(rest: ServiceProcess, keys: Keys) -> None:
 def test_a_moderator_lists_one_status(rest: ServiceProcess, keys: Keys) -> None:
     held = ask(rest, "spam, listed?")
     path = (
-        "/v4/organisations/D10/conversations?sku=MOD1&page_size=100&filter=status%20%3D%20PENDING"
+        f"/v4/organisations/D10/conversations?sku={ASKED_SKU}"
+        "&page_size=100&filter=status%20%3D%20PENDING"
     )
     listed = call(rest, "GET", path, authorization=keys.moderator)
     assert listed.status == 200, listed.body

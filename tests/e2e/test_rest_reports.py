@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
-from harness.support import basic_authorization, cli, create_key
+from harness.support import basic_authorization, create_key
 from tests.e2e.service import (
+    ASKED_SKU,
     DEMO_AUTHORIZATION,
+    RivalKeys,
     ServiceProcess,
+    ask,
     assert_rpc_status,
     call,
     free_port,
@@ -24,17 +27,12 @@ from tests.e2e.service import (
 ROUTES = ["/v4/conversations/{id}/report", "/v4/conversation_answers/{id}/report"]
 
 
-class Keys:
+class Keys(RivalKeys):
     """A moderator's key of D10, a shopper's of R30 (post-moderated, threshold 2)."""
 
     def __init__(self, service: ServiceProcess) -> None:
-        database = f"sqlite:///{service.workdir}/var/conversations.db"
-        added = cli(database, "organisations", "add", "R30", "--name", "Rival", "--locale",
-                    "en-GB", "--moderation", "post", "--report-threshold", "2")  # fmt: skip
-        assert added.returncode == 0, added.stderr
-        self.moderator_id, secret = create_key(database, "D10", role="moderator")
-        self.moderator = basic_authorization(self.moderator_id, secret)
-        self.rival = basic_authorization(*create_key(database, "R30"))
+        super().__init__(service, "R30", "--moderation", "post", "--report-threshold", "2")
+        self.rival = basic_authorization(*create_key(self.database, "R30"))
         self.rival_grpc = "authorization: " + self.rival
 
 
@@ -57,15 +55,6 @@ def keys(rest: ServiceProcess) -> Iterator[Keys]:
     yield Keys(rest)
 
 
-def ask(service: ServiceProcess, question: str, authorization: str = DEMO_AUTHORIZATION,
-        trkref: str = "D10") -> dict[str, Any]:  # fmt: skip
-    body = {"first_name": "A shopper", "question": question, "sku": "REP1"}
-    created = call(service, "POST", f"/v4/organisations/{trkref}/conversations", body,
-                   authorization=authorization)  # fmt: skip
-    assert created.status == 200, created.body
-    return dict(created.json())
-
-
 def answer(service: ServiceProcess, conversation: int) -> dict[str, Any]:
     created = call(service, "POST", f"/v4/conversations/{conversation}/answers?trkref=D10",
                    {"response": "It fits", "first_name": "Bo"})  # fmt: skip
@@ -83,7 +72,7 @@ def test_three_reporters_send_a_conversation_back_to_the_queue(
 ) -> None:
     shown = ask(rest, "Reported?")
     path = f"/v4/conversations/{shown['id']}/report?trkref=D10"
-    before = call(rest, "GET", "/v4/organisations/D10/conversations?sku=REP1").json()
+    before = call(rest, "GET", f"/v4/organisations/D10/conversations?sku={ASKED_SKU}").json()
     for reporter in ("a", "a", "b"):
         sent = report(rest, path, {"reason": "spam", "reporter_id": reporter})
         assert (sent.status, sent.json()) == (202, {})
@@ -91,7 +80,7 @@ def test_three_reporters_send_a_conversation_back_to_the_queue(
     sent = report(rest, path, {"reason": "OFF_TOPIC"})
     assert (sent.status, sent.json()) == (202, {})
     assert_rpc_status(call(rest, "GET", f"/v4/conversations/{shown['id']}?trkref=D10"), 404)
-    after = call(rest, "GET", "/v4/organisations/D10/conversations?sku=REP1").json()
+    after = call(rest, "GET", f"/v4/organisations/D10/conversations?sku={ASKED_SKU}").json()
     assert after["summary"]["question_count"] == before["summary"]["question_count"] - 1
     queue = call(rest, "GET", "/v4/organisations/D10/moderation/queue?page_size=100",
                  authorization=keys.moderator).json()  # fmt: skip

@@ -30,9 +30,10 @@ def report(
     *,
     trkref: str = "D10",
     published_only: bool = True,
+    reason: str = "spam",
 ) -> ReportOutcome | None:
     asked = ItemReport(
-        target, target_id, trkref, "spam", CALLER.key_id, AT, reporter, published_only
+        target, target_id, trkref, reason, CALLER.key_id, AT, reporter, published_only
     )
     return asyncio.run(storage.moderation.report(asked))
 
@@ -40,6 +41,13 @@ def report(
 def published_conversation(storage: Storage, question: str = "Fits?") -> int:
     new = NewConversation("D10", "Ann", question, "S1")
     return insert(storage, PendingCreate(new, ORGANISATION, AT, CALLER.key_id)).conversation.id
+
+
+def published_answer(storage: Storage, conversation: int) -> int:
+    new = NewAnswer("D10", conversation, "It fits", "Bo")
+    stored = asyncio.run(storage.insert_answer(PendingAnswer(new, AT, CALLER.key_id)))
+    assert stored is not None
+    return stored.answer.id
 
 
 def test_three_reporters_send_a_conversation_back_once(storage: Storage) -> None:
@@ -93,10 +101,7 @@ def test_an_anonymous_report_adds_the_threshold_s_reporter_once(storage: Storage
 def test_an_answer_reported_leaves_its_conversations_count(storage: Storage) -> None:
     add_organisation_with_key(storage)
     conversation = published_conversation(storage)
-    new = NewAnswer("D10", conversation, "It fits", "Bo")
-    stored = asyncio.run(storage.insert_answer(PendingAnswer(new, AT, CALLER.key_id)))
-    assert stored is not None
-    answer = stored.answer.id
+    answer = published_answer(storage, conversation)
     for reporter in ("a", "b"):
         assert report(storage, "answer", answer, reporter) == ReportOutcome(True, False)
     assert report(storage, "answer", answer, "c") == ReportOutcome(True, True)
@@ -111,3 +116,20 @@ def test_reports_stay_in_their_organisation(storage: Storage) -> None:
     assert report(storage, "conversation", conversation, "a", trkref="E20") is None
     assert report(storage, "conversation", 999, "a") is None
     assert report(storage, "answer", 999, "a", published_only=False) is None
+
+
+def test_the_queue_counts_an_items_reports_by_reason(storage: Storage) -> None:
+    add_organisation_with_key(storage)
+    conversation = published_conversation(storage)
+    answer = published_answer(storage, conversation)
+    for reporter, reason in (("a", "spam"), ("b", "other"), ("c", "off_topic")):
+        assert report(storage, "answer", answer, reporter, reason=reason) is not None
+    for reporter, reason in (("d", "spam"), ("e", "offensive")):
+        moderators = report(
+            storage, "answer", answer, reporter, published_only=False, reason=reason
+        )
+        assert moderators == ReportOutcome(True, False)
+    [item] = asyncio.run(storage.moderation.queue_page("D10", None, 10)).items
+    assert (item.target, item.answer and item.answer.id) == ("answer", answer)
+    assert item.conversation.id == conversation and item.conversation.status == PUBLISHED
+    assert item.reports == (("off_topic", 1), ("offensive", 1), ("other", 1), ("spam", 2))
