@@ -22,6 +22,8 @@ LIST_UNCACHED, GET_UNCACHED = 18, 19
 FLOODED_GET = 20
 # A Detail over REST with If-None-Match naming its current ETag: 304 Not Modified.
 NOT_MODIFIED_REST = 21
+# An answer created on one conversation, over and over (`bench.run writes` only).
+ANSWER_SQLITE, ANSWER_POSTGRES = 22, 23
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 
