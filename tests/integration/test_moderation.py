@@ -21,7 +21,7 @@ from tests.support import CALLER, answer, create, store_key
 
 MIGRATION = "0011_moderation"
 # The migrations after it, reverted before it and applied again after it.
-LATER = ["0012_reports", "0013_search_published_answers"]
+LATER = ["0012_reports", "0013_search_published_answers", "0014_revisions_by_triggers"]
 
 
 def moderator(store: Store) -> Caller:

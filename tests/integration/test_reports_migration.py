@@ -15,7 +15,7 @@ from server.storage.store import Store
 from tests.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 
 MIGRATION = "0012_reports"
-LATER = "0013_search_published_answers"
+LATER = ["0013_search_published_answers", "0014_revisions_by_triggers"]
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 
 
@@ -28,12 +28,12 @@ def test_reports_migrate_down_and_up(store: Store) -> None:
     assert asyncio.run(store.moderation.report(asked)) is not None
     runner = Runner(store.db, str(MIGRATIONS))
     with store.reading():
-        assert runner.down(MIGRATION) == [LATER, MIGRATION]
+        assert runner.down(MIGRATION) == [*reversed(LATER), MIGRATION]
         tables = store.db.get_tables()
         columns = [c.name for c in store.db.get_columns("organisation")]
     assert "report" not in tables and "report_threshold" not in columns
     with store.reading():
-        assert runner.up() == [MIGRATION, LATER]
+        assert runner.up() == [MIGRATION, *LATER]
         assert ReportRow.select().count() == 0
         thresholds = {o.trkref: o.report_threshold for o in OrganisationRow.select()}
     assert thresholds == {"D10": 3, "R30": 3}
