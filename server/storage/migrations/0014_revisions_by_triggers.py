@@ -30,6 +30,12 @@ _COUNTED = (
     " + excluded.answers_count, answered_count = conversation_count.answered_count"
     " + excluded.answered_count, revision = conversation_count.revision + 1"
 )
+# What a product's row holds beside its stamp (conversations, answers, revision).
+_UNSTAMPED = "answered_count, organisation_id, sku, locale"
+_STAMP_KEPT = (
+    "{new}.question_count = {old}.question_count AND {new}.answers_count = {old}.answers_count"
+    " AND {new}.revision = {old}.revision"
+)
 # A published conversation's counts, signed: {r} is the row, {s} 1 or -1.
 _PUBLISHED = "(CASE WHEN {r}.status = 'published' THEN {s} ELSE 0 END)"
 _ANSWERED = "(CASE WHEN {r}.answers_count > 0 THEN 1 ELSE 0 END)"
@@ -87,10 +93,11 @@ _SQLITE = [
     "CREATE TRIGGER answer_removed AFTER DELETE ON answer BEGIN "
     + _sqlite_answer_bump("old.conversation_id")
     + "; END",
-    # An update that leaves the revision as it was (a count changed by hand) moves it.
-    "CREATE TRIGGER conversation_count_revised AFTER UPDATE ON conversation_count"
-    " WHEN new.revision = old.revision BEGIN UPDATE conversation_count"
-    " SET revision = revision + 1 WHERE id = new.id; END",
+    # An update of what a stamp leaves out (answered_count, a key) that leaves the stamp as
+    # it was moves the revision.
+    f"CREATE TRIGGER conversation_count_revised AFTER UPDATE OF {_UNSTAMPED}"
+    f" ON conversation_count WHEN {_STAMP_KEPT.format(new='new', old='old')} BEGIN"
+    " UPDATE conversation_count SET revision = revision + 1 WHERE id = new.id; END",
 ]
 _SQLITE_DROPPED = [
     "conversation_added", "conversation_changed", "conversation_removed",
@@ -213,11 +220,11 @@ _POSTGRES = [
     ),
     _function("answer_removed", [_postgres_bump(_answers_products("removed"))]),
     _statement_trigger("answer_removed", "DELETE", "answer", "OLD TABLE AS removed"),
-    # An update that leaves the revision as it was (a count changed by hand) moves it.
+    # As on SQLite: an update of what a stamp leaves out moves the revision.
     "CREATE FUNCTION conversation_count_revised() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN NEW.revision := OLD.revision + 1; RETURN NEW; END $$",
-    "CREATE TRIGGER conversation_count_revised BEFORE UPDATE ON conversation_count"
-    " FOR EACH ROW WHEN (NEW.revision = OLD.revision)"
+    f"CREATE TRIGGER conversation_count_revised BEFORE UPDATE OF {_UNSTAMPED}"
+    f" ON conversation_count FOR EACH ROW WHEN ({_STAMP_KEPT.format(new='NEW', old='OLD')})"
     " EXECUTE FUNCTION conversation_count_revised()",
 ]
 _POSTGRES_DROPPED = [
