@@ -84,8 +84,8 @@ def record_votes(
 def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tuple[str, Product]]:
     """The trkref and the product of each target of the batch that exists and is published
     (an answer on a published conversation): shoppers vote on what they see. On PostgreSQL
-    the targets are locked, answers first, each table's by id (SQLite's one write
-    connection serialises writers already)."""
+    the targets are locked, answers first, each table's by id, before the voters are
+    recorded (SQLite's one write connection serialises writers already)."""
     published = peewee.SQL("'published'")
     owner = (
         OrganisationRow.trkref,

@@ -26,6 +26,7 @@ PRODUCTS = ("P1", "P2", "P3")
 ROUNDS = 3
 # Each store's calls a round, all at once: creates, answers and votes.
 CREATES, ANSWERS, VOTES = 12, 6, 30
+VOTERS = ("v1", "v2", "v3")
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def deadlocks(store: Store) -> int:
 def calls(
     store: Store, rng: random.Random, targets: list[tuple[str, int]], conversation_ids: list[int]
 ) -> list[Coroutine[Any, Any, object]]:
-    """A round of one store's calls, in an order of its own."""
+    """A round of one store's calls, in an order of its own; every other vote by one of
+    VOTERS, who count once per target whichever store they vote through."""
     made: list[Coroutine[Any, Any, object]] = []
     for n in range(CREATES):
         new = NewConversation("D10", "Ann", f"Does it fit {n}?", rng.choice(PRODUCTS))
@@ -53,9 +55,10 @@ def calls(
     for _ in range(ANSWERS):
         new_answer = NewAnswer("D10", rng.choice(conversation_ids), "Yes.", "Bo")
         made.append(answers.create_answer(store, new_answer, CALLER))
-    for _ in range(VOTES):
+    for n in range(VOTES):
         target, target_id = rng.choice(targets)
-        voted = {"target": target, "target_id": target_id, "counter": "helpful"}
+        voter = rng.choice(VOTERS) if n % 2 else ""
+        voted = {"target": target, "target_id": target_id, "counter": "helpful", "voter_id": voter}
         made.append(votes.vote(store, CALLER, trkref="D10", **voted))  # type: ignore[arg-type]
     rng.shuffle(made)
     return made
@@ -106,10 +109,13 @@ def test_crossing_writers_never_deadlock_and_count_exactly(stores: list[Store]) 
     with store.reading():
         cursor = store.db.execute_sql(  # type: ignore[no-untyped-call]
             "SELECT (SELECT COUNT(*) FROM conversation), (SELECT COUNT(*) FROM answer),"
-            " (SELECT SUM(helpful) FROM conversation) + (SELECT SUM(helpful) FROM answer)"
+            " (SELECT SUM(helpful) FROM conversation) + (SELECT SUM(helpful) FROM answer),"
+            " (SELECT COUNT(*) FROM vote)"
         )
-        stored, answered, helpful = (int(value) for value in cursor.fetchone())
+        stored, answered, helpful, voters = (int(value) for value in cursor.fetchone())
     calls_made = STORES * ROUNDS
     assert stored == len(conversation_ids) + calls_made * CREATES
     assert answered == len(answer_ids) + calls_made * ANSWERS
-    assert helpful == calls_made * VOTES
+    # Anonymous votes count each; a voter once per target, as the vote table records.
+    assert helpful == calls_made * VOTES // 2 + voters
+    assert 0 < voters <= len(VOTERS) * len(targets)
