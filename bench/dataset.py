@@ -164,7 +164,9 @@ def generate(
         " (organisation_id, sku, locale, question_count, answers_count)"
         " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count) FROM conversation"
         f" WHERE organisation_id = {organisation_sql(postgres)} AND sku IN ({skus})"
-        " GROUP BY organisation_id, sku, locale",
+        " GROUP BY organisation_id, sku, locale"
+        " ON CONFLICT (organisation_id, sku, locale) DO UPDATE SET"
+        " question_count = excluded.question_count, answers_count = excluded.answers_count",
         (ORGANISATION.trkref, *(sku for sku, _ in products)),
     )
     commit()

@@ -71,6 +71,9 @@ def generate(
         " (organisation_id, sku, locale, question_count, answers_count, answered_count)"
         " SELECT organisation_id, sku, locale, COUNT(*), 0, 0 FROM conversation"
         " WHERE status = 'published' GROUP BY organisation_id, sku, locale"
+        " ON CONFLICT (organisation_id, sku, locale) DO UPDATE SET"
+        " question_count = excluded.question_count, answers_count = excluded.answers_count,"
+        " answered_count = excluded.answered_count"
     )
     commit()
     progress.close()

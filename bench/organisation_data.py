@@ -118,6 +118,9 @@ def generate(
         " SELECT organisation_id, sku, locale, COUNT(*), SUM(answers_count),"
         " SUM(CASE WHEN answers_count > 0 THEN 1 ELSE 0 END) FROM conversation"
         " GROUP BY organisation_id, sku, locale"
+        " ON CONFLICT (organisation_id, sku, locale) DO UPDATE SET"
+        " question_count = excluded.question_count, answers_count = excluded.answers_count,"
+        " answered_count = excluded.answered_count"
     )
     commit()
     progress.close()

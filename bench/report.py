@@ -25,6 +25,8 @@ NOT_MODIFIED_REST = 21
 # GET /readyz through the same Envoy: one gRPC Health/Check behind an HTTP request, the
 # 304's hops without its work.
 READY_REST = 22
+# An answer created on one conversation, over and over (`bench.run writes` only).
+ANSWER_SQLITE, ANSWER_POSTGRES = 23, 24
 # The most p99 may be, in times p50, on every row.
 SPREAD = 4
 

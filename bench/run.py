@@ -6,7 +6,9 @@ conversations beside one of ten (bench/dataset.py).
 Run from the repository root: `make bench` (or `.venv/bin/python -m bench.run`;
 `.venv/bin/python -m bench.run organisation` for bench/organisation.py's rows alone,
 `.venv/bin/python -m bench.run conditional` for bench/conditional.py's,
-`.venv/bin/python -m bench.run moderation` for bench/moderation.py's).
+`.venv/bin/python -m bench.run moderation` for bench/moderation.py's,
+`.venv/bin/python -m bench.run writes` for Create, Vote, Answer, Get and List on one server
+process of each database, a read cache's rows beside them).
 Every server binds 127.0.0.1 on a free port and is stopped by its PID; every load
 run is bounded by a request count sized from a short warm-up, and by a time limit.
 Every row's percentiles are of its requests' own durations, as h2load logs them
@@ -105,6 +107,12 @@ def vote_call(conversation_id: int) -> Call:
     return (VOTE_METHOD, pb.IncrementConversationHelpfulRequest(id=conversation_id, trkref="D10"))
 
 
+def answer_call(conversation_id: int) -> Call:
+    answer = pb.NewAnswer(response="Yes, it fits every model since 2017.", first_name="A")
+    request = pb.CreateAnswerRequest(conversation_id=conversation_id, trkref="D10", answer=answer)
+    return (f"{SERVICE_PATH}/CreateAnswer", request)
+
+
 def list_call(sku: str, page_token: str = "") -> Call:
     request = pb.ListConversationsRequest(
         trkref="D10", sku=sku, page_size=20, page_token=page_token
@@ -137,6 +145,15 @@ def helpful_votes(database_url: str, conversation_id: int) -> Tally:
         conversation = stored_conversation(database_url, conversation_id)
         assert conversation is not None, "the voted conversation is gone"
         return conversation.helpful
+
+    return count
+
+
+def answers_of(database_url: str, conversation_id: int) -> Tally:
+    def count() -> int:
+        conversation = stored_conversation(database_url, conversation_id)
+        assert conversation is not None, "the answered conversation is gone"
+        return conversation.answers_count
 
     return count
 
@@ -541,6 +558,55 @@ def measure_calls(server: ServiceProcess, calls: list[tuple[str, Call]], key: st
     return [row.result for row in measured if row.result is not None]
 
 
+def write_rows(workdir: Path) -> list[Row]:
+    """Create, Vote and Answer on one server process of each database, and Get and List
+    on SQLite kept and read every time: the rows every write and read path crosses."""
+    sqlite_url = f"sqlite:///{workdir / 'conversations.db'}"
+    demo = basic_authorization(*DEMO_CREDENTIALS)
+    with service(workdir, sqlite_url) as server:
+        with opened_store(sqlite_url) as store:
+            ids = dataset.seed_answered(store, ANSWERED_SKU, ANSWERED, ANSWERS_EACH)
+        conversation_id, voted = ids[len(ids) // 2], voted_conversation(sqlite_url)
+        answered = voted_conversation(sqlite_url)
+        rows = measure_grpc(
+            server,
+            [
+                Load(f"{report.HEALTH} gRPC Health/Check", HEALTH),
+                Load(f"{report.CREATE_SQLITE} gRPC Create, SQLite", CREATE, rows_of(sqlite_url)),
+                Load(f"{report.VOTE_SQLITE} gRPC Vote, SQLite", vote_call(voted),
+                     helpful_votes(sqlite_url, voted)),
+                Load(f"{report.ANSWER_SQLITE} gRPC Answer, SQLite", answer_call(answered),
+                     answers_of(sqlite_url, answered)),
+                Load(f"{report.GET} gRPC Get, SQLite", get_call(conversation_id)),
+                Load(f"{report.LIST} gRPC List first page, SQLite", list_call(ANSWERED_SKU)),
+            ],
+            demo,
+        )  # fmt: skip
+    with service(workdir, sqlite_url, read_cache=False) as server:
+        rows += measure_grpc(
+            server,
+            [Load(f"{report.GET_UNCACHED} gRPC Get, SQLite, no read cache",
+                  get_call(conversation_id)),
+             Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no read cache",
+                  list_call(ANSWERED_SKU))],
+            demo,
+        )  # fmt: skip
+    with postgres_database() as (url, key), service(workdir, url) as server:
+        voted, answered = voted_conversation(url), voted_conversation(url)
+        rows += measure_grpc(
+            server,
+            [
+                Load(f"{report.CREATE_POSTGRES} gRPC Create, PostgreSQL", CREATE, rows_of(url)),
+                Load(f"{report.VOTE_POSTGRES} gRPC Vote, PostgreSQL", vote_call(voted),
+                     helpful_votes(url, voted)),
+                Load(f"{report.ANSWER_POSTGRES} gRPC Answer, PostgreSQL", answer_call(answered),
+                     answers_of(url, answered)),
+            ],
+            key,
+        )  # fmt: skip
+    return sorted(rows, key=lambda row: row.number)
+
+
 def organisation_table(workdir: Path) -> tuple[str, bool]:
     """The rows of search, filters and the organisation-wide List (bench/organisation.py)."""
     return side_by_side.table(organisation.run(workdir, service, measure_calls, CREATE))
@@ -576,6 +642,11 @@ def main() -> int:
             text, met = moderation_table(Path(tmp))
         print(machine(), text, f"every target met: {met}", sep="\n\n")
         return 0
+    if sys.argv[1:] == ["writes"]:  # these rows alone
+        with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
+            rows = write_rows(Path(tmp))
+        print(machine(), table(rows), sep="\n\n")
+        return 0 if all(row.rows_match for row in rows) else 1
     if sys.argv[1:] == ["conditional"]:  # these rows alone
         with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
             rows = conditional_rows(Path(tmp))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
 
 from server.service.domain import PUBLISHED, PendingAnswer, StoredAnswer
@@ -10,7 +12,6 @@ from server.storage.api_keys import active_keys
 from server.storage.conversations import answer_from_row, held_reasons
 from server.storage.models import (
     AnswerRow,
-    ConversationCountRow,
     ConversationRow,
     OrganisationRow,
     naive_utc,
@@ -27,13 +28,8 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
     """
     new = pending.new
     with db.atomic():
-        conversation = (
-            ConversationRow.select(
-                ConversationRow.id,
-                ConversationRow.organisation,
-                ConversationRow.sku,
-                ConversationRow.locale,
-            )
+        query = (
+            ConversationRow.select(ConversationRow.id)
             .join(OrganisationRow)
             .where(
                 (ConversationRow.id == new.conversation_id)
@@ -41,9 +37,8 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
                 # Shoppers answer what they see: a pending or rejected question is not found.
                 & (ConversationRow.status == PUBLISHED)
             )
-            .bind(db)
-            .get_or_none()
         )
+        conversation = _locked_first(db, query)
         if conversation is None:
             return None
         published = pending.status == PUBLISHED
@@ -66,10 +61,17 @@ def insert_answer(db: peewee.Database, pending: PendingAnswer) -> StoredAnswer |
             return find_requested(db, pending.created_by, new.request_id)
         if published:
             _count_answer(db, conversation)
-        else:
-            # Not counted, yet a moderator's reads of the product show it.
-            revise_product(db, conversation)
     return StoredAnswer(pending.stored(answer_ids[0]), pending.request_digest)
+
+
+def _locked_first(db: peewee.Database, query: Any) -> ConversationRow | None:
+    """The conversation, locked on PostgreSQL before anything else is written: every writer
+    locks the rows it writes before its products' counts (migration 0015), and the answer's
+    triggers take its product's. SQLite's one write connection serialises writers already."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        query = query.for_update("FOR NO KEY UPDATE", of=ConversationRow)
+    found: ConversationRow | None = query.bind(db).get_or_none()
+    return found
 
 
 def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
@@ -80,23 +82,10 @@ def _count_answer(db: peewee.Database, conversation: ConversationRow) -> None:
 
 def count_answers(db: peewee.Database, conversation: ConversationRow, added: int) -> None:
     """`added` (+1 or -1) published answers on the conversation (its trigger counts them on
-    its product and organisation while it is published, migration 0011), and one to the
-    product's revision: the conversation's row first, as every writer locks them."""
+    its product and organisation while it is published, migration 0011)."""
     db.execute(  # type: ignore[no-untyped-call]
         ConversationRow.update(answers_count=ConversationRow.answers_count + added).where(
             ConversationRow.id == conversation.id
-        )
-    )
-    revise_product(db, conversation)
-
-
-def revise_product(db: peewee.Database, conversation: ConversationRow) -> None:
-    """One more revision of the conversation's product: what its reads show has changed."""
-    db.execute(  # type: ignore[no-untyped-call]
-        ConversationCountRow.update(revision=ConversationCountRow.revision + 1).where(
-            (ConversationCountRow.organisation == conversation.organisation_id)  # type: ignore[attr-defined]
-            & (ConversationCountRow.sku == conversation.sku)
-            & (ConversationCountRow.locale == conversation.locale)
         )
     )
 

@@ -170,11 +170,11 @@ def _insert_sql(db: peewee.Database, rows: int) -> str:
 
 
 def _count_conversations(db: peewee.Database, inserted: list[tuple[int, str, str, str]]) -> None:
-    """Add the published conversations just inserted to their products' counts, and one to
-    the revisions of the products of all of them, in one statement.
+    """Add the published conversations just inserted to their products' counts, in one
+    statement (their products' revisions moved as they were inserted, migration 0015).
 
-    The rows are upserted in key order, so that concurrent writers lock them in
-    the same order and never deadlock.
+    The rows are upserted in key order, as every writer locks them, so that concurrent
+    writers never deadlock.
     """
     if not inserted:
         return
@@ -200,16 +200,14 @@ def _count_statement(db: peewee.Database, products: int) -> Prepared:
             "sku": parameter(f"sku{n}"),
             "locale": parameter(f"locale{n}"),
             "question_count": parameter(f"count{n}"),
-            "revision": 1,
         }
         for n in range(products)
     ]
-    count, revision = ConversationCountRow.question_count, ConversationCountRow.revision
+    count = ConversationCountRow.question_count
     key = (ConversationCountRow.organisation, ConversationCountRow.sku, ConversationCountRow.locale)
     return prepare(
         ConversationCountRow.insert_many(rows).on_conflict(
-            conflict_target=key,
-            update={count: count + EXCLUDED.question_count, revision: revision + 1},
+            conflict_target=key, update={count: count + EXCLUDED.question_count}
         )
     )
 

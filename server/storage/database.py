@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +21,6 @@ from server.storage.errors import UNAVAILABLE_ERRORS, DatabaseFileMoved, fault, 
 
 # Seconds a database call may take before it fails as unavailable.
 DEFAULT_TIMEOUT = 2.0
-# How long a passed check of the SQLite file stands for the reads that follow.
-READ_CHECK_SECONDS = 0.1
 
 # The options of a pool, not of a connection.
 _POOL_OPTIONS = ("max_connections", "stale_timeout", "timeout")
@@ -182,14 +179,13 @@ class DatabaseFile:
     and fails as unavailable while they differ: the same file put back (a hard link
     renamed into place) ends the fault; another file is opened by a restart only, since
     the connections to the old one, closing, would checkpoint and remove a WAL file
-    that now belongs to the new one. Detail and List, which lose nothing, may read the
-    file opened for READ_CHECK_SECONDS after a check passed.
+    that now belongs to the new one. Reads are checked too: a replica that read a file
+    no longer at the path would serve what no other replica sees.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._identity: tuple[int, int] | None = None
-        self._checked_at = -READ_CHECK_SECONDS  # when a check last passed
 
     def _at_path(self) -> tuple[int, int] | None:
         try:
@@ -206,11 +202,3 @@ class DatabaseFile:
         """DatabaseFileMoved when the file tracked is no longer the one at its path."""
         if self._identity is not None and self._at_path() != self._identity:
             raise DatabaseFileMoved("the database file was deleted or replaced")
-        self._checked_at = time.monotonic()
-
-    def check_for_read(self) -> None:
-        """check(), unless one passed within READ_CHECK_SECONDS: a read loses nothing,
-        since it reads what the file opened holds, which is all that was acknowledged;
-        and a stat of the path is a fair part of a read that the read cache answers."""
-        if time.monotonic() - self._checked_at >= READ_CHECK_SECONDS:
-            self.check()

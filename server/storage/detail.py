@@ -76,14 +76,14 @@ def get_conversation(
     if found is None:
         return None
     stamp, trkref, columns = found
-    key = ("conversation", conversation_id, answers, role)
-    kept = None if stamp is None else cache.get(key, stamp, Conversation)
+    key = (conversation_id, answers, role)
+    kept = None if stamp is None else cache.conversations.get(key, stamp)
     if kept is not None:
         return kept
     page, after = oldest_answers([conversation_id], answers, role)[conversation_id]
     conversation = _conversation(columns, trkref, role, page, after)
     if stamp is not None:
-        cache.put(key, stamp, conversation)
+        cache.conversations.put(key, stamp, conversation)
     return conversation
 
 
@@ -95,7 +95,7 @@ def read_answer_page(query: AnswerQuery, cache: ReadCache) -> AnswerPage | None:
     if found is None:
         return None
     stamp, trkref, columns = found
-    kept = None if stamp is None else cache.get(query, stamp, AnswerPage)
+    kept = None if stamp is None else cache.answer_pages.get(query, stamp)
     if kept is not None:
         return kept
     starts = [(query.conversation_id, query.after)]
@@ -103,7 +103,7 @@ def read_answer_page(query: AnswerQuery, cache: ReadCache) -> AnswerPage | None:
     answers, after = pages[query.conversation_id]
     page = AnswerPage(answers, _conversation(columns, trkref, query.role).answers_count, after)
     if stamp is not None:
-        cache.put(query, stamp, page)
+        cache.answer_pages.put(query, stamp, page)
     return page
 
 

@@ -81,7 +81,7 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
         # First: a page read after the stamp is at least as new as the stamp says.
         [counts] = _counts_statement(db, True, shape.by_locale).run(db, values)
         stamp = (int(counts[0]), int(counts[1]), int(counts[2]))
-        kept = cache.get(query, stamp, ConversationPage)
+        kept = cache.list_pages.get(query, stamp)
         if kept is not None:
             return kept
     # The kept counts hold all, the answered and the unanswered conversations; any other
@@ -110,7 +110,7 @@ def read_page(query: PageQuery, cache: ReadCache) -> ConversationPage:
     next_after = _row_key(query.order, rows[-1]) if more else None
     page = ConversationPage(conversations, int(summary[0]), int(summary[1]), next_after)
     if stamp is not None:
-        cache.put(query, stamp, page)
+        cache.list_pages.put(query, stamp, page)
     return page
 
 

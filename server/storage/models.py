@@ -166,7 +166,8 @@ class ReportRow(BaseModel):
 class ConversationCountRow(BaseModel):
     """How many conversations and answers a product has in one locale, kept exact by the
     transactions that write them, so that a List summary never counts rows; and its
-    revision, which every write that changes a List of the product adds to."""
+    revision, which the database's triggers add to on every change to a row a read of the
+    product shows (migration 0015)."""
 
     id = peewee.AutoField()
     organisation = peewee.ForeignKeyField(OrganisationRow, index=False)

@@ -16,13 +16,12 @@ from server.service.domain import (
     PageKey,
     RecordedDecision,
 )
-from server.storage.answers import count_answers, revise_product
+from server.storage.answers import count_answers
 from server.storage.conversations import (
     held_reasons,
 )
 from server.storage.models import (
     AnswerRow,
-    ConversationCountRow,
     ConversationRow,
     ModerationDecisionRow,
     OrganisationRow,
@@ -73,28 +72,7 @@ def decide(db: peewee.Database, decision: Decision) -> RecordedDecision | None:
         crossed = (from_status == PUBLISHED) != (decision.to_status == PUBLISHED)
         if conversation is not None and crossed:
             count_answers(db, conversation, 1 if decision.to_status == PUBLISHED else -1)
-        elif conversation is not None:
-            revise_product(db, conversation)  # a moderator's reads show the answer's status
-        elif not crossed:
-            # A moderator's List of a status changes too: the product's revision moves (a
-            # change of published-ness moves it by migration 0011's trigger).
-            revise(db, decision.target_id)
         return RecordedDecision(log_decision(db, decision, from_status), decision, from_status)
-
-
-def revise(db: peewee.Database, conversation_id: int) -> None:
-    product = ConversationRow.select(
-        ConversationRow.organisation, ConversationRow.sku, ConversationRow.locale
-    ).where(ConversationRow.id == conversation_id)
-    db.execute(  # type: ignore[no-untyped-call]
-        ConversationCountRow.update(revision=ConversationCountRow.revision + 1).where(
-            peewee.Tuple(
-                ConversationCountRow.organisation,
-                ConversationCountRow.sku,
-                ConversationCountRow.locale,
-            ).in_(product)
-        )
-    )
 
 
 def locked_item(db: peewee.Database, trkref: str, target: str, target_id: int) -> Any:

@@ -2,40 +2,41 @@
 served again while their product is unchanged.
 
 Each value is kept with its product's stamp: the counts and revision of the product's
-rows in conversation_count, as read just before the value. Every write that changes
-what a List or a Detail of a product shows changes its stamp in the same transaction
-(a create or a published answer its counts; every create, answer, vote and moderation
-decision its revision, a held answer too: a moderator's reads show it), and a read
-takes the stamp first, in the query it needs anyway (a List's summary, a Detail's
+rows in conversation_count, as read just before the value. The database changes the
+stamp in the same transaction as any row such a read shows, however the row is written
+(the triggers of migration 0015: by the service, a migration or an operator's SQL), and
+a read takes the stamp first, in the query it needs anyway (a List's summary, a Detail's
 conversation). A value kept under the stamp just read is served without reading it
 again. It cannot be older than what the caller would have read: it was read after its
-stamp, and every replica writes the stamp with the rows, so whatever changed the value
-since changed the stamp too.
+stamp, and whatever changed the value since changed the stamp too.
 
-One value per key (a List's query, a conversation's id, a page of answers' query, each
-with the role whose view it is: a moderator's read is never served to a shopper) is kept,
-within a budget of bytes of memory: every object a value holds is counted as Python sizes
-it (a text of emoji takes four bytes a character, one of ASCII one), a text beyond ASCII
-its UTF-8 form as well (a protobuf message of it leaves that inside the string), and each
-entry a fixed part for its key and slot, with the texts of a key that holds long ones (a
-List's search). The values read least lately go first. A lock guards
-them: on PostgreSQL, reads run in the event loop's executor.
+Each kind has its own values by its own key (a conversation's id, a List's query, a page
+of answers' query, each with the role whose view it is: a moderator's read is never served
+to a shopper); one value per key is kept, within one budget of bytes of memory for every
+kind: every object a value holds is counted as Python sizes it (a text of emoji takes four
+bytes a character, one of ASCII one), a text beyond ASCII its UTF-8 form as well (a
+protobuf message of it leaves that inside the string), and each entry a fixed part for its
+key and slot, with the texts of a key that holds long ones (a List's search). The values
+read least lately, of any kind, go first. A lock guards them: on PostgreSQL, reads run in
+the event loop's executor.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import sys
 import threading
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
-from server.service.domain import AnswerPage, Conversation, ConversationPage
+from server.service.domain import AnswerPage, AnswerQuery, Conversation, ConversationPage, PageQuery
 
 # What a product's rows in conversation_count held when a value was read:
 # conversations, answers, revision.
 Stamp = tuple[int, int, int]
-Kept = TypeVar("Kept", Conversation, ConversationPage, AnswerPage)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V", Conversation, ConversationPage, AnswerPage)
 Value = Conversation | ConversationPage | AnswerPage
 
 # The budget a process keeps values in unless told otherwise.
@@ -90,47 +91,98 @@ def text_bytes(text: str) -> int:
     return sys.getsizeof(text) + len(text.encode(errors="surrogatepass")) + 1
 
 
+class _Entry(Generic[V]):
+    """A value, the stamp it was read under, its bytes, and when it was last read."""
+
+    __slots__ = ("size", "stamp", "tick", "value")
+
+    def __init__(self, stamp: Stamp, value: V, size: int, tick: int) -> None:
+        self.stamp: Stamp = stamp
+        self.value: V = value
+        self.size = size
+        self.tick = tick
+
+
+class Kept(Generic[K, V]):
+    """The values of one kind by key, least lately read first; their bytes count against
+    their ReadCache's budget."""
+
+    def __init__(self, cache: ReadCache) -> None:
+        self._cache = cache
+        self._entries: collections.OrderedDict[K, _Entry[V]] = collections.OrderedDict()
+
+    def get(self, key: K, stamp: Stamp) -> V | None:
+        """The value kept for `key`, if it was read under this stamp."""
+        cache = self._cache
+        if not cache.budget:
+            return None
+        with cache.lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.stamp != stamp:
+                return None
+            entry.tick = next(cache.ticks)
+            self._entries.move_to_end(key)
+            return entry.value
+
+    def put(self, key: K, stamp: Stamp, value: V) -> None:
+        """Keep `value`, read for `key` under `stamp`, in place of any value kept for it;
+        one larger than the budget is not kept."""
+        cache = self._cache
+        if not cache.budget:
+            return
+        size = weight(value) + key_weight(key)
+        with cache.lock:
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                cache.used -= replaced.size
+            if size > cache.budget:
+                return
+            self._entries[key] = _Entry(stamp, value, size, next(cache.ticks))
+            cache.used += size
+            cache.make_room()
+
+    def oldest(self) -> int | None:
+        """When the value read least lately was read; None when none is kept."""
+        for entry in self._entries.values():
+            return entry.tick
+        return None
+
+    def evict_oldest(self) -> int:
+        """Forget the value read least lately; its bytes."""
+        _, entry = self._entries.popitem(last=False)
+        return entry.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class ReadCache:
-    """Values by key, within `budget` bytes (none when 0)."""
+    """Detail's conversations, List pages and pages of answers, each kind by its own key,
+    within `budget` bytes for all of them (none when 0)."""
 
     def __init__(self, budget: int = DEFAULT_MIB * 2**20) -> None:
         if budget < 0:
             raise ValueError("a read cache's budget is 0 bytes or more")
         self.budget = budget
         self.used = 0
-        self._kept: collections.OrderedDict[Hashable, tuple[Stamp, object, int]] = (
-            collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.ticks = itertools.count()
+        # A conversation by (id, how many answers it embeds).
+        self.conversations: Kept[tuple[int, int, str], Conversation] = Kept(self)
+        self.list_pages: Kept[PageQuery, ConversationPage] = Kept(self)
+        self.answer_pages: Kept[AnswerQuery, AnswerPage] = Kept(self)
+        self._kinds: tuple[Kept[Any, Any], ...] = (
+            self.conversations,
+            self.list_pages,
+            self.answer_pages,
         )
-        self._lock = threading.Lock()
 
-    def get(self, key: Hashable, stamp: Stamp, kind: type[Kept]) -> Kept | None:
-        """The value of `kind` kept for `key`, if it was read under this stamp."""
-        if not self.budget:
-            return None
-        with self._lock:
-            kept = self._kept.get(key)
-            if kept is None or kept[0] != stamp or type(kept[1]) is not kind:
-                return None
-            self._kept.move_to_end(key)
-            return kept[1]
-
-    def put(self, key: Hashable, stamp: Stamp, value: Value) -> None:
-        """Keep `value`, read for `key` under `stamp`, in place of any value kept for it;
-        one larger than the budget is not kept."""
-        if not self.budget:
-            return
-        size = weight(value) + key_weight(key)
-        with self._lock:
-            replaced = self._kept.pop(key, None)
-            if replaced is not None:
-                self.used -= replaced[2]
-            if size > self.budget:
-                return
-            self._kept[key] = (stamp, value, size)
-            self.used += size
-            while self.used > self.budget:
-                _, (_, _, evicted) = self._kept.popitem(last=False)
-                self.used -= evicted
+    def make_room(self) -> None:
+        """Forget the values read least lately, of any kind, until the budget holds the rest
+        (under `lock`)."""
+        while self.used > self.budget:
+            kinds = [(tick, kind) for kind in self._kinds if (tick := kind.oldest()) is not None]
+            self.used -= min(kinds, key=lambda pair: pair[0])[1].evict_oldest()
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return sum(len(kind) for kind in self._kinds)

@@ -1,9 +1,9 @@
 """Stamp reads: what a product's rows in conversation_count hold (conversations, answers,
 revision), read alone, for the entity tags of conditional reads (server/service/conditional.py).
 
-Every write that changes what a List, a Detail or a page of answers of a product shows
-changes these in its own transaction (server/storage/read_cache.py says which), so a
-stamp names one state of everything such a read can show. One indexed row: a product's
+Every change to what a List, a Detail or a page of answers of a product shows changes
+these in its own transaction (the database's triggers, server/storage/read_cache.py), so
+a stamp names one state of everything such a read can show. One indexed row: a product's
 row, or a conversation's joined to its product's, scoped to the organisation asked for.
 """
 

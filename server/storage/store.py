@@ -402,8 +402,7 @@ class Store:
         queries (docs/performance.md). Errors are translated as `translated` does, without
         its generator."""
         try:
-            if self._file is not None:
-                self._file.check_for_read()
+            self._check_file()
             if self.db.is_closed():
                 self.db.connect()
             return read(arg)

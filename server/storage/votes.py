@@ -4,13 +4,15 @@ Each counter grows by one atomic `SET helpful = helpful + n` per target and
 batch, never by a read-modify-write in Python, so votes from any number of
 replicas add up exactly. A voter_id is recorded in `vote` under a unique index:
 the insert that finds it taken counts nothing. The revision of each product whose
-counters grow grows by one, for what replicas keep of their reads.
+counters grow grows by the database's triggers (migration 0015), for what replicas keep
+of their reads.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime
+from typing import Any
 
 import peewee
 
@@ -19,7 +21,6 @@ from server.service.errors import Unauthenticated
 from server.storage.api_keys import active_keys
 from server.storage.models import (
     AnswerRow,
-    ConversationCountRow,
     ConversationRow,
     OrganisationRow,
     VoteRow,
@@ -43,9 +44,10 @@ def record_votes(
     """Count a batch of votes in one transaction; each vote's outcome: True when its
     target is one of its organisation's (counted, or a voter's repeat), False when not.
 
-    Rows are locked in one order (voters, then targets by table and id, then products
-    by key, as creates lock them), so concurrent batches on several replicas never
-    deadlock.
+    Rows are locked in one order, as every writer locks them (migration 0015): the
+    targets first (answers, then conversations, each by id), then the products' counts by
+    key, as each product's targets are counted in turn; so concurrent batches on several
+    replicas never deadlock.
     """
     with db.atomic():
         active = active_keys({v.voted_by for v in batch}, db)
@@ -68,32 +70,22 @@ def record_votes(
             if v.voter_id is None or voter in first:
                 first.discard(voter)  # a voter's second vote in this batch counts nothing
                 increments[v.target, v.target_id, v.counter] += 1
-        for (target, target_id, counter), n in sorted(increments.items()):
+        for (target, target_id, counter), n in sorted(
+            increments.items(), key=lambda item: (owners[item[0][:2]][1], item[0])
+        ):
             table = _TABLES[target]
             column = getattr(table, counter)
             db.execute(  # type: ignore[no-untyped-call]
                 table.update({column: column + n}).where(table.id == target_id)
             )
-        _revise(db, sorted({owners[target, target_id][1] for target, target_id, _ in increments}))
     return outcomes
-
-
-def _revise(db: peewee.Database, products: list[Product]) -> None:
-    """One more revision of each of these products, in the order given."""
-    revision = ConversationCountRow.revision
-    for organisation_id, sku, locale in products:
-        db.execute(  # type: ignore[no-untyped-call]
-            ConversationCountRow.update({revision: revision + 1}).where(
-                (ConversationCountRow.organisation == organisation_id)
-                & (ConversationCountRow.sku == sku)
-                & (ConversationCountRow.locale == locale)
-            )
-        )
 
 
 def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tuple[str, Product]]:
     """The trkref and the product of each target of the batch that exists and is published
-    (an answer on a published conversation): shoppers vote on what they see."""
+    (an answer on a published conversation): shoppers vote on what they see. On PostgreSQL
+    the targets are locked, answers first, each table's by id, before the voters are
+    recorded (SQLite's one write connection serialises writers already)."""
     published = peewee.SQL("'published'")
     owner = (
         OrganisationRow.trkref,
@@ -101,13 +93,7 @@ def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tup
         ConversationRow.sku,
         ConversationRow.locale,
     )
-    queries = {
-        "conversation": ConversationRow.select(ConversationRow.id, *owner)
-        .join(OrganisationRow)
-        .where(
-            ConversationRow.id.in_(_ids(batch, "conversation"))
-            & (ConversationRow.status == published)
-        ),
+    queries: dict[str, Any] = {
         "answer": AnswerRow.select(AnswerRow.id, *owner)
         .join(ConversationRow)
         .join(OrganisationRow)
@@ -115,10 +101,20 @@ def _owners(db: peewee.Database, batch: list[Vote]) -> dict[tuple[str, int], tup
             AnswerRow.id.in_(_ids(batch, "answer"))
             & (AnswerRow.status == published)
             & (ConversationRow.status == published)
-        ),
+        )
+        .order_by(AnswerRow.id),
+        "conversation": ConversationRow.select(ConversationRow.id, *owner)
+        .join(OrganisationRow)
+        .where(
+            ConversationRow.id.in_(_ids(batch, "conversation"))
+            & (ConversationRow.status == published)
+        )
+        .order_by(ConversationRow.id),
     }
     owners: dict[tuple[str, int], tuple[str, Product]] = {}
     for target, query in queries.items():
+        if isinstance(db, peewee.PostgresqlDatabase):
+            query = query.for_update("FOR NO KEY UPDATE", of=_TABLES[target])
         if _ids(batch, target):
             rows = db.execute(query)  # type: ignore[no-untyped-call]
             owners.update(

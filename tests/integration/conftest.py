@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -42,6 +43,19 @@ def open_store(
     url = request.getfixturevalue("postgres_url")
     empty_postgres(url)
     return Store.open(url, read_cache_mib=read_cache_mib)
+
+
+@contextlib.contextmanager
+def postgres_stores(url: str, count: int) -> Iterator[list[Store]]:
+    """`count` Stores on the emptied PostgreSQL database, each with connections of its own,
+    as replicas have; closed after."""
+    empty_postgres(url)
+    opened = [Store.open(url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for store in opened:
+            store.close()
 
 
 @pytest.fixture

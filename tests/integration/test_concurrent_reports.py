@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.databases import empty_postgres
 from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
 from server.service.domain import PUBLISHED, Decision, NewConversation, PendingCreate
 from server.service.reports import ItemReport, ReportOutcome
 from server.storage.store import Store
+from tests.integration.conftest import postgres_stores
 
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 STORES = 6
@@ -24,13 +24,8 @@ STORES = 6
 
 @pytest.fixture
 def stores(postgres_url: str) -> Iterator[list[Store]]:
-    empty_postgres(postgres_url)
-    opened = [Store.open(postgres_url) for _ in range(STORES)]
-    try:
+    with postgres_stores(postgres_url, STORES) as opened:
         yield opened
-    finally:
-        for store in opened:
-            store.close()
 
 
 def published(store: Store) -> int:

@@ -21,7 +21,12 @@ from server.storage.store import Store
 
 MIGRATION = "0011_moderation"
 # The migrations after it, reverted before it and applied again after it.
-LATER = ["0012_reports", "0013_search_published_answers", "0014_folded_blocked_terms"]  # fmt: skip
+LATER = [
+    "0012_reports",
+    "0013_search_published_answers",
+    "0014_folded_blocked_terms",
+    "0015_revisions_by_triggers",
+]
 
 
 def moderator(store: Store) -> Caller:

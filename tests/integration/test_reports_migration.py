@@ -15,7 +15,11 @@ from server.storage.models import OrganisationRow, ReportRow
 from server.storage.store import Store
 
 MIGRATION = "0012_reports"
-LATER = ["0013_search_published_answers", "0014_folded_blocked_terms"]
+LATER = [
+    "0013_search_published_answers",
+    "0014_folded_blocked_terms",
+    "0015_revisions_by_triggers",
+]
 AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 
 

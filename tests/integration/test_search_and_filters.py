@@ -279,8 +279,13 @@ def test_the_search_migration_reverts_and_applies_again_with_every_text(
     runner = Runner(store.db, str(MIGRATIONS))
     with store.reading():
         # The migrations that follow it are reverted first and applied again.
-        later = ["0011_moderation", "0012_reports", "0013_search_published_answers",
-                 "0014_folded_blocked_terms"]  # fmt: skip
+        later = [
+            "0011_moderation",
+            "0012_reports",
+            "0013_search_published_answers",
+            "0014_folded_blocked_terms",
+            "0015_revisions_by_triggers",
+        ]
         assert runner.down(MIGRATION) == [*reversed(later), MIGRATION]
         assert runner.up() == [MIGRATION, *later]
     with_kettle = [c.id for c in stored if any("kettle" in t.lower() for t in texts(c))]

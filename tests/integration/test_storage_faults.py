@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 import peewee
@@ -16,8 +15,6 @@ import pytest
 from server.service.domain import DEFAULT_ORDER, Organisation, PageQuery
 from server.service.errors import StorageUnavailable
 from server.service.organisations import add_organisation
-from server.storage import database
-from server.storage.database import READ_CHECK_SECONDS
 from server.storage.errors import FaultPeriods, as_domain_error
 from server.storage.store import Store
 
@@ -48,29 +45,13 @@ def test_a_deleted_file_is_unavailable_and_not_recreated(
         sqlite_store.close()
 
 
-class StoppedClock:
-    """time.monotonic() for server.storage.database, moving only when told."""
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-def test_detail_and_list_read_the_file_opened_until_their_last_check_is_old(
-    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_detail_and_list_stop_reading_a_file_deleted_at_once(
+    sqlite_store: Store, tmp_path: Path
 ) -> None:
-    clock = StoppedClock()
-    monkeypatch.setattr(database, "time", clock)
     query = PageQuery("D10", "S", None, DEFAULT_ORDER, 20)
     try:
-        asyncio.run(sqlite_store.read_page(query))  # a check passes
+        assert asyncio.run(sqlite_store.read_page(query)).question_count == 0  # a check passes
         (tmp_path / "faults.db").unlink()
-        clock.now += READ_CHECK_SECONDS / 2
-        page = asyncio.run(sqlite_store.read_page(query))
-        assert page.question_count == 0  # what the file opened holds
-        clock.now += READ_CHECK_SECONDS / 2
         for read in (sqlite_store.read_page(query), sqlite_store.read_conversation(1, 20)):
             with pytest.raises(StorageUnavailable, match="deleted or replaced"):
                 asyncio.run(read)

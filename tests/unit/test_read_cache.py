@@ -32,38 +32,50 @@ def a_page(conversations: int = 1, answers: int = 0, text: str = "?") -> Convers
 
 def test_a_value_is_served_under_its_stamp_only() -> None:
     cache, page = ReadCache(), a_page()
-    cache.put(query(), (1, 0, 1), page)
-    assert cache.get(query(), (1, 0, 1), ConversationPage) is page
-    assert cache.get(query(), (1, 0, 2), ConversationPage) is None  # a write since
-    assert cache.get(query("T"), (1, 0, 1), ConversationPage) is None  # another query
+    cache.list_pages.put(query(), (1, 0, 1), page)
+    assert cache.list_pages.get(query(), (1, 0, 1)) is page
+    assert cache.list_pages.get(query(), (1, 0, 2)) is None  # a write since
+    assert cache.list_pages.get(query("T"), (1, 0, 1)) is None  # another query
 
 
 def test_pages_and_conversations_are_kept_side_by_side() -> None:
     cache, page, conversation = ReadCache(), a_page(), a_conversation()
-    cache.put(query(), (1, 0, 1), page)
-    cache.put(1, (1, 0, 1), conversation)
-    assert cache.get(1, (1, 0, 1), Conversation) is conversation
-    assert cache.get(query(), (1, 0, 1), ConversationPage) is page
-    assert cache.get(1, (1, 0, 1), ConversationPage) is None  # a key holds one kind
+    cache.list_pages.put(query(), (1, 0, 1), page)
+    cache.conversations.put((1, 20, "shopper"), (1, 0, 1), conversation)
+    assert cache.conversations.get((1, 20, "shopper"), (1, 0, 1)) is conversation
+    assert cache.list_pages.get(query(), (1, 0, 1)) is page
+    assert (len(cache), cache.used) == (2, weight(page) + weight(conversation))
+
+
+def test_the_value_read_least_lately_goes_first_whatever_its_kind() -> None:
+    page, conversation = a_page(), a_conversation()
+    cache = ReadCache(weight(page) + weight(conversation))
+    cache.conversations.put((1, 20, "shopper"), (1, 0, 1), conversation)
+    cache.list_pages.put(query(), (1, 0, 1), page)
+    # The page is older now.
+    assert cache.conversations.get((1, 20, "shopper"), (1, 0, 1)) is conversation
+    cache.conversations.put((2, 20, "shopper"), (1, 0, 1), conversation)
+    assert cache.list_pages.get(query(), (1, 0, 1)) is None
+    assert cache.conversations.get((1, 20, "shopper"), (1, 0, 1)) is conversation
 
 
 def test_a_key_keeps_one_value_the_last_read() -> None:
     cache, newer = ReadCache(), a_page(2)
-    cache.put(query(), (1, 0, 1), a_page())
-    cache.put(query(), (2, 0, 2), newer)
+    cache.list_pages.put(query(), (1, 0, 1), a_page())
+    cache.list_pages.put(query(), (2, 0, 2), newer)
     assert (len(cache), cache.used) == (1, weight(newer))
-    assert cache.get(query(), (1, 0, 1), ConversationPage) is None
-    assert cache.get(query(), (2, 0, 2), ConversationPage) is newer
+    assert cache.list_pages.get(query(), (1, 0, 1)) is None
+    assert cache.list_pages.get(query(), (2, 0, 2)) is newer
 
 
 def test_the_values_read_least_lately_go_first_when_the_budget_is_spent() -> None:
     page = a_page()
     cache = ReadCache(3 * weight(page))
     for sku in "ABC":
-        cache.put(query(sku), (1, 0, 1), page)
-    assert cache.get(query("A"), (1, 0, 1), ConversationPage) is page  # B is now the oldest
-    cache.put(query("D"), (1, 0, 1), page)
-    kept = [sku for sku in "ABCD" if cache.get(query(sku), (1, 0, 1), ConversationPage)]
+        cache.list_pages.put(query(sku), (1, 0, 1), page)
+    assert cache.list_pages.get(query("A"), (1, 0, 1)) is page  # B is now the oldest
+    cache.list_pages.put(query("D"), (1, 0, 1), page)
+    kept = [sku for sku in "ABCD" if cache.list_pages.get(query(sku), (1, 0, 1))]
     assert kept == ["A", "C", "D"]
     assert cache.used == 3 * weight(page) <= cache.budget
 
@@ -92,23 +104,23 @@ def test_the_long_texts_of_a_key_count_too() -> None:
     # A search of 500 characters of four bytes each, beside its UTF-8 form.
     searched = dataclasses.replace(query(), search=" ".join(["\U0001d400" * 9] * 50))
     cache = ReadCache()
-    cache.put(searched, (1, 0, 1), page)
+    cache.list_pages.put(searched, (1, 0, 1), page)
     assert cache.used > weight(page) + 8 * 450 - KEY_TEXT_BYTES
 
 
 def test_a_value_larger_than_the_budget_is_not_kept() -> None:
     small, large = a_page(), a_page(10, 10, text="x" * 5000)
     cache = ReadCache(weight(large) - 1)
-    cache.put(query(), (1, 0, 1), small)
-    cache.put(query(), (2, 0, 2), large)
+    cache.list_pages.put(query(), (1, 0, 1), small)
+    cache.list_pages.put(query(), (2, 0, 2), large)
     assert (len(cache), cache.used) == (0, 0)
-    assert cache.get(query(), (2, 0, 2), ConversationPage) is None
+    assert cache.list_pages.get(query(), (2, 0, 2)) is None
 
 
 def test_a_cache_of_no_bytes_keeps_nothing() -> None:
     cache = ReadCache(0)
-    cache.put(query(), (1, 0, 1), a_page())
-    assert cache.get(query(), (1, 0, 1), ConversationPage) is None
+    cache.list_pages.put(query(), (1, 0, 1), a_page())
+    assert cache.list_pages.get(query(), (1, 0, 1)) is None
     assert len(cache) == 0
 
 
