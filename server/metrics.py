@@ -29,6 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from server.addresses import split_address
 from server.service.errors import DomainError
 
 if TYPE_CHECKING:
@@ -304,12 +305,6 @@ class MetricsServer:
         self.thread.join()
 
 
-def metrics_host_port(address: str) -> tuple[str, int]:
-    """'[HOST:]PORT' as (host, port); the host is 127.0.0.1 when left out."""
-    host, _, port = address.rpartition(":")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
 METRICS_PATH = "/metrics"
 NOT_FOUND = b"404 not found: the metrics are at /metrics\n"
 
@@ -339,7 +334,7 @@ def start_metrics_server(address: str, processes: Path | None = None) -> Metrics
     """Serve GET /metrics in the Prometheus text format on `address` ([HOST:]PORT): this
     process's metrics, or with `processes` (a multiprocess directory) those of every server
     process of `serve --processes N` and this one's (ProcessesCollector)."""
-    host, port = metrics_host_port(address)
+    host, port = split_address(address, default_host="127.0.0.1")
     registry = REGISTRY
     if processes is not None:
         registry = CollectorRegistry()

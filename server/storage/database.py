@@ -60,9 +60,9 @@ def connect(
         "timeout": max(1, round(timeout)),
     }
     if scheme.startswith("sqlite"):
-        path = url.split("://", 1)[1][1:]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         options.update(_sqlite_options(timeout, sqlite_synchronous))
     else:
         options.update(_postgres_timeouts(timeout))
