@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import dataset, report
+from bench.measure import HEALTH, Load, get_call, measure_grpc, service
 from bench.report import table
 from harness.service import ServiceProcess
 from harness.support import opened_store
@@ -68,8 +69,6 @@ def check_seconds(database_url: str, repeat: int = 100_000) -> float:
 
 
 def main() -> int:
-    from bench.run import HEALTH, Load, get_call, measure_grpc, service
-
     with tempfile.TemporaryDirectory(prefix="conversation-bench-") as tmp:
         workdir = Path(tmp)
         url = f"sqlite:///{workdir}/conversations.db"
