@@ -83,7 +83,7 @@ class BatchesBegun:
 
 def wait_until_queued(store: Store, count: int) -> None:
     """Block until `count` creates wait in the store's queue, behind the batch being written."""
-    writer = store._conversation_writer()
+    writer = store.batches.creates
     deadline = time.monotonic() + 10
     while writer.queued() < count:
         assert time.monotonic() < deadline, f"{writer.queued()} creates queued, not {count}"

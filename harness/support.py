@@ -81,13 +81,13 @@ def store_key(
 ) -> Caller:
     """An active API key for these stored organisations (secret: TEST_SECRET, stored as its
     digest unless `secret_hash` is given), of a shopper unless told; its caller."""
-    store.add_api_key(
+    store.api_keys.add(
         ApiKey(
             key_id=key_id,
             organisations=frozenset(trkrefs),
             created_at=datetime.datetime.now(datetime.UTC),
             revoked_at=None,
-            secret_hash=secret_hash or digest_secret(store.api_key_digest_key(), TEST_SECRET),
+            secret_hash=secret_hash or digest_secret(store.api_keys.digest_key(), TEST_SECRET),
             role=role,
         )
     )

@@ -63,17 +63,17 @@ def create_key(
         organisations=trkrefs,
         created_at=clock(),
         revoked_at=None,
-        secret_hash=digest_secret(store.api_key_digest_key(), issued.secret),
+        secret_hash=digest_secret(store.api_keys.digest_key(), issued.secret),
         role=role,
     )
-    store.add_api_key(key)
+    store.api_keys.add(key)
     return issued
 
 
 def list_keys(store: Storage) -> list[ApiKey]:
-    return store.list_api_keys()
+    return store.api_keys.list_all()
 
 
 def revoke_key(store: Storage, key_id: str, clock: Clock = utc_now) -> None:
-    if not store.revoke_api_key(key_id, clock()):
+    if not store.api_keys.revoke(key_id, clock()):
         raise ApiKeyNotFound(key_id)

@@ -149,7 +149,7 @@ class Authenticator:
         with self._lookups[hash(key_id) % len(self._lookups)]:
             self._refuse_unread(key_id, address)
             if self._digest_key is None:
-                self._digest_key = self._store.api_key_digest_key()
+                self._digest_key = self._store.api_keys.digest_key()
             presented = digest_secret(self._digest_key, secret)
             known = self._keys.get(key_id)
             if known is not None and is_digest(known.key.secret_hash):
@@ -209,7 +209,7 @@ class Authenticator:
         began = time.monotonic()
         with self._lock:
             remembered = frozenset(self._keys)
-        active = self._store.active_api_keys(remembered) if remembered else set()
+        active = self._store.api_keys.active(remembered) if remembered else set()
         with self._lock:
             for key_id in remembered - active:
                 self._keys.pop(key_id, None)
@@ -254,7 +254,7 @@ class Authenticator:
     def _still_active(self, known: _Known) -> _Known | None:
         """The key checked again, or None (and forgotten) when it is revoked."""
         checked_at = time.monotonic()
-        if known.key.key_id not in self._store.active_api_keys(frozenset({known.key.key_id})):
+        if known.key.key_id not in self._store.api_keys.active(frozenset({known.key.key_id})):
             with self._lock:
                 self._keys.pop(known.key.key_id, None)
             return None
@@ -262,7 +262,7 @@ class Authenticator:
 
     def _read_key(self, key_id: str) -> _Known | None:
         read_at = time.monotonic()
-        key = self._store.find_api_key(key_id)
+        key = self._store.api_keys.find(key_id)
         if key is None or key.revoked:
             return None
         return self._remember(key, read_at)
@@ -287,7 +287,7 @@ class Authenticator:
         if not budget.take() or not legacy_secret_matches(secret, key.secret_hash):
             raise Unauthenticated()
         try:
-            self._store.replace_secret_hash(key.key_id, key.secret_hash, presented)
+            self._store.api_keys.replace_secret_hash(key.key_id, key.secret_hash, presented)
         except (StorageUnavailable, StorageFailed) as error:
             # The scrypt hash still verifies; the next success stores the digest.
             log.warning("the digest of key %s is not stored yet: %s", key.key_id, error)

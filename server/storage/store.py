@@ -10,10 +10,8 @@ work; every database error leaves it as a domain error (server.storage.errors).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -24,7 +22,6 @@ from server.service.domain import (
     SHOPPER,
     AnswerPage,
     AnswerQuery,
-    ApiKey,
     Conversation,
     ConversationPage,
     Organisation,
@@ -36,17 +33,16 @@ from server.service.domain import (
     StoredCreate,
     Vote,
 )
-from server.service.errors import ConversationIdsExhausted, StorageUnavailable
 from server.storage import (
     answers,
-    api_keys,
     conversations,
     detail,
     listing,
     organisations,
     stamps,
-    votes,
 )
+from server.storage.api_keys_store import ApiKeys
+from server.storage.batches import Batches
 from server.storage.database import (
     DEFAULT_TIMEOUT,
     DatabaseFile,
@@ -59,8 +55,6 @@ from server.storage.errors import (
     FaultPeriods,
     OnUnavailable,
     as_domain_error,
-    drop_frames,
-    sequence_exhausted,
     translated,
     unavailable,
 )
@@ -130,14 +124,12 @@ class Store:
         # organisation, so one found stays right; a trkref not found is looked up
         # every time, so one added while serving (by the CLI) is found at once.
         self._organisations: dict[str, Organisation] = {}
-        self._writer_lock = threading.Lock()
-        self._writer: GroupCommit[PendingCreate, StoredCreate] | None = None
-        self._vote_writer: GroupCommit[Vote, bool] | None = None
+        self.batches = Batches(write_connection, self.faults, self._on_unavailable)
         self._page_token_secret: bytes | None = None
         self._tracer = tracer
         self._span_attributes = {"db.system.name": _system(db)}
-        self._api_key_digest_key: bytes | None = None
         self.moderation = Moderation(self)
+        self.api_keys = ApiKeys(self)
         database.initialize(db)
 
     @classmethod
@@ -176,12 +168,7 @@ class Store:
 
     def close(self) -> None:
         """Write the creates still queued, then close every connection."""
-        with self._writer_lock:
-            writers = [self._writer, self._vote_writer]
-            self._writer = self._vote_writer = None
-        for writer in writers:
-            if writer is not None:
-                writer.close(self.write_timeout)
+        self.batches.close(self.write_timeout)
         self._write_connection.close()
         self.db.close_all()  # type: ignore[attr-defined]  # a pooled database
 
@@ -302,42 +289,6 @@ class Store:
             self._organisations[trkref] = organisation
         return organisation
 
-    # API keys
-
-    def add_api_key(self, key: ApiKey) -> None:
-        """Store a key; OrganisationNotFound when one of its trkrefs names no organisation."""
-        with self.session():
-            api_keys.insert_api_key(key)
-
-    def find_api_key(self, key_id: str) -> ApiKey | None:
-        with self.reading():
-            return api_keys.find_api_key(key_id)
-
-    def list_api_keys(self) -> list[ApiKey]:
-        with self.reading():
-            return api_keys.list_api_keys()
-
-    def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool:
-        """Mark a key revoked; False when no such key is active."""
-        with self.session():
-            return api_keys.revoke_api_key(key_id, at)
-
-    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
-        """Which of these keys exist and are not revoked, in one unit of work."""
-        with self.reading():
-            return api_keys.active_keys(set(key_ids))
-
-    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
-        """Store a key's digest in place of its legacy hash; False when the hash changed."""
-        with self.session():
-            return api_keys.replace_secret_hash(key_id, old, new)
-
-    def api_key_digest_key(self) -> bytes:
-        """The key API secrets are digested with, shared by every replica through the database."""
-        if self._api_key_digest_key is None:
-            self._api_key_digest_key = self._read_secret("api_key_digest")
-        return self._api_key_digest_key
-
     # Conversations
 
     async def insert_conversation(self, pending: PendingCreate) -> StoredCreate:
@@ -348,7 +299,7 @@ class Store:
         and returns what is stored under it. Traced, its span is the caller's wait for
         the batch holding it, from queued to committed: a span per call, not per batch.
         """
-        return await self._submit("INSERT conversations", self._conversation_writer(), pending)
+        return await self._submit("INSERT conversations", self.batches.creates, pending)
 
     async def read_conversation(
         self, conversation_id: int, answers: int, trkref: str | None = None, role: str = SHOPPER
@@ -428,10 +379,11 @@ class Store:
     async def page_token_secret(self) -> bytes:
         """The key page tokens are signed with, shared by every replica through the database."""
         if self._page_token_secret is None:
-            self._page_token_secret = await asyncio.to_thread(self._read_secret, "page_token")
+            self._page_token_secret = await asyncio.to_thread(self.read_secret, "page_token")
         return self._page_token_secret
 
-    def _read_secret(self, name: str) -> bytes:
+    def read_secret(self, name: str) -> bytes:
+        """A secret of the service's, made by a migration and shared by every replica."""
         with self.reading():
             return bytes.fromhex(ServiceSecretRow.get_by_id(name).value)
 
@@ -464,7 +416,7 @@ class Store:
 
         Concurrent votes share one transaction (group commit), as creates do.
         """
-        return await self._submit("UPDATE votes", self._votes_writer(), vote)
+        return await self._submit("UPDATE votes", self.batches.votes, vote)
 
     async def _submit(
         self, operation: str, writer: GroupCommit[Item, Outcome], item: Item
@@ -476,60 +428,3 @@ class Store:
         except (TimeoutError, Closed) as error:
             kind = "timed out" if isinstance(error, TimeoutError) else "shutting down"
             raise unavailable(kind) from error
-
-    def write_votes(self, batch: list[Vote]) -> Sequence[bool | Exception]:
-        """Count a batch of votes in one transaction; every vote gets its outcome or its error."""
-        now = datetime.datetime.now(datetime.UTC)
-        return self._write_batch(lambda db, part: votes.record_votes(db, part, now), batch)
-
-    def _votes_writer(self) -> GroupCommit[Vote, bool]:
-        with self._writer_lock:
-            if self._vote_writer is None:
-                self._vote_writer = GroupCommit(
-                    self.write_votes,
-                    max_batch=votes.MAX_BATCH,
-                    fail_queued_on=StorageUnavailable,
-                )
-            return self._vote_writer
-
-    def _conversation_writer(self) -> GroupCommit[PendingCreate, StoredCreate]:
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = GroupCommit(
-                    self.write_conversations,
-                    max_batch=conversations.MAX_BATCH,
-                    fail_queued_on=StorageUnavailable,
-                )
-            return self._writer
-
-    def write_conversations(self, batch: list[PendingCreate]) -> Sequence[StoredCreate | Exception]:
-        """Write a batch in one statement; every create gets its outcome or its error."""
-        return self._write_batch(conversations.insert_conversations, batch)
-
-    def _write_batch(
-        self,
-        write: Callable[[peewee.Database, list[Item]], Sequence[Outcome | Exception]],
-        batch: list[Item],
-    ) -> Sequence[Outcome | Exception]:
-        """A group commit's batch, written on the write connection: each item gets its
-        outcome, or the error that failed it alone, or the batch's."""
-        try:
-            with self._write_connection.use() as db:
-                outcomes = write(db, batch)
-            self.faults.succeeded()
-            return outcomes
-        except ConversationIdsExhausted as error:
-            return [error] * len(batch)
-        except DATABASE_ERRORS as error:
-            if sequence_exhausted(error):
-                drop_frames(error)
-                return [ConversationIdsExhausted()] * len(batch)
-            failure = as_domain_error(error, self._on_unavailable)
-            if isinstance(failure, StorageUnavailable):
-                return [failure] * len(batch)
-            if len(batch) == 1:
-                return [failure]
-            # One bad row fails the whole transaction: write each alone, so only it fails.
-            return [outcome for item in batch for outcome in self._write_batch(write, [item])]
-        except StorageUnavailable as error:  # the connection failed while this batch waited
-            return [error] * len(batch)

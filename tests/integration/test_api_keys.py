@@ -140,7 +140,7 @@ def test_secret_is_stored_only_as_its_keyed_digest(tmp_path: Path) -> None:
     organisations.add_organisation(store, Organisation("D10", "Demo", "en-GB"))
     first = api_keys.create_key(store, ["D10"], secret="same")
     second = api_keys.create_key(store, ["D10"])
-    digest_key = store.api_key_digest_key()
+    digest_key = store.api_keys.digest_key()
     store.close()
 
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
@@ -156,7 +156,7 @@ def test_each_database_digests_with_its_own_key(tmp_path: Path) -> None:
     for name in ("one", "two"):
         store = Store.open(f"sqlite:///{tmp_path}/{name}.db")
         store.migrate()
-        keys.add(store.api_key_digest_key())
+        keys.add(store.api_keys.digest_key())
         store.close()
     assert len(keys) == 2
 
@@ -190,9 +190,9 @@ def test_a_legacy_scrypt_key_verifies_once_then_as_a_digest(
     monkeypatch.setattr(authentication, "legacy_secret_matches", counted_check)
 
     assert Authenticator(store).authenticate("legacy", TEST_SECRET).key_id == "legacy"
-    [stored] = [key for key in store.list_api_keys() if key.key_id == "legacy"]
+    [stored] = [key for key in store.api_keys.list_all() if key.key_id == "legacy"]
     assert stored.secret_hash == authentication.digest_secret(
-        store.api_key_digest_key(), TEST_SECRET
+        store.api_keys.digest_key(), TEST_SECRET
     )
     later = Authenticator(store)
     for guess in range(25):

@@ -163,7 +163,7 @@ def test_one_batch_of_revoked_active_and_retried_creates(
     ]
     batch.append(replace(batch[1], new=replace(SEED, request_id=REQUEST_ID)))  # a retry
 
-    outcomes = store.write_conversations(batch)
+    outcomes = store.batches.write_conversations(batch)
 
     assert [type(o).__name__ for o in outcomes] == [
         "Unauthenticated",

@@ -36,4 +36,4 @@ def test_demo_organisation_only_on_an_empty_database(store: Store) -> None:
     assert organisations.seed_demo(store) is None
     assert organisations.list_organisations(store) == [organisations.DEMO]
     assert (demo_key.key_id, demo_key.secret) == ("demo", "demo-secret")
-    assert [key.key_id for key in store.list_api_keys()] == ["demo"]
+    assert [key.key_id for key in store.api_keys.list_all()] == ["demo"]

@@ -86,36 +86,36 @@ def test_keys_are_found_as_stored_and_listed_oldest_first(storage: Storage) -> N
     storage.add_organisation(Organisation("E20", "Second", "de-DE"))
     later = key("later", "D10", created_at=AT + datetime.timedelta(seconds=1))
     both = key("both", "D10", "E20")
-    storage.add_api_key(later)
-    storage.add_api_key(both)
-    assert storage.find_api_key("both") == both
-    assert storage.find_api_key("nope") is None
-    assert storage.list_api_keys() == [both, later]
+    storage.api_keys.add(later)
+    storage.api_keys.add(both)
+    assert storage.api_keys.find("both") == both
+    assert storage.api_keys.find("nope") is None
+    assert storage.api_keys.list_all() == [both, later]
 
 
 def test_a_key_for_an_unknown_organisation_is_refused_and_not_stored(storage: Storage) -> None:
     storage.add_organisation(ORGANISATION)
     with pytest.raises(OrganisationNotFound) as raised:
-        storage.add_api_key(key("k", "D10", "NOPE", "ALSO-NOPE"))
+        storage.api_keys.add(key("k", "D10", "NOPE", "ALSO-NOPE"))
     assert raised.value.trkref == "ALSO-NOPE"
-    assert storage.list_api_keys() == []
+    assert storage.api_keys.list_all() == []
 
 
 def test_a_key_id_is_taken_once(storage: Storage) -> None:
     storage.add_organisation(ORGANISATION)
-    storage.add_api_key(key("k", "D10"))
+    storage.api_keys.add(key("k", "D10"))
     with pytest.raises(StorageFailed):
-        storage.add_api_key(key("k", "D10"))
+        storage.api_keys.add(key("k", "D10"))
 
 
 def test_an_active_key_is_revoked_once(storage: Storage) -> None:
     storage.add_organisation(ORGANISATION)
-    storage.add_api_key(key("k", "D10"))
+    storage.api_keys.add(key("k", "D10"))
     revoked_at = AT + datetime.timedelta(days=1)
-    assert storage.revoke_api_key("k", revoked_at) is True
-    assert storage.revoke_api_key("k", revoked_at) is False
-    assert storage.revoke_api_key("nope", revoked_at) is False
-    assert storage.find_api_key("k") == replace(key("k", "D10"), revoked_at=revoked_at)
+    assert storage.api_keys.revoke("k", revoked_at) is True
+    assert storage.api_keys.revoke("k", revoked_at) is False
+    assert storage.api_keys.revoke("nope", revoked_at) is False
+    assert storage.api_keys.find("k") == replace(key("k", "D10"), revoked_at=revoked_at)
 
 
 def test_a_create_stores_the_conversation_as_asked(storage: Storage) -> None:
@@ -143,7 +143,7 @@ def test_a_create_stores_the_conversation_as_asked(storage: Storage) -> None:
 def test_a_create_of_a_revoked_or_unknown_key_is_unauthenticated(storage: Storage) -> None:
     add_organisation_with_key(storage)
     store_key(storage, "revoked", "D10")
-    storage.revoke_api_key("revoked", AT)
+    storage.api_keys.revoke("revoked", AT)
     for by in ("revoked", "unknown"):
         with pytest.raises(Unauthenticated):
             insert(storage, pending(by=by))
@@ -264,7 +264,7 @@ def test_an_answer_request_id_stores_once_and_a_revoked_key_stores_none(storage:
     again = asyncio.run(storage.insert_answer(replace(asked, request_digest="other")))
     assert first is not None and again == first and again.request_digest == "first"
     store_key(storage, "revoked", "D10")
-    storage.revoke_api_key("revoked", AT)
+    storage.api_keys.revoke("revoked", AT)
     with pytest.raises(Unauthenticated):
         asyncio.run(storage.insert_answer(answer_to(conversation.id, by="revoked")))
     found = asyncio.run(storage.read_conversation(conversation.id, 20))

@@ -96,6 +96,7 @@ class FakeStorage:
         # True: every call fails as it does on a database that is down.
         self.unavailable = False
         self.moderation = FakeModeration(self)
+        self.api_keys = FakeApiKeys(self)
 
     def _call(self, method: str) -> None:
         self.calls[method] += 1
@@ -124,49 +125,6 @@ class FakeStorage:
     async def known_organisation(self, trkref: str) -> Organisation | None:
         self._call("known_organisation")
         return self.organisations.get(trkref)
-
-    # API keys
-
-    def add_api_key(self, key: ApiKey) -> None:
-        self._call("add_api_key")
-        missing = key.organisations - self.organisations.keys()
-        if missing:
-            raise OrganisationNotFound(sorted(missing)[0])
-        if key.key_id in self.keys:  # the unique index refuses it
-            raise StorageFailed("database error: IntegrityError")
-        self.keys[key.key_id] = key
-
-    def find_api_key(self, key_id: str) -> ApiKey | None:
-        self._call("find_api_key")
-        return self.keys.get(key_id)
-
-    def list_api_keys(self) -> list[ApiKey]:
-        self._call("list_api_keys")
-        return sorted(self.keys.values(), key=lambda key: key.created_at)
-
-    def revoke_api_key(self, key_id: str, at: datetime.datetime) -> bool:
-        self._call("revoke_api_key")
-        key = self.keys.get(key_id)
-        if key is None or key.revoked:
-            return False
-        self.keys[key_id] = replace(key, revoked_at=at)
-        return True
-
-    def active_api_keys(self, key_ids: frozenset[str]) -> set[str]:
-        self._call("active_api_keys")
-        return {k for k in key_ids if k in self.keys and not self.keys[k].revoked}
-
-    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
-        self._call("replace_secret_hash")
-        key = self.keys.get(key_id)
-        if key is None or key.secret_hash != old:
-            return False
-        self.keys[key_id] = replace(key, secret_hash=new)
-        return True
-
-    def api_key_digest_key(self) -> bytes:
-        self._call("api_key_digest_key")
-        return b"the fake's api key digest key..."
 
     # Conversations
 
@@ -376,3 +334,55 @@ def _conversation(conversation_id: int, pending: PendingCreate) -> Conversation:
 
 # mypy checks that the fake meets the port.
 _: type[Storage] = FakeStorage
+
+
+class FakeApiKeys:
+    """The API keys' units of work, over FakeStorage's keys."""
+
+    def __init__(self, storage: FakeStorage) -> None:
+        self._storage = storage
+
+    def add(self, key: ApiKey) -> None:
+        s = self._storage
+        s._call("add_api_key")
+        missing = key.organisations - s.organisations.keys()
+        if missing:
+            raise OrganisationNotFound(sorted(missing)[0])
+        if key.key_id in s.keys:  # the unique index refuses it
+            raise StorageFailed("database error: IntegrityError")
+        s.keys[key.key_id] = key
+
+    def find(self, key_id: str) -> ApiKey | None:
+        self._storage._call("find_api_key")
+        return self._storage.keys.get(key_id)
+
+    def list_all(self) -> list[ApiKey]:
+        self._storage._call("list_api_keys")
+        return sorted(self._storage.keys.values(), key=lambda key: key.created_at)
+
+    def revoke(self, key_id: str, at: datetime.datetime) -> bool:
+        s = self._storage
+        s._call("revoke_api_key")
+        key = s.keys.get(key_id)
+        if key is None or key.revoked:
+            return False
+        s.keys[key_id] = replace(key, revoked_at=at)
+        return True
+
+    def active(self, key_ids: frozenset[str]) -> set[str]:
+        s = self._storage
+        s._call("active_api_keys")
+        return {k for k in key_ids if k in s.keys and not s.keys[k].revoked}
+
+    def replace_secret_hash(self, key_id: str, old: str, new: str) -> bool:
+        s = self._storage
+        s._call("replace_secret_hash")
+        key = s.keys.get(key_id)
+        if key is None or key.secret_hash != old:
+            return False
+        s.keys[key_id] = replace(key, secret_hash=new)
+        return True
+
+    def digest_key(self) -> bytes:
+        self._storage._call("api_key_digest_key")
+        return b"the fake's api key digest key..."

@@ -87,7 +87,7 @@ def test_credentials_verified_once_are_remembered_without_reading_the_key_again(
 
 
 def test_a_revoked_or_unknown_key_is_unauthenticated(store: FakeStorage) -> None:
-    store.revoke_api_key(CALLER.key_id, datetime.datetime.now(datetime.UTC))
+    store.api_keys.revoke(CALLER.key_id, datetime.datetime.now(datetime.UTC))
     authenticator = Authenticator(store)
     for key_id in (CALLER.key_id, "unknown"):
         with pytest.raises(Unauthenticated):
@@ -149,7 +149,7 @@ def test_a_legacy_key_becomes_a_digest_at_its_first_success(
     authenticator = Authenticator(store)
     assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"
     assert store.keys["legacy"].secret_hash == digest_secret(
-        store.api_key_digest_key(), TEST_SECRET
+        store.api_keys.digest_key(), TEST_SECRET
     )
     # Another process reads the digest: no scrypt any more, for the owner or a guesser.
     other = Authenticator(store)
@@ -189,7 +189,7 @@ def test_parallel_guesses_at_a_legacy_key_run_no_more_scrypt_checks_than_its_bur
 def test_a_key_revoked_after_its_first_use_is_refused_on_its_second(store: FakeStorage) -> None:
     authenticator = Authenticator(store)
     assert authenticator.authenticate(CALLER.key_id, TEST_SECRET) == CALLER
-    store.revoke_api_key(CALLER.key_id, datetime.datetime.now(datetime.UTC))
+    store.api_keys.revoke(CALLER.key_id, datetime.datetime.now(datetime.UTC))
 
     with pytest.raises(Unauthenticated):
         authenticator.authenticate(CALLER.key_id, TEST_SECRET)
@@ -201,7 +201,7 @@ def test_a_remembered_key_is_trusted_for_the_revocation_bound_and_then_checked_a
     # Given a key authenticated, then revoked by another process
     authenticator = Authenticator(store)
     caller = authenticator.authenticate(CALLER.key_id, TEST_SECRET)
-    store.revoke_api_key(CALLER.key_id, datetime.datetime.now(datetime.UTC))
+    store.api_keys.revoke(CALLER.key_id, datetime.datetime.now(datetime.UTC))
 
     # Within the bound it is served from memory; past it, it has to be checked
     clock.now += Authenticator.REVOCATION_BOUND / 2
@@ -221,7 +221,7 @@ def test_a_revocation_check_keeps_active_keys_trusted_and_forgets_revoked_ones(
     authenticator = Authenticator(store)
     caller = authenticator.authenticate(CALLER.key_id, TEST_SECRET)
     other = authenticator.authenticate("other", TEST_SECRET)
-    store.revoke_api_key("other", datetime.datetime.now(datetime.UTC))
+    store.api_keys.revoke("other", datetime.datetime.now(datetime.UTC))
     reads = store.calls["find_api_key"]
 
     clock.now += Authenticator.REVOCATION_BOUND * 0.9
@@ -319,7 +319,7 @@ def test_a_legacy_success_whose_digest_cannot_be_stored_is_logged_and_still_reme
     def down(key_id: str, old: str, new: str) -> bool:
         raise StorageUnavailable("database unavailable: the fake is down")
 
-    monkeypatch.setattr(store, "replace_secret_hash", down)
+    monkeypatch.setattr(store.api_keys, "replace_secret_hash", down)
     authenticator = Authenticator(store)
     assert authenticator.authenticate("legacy", TEST_SECRET).key_id == "legacy"
 

@@ -64,7 +64,7 @@ def test_a_new_key_gets_a_random_id_and_secret_and_only_a_hash_is_stored(
     stored = store.keys[first.key_id]
     assert stored.organisations == frozenset({"D10"}) and not stored.revoked
     assert first.secret not in stored.secret_hash
-    assert stored.secret_hash == digest_secret(store.api_key_digest_key(), first.secret)
+    assert stored.secret_hash == digest_secret(store.api_keys.digest_key(), first.secret)
 
 
 def test_a_key_takes_the_id_secret_and_time_it_is_given(store: FakeStorage) -> None:
