@@ -9,7 +9,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 
 from server.service.answers import RESPONSE_TYPES
-from server.service.domain import MODERATION_TARGETS, ORDERS, PRE_MODERATION
+from server.service.decisions import MODERATION_TARGETS
+from server.service.domain import ORDERS, PRE_MODERATION
 from server.service.errors import Reason
 from server.service.screening import HoldReason
 

@@ -7,7 +7,7 @@ import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from conversations.v4 import conversation_service_pb2 as pb
-from server.service import domain
+from server.service import decisions, domain
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -134,7 +134,7 @@ def answer_page_message(page: domain.AnswerPage, next_page_token: str) -> pb.Lis
     return response
 
 
-def decision_message(recorded: domain.RecordedDecision) -> pb.ModerationDecision:
+def decision_message(recorded: decisions.RecordedDecision) -> pb.ModerationDecision:
     decision = recorded.decision
     message = pb.ModerationDecision(
         id=recorded.id,
@@ -150,7 +150,9 @@ def decision_message(recorded: domain.RecordedDecision) -> pb.ModerationDecision
     return message
 
 
-def queue_message(page: domain.QueuePage, next_page_token: str) -> pb.ListModerationQueueResponse:
+def queue_message(
+    page: decisions.QueuePage, next_page_token: str
+) -> pb.ListModerationQueueResponse:
     response = pb.ListModerationQueueResponse(next_page_token=next_page_token)
     for item in page.items:
         added = response.items.add(kind=item.target)
@@ -163,7 +165,7 @@ def queue_message(page: domain.QueuePage, next_page_token: str) -> pb.ListModera
 
 
 def decisions_message(
-    page: domain.DecisionPage, next_page_token: str
+    page: decisions.DecisionPage, next_page_token: str
 ) -> pb.ListModerationDecisionsResponse:
     response = pb.ListModerationDecisionsResponse(next_page_token=next_page_token)
     response.decisions.extend(decision_message(recorded) for recorded in page.decisions)

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 from server.service import page_tokens
 from server.service.answer_pages import check_page_size
-from server.service.domain import Caller, ModerationQuery
+from server.service.decisions import ModerationQuery
+from server.service.domain import Caller
 from server.service.errors import (
     BlockedTermExists,
     BlockedTermNotFound,

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 
 from server.service import page_tokens
 from server.service.answer_pages import check_conversation_id, check_page_size
+from server.service.decisions import (
+    Decision,
+    DecisionPage,
+    ModerationQuery,
+    QueuePage,
+    RecordedDecision,
+)
 from server.service.domain import (
     ERASED,
     PENDING,
@@ -16,13 +23,8 @@ from server.service.domain import (
     PUBLISHED,
     REJECTED,
     Caller,
-    Decision,
-    DecisionPage,
-    ModerationQuery,
     Organisation,
     PageKey,
-    QueuePage,
-    RecordedDecision,
 )
 from server.service.errors import (
     AnswerNotFound,

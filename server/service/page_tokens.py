@@ -18,15 +18,8 @@ import json
 import math
 from typing import Any, cast
 
-from server.service.domain import (
-    ORDERS,
-    SEARCH_ORDER,
-    SHOPPER,
-    AnswerQuery,
-    ModerationQuery,
-    PageKey,
-    PageQuery,
-)
+from server.service.decisions import ModerationQuery
+from server.service.domain import ORDERS, SEARCH_ORDER, SHOPPER, AnswerQuery, PageKey, PageQuery
 from server.service.errors import FieldViolation, InvalidRequest, Reason
 from server.service.filters import NO_FILTER
 

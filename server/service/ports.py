@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from server.service.decisions import Decision, DecisionPage, QueuePage, RecordedDecision
 from server.service.domain import (
     SHOPPER,
     AnswerPage,
@@ -12,15 +13,11 @@ from server.service.domain import (
     ApiKey,
     Conversation,
     ConversationPage,
-    Decision,
-    DecisionPage,
     Organisation,
     PageKey,
     PageQuery,
     PendingAnswer,
     PendingCreate,
-    QueuePage,
-    RecordedDecision,
     Stamp,
     StoredAnswer,
     StoredCreate,

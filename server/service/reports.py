@@ -7,7 +7,8 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.service.domain import PENDING, Caller, Decision
+from server.service.decisions import Decision
+from server.service.domain import PENDING, Caller
 from server.service.errors import FieldViolation, InvalidRequest, Reason
 from server.service.ports import Storage
 from server.service.validation import check_optional_text, check_trkref, is_blank

@@ -9,7 +9,8 @@ from typing import Any
 
 import peewee
 
-from server.service.domain import PUBLISHED, REJECTED, Decision, RecordedDecision
+from server.service.decisions import Decision, RecordedDecision
+from server.service.domain import PUBLISHED, REJECTED
 from server.storage.answers import count_answers
 from server.storage.models import AnswerRow, ConversationRow, ReportRow, VoteRow
 from server.storage.moderation import item_conversation, locked_item, log_decision

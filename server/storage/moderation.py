@@ -8,14 +8,8 @@ from typing import Any, cast
 
 import peewee
 
-from server.service.domain import (
-    PENDING,
-    PUBLISHED,
-    Decision,
-    DecisionPage,
-    PageKey,
-    RecordedDecision,
-)
+from server.service.decisions import Decision, DecisionPage, RecordedDecision
+from server.service.domain import PENDING, PUBLISHED, PageKey
 from server.storage.answers import count_answers
 from server.storage.conversations import (
     held_reasons,

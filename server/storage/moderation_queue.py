@@ -23,7 +23,8 @@ from typing import Any
 
 import peewee
 
-from server.service.domain import PENDING, PageKey, QueueItem, QueuePage
+from server.service.decisions import QueueItem, QueuePage
+from server.service.domain import PENDING, PageKey
 from server.service.reports import REPORT_REASONS
 from server.storage.answer_pages import ANSWER_COLUMNS, answer_from_tuple
 from server.storage.conversations import (

@@ -12,14 +12,8 @@ import asyncio
 import datetime
 from typing import TYPE_CHECKING
 
-from server.service.domain import (
-    ERASED,
-    Decision,
-    DecisionPage,
-    PageKey,
-    QueuePage,
-    RecordedDecision,
-)
+from server.service.decisions import Decision, DecisionPage, QueuePage, RecordedDecision
+from server.service.domain import ERASED, PageKey
 from server.service.reports import ItemReport, ReportOutcome
 from server.service.screening import BlockedTerms, ContactDetails
 from server.storage import blocked_terms, erasure, moderation, moderation_queue, reports

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
-from server.service.domain import PUBLISHED, Decision, NewConversation, PendingCreate
+from server.service.decisions import Decision
+from server.service.domain import PUBLISHED, NewConversation, PendingCreate
 from server.service.reports import ItemReport, ReportOutcome
 from server.storage.store import Store
 from tests.integration.conftest import postgres_stores

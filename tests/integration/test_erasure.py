@@ -11,14 +11,8 @@ import pytest
 
 from harness.support import CALLER, add_organisation_with_key, answer, create
 from server.service import reports, votes
-from server.service.domain import (
-    ERASED,
-    PUBLISHED,
-    Caller,
-    Decision,
-    NewAnswer,
-    NewConversation,
-)
+from server.service.decisions import Decision
+from server.service.domain import ERASED, PUBLISHED, Caller, NewAnswer, NewConversation
 from server.service.errors import AnswerNotFound, ConversationNotFound
 from server.service.ports import Storage
 from server.storage.store import Store

@@ -7,12 +7,12 @@ import asyncio
 import datetime
 
 from harness.support import CALLER, ORGANISATION, add_organisation_with_key, insert
+from server.service.decisions import Decision
 from server.service.domain import (
     PENDING,
     PUBLISHED,
     REJECTED,
     Conversation,
-    Decision,
     NewAnswer,
     NewConversation,
     Organisation,

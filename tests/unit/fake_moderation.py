@@ -7,17 +7,8 @@ import functools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from server.service.domain import (
-    ERASED,
-    PENDING,
-    PUBLISHED,
-    Decision,
-    DecisionPage,
-    PageKey,
-    QueueItem,
-    QueuePage,
-    RecordedDecision,
-)
+from server.service.decisions import Decision, DecisionPage, QueueItem, QueuePage, RecordedDecision
+from server.service.domain import ERASED, PENDING, PUBLISHED, PageKey
 from server.service.reports import REPORTED, ItemReport, ReportOutcome, hold_decision
 from server.service.screening import BlockedTerms, ContactDetails
 

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.service import page_tokens
-from server.service.domain import MODERATOR, AnswerQuery, ModerationQuery, PageQuery
+from server.service.decisions import ModerationQuery
+from server.service.domain import MODERATOR, AnswerQuery, PageQuery
 from server.service.errors import InvalidRequest
 
 QUERY = PageQuery("D10", "AIPTPDV5700", None, "created_at desc", 20)
