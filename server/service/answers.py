@@ -109,7 +109,7 @@ async def create_answer(
         raise InvalidAnswer(violations)
     if new.trkref not in caller.organisations:
         raise ConversationNotFound(new.conversation_id)
-    organisation = await store.known_organisation(new.trkref)
+    organisation = await store.organisations.known(new.trkref)
     if organisation is None:
         raise ConversationNotFound(new.conversation_id)
     new = normalised(new)

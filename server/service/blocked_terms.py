@@ -124,7 +124,7 @@ async def read_blocked_terms(
     _checked(caller, trkref, lambda v: check_page_size(v, "page_size", page_size))
     secret = await store.page_token_secret()
     after = page_tokens.text_after(secret, query, page_token)
-    if await store.known_organisation(trkref) is None:
+    if await store.organisations.known(trkref) is None:
         raise OrganisationNotFound(trkref)
     size = min(page_size or PAGE_SIZE, PAGE_SIZE_MAX)
     terms, more = await store.moderation.terms_page(trkref, after, size)

@@ -102,7 +102,7 @@ async def create_conversation(
     created_at = clock().astimezone(datetime.UTC).replace(microsecond=0)
     request_id = None if new.request_id is None else str(uuid.UUID(new.request_id))
     digest = None if request_id is None else request_digest(new)
-    organisation = await store.known_organisation(new.trkref)
+    organisation = await store.organisations.known(new.trkref)
     if organisation is None:
         raise OrganisationNotFound(new.trkref)
     # The request as stored: its locale in one case, so that a List filters it whatever
@@ -209,7 +209,7 @@ async def checked_list(
         except page_tokens.BadPageToken:
             raise InvalidRequest([page_tokens.NOT_A_PAGE_TOKEN]) from None
         query = replace(query, after=after)
-    if await store.known_organisation(request.trkref) is None:
+    if await store.organisations.known(request.trkref) is None:
         raise OrganisationNotFound(request.trkref)
     return query, secret
 

@@ -148,7 +148,7 @@ async def _checked(
             after = page_tokens.read(secret, query, page_token, key_length)
         except page_tokens.BadPageToken:
             raise InvalidRequest([page_tokens.NOT_A_PAGE_TOKEN]) from None
-    if await store.known_organisation(query.trkref) is None:
+    if await store.organisations.known(query.trkref) is None:
         raise OrganisationNotFound(query.trkref)
     size = min(page_size or PAGE_SIZE, PAGE_SIZE_MAX)
     return ModerationQuery(query.kind, query.trkref, size), after, secret

@@ -33,17 +33,17 @@ def add_organisation(store: Storage, organisation: Organisation) -> Organisation
         )
     if violations:
         raise InvalidOrganisation(violations)
-    store.add_organisation(organisation)
+    store.organisations.add(organisation)
     return organisation
 
 
 def list_organisations(store: Storage) -> list[Organisation]:
-    return store.list_organisations()
+    return store.organisations.list_all()
 
 
 def seed_demo(store: Storage) -> IssuedKey | None:
     """On a database without organisations, add the demo organisation and its documented
     key (demo:demo-secret), so that the README's examples work; the key when it did."""
-    if not store.add_first_organisation(DEMO):
+    if not store.organisations.add_first(DEMO):
         return None
     return create_key(store, [DEMO.trkref], key_id=DEMO_KEY_ID, secret=DEMO_SECRET)

@@ -24,7 +24,6 @@ from server.service.domain import (
     AnswerQuery,
     Conversation,
     ConversationPage,
-    Organisation,
     PageQuery,
     PendingAnswer,
     PendingCreate,
@@ -38,7 +37,6 @@ from server.storage import (
     conversations,
     detail,
     listing,
-    organisations,
     stamps,
 )
 from server.storage.api_keys_store import ApiKeys
@@ -62,6 +60,7 @@ from server.storage.group_commit import Closed, GroupCommit
 from server.storage.migrate import apply_migrations
 from server.storage.models import ServiceSecretRow, database
 from server.storage.moderation_store import Moderation
+from server.storage.organisations_store import Organisations
 from server.storage.read_cache import DEFAULT_MIB, ReadCache
 
 Item = TypeVar("Item")
@@ -120,16 +119,13 @@ class Store:
         self._count_unavailable = on_unavailable
         self._file = file
         self.faults = FaultPeriods()
-        # Organisations already found, by trkref. No code changes or removes an
-        # organisation, so one found stays right; a trkref not found is looked up
-        # every time, so one added while serving (by the CLI) is found at once.
-        self._organisations: dict[str, Organisation] = {}
         self.batches = Batches(write_connection, self.faults, self._on_unavailable)
         self._page_token_secret: bytes | None = None
         self._tracer = tracer
         self._span_attributes = {"db.system.name": _system(db)}
         self.moderation = Moderation(self)
         self.api_keys = ApiKeys(self)
+        self.organisations = Organisations(self)
         database.initialize(db)
 
     @classmethod
@@ -255,39 +251,6 @@ class Store:
         if self._file is not None:
             self._file.track()
         return applied
-
-    # Organisations
-
-    def add_organisation(self, organisation: Organisation) -> None:
-        """Store a new organisation; OrganisationExists when its trkref is taken."""
-        with self.session():
-            organisations.insert_organisation(organisation)
-
-    def add_first_organisation(self, organisation: Organisation) -> bool:
-        """Store the organisation when there is none yet; True when it did."""
-        with self.session():
-            if organisations.count_organisations():
-                return False
-            organisations.insert_organisation(organisation)
-            return True
-
-    def list_organisations(self) -> list[Organisation]:
-        with self.reading():
-            return organisations.list_organisations()
-
-    async def known_organisation(self, trkref: str) -> Organisation | None:
-        """The organisation of a trkref, remembered once found; the database is read in a thread."""
-        organisation = self._organisations.get(trkref)
-        if organisation is None:
-            organisation = await asyncio.to_thread(self._look_up_organisation, trkref)
-        return organisation
-
-    def _look_up_organisation(self, trkref: str) -> Organisation | None:
-        with self.reading():
-            organisation = organisations.find_organisation(trkref)
-        if organisation is not None:
-            self._organisations[trkref] = organisation
-        return organisation
 
     # Conversations
 

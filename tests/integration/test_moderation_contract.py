@@ -43,7 +43,7 @@ def test_decisions_move_statuses_log_changes_only_and_stay_in_their_organisation
     storage: Storage,
 ) -> None:
     add_organisation_with_key(storage)
-    storage.add_organisation(Organisation("E20", "Rival", "en-GB"))
+    storage.organisations.add(Organisation("E20", "Rival", "en-GB"))
     conversation = held(storage, "Mine?")
     decide = storage.moderation.decide
     assert asyncio.run(decide(decision("conversation", conversation, PUBLISHED, "E20"))) is None

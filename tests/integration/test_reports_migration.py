@@ -25,7 +25,7 @@ AT = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
 
 def test_reports_migrate_down_and_up(store: Store) -> None:
     add_organisation_with_key(store)
-    store.add_organisation(Organisation("R30", "Rival", "en-GB", "post", report_threshold=7))
+    store.organisations.add(Organisation("R30", "Rival", "en-GB", "post", report_threshold=7))
     new = NewConversation("D10", "Ann", "Fits?", "S1")
     conversation = insert(store, PendingCreate(new, ORGANISATION, AT, CALLER.key_id)).conversation
     asked = ItemReport("conversation", conversation.id, "D10", "spam", CALLER.key_id, AT, "a")

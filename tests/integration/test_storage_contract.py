@@ -59,31 +59,31 @@ def pending(
 def test_organisations_are_listed_by_trkref_and_each_trkref_is_taken_once(
     storage: Storage,
 ) -> None:
-    storage.add_organisation(Organisation("Z9", "Zed", "fr-FR"))
-    storage.add_organisation(Organisation("A1", "Ay", "en-GB"))
+    storage.organisations.add(Organisation("Z9", "Zed", "fr-FR"))
+    storage.organisations.add(Organisation("A1", "Ay", "en-GB"))
     with pytest.raises(OrganisationExists):
-        storage.add_organisation(Organisation("A1", "Other", "de-DE"))
-    assert storage.list_organisations() == [
+        storage.organisations.add(Organisation("A1", "Other", "de-DE"))
+    assert storage.organisations.list_all() == [
         Organisation("A1", "Ay", "en-GB"),
         Organisation("Z9", "Zed", "fr-FR"),
     ]
 
 
 def test_the_first_organisation_is_added_only_to_an_empty_storage(storage: Storage) -> None:
-    assert storage.add_first_organisation(ORGANISATION) is True
-    assert storage.add_first_organisation(Organisation("E20", "Second", "de-DE")) is False
-    assert storage.list_organisations() == [ORGANISATION]
+    assert storage.organisations.add_first(ORGANISATION) is True
+    assert storage.organisations.add_first(Organisation("E20", "Second", "de-DE")) is False
+    assert storage.organisations.list_all() == [ORGANISATION]
 
 
 def test_a_known_organisation_is_found_and_an_unknown_one_is_none(storage: Storage) -> None:
-    storage.add_organisation(ORGANISATION)
-    assert asyncio.run(storage.known_organisation("D10")) == ORGANISATION
-    assert asyncio.run(storage.known_organisation("NOPE")) is None
+    storage.organisations.add(ORGANISATION)
+    assert asyncio.run(storage.organisations.known("D10")) == ORGANISATION
+    assert asyncio.run(storage.organisations.known("NOPE")) is None
 
 
 def test_keys_are_found_as_stored_and_listed_oldest_first(storage: Storage) -> None:
-    storage.add_organisation(ORGANISATION)
-    storage.add_organisation(Organisation("E20", "Second", "de-DE"))
+    storage.organisations.add(ORGANISATION)
+    storage.organisations.add(Organisation("E20", "Second", "de-DE"))
     later = key("later", "D10", created_at=AT + datetime.timedelta(seconds=1))
     both = key("both", "D10", "E20")
     storage.api_keys.add(later)
@@ -94,7 +94,7 @@ def test_keys_are_found_as_stored_and_listed_oldest_first(storage: Storage) -> N
 
 
 def test_a_key_for_an_unknown_organisation_is_refused_and_not_stored(storage: Storage) -> None:
-    storage.add_organisation(ORGANISATION)
+    storage.organisations.add(ORGANISATION)
     with pytest.raises(OrganisationNotFound) as raised:
         storage.api_keys.add(key("k", "D10", "NOPE", "ALSO-NOPE"))
     assert raised.value.trkref == "ALSO-NOPE"
@@ -102,14 +102,14 @@ def test_a_key_for_an_unknown_organisation_is_refused_and_not_stored(storage: St
 
 
 def test_a_key_id_is_taken_once(storage: Storage) -> None:
-    storage.add_organisation(ORGANISATION)
+    storage.organisations.add(ORGANISATION)
     storage.api_keys.add(key("k", "D10"))
     with pytest.raises(StorageFailed):
         storage.api_keys.add(key("k", "D10"))
 
 
 def test_an_active_key_is_revoked_once(storage: Storage) -> None:
-    storage.add_organisation(ORGANISATION)
+    storage.organisations.add(ORGANISATION)
     storage.api_keys.add(key("k", "D10"))
     revoked_at = AT + datetime.timedelta(days=1)
     assert storage.api_keys.revoke("k", revoked_at) is True

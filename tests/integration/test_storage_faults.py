@@ -34,7 +34,7 @@ def test_a_deleted_file_is_unavailable_and_not_recreated(
 ) -> None:
     (tmp_path / "faults.db").unlink()
     try:
-        for unit_of_work in (sqlite_store.list_organisations, sqlite_store.ping):
+        for unit_of_work in (sqlite_store.organisations.list_all, sqlite_store.ping):
             with pytest.raises(StorageUnavailable) as raised:
                 unit_of_work()
             assert str(raised.value) == (
@@ -70,10 +70,10 @@ def test_the_same_file_put_back_ends_the_fault_and_another_file_does_not(
         with pytest.raises(StorageUnavailable):
             sqlite_store.ping()
         os.rename(kept, path)
-        assert sqlite_store.list_organisations() == [DEMO]
+        assert sqlite_store.organisations.list_all() == [DEMO]
         os.replace(shutil.copy(path, tmp_path / "copy.db"), path)
         with pytest.raises(StorageUnavailable):
-            sqlite_store.list_organisations()
+            sqlite_store.organisations.list_all()
     finally:
         sqlite_store.close()
 

@@ -42,7 +42,7 @@ class FakeModeration:
         return BlockedTerms.compile(sorted(self.terms.get(trkref, ())))
 
     def add_terms(self, trkref: str, terms: list[str]) -> int | None:
-        if trkref not in self._storage.organisations:
+        if trkref not in self._storage.by_trkref:
             return None
         kept = self.terms.setdefault(trkref, set())
         added = set(terms) - kept
@@ -50,7 +50,7 @@ class FakeModeration:
         return len(added)
 
     def remove_terms(self, trkref: str, terms: list[str]) -> int | None:
-        if trkref not in self._storage.organisations:
+        if trkref not in self._storage.by_trkref:
             return None
         kept = self.terms.setdefault(trkref, set())
         removed = kept & set(terms)
@@ -58,7 +58,7 @@ class FakeModeration:
         return len(removed)
 
     def list_terms(self, trkref: str) -> list[str] | None:
-        if trkref not in self._storage.organisations:
+        if trkref not in self._storage.by_trkref:
             return None
         return sorted(self.terms.get(trkref, ()))
 
@@ -183,7 +183,7 @@ class FakeModeration:
         self.anonymous[key] = anonymous
         named = sum(1 for reporter in self.reporters if reporter[:2] == key)
         added = report.reporter_id is not None or anonymous == 1
-        threshold = self._storage.organisations[report.trkref].report_threshold
+        threshold = self._storage.by_trkref[report.trkref].report_threshold
         if status != PUBLISHED or not added or named + (anonymous > 0) != threshold:
             return ReportOutcome(counted=True, held=False)
         held = self._held_for(report)

@@ -79,7 +79,7 @@ class FakeStorage:
     """What the use cases need of storage, in memory."""
 
     def __init__(self) -> None:
-        self.organisations: dict[str, Organisation] = {}
+        self.by_trkref: dict[str, Organisation] = {}
         self.keys: dict[str, ApiKey] = {}
         self.conversations: dict[int, StoredCreate] = {}
         # (created_by, request_id) -> id of the conversation stored under it
@@ -97,34 +97,12 @@ class FakeStorage:
         self.unavailable = False
         self.moderation = FakeModeration(self)
         self.api_keys = FakeApiKeys(self)
+        self.organisations = FakeOrganisations(self)
 
     def _call(self, method: str) -> None:
         self.calls[method] += 1
         if self.unavailable:
             raise StorageUnavailable("database unavailable: the fake is down")
-
-    # Organisations
-
-    def add_organisation(self, organisation: Organisation) -> None:
-        self._call("add_organisation")
-        if organisation.trkref in self.organisations:
-            raise OrganisationExists(organisation.trkref)
-        self.organisations[organisation.trkref] = organisation
-
-    def add_first_organisation(self, organisation: Organisation) -> bool:
-        self._call("add_first_organisation")
-        if self.organisations:
-            return False
-        self.organisations[organisation.trkref] = organisation
-        return True
-
-    def list_organisations(self) -> list[Organisation]:
-        self._call("list_organisations")
-        return [self.organisations[trkref] for trkref in sorted(self.organisations)]
-
-    async def known_organisation(self, trkref: str) -> Organisation | None:
-        self._call("known_organisation")
-        return self.organisations.get(trkref)
 
     # Conversations
 
@@ -136,7 +114,7 @@ class FakeStorage:
         request_id = pending.new.request_id
         if request_id is not None and (pending.created_by, request_id) in self._requested:
             return self.conversations[self._requested[pending.created_by, request_id]]
-        if pending.organisation.trkref not in self.organisations:  # its row fails NOT NULL
+        if pending.organisation.trkref not in self.by_trkref:  # its row fails NOT NULL
             raise StorageFailed("database error: IntegrityError")
         stored = StoredCreate(
             _conversation(len(self.conversations) + 1, pending), pending.request_digest
@@ -345,7 +323,7 @@ class FakeApiKeys:
     def add(self, key: ApiKey) -> None:
         s = self._storage
         s._call("add_api_key")
-        missing = key.organisations - s.organisations.keys()
+        missing = key.organisations - s.by_trkref.keys()
         if missing:
             raise OrganisationNotFound(sorted(missing)[0])
         if key.key_id in s.keys:  # the unique index refuses it
@@ -386,3 +364,34 @@ class FakeApiKeys:
     def digest_key(self) -> bytes:
         self._storage._call("api_key_digest_key")
         return b"the fake's api key digest key..."
+
+
+class FakeOrganisations:
+    """The organisations' units of work, over FakeStorage's by_trkref."""
+
+    def __init__(self, storage: FakeStorage) -> None:
+        self._storage = storage
+
+    def add(self, organisation: Organisation) -> None:
+        s = self._storage
+        s._call("add_organisation")
+        if organisation.trkref in s.by_trkref:
+            raise OrganisationExists(organisation.trkref)
+        s.by_trkref[organisation.trkref] = organisation
+
+    def add_first(self, organisation: Organisation) -> bool:
+        s = self._storage
+        s._call("add_first_organisation")
+        if s.by_trkref:
+            return False
+        s.by_trkref[organisation.trkref] = organisation
+        return True
+
+    def list_all(self) -> list[Organisation]:
+        s = self._storage
+        s._call("list_organisations")
+        return [s.by_trkref[trkref] for trkref in sorted(s.by_trkref)]
+
+    async def known(self, trkref: str) -> Organisation | None:
+        self._storage._call("known_organisation")
+        return self._storage.by_trkref.get(trkref)
