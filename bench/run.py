@@ -89,6 +89,22 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
     sqlite_url = f"sqlite:///{sqlite_path}"
     # `serve --demo` gives a fresh embedded database the demo organisation and its demo key.
     demo = basic_authorization(*DEMO_CREDENTIALS)
+    rows, conversation_id, voted = _sqlite_rows(workdir, sqlite_url, demo)
+    rows += _postgres_rows(workdir)
+    rows += _processes_rows(workdir, sqlite_url, demo)
+    rows += _rest_rows(workdir, sqlite_url, conversation_id, voted, demo)
+    rows += _peer_rows(workdir, sqlite_path)
+    # Its own database: the 200,000 rows slow no other row.
+    memory_url = f"sqlite:///{workdir}/memory.db"
+    with service(workdir, memory_url) as server:
+        row, footprints = measure_memory(server, demo, memory_url)
+    rows.append(row)
+    return sorted(rows, key=lambda row: row.number), footprints
+
+
+def _sqlite_rows(workdir: Path, sqlite_url: str, demo: str) -> tuple[list[Row], int, int]:
+    """The gRPC rows on SQLite beside the ceiling, the flooded Get, the reads without the
+    read cache; and the conversation the reads read and the one the votes vote on."""
     with service(workdir, sqlite_url) as server, ceiling(workdir) as bare:
         with opened_store(sqlite_url) as store:
             ids = dataset.seed_answered(store, ANSWERED_SKU, ANSWERED, ANSWERS_EACH)
@@ -121,9 +137,14 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
                   list_call(ANSWERED_SKU))],
             demo,
         )  # fmt: skip
+    return rows, conversation_id, voted
+
+
+def _postgres_rows(workdir: Path) -> list[Row]:
+    """Create and Vote on a fresh PostgreSQL database."""
     with postgres_database() as (postgres_url, key), service(workdir, postgres_url) as server:
         voted_postgres = voted_conversation(postgres_url)
-        rows += measure_grpc(
+        return measure_grpc(
             server,
             [
                 Load(f"{report.CREATE_POSTGRES} gRPC Create, PostgreSQL", CREATE,
@@ -133,7 +154,11 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             ],
             key,
         )  # fmt: skip
-    # Every core: two server processes on the one port, on each database.
+
+
+def _processes_rows(workdir: Path, sqlite_url: str, demo: str) -> list[Row]:
+    """Every core: two server processes on the one port, on each database."""
+    rows: list[Row] = []
     with service(workdir, sqlite_url, processes=2) as server:
         rows += measure_grpc(
             server,
@@ -148,9 +173,16 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
                   rows_of(url))],
             key,
         )  # fmt: skip
+    return rows
+
+
+def _rest_rows(
+    workdir: Path, sqlite_url: str, conversation_id: int, voted: int, demo: str
+) -> list[Row]:
+    """The REST rows through Envoy on SQLite, and the API explorer's page."""
     with rest_service(workdir, sqlite_url) as server:
         base = server.base_url
-        rows += [
+        rows = [
             measure_rest(f"{report.CREATE_REST} REST Create via Envoy, SQLite", base + REST_PATH,
                          CREATE_JSON, demo, rows_of(sqlite_url)),
             measure_rest(f"{report.VOTE_REST} REST Vote via Envoy, SQLite",
@@ -164,6 +196,13 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             conditional.ready_row(base, measure_rest),
         ]  # fmt: skip
         rows.append(measure_docs_page(server))
+    return rows
+
+
+def _peer_rows(workdir: Path, sqlite_path: Path) -> list[Row]:
+    """The two FastAPI peers' creates on SQLite."""
+    sqlite_url = f"sqlite:///{sqlite_path}"
+    rows: list[Row] = []
     peers = (
         (report.NAIVE_PEER, "naive FastAPI peer Create, SQLite (sync endpoint, thread pool, "
          "a transaction per request)", "bench.peer", sqlite_url),
@@ -175,12 +214,7 @@ def run_all(workdir: Path) -> tuple[list[Row], list[memory.Footprint]]:
             rows.append(measure_rest(f"{number} {name}",
                                      f"http://{peer}{REST_PATH}", CREATE_JSON, "",
                                      rows_of(sqlite_url)))  # fmt: skip
-    # Its own database: the 200,000 rows slow no other row.
-    memory_url = f"sqlite:///{workdir}/memory.db"
-    with service(workdir, memory_url) as server:
-        row, footprints = measure_memory(server, demo, memory_url)
-    rows.append(row)
-    return sorted(rows, key=lambda row: row.number), footprints
+    return rows
 
 
 def measure_calls(server: ServiceProcess, calls: list[tuple[str, Call]], key: str) -> list[Result]:
