@@ -127,9 +127,15 @@ def _sqlite_rows(workdir: Path, sqlite_url: str, demo: str) -> tuple[list[Row], 
         with flood.flood(server, get_call(conversation_id)[0]):
             rows += measure_grpc(server, [Load(flood.FLOODED_GET_NAME, get_call(conversation_id))],
                                  demo)  # fmt: skip
-    # The same reads from the database at every call, as after each write to their product.
+    rows += _uncached_rows(workdir, sqlite_url, conversation_id, demo)
+    return rows, conversation_id, voted
+
+
+def _uncached_rows(workdir: Path, sqlite_url: str, conversation_id: int, demo: str) -> list[Row]:
+    """Get and List read from the database at every call, as after each write to their
+    product: a server with no read cache."""
     with service(workdir, sqlite_url, read_cache=False) as server:
-        rows += measure_grpc(
+        return measure_grpc(
             server,
             [Load(f"{report.GET_UNCACHED} gRPC Get, SQLite, no read cache",
                   get_call(conversation_id)),
@@ -137,7 +143,6 @@ def _sqlite_rows(workdir: Path, sqlite_url: str, demo: str) -> tuple[list[Row], 
                   list_call(ANSWERED_SKU))],
             demo,
         )  # fmt: skip
-    return rows, conversation_id, voted
 
 
 def _postgres_rows(workdir: Path) -> list[Row]:
@@ -248,15 +253,7 @@ def write_rows(workdir: Path) -> list[Row]:
             ],
             demo,
         )  # fmt: skip
-    with service(workdir, sqlite_url, read_cache=False) as server:
-        rows += measure_grpc(
-            server,
-            [Load(f"{report.GET_UNCACHED} gRPC Get, SQLite, no read cache",
-                  get_call(conversation_id)),
-             Load(f"{report.LIST_UNCACHED} gRPC List first page, SQLite, no read cache",
-                  list_call(ANSWERED_SKU))],
-            demo,
-        )  # fmt: skip
+    rows += _uncached_rows(workdir, sqlite_url, conversation_id, demo)
     with postgres_database() as (url, key), service(workdir, url) as server:
         voted, answered = voted_conversation(url), voted_conversation(url)
         rows += measure_grpc(
